@@ -1,0 +1,476 @@
+package routing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// DefaultInterface is the VIP interface's name when none is configured.
+const DefaultInterface = "kube-lb0"
+
+// Options configure a Table. The zero value means defaults.
+type Options struct {
+	// Interface is the VIP interface's name (default kube-lb0).
+	Interface string
+	// Kind is the link type to create: "dummy" (default) or "ifb". A
+	// dummy the kernel cannot make falls back to ifb.
+	Kind string
+	// NetnsPath is the network namespace to work in (a path such as
+	// /var/run/netns/NAME); empty means the caller's own.
+	NetnsPath string
+	// ResyncInterval is how often the whole interface is compared with
+	// the desired set, to catch events the kernel could not deliver
+	// (default 30s).
+	ResyncInterval time.Duration
+	// RemoveOnClose removes every VIP and the interface when the table
+	// closes. Off by default, so an agent restart is hitless.
+	RemoveOnClose bool
+	Logger        *slog.Logger
+	Registerer    prometheus.Registerer
+}
+
+// Table is the node's VIP table: the host addresses of one interface.
+type Table struct {
+	opts    Options
+	log     *slog.Logger
+	k       kernel
+	metrics *metrics
+
+	ready     chan struct{}
+	readyOnce sync.Once
+	kindOnce  sync.Once
+
+	mu      sync.Mutex
+	index   int
+	present map[netip.Addr]struct{} // on the interface, as last seen
+	desired map[netip.Addr]Attrs    // what must be there
+	// published is what the subscribers have been told; it follows the
+	// interface, so an address repaired after an outside removal is never
+	// reported as removed.
+	published map[netip.Addr]Attrs
+
+	hub    hub
+	writes atomic.Uint64
+}
+
+// New opens a netlink handle in the namespace and returns a table. It
+// changes nothing until Run.
+func New(opts Options) (*Table, error) {
+	k, err := newKernel(opts.NetnsPath)
+	if err != nil {
+		return nil, err
+	}
+	return newTable(opts, k)
+}
+
+func newTable(opts Options, k kernel) (*Table, error) {
+	if opts.Interface == "" {
+		opts.Interface = DefaultInterface
+	}
+	if len(opts.Interface) > 15 {
+		return nil, fmt.Errorf("interface name %q: longer than 15 characters", opts.Interface)
+	}
+	switch opts.Kind {
+	case "":
+		opts.Kind = "dummy"
+	case "dummy", "ifb":
+	default:
+		return nil, fmt.Errorf("interface kind %q: want dummy or ifb", opts.Kind)
+	}
+	if opts.ResyncInterval <= 0 {
+		opts.ResyncInterval = 30 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	t := &Table{
+		opts:      opts,
+		log:       opts.Logger.With("component", "routing", "iface", opts.Interface),
+		k:         k,
+		metrics:   newMetrics(opts.Registerer),
+		ready:     make(chan struct{}),
+		present:   map[netip.Addr]struct{}{},
+		published: map[netip.Addr]Attrs{},
+	}
+	return t, nil
+}
+
+// Interface is the VIP interface's name.
+func (t *Table) Interface() string { return t.opts.Interface }
+
+// Ready is closed once Run has set up the interface and adopted what was on
+// it.
+func (t *Table) Ready() <-chan struct{} { return t.ready }
+
+// Writes is the number of netlink changes the table has made (addresses and
+// links added or removed). An agent restart that adopts its VIPs makes none.
+func (t *Table) Writes() uint64 { return t.writes.Load() }
+
+// List returns the VIPs of the table, sorted by address.
+func (t *Table) List() []VIP {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]VIP, 0, len(t.published))
+	for a, at := range t.published {
+		out = append(out, VIP{Addr: a, Attrs: at})
+	}
+	slices.SortFunc(out, func(a, b VIP) int { return a.Addr.Compare(b.Addr) })
+	return out
+}
+
+// Subscribe starts a subscription. Its first Next returns an Added event
+// for every VIP in the table now.
+func (t *Table) Subscribe() *Subscription {
+	s := newSubscription()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	snap := make([]Event, 0, len(t.published))
+	for _, v := range t.listLocked() {
+		snap = append(snap, Event{Kind: Added, VIP: v})
+	}
+	t.hub.add(s, snap)
+	return s
+}
+
+func (t *Table) listLocked() []VIP {
+	out := make([]VIP, 0, len(t.published))
+	for a, at := range t.published {
+		out = append(out, VIP{Addr: a, Attrs: at})
+	}
+	slices.SortFunc(out, func(a, b VIP) int { return a.Addr.Compare(b.Addr) })
+	return out
+}
+
+// Run creates the interface if needed, adopts the addresses already on it,
+// then keeps it as desired until ctx ends: an address or the interface that
+// something else removes is put back at once.
+func (t *Table) Run(ctx context.Context) error {
+	stop := make(chan struct{})
+	defer close(stop)
+	// Subscribe before looking, so nothing that happens in between is
+	// missed.
+	changes, err := t.k.watch(t.opts.Interface, stop)
+	if err != nil {
+		return err
+	}
+	if err := t.adopt(); err != nil {
+		return err
+	}
+	t.readyOnce.Do(func() { close(t.ready) })
+
+	tick := time.NewTicker(t.opts.ResyncInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case c, ok := <-changes:
+			if !ok {
+				// The event stream ended; start a new one.
+				if changes, err = t.k.watch(t.opts.Interface, stop); err != nil {
+					return err
+				}
+				t.resync("event stream restarted")
+				continue
+			}
+			t.handle(c)
+		case <-tick.C:
+			t.resync("")
+		}
+	}
+}
+
+func (t *Table) setupLink() error {
+	idx, kind, created, err := t.k.ensureLink(t.opts.Interface, t.opts.Kind)
+	if err != nil {
+		return err
+	}
+	if created {
+		t.writes.Add(1)
+	}
+	if kind != t.opts.Kind && kind == "ifb" && t.opts.Kind == "dummy" {
+		t.kindOnce.Do(func() {
+			t.log.Warn("the kernel has no dummy link type; using ifb for the VIP interface", "kind", kind)
+		})
+	}
+	if created {
+		t.log.Info("created VIP interface", "kind", kind, "index", idx)
+	}
+	t.index = idx
+	return nil
+}
+
+func (t *Table) adopt() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.setupLink(); err != nil {
+		return err
+	}
+	addrs, err := t.k.listAddrs(t.index)
+	if err != nil {
+		return err
+	}
+	var evs []Event
+	adopted := make(map[netip.Addr]Attrs, len(addrs))
+	for _, a := range addrs {
+		t.present[a] = struct{}{}
+		adopted[a] = Attrs{}
+		if _, ok := t.published[a]; !ok {
+			t.published[a] = Attrs{}
+			evs = append(evs, Event{Kind: Added, VIP: VIP{Addr: a}})
+		}
+	}
+	if t.desired == nil {
+		// Until the first Set, what is on the interface is what we keep.
+		t.desired = adopted
+	}
+	if len(addrs) > 0 {
+		t.log.Info("adopted VIPs already on the interface", "count", len(addrs))
+	}
+	t.hub.publish(evs)
+	t.updateGauges()
+	return nil
+}
+
+// Set makes the table hold exactly desired: adds what is missing (first),
+// then removes what is no longer wanted, and publishes the changes. It waits
+// for Run to be ready. Invalid entries are reported and skipped; the rest is
+// applied.
+func (t *Table) Set(ctx context.Context, desired []VIP) error {
+	select {
+	case <-t.ready:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	start := time.Now()
+	defer func() { t.metrics.reconcile.Observe(time.Since(start).Seconds()) }()
+
+	var errs []error
+	want := make(map[netip.Addr]Attrs, len(desired))
+	for _, v := range desired {
+		a := v.Addr.Unmap()
+		if !isHostAddr(a, a.BitLen()) {
+			errs = append(errs, fmt.Errorf("vip %s: not a global unicast address", v.Addr))
+			continue
+		}
+		want[a] = v.Attrs
+	}
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.desired = want
+	errs = append(errs, t.reconcileLocked()...)
+	return errors.Join(errs...)
+}
+
+// reconcileLocked brings the interface and the published table to desired.
+func (t *Table) reconcileLocked() []error {
+	var (
+		errs []error
+		evs  []Event
+	)
+	if t.index == 0 {
+		if err := t.setupLink(); err != nil {
+			return []error{err}
+		}
+	}
+	adds := make([]netip.Addr, 0)
+	for a := range t.desired {
+		if _, ok := t.present[a]; !ok {
+			adds = append(adds, a)
+		}
+	}
+	slices.SortFunc(adds, netip.Addr.Compare)
+	for _, a := range adds {
+		if err := t.k.addAddr(t.index, a); err != nil {
+			errs = append(errs, fmt.Errorf("add %s to %s: %w", a, t.opts.Interface, err))
+			continue
+		}
+		t.writes.Add(1)
+		t.present[a] = struct{}{}
+	}
+	var dels []netip.Addr
+	for a := range t.present {
+		if _, ok := t.desired[a]; !ok {
+			dels = append(dels, a)
+		}
+	}
+	slices.SortFunc(dels, netip.Addr.Compare)
+	for _, a := range dels {
+		if err := t.k.delAddr(t.index, a); err != nil {
+			errs = append(errs, fmt.Errorf("remove %s from %s: %w", a, t.opts.Interface, err))
+			continue
+		}
+		t.writes.Add(1)
+		delete(t.present, a)
+	}
+	// Publish: the table as subscribers see it follows what is present.
+	for a := range t.present {
+		at := t.desired[a]
+		old, ok := t.published[a]
+		switch {
+		case !ok:
+			evs = append(evs, Event{Kind: Added, VIP: VIP{Addr: a, Attrs: at}})
+		case !old.Equal(at):
+			evs = append(evs, Event{Kind: Changed, VIP: VIP{Addr: a, Attrs: at}})
+		default:
+			continue
+		}
+		t.published[a] = at
+	}
+	for a, at := range t.published {
+		if _, ok := t.present[a]; !ok {
+			evs = append(evs, Event{Kind: Removed, VIP: VIP{Addr: a, Attrs: at}})
+			delete(t.published, a)
+		}
+	}
+	slices.SortFunc(evs, func(a, b Event) int { return a.VIP.Addr.Compare(b.VIP.Addr) })
+	t.hub.publish(evs)
+	t.updateGauges()
+	return errs
+}
+
+func (t *Table) updateGauges() {
+	counts := map[Mode]int{ModeBGP: 0, ModeLayer2: 0}
+	for _, at := range t.published {
+		m := at.Mode
+		if m == "" {
+			m = ModeBGP
+		}
+		counts[m]++
+	}
+	for m, n := range counts {
+		t.metrics.vips.WithLabelValues(string(m)).Set(float64(n))
+	}
+}
+
+// handle reacts to one kernel notification.
+func (t *Table) handle(c change) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case c.Resync:
+		t.resyncLocked("netlink reported lost events")
+	case c.LinkGone:
+		if c.Index != t.index && t.index != 0 {
+			return
+		}
+		t.log.Warn("VIP interface was deleted from outside; recreating it", "vips", len(t.desired))
+		t.metrics.repairs.WithLabelValues("link").Inc()
+		t.index = 0
+		clear(t.present)
+		if errs := t.reconcileLocked(); len(errs) > 0 {
+			t.log.Error("restore VIP interface", "error", errors.Join(errs...))
+		}
+	case c.LinkDown:
+		if c.Index != t.index {
+			return
+		}
+		t.log.Warn("VIP interface was set down from outside; setting it up")
+		t.metrics.repairs.WithLabelValues("link").Inc()
+		if err := t.setupLink(); err != nil {
+			t.log.Error("set VIP interface up", "error", err)
+		}
+	case c.AddrRemoved.IsValid():
+		if c.Index != t.index {
+			return
+		}
+		a := c.AddrRemoved
+		delete(t.present, a)
+		if _, want := t.desired[a]; !want {
+			return
+		}
+		t.log.Warn("VIP was removed from outside; restoring it", "vip", a)
+		t.metrics.repairs.WithLabelValues("address").Inc()
+		if err := t.k.addAddr(t.index, a); err != nil {
+			t.log.Error("restore VIP", "vip", a, "error", err)
+			// It is no longer on the interface: tell the subscribers.
+			t.reconcileLocked()
+			return
+		}
+		t.writes.Add(1)
+		t.present[a] = struct{}{}
+	case c.AddrAdded.IsValid():
+		if c.Index != t.index {
+			return
+		}
+		// Ours or someone else's: either way it is there now. One not
+		// desired is removed at the next Set or resync.
+		t.present[c.AddrAdded] = struct{}{}
+	}
+}
+
+func (t *Table) resync(reason string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.resyncLocked(reason)
+}
+
+// resyncLocked re-reads the interface and repairs any difference.
+func (t *Table) resyncLocked(reason string) {
+	idx, err := t.k.linkIndex(t.opts.Interface)
+	if err != nil {
+		t.log.Error("resync: look up VIP interface", "error", err)
+		return
+	}
+	if idx == 0 || idx != t.index {
+		t.index = 0
+		clear(t.present)
+	} else {
+		addrs, err := t.k.listAddrs(idx)
+		if err != nil {
+			t.log.Error("resync: list VIPs", "error", err)
+			return
+		}
+		clear(t.present)
+		for _, a := range addrs {
+			t.present[a] = struct{}{}
+		}
+	}
+	before := t.writes.Load()
+	if errs := t.reconcileLocked(); len(errs) > 0 {
+		t.log.Error("resync", "error", errors.Join(errs...))
+	}
+	if n := t.writes.Load() - before; n > 0 {
+		t.log.Warn("resync repaired the VIP interface", "changes", n, "reason", reason)
+		t.metrics.repairs.WithLabelValues("resync").Add(float64(n))
+	}
+}
+
+// Close releases the netlink handle. With RemoveOnClose it first removes
+// every VIP and the interface; otherwise the VIPs stay for the next start.
+func (t *Table) Close() error {
+	var errs []error
+	if t.opts.RemoveOnClose {
+		t.mu.Lock()
+		if err := t.k.deleteLink(t.opts.Interface); err != nil {
+			errs = append(errs, err)
+		} else {
+			t.log.Info("removed the VIP interface and its VIPs", "vips", len(t.present))
+			t.writes.Add(1)
+			clear(t.present)
+			clear(t.desired)
+			t.index = 0
+			var evs []Event
+			for a, at := range t.published {
+				evs = append(evs, Event{Kind: Removed, VIP: VIP{Addr: a, Attrs: at}})
+			}
+			clear(t.published)
+			t.hub.publish(evs)
+		}
+		t.mu.Unlock()
+	}
+	if err := t.k.close(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,80 @@
+package routing
+
+import (
+	"net/netip"
+	"slices"
+)
+
+// Mode says how a VIP reaches the network.
+type Mode string
+
+const (
+	ModeBGP    Mode = "bgp"
+	ModeLayer2 Mode = "layer2"
+)
+
+// Attrs are what the table keeps beside an address. They never reach the
+// kernel; they travel to the subscribers with the address.
+type Attrs struct {
+	// Service is "namespace/name" of the Service (or Services, comma
+	// separated and sorted) that wants this VIP.
+	Service string
+	// Mode is bgp (the default when empty) or layer2.
+	Mode Mode
+	// Pool the address came from, when known.
+	Pool string
+	// Communities are BGP standard communities ("65000:100") and
+	// LargeCommunities large ones ("65000:1:2"), from the Service's
+	// vipspeaker.io/communities annotation.
+	Communities      []string
+	LargeCommunities []string
+}
+
+// Equal reports whether two attribute sets are the same.
+func (a Attrs) Equal(b Attrs) bool {
+	return a.Service == b.Service && a.Mode == b.Mode && a.Pool == b.Pool &&
+		slices.Equal(a.Communities, b.Communities) &&
+		slices.Equal(a.LargeCommunities, b.LargeCommunities)
+}
+
+// VIP is one address of the table: an IPv4 /32 or IPv6 /128 host address.
+type VIP struct {
+	Addr  netip.Addr
+	Attrs Attrs
+}
+
+// Prefix is the VIP as a host prefix (/32 or /128).
+func (v VIP) Prefix() netip.Prefix {
+	return netip.PrefixFrom(v.Addr, v.Addr.BitLen())
+}
+
+// EventKind says what happened to a VIP.
+type EventKind int
+
+const (
+	// Added: the VIP is now on the interface (also sent for every VIP
+	// present when a subscription starts).
+	Added EventKind = iota + 1
+	// Removed: the VIP is gone from the table.
+	Removed
+	// Changed: same address, new attributes.
+	Changed
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case Added:
+		return "added"
+	case Removed:
+		return "removed"
+	case Changed:
+		return "changed"
+	}
+	return "unknown"
+}
+
+// Event is one change of the table.
+type Event struct {
+	Kind EventKind
+	VIP  VIP
+}
