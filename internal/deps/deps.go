@@ -7,6 +7,7 @@ package deps
 import (
 	_ "github.com/cilium/ebpf"
 	_ "github.com/cilium/ebpf/link"
+	_ "github.com/florianl/go-nfqueue/v2"
 	_ "github.com/fsnotify/fsnotify"
 	_ "github.com/google/go-cmp/cmp"
 	_ "github.com/hashicorp/memberlist"
@@ -30,10 +31,9 @@ import (
 	_ "golang.org/x/sys/unix"
 	_ "k8s.io/api/core/v1"
 	_ "k8s.io/apimachinery/pkg/apis/meta/v1"
+	_ "k8s.io/client-go/informers"
 	_ "k8s.io/client-go/kubernetes"
 	_ "k8s.io/client-go/tools/leaderelection"
-	_ "k8s.io/client-go/informers"
 	_ "k8s.io/client-go/tools/record"
 	_ "sigs.k8s.io/yaml"
-	_ "github.com/florianl/go-nfqueue/v2"
 )
