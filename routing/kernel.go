@@ -9,8 +9,9 @@ import (
 type kernel interface {
 	// ensureLink makes sure the interface exists and is up. kind is
 	// "dummy" or "ifb"; when dummy is refused as unknown, the
-	// implementation falls back to ifb and reports the kind it used.
-	ensureLink(name, kind string) (index int, usedKind string, created bool, err error)
+	// implementation falls back to ifb and reports the kind it used;
+	// setUp says the link had to be set up.
+	ensureLink(name, kind string) (index int, usedKind string, created, setUp bool, err error)
 	// linkIndex returns the interface's index, or 0 when it is absent.
 	linkIndex(name string) (int, error)
 	// listAddrs returns the host addresses (/32, /128, global unicast) on

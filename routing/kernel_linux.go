@@ -62,11 +62,11 @@ func (k *nlKernel) linkIndex(name string) (int, error) {
 	return l.Attrs().Index, nil
 }
 
-func (k *nlKernel) ensureLink(name, kind string) (int, string, bool, error) {
+func (k *nlKernel) ensureLink(name, kind string) (int, string, bool, bool, error) {
 	created := false
 	l, err := k.h.LinkByName(name)
 	if err != nil && !isNotFound(err) {
-		return 0, "", false, fmt.Errorf("look up %s: %w", name, err)
+		return 0, "", false, false, fmt.Errorf("look up %s: %w", name, err)
 	}
 	used := kind
 	if l == nil {
@@ -81,21 +81,23 @@ func (k *nlKernel) ensureLink(name, kind string) (int, string, bool, error) {
 			err = k.h.LinkAdd(&netlink.Ifb{LinkAttrs: attrs})
 		}
 		if err != nil && !errors.Is(err, unix.EEXIST) {
-			return 0, "", false, fmt.Errorf("create %s (%s): %w", name, used, err)
+			return 0, "", false, false, fmt.Errorf("create %s (%s): %w", name, used, err)
 		}
 		created = err == nil
 		if l, err = k.h.LinkByName(name); err != nil {
-			return 0, "", false, fmt.Errorf("look up %s after creating it: %w", name, err)
+			return 0, "", false, false, fmt.Errorf("look up %s after creating it: %w", name, err)
 		}
 	} else {
 		used = l.Type()
 	}
+	setUp := false
 	if l.Attrs().Flags&net.FlagUp == 0 {
 		if err := k.h.LinkSetUp(l); err != nil {
-			return 0, "", false, fmt.Errorf("set %s up: %w", name, err)
+			return 0, "", false, false, fmt.Errorf("set %s up: %w", name, err)
 		}
+		setUp = true
 	}
-	return l.Attrs().Index, used, created, nil
+	return l.Attrs().Index, used, created, setUp, nil
 }
 
 func (k *nlKernel) deleteLink(name string) error {

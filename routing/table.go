@@ -189,10 +189,31 @@ func (t *Table) Run(ctx context.Context) error {
 	}
 }
 
+// relinkLocked makes sure the interface exists and is up; when it had to
+// be made anew, every desired VIP goes back on it.
+func (t *Table) relinkLocked() {
+	old := t.index
+	if err := t.setupLink(); err != nil {
+		t.log.Error("restore VIP interface", "error", err)
+		t.index = 0
+		return
+	}
+	if t.index != old {
+		clear(t.present)
+		if errs := t.reconcileLocked(); len(errs) > 0 {
+			t.log.Error("restore VIPs on the new interface", "error", errors.Join(errs...))
+		}
+	}
+}
+
 func (t *Table) setupLink() error {
-	idx, kind, created, err := t.k.ensureLink(t.opts.Interface, t.opts.Kind)
+	idx, kind, created, setUp, err := t.k.ensureLink(t.opts.Interface, t.opts.Kind)
 	if err != nil {
 		return err
+	}
+	if setUp && !created {
+		t.log.Warn("VIP interface was down; set it up")
+		t.metrics.repairs.WithLabelValues("link").Inc()
 	}
 	if created {
 		t.writes.Add(1)
@@ -367,19 +388,12 @@ func (t *Table) handle(c change) {
 		t.log.Warn("VIP interface was deleted from outside; recreating it", "vips", len(t.desired))
 		t.metrics.repairs.WithLabelValues("link").Inc()
 		t.index = 0
-		clear(t.present)
-		if errs := t.reconcileLocked(); len(errs) > 0 {
-			t.log.Error("restore VIP interface", "error", errors.Join(errs...))
-		}
+		t.relinkLocked()
 	case c.LinkDown:
 		if c.Index != t.index {
 			return
 		}
-		t.log.Warn("VIP interface was set down from outside; setting it up")
-		t.metrics.repairs.WithLabelValues("link").Inc()
-		if err := t.setupLink(); err != nil {
-			t.log.Error("set VIP interface up", "error", err)
-		}
+		t.relinkLocked()
 	case c.AddrRemoved.IsValid():
 		if c.Index != t.index {
 			return
@@ -392,9 +406,10 @@ func (t *Table) handle(c change) {
 		t.log.Warn("VIP was removed from outside; restoring it", "vip", a)
 		t.metrics.repairs.WithLabelValues("address").Inc()
 		if err := t.k.addAddr(t.index, a); err != nil {
-			t.log.Error("restore VIP", "vip", a, "error", err)
-			// It is no longer on the interface: tell the subscribers.
-			t.reconcileLocked()
+			// Most likely the interface itself is going; its own
+			// event (or the resync) brings everything back.
+			t.log.Debug("restore VIP", "vip", a, "error", err)
+			t.resyncLocked("restoring a VIP failed")
 			return
 		}
 		t.writes.Add(1)
