@@ -1,0 +1,551 @@
+package dataplane
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Defaults of Options.
+const (
+	DefaultGratuitousCount    = 3
+	DefaultGratuitousInterval = 500 * time.Millisecond
+	DefaultResyncInterval     = 2 * time.Second
+	conflictLogEvery          = 10 * time.Second
+)
+
+// Options configure a Responder. The zero value means defaults.
+type Options struct {
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	// GratuitousCount is how many rounds of gratuitous ARP (request and
+	// reply form) and unsolicited NA are sent when this node becomes the
+	// owner of a VIP on an interface. 0 means DefaultGratuitousCount; a
+	// negative value sends none.
+	GratuitousCount int
+	// GratuitousInterval is the pause between rounds (0: default).
+	GratuitousInterval time.Duration
+	// ResyncInterval is how often interfaces that could not be opened are
+	// retried and open ones checked for a new index or MAC (0: default).
+	ResyncInterval time.Duration
+	// Enter runs fn inside the network namespace that holds the layer2
+	// interfaces, on a locked OS thread: the packet sockets are opened and
+	// the sysctls written there (an AF_PACKET socket keeps the namespace it
+	// was created in). nil runs fn in the caller's namespace, which is
+	// right for the agent (it runs inside the node's namespace). Tests pass
+	// nstest's (*NS).Do.
+	Enter func(fn func() error) error
+}
+
+// Responder answers ARP requests and neighbour solicitations for the VIPs
+// this node owns, on the layer2 interfaces it is given. New starts nothing;
+// Run opens the interfaces and serves until its context ends; Close puts the
+// sysctls back.
+type Responder struct {
+	log   *slog.Logger
+	m     *metrics
+	count int
+	every time.Duration
+	sync  time.Duration
+	enter func(func() error) error
+	// listen opens an interface (replaceable in tests).
+	listen func(name string) (*port, error)
+
+	mu      sync.Mutex
+	ifaces  map[string]bool
+	owned   map[netip.Addr][]string
+	ports   map[string]*port
+	saved   map[string][]sysctlChange
+	openErr map[string]string
+	runCtx  context.Context
+	running bool
+	closed  bool
+	wg      sync.WaitGroup
+}
+
+// packetConn is what the responder needs of an AF_PACKET socket.
+type packetConn interface {
+	ReadFrom(b []byte) (int, net.Addr, error)
+	WriteTo(b []byte, addr net.Addr) (int, error)
+	Close() error
+	JoinGroup(addr net.HardwareAddr) error
+	LeaveGroup(addr net.HardwareAddr) error
+}
+
+// groupJoiner joins and leaves IPv6 multicast groups on one interface.
+type groupJoiner interface {
+	Join(group netip.Addr) error
+	Leave(group netip.Addr) error
+	Close() error
+}
+
+// port is one open layer2 interface.
+type port struct {
+	name  string
+	index int
+	mac   net.HardwareAddr
+	arp   packetConn
+	ndp   packetConn
+	// to builds the link-layer destination for WriteTo.
+	to func(net.HardwareAddr) net.Addr
+	// mc joins and leaves solicited-node groups on the interface.
+	mc groupJoiner
+
+	owned  atomic.Pointer[map[netip.Addr]struct{}]
+	groups map[netip.Addr]bool // joined solicited-node groups (under Responder.mu)
+	ctx    context.Context
+	cancel context.CancelFunc
+	broken atomic.Bool
+
+	conflictMu   sync.Mutex
+	conflictSeen map[netip.Addr]time.Time
+}
+
+func (p *port) owns(a netip.Addr) bool {
+	m := p.owned.Load()
+	if m == nil {
+		return false
+	}
+	_, ok := (*m)[a]
+	return ok
+}
+
+// New validates opts and returns a Responder. It opens nothing.
+func New(opts Options) (*Responder, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.GratuitousInterval < 0 || opts.ResyncInterval < 0 {
+		return nil, errors.New("dataplane options: negative interval")
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	r := &Responder{
+		log:     log.With("component", "dataplane"),
+		m:       m,
+		count:   opts.GratuitousCount,
+		every:   opts.GratuitousInterval,
+		sync:    opts.ResyncInterval,
+		enter:   opts.Enter,
+		ifaces:  map[string]bool{},
+		owned:   map[netip.Addr][]string{},
+		ports:   map[string]*port{},
+		saved:   map[string][]sysctlChange{},
+		openErr: map[string]string{},
+	}
+	if r.count == 0 {
+		r.count = DefaultGratuitousCount
+	}
+	if r.every == 0 {
+		r.every = DefaultGratuitousInterval
+	}
+	if r.sync == 0 {
+		r.sync = DefaultResyncInterval
+	}
+	if r.enter == nil {
+		r.enter = func(fn func() error) error { return fn() }
+	}
+	r.listen = r.listenPort
+	return r, nil
+}
+
+// SetInterfaces declares the layer2 interfaces (the union of the layer2
+// pools' interfaces). Newly named ones are opened and get arp_ignore=1 /
+// arp_announce=2; ones no longer named are closed and their sysctls put
+// back. It may be called before or during Run.
+func (r *Responder) SetInterfaces(names []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ifaces = map[string]bool{}
+	for _, n := range names {
+		if n != "" {
+			r.ifaces[n] = true
+		}
+	}
+	if r.running {
+		r.syncLocked()
+	}
+}
+
+// SetOwned declares every VIP this node owns with the interfaces it is
+// answered on. It replaces the previous set: VIPs no longer present stop
+// being answered at once, newly owned (VIP, interface) pairs are announced
+// with gratuitous ARP / unsolicited NA. Interfaces not declared with
+// SetInterfaces are ignored (logged). It may be called before or during Run.
+func (r *Responder) SetOwned(owned map[netip.Addr][]string) {
+	cp := make(map[netip.Addr][]string, len(owned))
+	for a, ifs := range owned {
+		if !a.IsValid() {
+			continue
+		}
+		a = a.Unmap()
+		cp[a] = append(cp[a], ifs...)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.owned = cp
+	for a, ifs := range cp {
+		for _, n := range ifs {
+			if !r.ifaces[n] {
+				r.log.Warn("VIP owned on an interface that is not a layer2 interface; not answered there", "vip", a, "iface", n)
+			}
+		}
+	}
+	if r.running {
+		for _, p := range r.ports {
+			r.applyOwnedLocked(p)
+		}
+	}
+}
+
+// Owned returns the VIPs answered on iface now (sorted), for status output
+// and tests.
+func (r *Responder) Owned(iface string) []netip.Addr {
+	r.mu.Lock()
+	p := r.ports[iface]
+	r.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	m := p.owned.Load()
+	if m == nil {
+		return nil
+	}
+	out := make([]netip.Addr, 0, len(*m))
+	for a := range *m {
+		out = append(out, a)
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
+}
+
+// Run opens the declared interfaces and answers until ctx ends; then it
+// closes the sockets (so nothing is answered any more) and returns. The
+// sysctls stay as set until Close, so a restarting agent does not open a
+// window in which the kernel answers for every VIP.
+func (r *Responder) Run(ctx context.Context) error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return errors.New("dataplane responder: closed")
+	}
+	if r.running {
+		r.mu.Unlock()
+		return errors.New("dataplane responder: already running")
+	}
+	r.running, r.runCtx = true, ctx
+	r.syncLocked()
+	r.mu.Unlock()
+
+	t := time.NewTicker(r.sync)
+	defer t.Stop()
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-t.C:
+			r.mu.Lock()
+			r.syncLocked()
+			r.mu.Unlock()
+		}
+	}
+	r.mu.Lock()
+	for name, p := range r.ports {
+		r.closePortLocked(p)
+		delete(r.ports, name)
+	}
+	r.running = false
+	r.mu.Unlock()
+	r.wg.Wait()
+	return nil
+}
+
+// Close stops answering and puts back the sysctls the responder changed
+// (only where they still hold the value it wrote).
+func (r *Responder) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	for name, p := range r.ports {
+		r.closePortLocked(p)
+		delete(r.ports, name)
+	}
+	var errs []error
+	for name := range r.saved {
+		if err := r.restoreLocked(name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// syncLocked opens declared interfaces that are not open, reopens broken
+// or changed ones, and closes (and restores) undeclared ones.
+func (r *Responder) syncLocked() {
+	if r.closed || !r.running {
+		return
+	}
+	for name, p := range r.ports {
+		if !r.ifaces[name] {
+			r.log.Info("layer2 interface no longer configured; closing", "iface", name)
+			r.closePortLocked(p)
+			delete(r.ports, name)
+			if err := r.restoreLocked(name); err != nil {
+				r.log.Error("restore sysctls", "iface", name, "err", err)
+			}
+			continue
+		}
+		if p.broken.Load() || r.changedLocked(p) {
+			r.log.Info("layer2 interface changed or failed; reopening", "iface", name)
+			r.closePortLocked(p)
+			delete(r.ports, name)
+		}
+	}
+	names := make([]string, 0, len(r.ifaces))
+	for n := range r.ifaces {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		if r.ports[name] != nil {
+			continue
+		}
+		p, err := r.listen(name)
+		if err != nil {
+			if r.openErr[name] != err.Error() {
+				r.log.Warn("cannot open layer2 interface; will retry", "iface", name, "err", err)
+				r.openErr[name] = err.Error()
+			}
+			continue
+		}
+		delete(r.openErr, name)
+		p.groups = map[netip.Addr]bool{}
+		p.conflictSeen = map[netip.Addr]time.Time{}
+		p.ctx, p.cancel = context.WithCancel(r.runCtx)
+		r.ports[name] = p
+		r.log.Info("answering ARP/NDP on layer2 interface", "iface", name, "mac", p.mac.String())
+		r.wg.Add(2)
+		go r.serve(p, p.arp, r.onARP)
+		go r.serve(p, p.ndp, r.onNDP)
+		r.applyOwnedLocked(p)
+	}
+}
+
+// changedLocked reports whether the interface behind p now has another
+// index or MAC (deleted and recreated, or its address changed).
+func (r *Responder) changedLocked(p *port) bool {
+	var ifi *net.Interface
+	err := r.enter(func() error {
+		var err error
+		ifi, err = net.InterfaceByName(p.name)
+		return err
+	})
+	if err != nil {
+		return true
+	}
+	return ifi.Index != p.index || !bytes.Equal(ifi.HardwareAddr, p.mac)
+}
+
+func (r *Responder) closePortLocked(p *port) {
+	p.owned.Store(nil)
+	if p.cancel != nil {
+		p.cancel()
+	}
+	p.broken.Store(true)
+	_ = p.mc.Close()
+	_ = p.arp.Close()
+	_ = p.ndp.Close()
+	r.m.ownedVIPs.DeleteLabelValues(p.name)
+	r.m.groupsJoined.DeleteLabelValues(p.name)
+}
+
+// applyOwnedLocked brings p's answered set, group memberships and
+// announcements in line with r.owned.
+func (r *Responder) applyOwnedLocked(p *port) {
+	next := map[netip.Addr]struct{}{}
+	for a, ifs := range r.owned {
+		if slices.Contains(ifs, p.name) {
+			next[a] = struct{}{}
+		}
+	}
+	prevp := p.owned.Load()
+	var prev map[netip.Addr]struct{}
+	if prevp != nil {
+		prev = *prevp
+	}
+	// Join the groups of new IPv6 VIPs before answering, leave those of
+	// removed ones after: a solicitation never finds us deaf for a VIP we
+	// answer.
+	want := map[netip.Addr]bool{}
+	for a := range next {
+		if a.Is6() {
+			g, _ := solicitedNode(a)
+			want[g] = true
+		}
+	}
+	for g := range want {
+		if p.groups[g] {
+			continue
+		}
+		if err := p.mc.Join(g); err != nil {
+			r.log.Error("join solicited-node group", "iface", p.name, "group", g, "err", err)
+			continue
+		}
+		p.groups[g] = true
+	}
+	p.owned.Store(&next)
+	for g := range p.groups {
+		if want[g] {
+			continue
+		}
+		if err := p.mc.Leave(g); err != nil {
+			r.log.Warn("leave solicited-node group", "iface", p.name, "group", g, "err", err)
+		}
+		delete(p.groups, g)
+	}
+	var added []netip.Addr
+	for a := range next {
+		if _, ok := prev[a]; !ok {
+			added = append(added, a)
+			r.log.Info("owner of VIP: answering", "vip", a, "iface", p.name)
+		}
+	}
+	for a := range prev {
+		if _, ok := next[a]; !ok {
+			r.log.Info("no longer owner of VIP: not answering", "vip", a, "iface", p.name)
+		}
+	}
+	r.m.ownedVIPs.WithLabelValues(p.name).Set(float64(len(next)))
+	r.m.groupsJoined.WithLabelValues(p.name).Set(float64(len(p.groups)))
+	if len(added) > 0 && r.count > 0 {
+		slices.SortFunc(added, netip.Addr.Compare)
+		r.wg.Add(1)
+		go r.announce(p, added)
+	}
+}
+
+// announce sends count rounds of announcements for vips on p, skipping a
+// VIP as soon as it is no longer owned.
+func (r *Responder) announce(p *port, vips []netip.Addr) {
+	defer r.wg.Done()
+	for i := 0; i < r.count; i++ {
+		if i > 0 {
+			t := time.NewTimer(r.every)
+			select {
+			case <-p.ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		for _, v := range vips {
+			if p.ctx.Err() != nil {
+				return
+			}
+			if !p.owns(v) {
+				continue
+			}
+			if v.Is4() {
+				for _, f := range gratuitousARP(p.mac, v) {
+					r.send(p, p.arp, f, r.m.gratuitous.WithLabelValues(p.name))
+				}
+				continue
+			}
+			f, err := unsolicitedNA(p.mac, v)
+			if err != nil {
+				r.log.Error("build unsolicited NA", "vip", v, "err", err)
+				continue
+			}
+			r.send(p, p.ndp, f, r.m.gratuitous.WithLabelValues(p.name))
+		}
+	}
+}
+
+func (r *Responder) send(p *port, c packetConn, frame []byte, ok prometheus.Counter) {
+	if _, err := c.WriteTo(frame, p.to(net.HardwareAddr(frame[0:6]))); err != nil {
+		r.m.sendErrors.WithLabelValues(p.name).Inc()
+		if p.ctx.Err() == nil {
+			r.log.Warn("send frame", "iface", p.name, "err", err)
+		}
+		return
+	}
+	ok.Inc()
+}
+
+// serve reads frames from c until the port is closed.
+func (r *Responder) serve(p *port, c packetConn, on func(*port, []byte)) {
+	defer r.wg.Done()
+	buf := make([]byte, 4096)
+	for {
+		n, _, err := c.ReadFrom(buf)
+		if err != nil {
+			if p.ctx.Err() != nil {
+				return
+			}
+			r.log.Warn("read from layer2 interface; will reopen", "iface", p.name, "err", err)
+			p.broken.Store(true)
+			return
+		}
+		on(p, buf[:n])
+	}
+}
+
+func (r *Responder) onARP(p *port, frame []byte) {
+	reply, v, vip := handleARP(frame, p.mac, p.owns)
+	switch v {
+	case requestOther:
+		r.m.arpRequests.WithLabelValues(p.name).Inc()
+	case answered:
+		r.m.arpRequests.WithLabelValues(p.name).Inc()
+		r.send(p, p.arp, reply, r.m.arpReplies.WithLabelValues(p.name, PathUserspace))
+	case conflict:
+		r.conflict(p, vip, frame)
+	}
+}
+
+func (r *Responder) onNDP(p *port, frame []byte) {
+	reply, v, vip := handleNDP(frame, p.mac, p.owns)
+	switch v {
+	case requestOther:
+		r.m.ndpSolicits.WithLabelValues(p.name).Inc()
+	case answered:
+		r.m.ndpSolicits.WithLabelValues(p.name).Inc()
+		r.send(p, p.ndp, reply, r.m.ndpAdverts.WithLabelValues(p.name, PathUserspace))
+	case conflict:
+		r.conflict(p, vip, frame)
+	}
+}
+
+// conflict counts and (at most every conflictLogEvery per VIP) logs another
+// station claiming an owned VIP.
+func (r *Responder) conflict(p *port, vip netip.Addr, frame []byte) {
+	r.m.conflicts.WithLabelValues(p.name).Inc()
+	now := time.Now()
+	p.conflictMu.Lock()
+	last, seen := p.conflictSeen[vip]
+	if !seen || now.Sub(last) >= conflictLogEvery {
+		p.conflictSeen[vip] = now
+		seen = false
+	}
+	p.conflictMu.Unlock()
+	if !seen {
+		r.log.Warn("another station claims an owned VIP", "vip", vip, "iface", p.name,
+			"mac", net.HardwareAddr(frame[6:12]).String())
+	}
+}
