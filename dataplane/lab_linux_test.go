@@ -141,16 +141,7 @@ func (l *l2lab) arping(a netip.Addr, count int) []string {
 	l.t.Helper()
 	out, _ := tryRun(10*time.Second, "ip", "netns", "exec", l.client.Name,
 		"arping", "-i", "br0", "-c", fmt.Sprint(count), "-W", "0.2", "-w", "3", "-r", a.String())
-	seen := map[string]bool{}
-	var macs []string
-	for _, line := range strings.Fields(out) {
-		line = strings.ToLower(line)
-		if len(line) == 17 && strings.Count(line, ":") == 5 && !seen[line] {
-			seen[line] = true
-			macs = append(macs, line)
-		}
-	}
-	return macs
+	return macsIn(out)
 }
 
 // ndisc sends multicast neighbour solicitations for a from the client and
@@ -159,16 +150,7 @@ func (l *l2lab) ndisc(a netip.Addr) []string {
 	l.t.Helper()
 	out, _ := tryRun(10*time.Second, "ip", "netns", "exec", l.client.Name,
 		"ndisc6", "-m", "-n", "-r", "2", "-w", "300", a.String(), "br0")
-	seen := map[string]bool{}
-	var macs []string
-	for _, f := range strings.Fields(out) {
-		f = strings.ToLower(f)
-		if len(f) == 17 && strings.Count(f, ":") == 5 && !seen[f] {
-			seen[f] = true
-			macs = append(macs, f)
-		}
-	}
-	return macs
+	return macsIn(out)
 }
 
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {

@@ -2,12 +2,16 @@ package dataplane
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/mdlayher/ndp"
+	"github.com/mdlayher/packet"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -161,5 +165,179 @@ func TestSysctlsRestoredWhenInterfaceDropped(t *testing.T) {
 	r.SetInterfaces(nil)
 	if got := readSysctlIn(t, n, p); got != "0" {
 		t.Errorf("arp_ignore after eth0 left the layer2 set = %s, want 0", got)
+	}
+}
+
+// A unicast NUD probe (a solicitation sent to the VIP itself, at the MAC the
+// client has cached) is answered by the owner with a solicited advertisement;
+// the same probe sent to the other node's MAC gets nothing.
+func TestNDPUnicastNUDProbe(t *testing.T) {
+	l := newL2Lab(t, 2)
+	r0 := l.start(0, nil, Options{})
+	r1 := l.start(1, nil, Options{})
+	r0.SetOwned(owned([]string{"eth0"}, vip6))
+	r1.SetOwned(nil)
+
+	var c *packet.Conn
+	var brMAC net.HardwareAddr
+	if err := l.client.Do(func() error {
+		ifi, err := net.InterfaceByName("br0")
+		if err != nil {
+			return err
+		}
+		brMAC = ifi.HardwareAddr
+		c, err = packet.Listen(ifi, packet.Raw, etherTypeV6, &packet.Config{Filter: ndpFilter})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+
+	probe := func(dstMAC string) *ndp.NeighborAdvertisement {
+		t.Helper()
+		mac, _ := net.ParseMAC(dstMAC)
+		f := nsFrame(brMAC, mac, clientV6, vip6, vip6, brMAC)
+		if _, err := c.WriteTo(f, &packet.Addr{HardwareAddr: mac}); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(time.Second)
+		buf := make([]byte, 2048)
+		for {
+			_ = c.SetReadDeadline(deadline)
+			n, _, err := c.ReadFrom(buf)
+			if err != nil {
+				return nil // timeout: no answer
+			}
+			if n < ethHeaderLen+ipv6HdrLen+4 || buf[ethHeaderLen+ipv6HdrLen] != icmpTypeNA {
+				continue
+			}
+			na, _, dst, hops, err := parseNA(buf[:n])
+			if err != nil || na.TargetAddress != vip6 {
+				continue
+			}
+			if dst != clientV6 || hops != 255 {
+				t.Errorf("NA sent to %s with hop limit %d, want %s and 255", dst, hops, clientV6)
+			}
+			if !strings.EqualFold(net.HardwareAddr(buf[6:12]).String(), dstMAC) {
+				t.Errorf("NA from MAC %s, want %s", net.HardwareAddr(buf[6:12]), dstMAC)
+			}
+			return na
+		}
+	}
+	na := probe(l.macs[0])
+	if na == nil {
+		t.Fatalf("owner did not answer a unicast NUD probe for %s", vip6)
+	}
+	want := &ndp.NeighborAdvertisement{Solicited: true, Override: true, TargetAddress: vip6,
+		Options: []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Target, Addr: mustMAC(l.macs[0])}}}
+	if diff := cmp.Diff(want, na, cmpopts.EquateComparable(netip.Addr{})); diff != "" {
+		t.Errorf("NA for a unicast probe (-want +got):\n%s", diff)
+	}
+	if na := probe(l.macs[1]); na != nil {
+		t.Errorf("non-owner answered a unicast NUD probe for %s: %+v", vip6, na)
+	}
+}
+
+func mustMAC(s string) net.HardwareAddr {
+	m, err := net.ParseMAC(s)
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+// A VIP is answered only on the interfaces named for it: node 0 has a
+// second segment (eth1, to the client's c1) and owns the VIP on eth0 only,
+// so a request on c1 gets nothing until eth1 is named too.
+func TestAnswersOnlyOnNamedInterfaces(t *testing.T) {
+	needTools(t, "arping", "ndisc6")
+	l := newL2Lab(t, 1)
+	c, n := l.client.Name, l.nodes[0].Name
+	run(t, "ip", "-n", c, "link", "add", "c1", "type", "veth", "peer", "name", "eth1", "netns", n)
+	run(t, "ip", "-n", c, "link", "set", "c1", "up")
+	run(t, "ip", "-n", c, "addr", "add", "198.18.1.1/24", "dev", "c1")
+	run(t, "ip", "-n", c, "addr", "add", "2001:db8:2::1/64", "dev", "c1", "nodad")
+	run(t, "ip", "-n", n, "link", "set", "eth1", "up")
+	run(t, "ip", "-n", n, "addr", "add", "198.18.1.10/24", "dev", "eth1")
+	run(t, "ip", "-n", n, "addr", "add", "2001:db8:2::10/64", "dev", "eth1", "nodad")
+	eth1MAC := strings.TrimSpace(run(t, "ip", "netns", "exec", n, "cat", "/sys/class/net/eth1/address"))
+
+	r := l.start(0, nil, Options{})
+	r.SetInterfaces([]string{"eth0", "eth1"})
+	waitFor(t, 5*time.Second, "eth1 open", func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.ports["eth1"] != nil
+	})
+	r.SetOwned(owned([]string{"eth0"}, vip4, vip6))
+
+	arpOn := func(iface string, a netip.Addr) []string {
+		out, _ := tryRun(10*time.Second, "ip", "netns", "exec", c, "arping", "-i", iface, "-c", "2", "-W", "0.2", "-w", "2", "-r", a.String())
+		return macsIn(out)
+	}
+	ndOn := func(iface string, a netip.Addr) []string {
+		out, _ := tryRun(10*time.Second, "ip", "netns", "exec", c, "ndisc6", "-m", "-n", "-r", "2", "-w", "300", a.String(), iface)
+		return macsIn(out)
+	}
+	if diff := cmp.Diff([]string{l.macs[0]}, arpOn("br0", vip4)); diff != "" {
+		t.Errorf("ARP on the named segment (-want +got):\n%s", diff)
+	}
+	if got := arpOn("c1", vip4); len(got) != 0 {
+		t.Errorf("ARP for %s answered on eth1, not named for it: %v", vip4, got)
+	}
+	if got := ndOn("c1", vip6); len(got) != 0 {
+		t.Errorf("NS for %s answered on eth1, not named for it: %v", vip6, got)
+	}
+	r.SetOwned(owned([]string{"eth0", "eth1"}, vip4, vip6))
+	if diff := cmp.Diff([]string{eth1MAC}, arpOn("c1", vip4)); diff != "" {
+		t.Errorf("ARP on eth1 once named (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{eth1MAC}, ndOn("c1", vip6)); diff != "" {
+		t.Errorf("NDP on eth1 once named (-want +got):\n%s", diff)
+	}
+}
+
+func macsIn(out string) []string {
+	seen := map[string]bool{}
+	var macs []string
+	for _, f := range strings.Fields(out) {
+		f = strings.ToLower(f)
+		if len(f) == 17 && strings.Count(f, ":") == 5 && !seen[f] {
+			seen[f] = true
+			macs = append(macs, f)
+		}
+	}
+	return macs
+}
+
+// Becoming owner announces the VIP: a client holding a stale entry with
+// another MAC learns the owner's MAC from the gratuitous ARP and the
+// unsolicited NA alone (it sends nothing itself), and the counter shows
+// count rounds (two ARP forms per round for IPv4, one NA for IPv6).
+func TestGratuitousUpdatesClientNeighbours(t *testing.T) {
+	l := newL2Lab(t, 1)
+	c := l.client.Name
+	// Let gratuitous ARP replace an entry however recent it is.
+	run(t, "ip", "netns", "exec", c, "sysctl", "-qw", "net.ipv4.neigh.br0.locktime=0")
+	old := "02:00:00:00:00:42"
+	run(t, "ip", "-n", c, "neigh", "replace", vip4.String(), "lladdr", old, "dev", "br0", "nud", "stale")
+	run(t, "ip", "-n", c, "neigh", "replace", vip6.String(), "lladdr", old, "dev", "br0", "nud", "stale")
+
+	reg := prometheus.NewPedanticRegistry()
+	r := l.start(0, reg, Options{GratuitousCount: 3, GratuitousInterval: 50 * time.Millisecond})
+	r.SetOwned(owned([]string{"eth0"}, vip4, vip6))
+
+	for _, a := range []netip.Addr{vip4, vip6} {
+		waitFor(t, 3*time.Second, "client neighbour entry for "+a.String()+" moves to the owner's MAC", func() bool {
+			out := run(t, "ip", "-n", c, "neigh", "show", a.String(), "dev", "br0")
+			return strings.Contains(out, l.macs[0])
+		})
+	}
+	waitFor(t, 3*time.Second, "9 gratuitous frames", func() bool {
+		return testutil.ToFloat64(r.m.gratuitous.WithLabelValues("eth0")) == 9
+	})
+	time.Sleep(200 * time.Millisecond)
+	if got := testutil.ToFloat64(r.m.gratuitous.WithLabelValues("eth0")); got != 9 {
+		t.Errorf("gratuitous_sent_total = %v, want 9 (3 rounds x (2 ARP + 1 NA))", got)
 	}
 }
