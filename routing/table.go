@@ -38,6 +38,12 @@ type Options struct {
 	Registerer    prometheus.Registerer
 }
 
+// entry is one desired VIP.
+type entry struct {
+	attrs Attrs
+	gen   uint64
+}
+
 // Table is the node's VIP table: the host addresses of one interface.
 type Table struct {
 	opts    Options
@@ -52,11 +58,16 @@ type Table struct {
 	mu      sync.Mutex
 	index   int
 	present map[netip.Addr]struct{} // on the interface, as last seen
-	desired map[netip.Addr]Attrs    // what must be there
+	desired map[netip.Addr]*entry   // what must be there
+	gen     uint64                  // generation of the last Set
+	// dirty: an earlier change did not fully apply, so the next Set
+	// compares everything instead of only what changed.
+	dirty bool
 	// published is what the subscribers have been told; it follows the
 	// interface, so an address repaired after an outside removal is never
 	// reported as removed.
 	published map[netip.Addr]Attrs
+	perMode   map[Mode]int // published VIPs by mode, for the gauge
 
 	hub    hub
 	writes atomic.Uint64
@@ -100,6 +111,7 @@ func newTable(opts Options, k kernel) (*Table, error) {
 		ready:     make(chan struct{}),
 		present:   map[netip.Addr]struct{}{},
 		published: map[netip.Addr]Attrs{},
+		perMode:   map[Mode]int{ModeBGP: 0, ModeLayer2: 0},
 	}
 	return t, nil
 }
@@ -241,12 +253,12 @@ func (t *Table) adopt() error {
 		return err
 	}
 	var evs []Event
-	adopted := make(map[netip.Addr]Attrs, len(addrs))
+	adopted := make(map[netip.Addr]*entry, len(addrs))
 	for _, a := range addrs {
 		t.present[a] = struct{}{}
-		adopted[a] = Attrs{}
+		adopted[a] = &entry{}
 		if _, ok := t.published[a]; !ok {
-			t.published[a] = Attrs{}
+			t.setPublished(a, Attrs{})
 			evs = append(evs, Event{Kind: Added, VIP: VIP{Addr: a}})
 		}
 	}
@@ -258,7 +270,6 @@ func (t *Table) adopt() error {
 		t.log.Info("adopted VIPs already on the interface", "count", len(addrs))
 	}
 	t.hub.publish(evs)
-	t.updateGauges()
 	return nil
 }
 
@@ -274,23 +285,132 @@ func (t *Table) Set(ctx context.Context, desired []VIP) error {
 	}
 	start := time.Now()
 	defer func() { t.metrics.reconcile.Observe(time.Since(start).Seconds()) }()
-
-	var errs []error
-	want := make(map[netip.Addr]Attrs, len(desired))
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.gen++
+	var (
+		errs          []error
+		adds, changed []netip.Addr
+		dels          []netip.Addr
+		gen           = t.gen
+		wasDirty      = t.dirty || t.index == 0
+	)
 	for _, v := range desired {
 		a := v.Addr.Unmap()
 		if !isHostAddr(a, a.BitLen()) {
 			errs = append(errs, fmt.Errorf("vip %s: not a global unicast address", v.Addr))
 			continue
 		}
-		want[a] = v.Attrs
+		e := t.desired[a]
+		switch {
+		case e == nil:
+			t.desired[a] = &entry{attrs: v.Attrs, gen: gen}
+			adds = append(adds, a)
+			continue
+		case !e.attrs.Equal(v.Attrs):
+			e.attrs = v.Attrs
+			if e.gen != gen {
+				changed = append(changed, a)
+			}
+		}
+		e.gen = gen
 	}
-
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.desired = want
-	errs = append(errs, t.reconcileLocked()...)
+	for a, e := range t.desired {
+		if e.gen != gen {
+			delete(t.desired, a)
+			dels = append(dels, a)
+		}
+	}
+	if wasDirty {
+		errs = append(errs, t.reconcileLocked()...)
+		return errors.Join(errs...)
+	}
+	errs = append(errs, t.applyDeltaLocked(adds, changed, dels)...)
 	return errors.Join(errs...)
+}
+
+// applyDeltaLocked applies the changes of one Set: adds first, then
+// removals, and publishes them. It touches only the VIPs that changed, so a
+// Set against a large table costs little more than its delta.
+func (t *Table) applyDeltaLocked(adds, changed, dels []netip.Addr) []error {
+	var (
+		errs []error
+		evs  []Event
+	)
+	slices.SortFunc(adds, netip.Addr.Compare)
+	slices.SortFunc(dels, netip.Addr.Compare)
+	for _, a := range adds {
+		at := t.desired[a].attrs
+		if _, ok := t.present[a]; !ok {
+			if err := t.k.addAddr(t.index, a); err != nil {
+				errs = append(errs, fmt.Errorf("add %s to %s: %w", a, t.opts.Interface, err))
+				t.dirty = true
+				continue
+			}
+			t.writes.Add(1)
+			t.present[a] = struct{}{}
+		}
+		if old, ok := t.published[a]; !ok {
+			evs = append(evs, Event{Kind: Added, VIP: VIP{Addr: a, Attrs: at}})
+			t.setPublished(a, at)
+		} else if !old.Equal(at) {
+			evs = append(evs, Event{Kind: Changed, VIP: VIP{Addr: a, Attrs: at}})
+			t.setPublished(a, at)
+		}
+	}
+	for _, a := range changed {
+		at := t.desired[a].attrs
+		if _, ok := t.published[a]; ok {
+			evs = append(evs, Event{Kind: Changed, VIP: VIP{Addr: a, Attrs: at}})
+			t.setPublished(a, at)
+		}
+	}
+	for _, a := range dels {
+		if _, ok := t.present[a]; ok {
+			if err := t.k.delAddr(t.index, a); err != nil {
+				errs = append(errs, fmt.Errorf("remove %s from %s: %w", a, t.opts.Interface, err))
+				t.dirty = true
+				continue
+			}
+			t.writes.Add(1)
+			delete(t.present, a)
+		}
+		if at, ok := t.published[a]; ok {
+			evs = append(evs, Event{Kind: Removed, VIP: VIP{Addr: a, Attrs: at}})
+			t.deletePublished(a)
+		}
+	}
+	slices.SortFunc(evs, func(a, b Event) int { return a.VIP.Addr.Compare(b.VIP.Addr) })
+	t.hub.publish(evs)
+	return errs
+}
+
+func (t *Table) setPublished(a netip.Addr, at Attrs) {
+	if old, ok := t.published[a]; ok {
+		t.perMode[modeOf(old)]--
+	}
+	t.published[a] = at
+	m := modeOf(at)
+	t.perMode[m]++
+	t.metrics.vips.WithLabelValues(string(m)).Set(float64(t.perMode[m]))
+}
+
+func (t *Table) deletePublished(a netip.Addr) {
+	old, ok := t.published[a]
+	if !ok {
+		return
+	}
+	delete(t.published, a)
+	m := modeOf(old)
+	t.perMode[m]--
+	t.metrics.vips.WithLabelValues(string(m)).Set(float64(t.perMode[m]))
+}
+
+func modeOf(at Attrs) Mode {
+	if at.Mode == "" {
+		return ModeBGP
+	}
+	return at.Mode
 }
 
 // reconcileLocked brings the interface and the published table to desired.
@@ -304,6 +424,7 @@ func (t *Table) reconcileLocked() []error {
 			return []error{err}
 		}
 	}
+	t.dirty = false
 	adds := make([]netip.Addr, 0)
 	for a := range t.desired {
 		if _, ok := t.present[a]; !ok {
@@ -314,6 +435,7 @@ func (t *Table) reconcileLocked() []error {
 	for _, a := range adds {
 		if err := t.k.addAddr(t.index, a); err != nil {
 			errs = append(errs, fmt.Errorf("add %s to %s: %w", a, t.opts.Interface, err))
+			t.dirty = true
 			continue
 		}
 		t.writes.Add(1)
@@ -329,6 +451,7 @@ func (t *Table) reconcileLocked() []error {
 	for _, a := range dels {
 		if err := t.k.delAddr(t.index, a); err != nil {
 			errs = append(errs, fmt.Errorf("remove %s from %s: %w", a, t.opts.Interface, err))
+			t.dirty = true
 			continue
 		}
 		t.writes.Add(1)
@@ -336,7 +459,10 @@ func (t *Table) reconcileLocked() []error {
 	}
 	// Publish: the table as subscribers see it follows what is present.
 	for a := range t.present {
-		at := t.desired[a]
+		var at Attrs
+		if e := t.desired[a]; e != nil {
+			at = e.attrs
+		}
 		old, ok := t.published[a]
 		switch {
 		case !ok:
@@ -346,32 +472,17 @@ func (t *Table) reconcileLocked() []error {
 		default:
 			continue
 		}
-		t.published[a] = at
+		t.setPublished(a, at)
 	}
 	for a, at := range t.published {
 		if _, ok := t.present[a]; !ok {
 			evs = append(evs, Event{Kind: Removed, VIP: VIP{Addr: a, Attrs: at}})
-			delete(t.published, a)
+			t.deletePublished(a)
 		}
 	}
 	slices.SortFunc(evs, func(a, b Event) int { return a.VIP.Addr.Compare(b.VIP.Addr) })
 	t.hub.publish(evs)
-	t.updateGauges()
 	return errs
-}
-
-func (t *Table) updateGauges() {
-	counts := map[Mode]int{ModeBGP: 0, ModeLayer2: 0}
-	for _, at := range t.published {
-		m := at.Mode
-		if m == "" {
-			m = ModeBGP
-		}
-		counts[m]++
-	}
-	for m, n := range counts {
-		t.metrics.vips.WithLabelValues(string(m)).Set(float64(n))
-	}
 }
 
 // handle reacts to one kernel notification.
@@ -479,7 +590,9 @@ func (t *Table) Close() error {
 			for a, at := range t.published {
 				evs = append(evs, Event{Kind: Removed, VIP: VIP{Addr: a, Attrs: at}})
 			}
-			clear(t.published)
+			for a := range t.published {
+				t.deletePublished(a)
+			}
 			t.hub.publish(evs)
 		}
 		t.mu.Unlock()

@@ -1,0 +1,51 @@
+# vipspeaker — run `make help` for the targets.
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(PATH)
+export GOFLAGS ?= -mod=mod
+
+GOLANGCI_VERSION := v2.15.0
+TOOLS := $(CURDIR)/.tools
+GOLANGCI := $(TOOLS)/golangci-lint-$(GOLANGCI_VERSION)
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+GO_TEST_TIMEOUT ?= 25m
+
+.PHONY: help build deps test unit lint demo demo-down bench generate clean
+
+help: ## Show the targets and what they do
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+build: ## Build the agent into bin/vipspeaker
+	go build -ldflags '$(LDFLAGS)' -o bin/vipspeaker ./cmd/vipspeaker
+
+deps: ## Install the Debian packages and Go modules the lab and tests use (skips what is there)
+	@scripts/deps.sh
+
+$(GOLANGCI):
+	@mkdir -p $(TOOLS)
+	GOBIN=$(TOOLS) GOFLAGS= go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION)
+	mv $(TOOLS)/golangci-lint $(GOLANGCI)
+
+lint: $(GOLANGCI) ## gofmt, go vet and golangci-lint (depguard enforces ARCHITECTURE.md's dependency table)
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	go vet ./...
+	$(GOLANGCI) run ./...
+
+test: deps lint ## Everything CI runs: deps, lint, then all tests with -race (root: namespaces, FRR, BIRD)
+	go test -race -count=1 -p 2 -timeout $(GO_TEST_TIMEOUT) ./...
+
+demo: deps build ## Start the lab: a router, two nodes running vipspeaker, a client reaching the VIPs
+	go run ./test/cmd/demo up
+
+demo-down: ## Remove everything `make demo` created
+	go run ./test/cmd/demo down
+
+bench: deps build ## Measure (VIP table, ...) and write the results to bench/
+	go run ./test/cmd/bench
+
+generate: ## Regenerate generated code (bpf2go output)
+	go generate ./...
+
+clean: ## Remove build output
+	rm -rf bin
