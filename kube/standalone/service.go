@@ -1,0 +1,283 @@
+package standalone
+
+import (
+	"cmp"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/vipspeaker/vipspeaker/routing"
+)
+
+// Annotations read from Services.
+const (
+	AnnotationAddresses   = "vipspeaker.io/addresses"
+	AnnotationMode        = "vipspeaker.io/mode"
+	AnnotationCommunities = "vipspeaker.io/communities"
+
+	MetalLBLoadBalancerIPs = "metallb.io/loadBalancerIPs"
+	OpenELBAddress         = "eip.openelb.kubesphere.io/v1alpha1"
+	OpenELBProtocol        = "protocol.openelb.kubesphere.io/v1alpha1"
+
+	// LoadBalancerClass is vipspeaker's spec.loadBalancerClass.
+	LoadBalancerClass = "vipspeaker.io/lb"
+)
+
+// wanted is what one Service asks for.
+type wanted struct {
+	service     string
+	addrs       []netip.Addr
+	mode        routing.Mode
+	communities []string
+	large       []string
+}
+
+func (w *wanted) equal(o *wanted) bool {
+	return w.service == o.service && w.mode == o.mode && slices.Equal(w.addrs, o.addrs) &&
+		slices.Equal(w.communities, o.communities) && slices.Equal(w.large, o.large)
+}
+
+// evaluation is a Service read from one document.
+type evaluation struct {
+	w        wanted
+	errs     []*Error
+	attrsBad bool // mode or communities invalid: the Service cannot be used as is
+}
+
+func serviceKey(svc *corev1.Service) string {
+	ns := svc.Namespace
+	if ns == "" {
+		ns = "default"
+	}
+	return ns + "/" + svc.Name
+}
+
+func annotationField(key string) string {
+	return "metadata.annotations[" + strconv.Quote(key) + "]"
+}
+
+// evaluate reads a LoadBalancer Service's addresses and attributes. mkErr
+// builds an error located in the document; needle helps find the line.
+func evaluate(svc *corev1.Service, mkErr func(field, needle, msg string) *Error) evaluation {
+	ev := evaluation{w: wanted{service: serviceKey(svc)}}
+	bad := func(field, needle, format string, args ...any) {
+		ev.errs = append(ev.errs, mkErr(field, needle, fmt.Sprintf(format, args...)))
+	}
+	ann := svc.Annotations
+
+	// Addresses: the first source present wins.
+	var tokens []string
+	var field string
+	for _, key := range []string{AnnotationAddresses, MetalLBLoadBalancerIPs, OpenELBAddress} {
+		if v := strings.TrimSpace(ann[key]); v != "" {
+			tokens, field = splitList(v), annotationField(key)
+			break
+		}
+	}
+	addField := func(int) string { return field }
+	if field == "" && svc.Spec.LoadBalancerIP != "" {
+		tokens, field = []string{strings.TrimSpace(svc.Spec.LoadBalancerIP)}, "spec.loadBalancerIP"
+	}
+	if field == "" {
+		for _, ing := range svc.Status.LoadBalancer.Ingress {
+			if ing.IP != "" {
+				tokens = append(tokens, strings.TrimSpace(ing.IP))
+			}
+		}
+		ingressIdx := []int{}
+		for i, ing := range svc.Status.LoadBalancer.Ingress {
+			if ing.IP != "" {
+				ingressIdx = append(ingressIdx, i)
+			}
+		}
+		addField = func(i int) string { return fmt.Sprintf("status.loadBalancer.ingress[%d].ip", ingressIdx[i]) }
+	}
+	for i, tok := range tokens {
+		a, err := parseVIP(tok)
+		if err != nil {
+			bad(addField(i), tok, "%v", err)
+			continue
+		}
+		if !slices.Contains(ev.w.addrs, a) {
+			ev.w.addrs = append(ev.w.addrs, a)
+		}
+	}
+	slices.SortFunc(ev.w.addrs, netip.Addr.Compare)
+
+	// Mode.
+	for _, key := range []string{AnnotationMode, OpenELBProtocol} {
+		v := ann[key]
+		if strings.TrimSpace(v) == "" {
+			continue
+		}
+		switch m := routing.Mode(strings.TrimSpace(v)); m {
+		case routing.ModeBGP, routing.ModeLayer2:
+			ev.w.mode = m
+		default:
+			bad(annotationField(key), key, "%q is not a mode (bgp or layer2)", v)
+			ev.attrsBad = true
+		}
+		break
+	}
+
+	// Communities.
+	if v, ok := ann[AnnotationCommunities]; ok {
+		std, large, errs := parseCommunities(v)
+		for _, err := range errs {
+			bad(annotationField(AnnotationCommunities), AnnotationCommunities, "%v", err)
+			ev.attrsBad = true
+		}
+		ev.w.communities, ev.w.large = std, large
+	}
+	return ev
+}
+
+// splitList splits at commas and white space, dropping empty entries.
+func splitList(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool {
+		return r == ',' || r == ' ' || r == '\t' || r == '\n' || r == '\r'
+	})
+}
+
+var limitedBroadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
+
+// parseVIP accepts a unicast IPv4 or IPv6 address usable as a VIP.
+func parseVIP(s string) (netip.Addr, error) {
+	if strings.Contains(s, "/") {
+		return netip.Addr{}, fmt.Errorf("%q is a prefix, not an address", s)
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("%q is not an IP address", s)
+	}
+	var why string
+	switch {
+	case a.Zone() != "":
+		why = "has a zone"
+	case a.Is4In6():
+		why = "is IPv4-mapped IPv6 (write " + a.Unmap().String() + ")"
+	case a.IsUnspecified():
+		why = "is the unspecified address"
+	case a.IsLoopback():
+		why = "is a loopback address"
+	case a.IsMulticast():
+		why = "is a multicast address"
+	case a.IsLinkLocalUnicast():
+		why = "is a link-local address"
+	case a == limitedBroadcast:
+		why = "is the limited broadcast address"
+	default:
+		return a, nil
+	}
+	return netip.Addr{}, fmt.Errorf("%q %s, not a unicast VIP", s, why)
+}
+
+var wellKnown = map[string]string{
+	"graceful-shutdown":   "65535:0",
+	"blackhole":           "65535:666",
+	"no-export":           "65535:65281",
+	"no-advertise":        "65535:65282",
+	"no-export-subconfed": "65535:65283",
+	"local-as":            "65535:65283",
+	"no-peer":             "65535:65284",
+}
+
+// parseCommunities reads a vipspeaker.io/communities value. Valid entries
+// are returned normalised, sorted numerically and deduplicated; each invalid
+// one is an error.
+func parseCommunities(s string) (std, large []string, errs []error) {
+	type num struct {
+		v    [3]uint64
+		text string
+	}
+	var stdN, largeN []num
+	for _, tok := range splitList(s) {
+		lower := strings.ToLower(tok)
+		if v, ok := wellKnown[lower]; ok {
+			lower = v
+		}
+		if rest, ok := strings.CutPrefix(lower, "large:"); ok {
+			parts := strings.Split(rest, ":")
+			if len(parts) != 3 {
+				errs = append(errs, fmt.Errorf("%q: a large community is large:A:B:C", tok))
+				continue
+			}
+			var n num
+			ok := true
+			for i, p := range parts {
+				v, err := strconv.ParseUint(p, 10, 32)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("%q: %q is not a number in 0..4294967295", tok, p))
+					ok = false
+					break
+				}
+				n.v[i] = v
+			}
+			if ok {
+				n.text = fmt.Sprintf("%d:%d:%d", n.v[0], n.v[1], n.v[2])
+				largeN = append(largeN, n)
+			}
+			continue
+		}
+		parts := strings.Split(lower, ":")
+		if len(parts) != 2 {
+			errs = append(errs, fmt.Errorf("%q is not a community (ASN:value, large:A:B:C or a well-known name)", tok))
+			continue
+		}
+		var n num
+		ok := true
+		for i, p := range parts {
+			v, err := strconv.ParseUint(p, 10, 16)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%q: %q is not a number in 0..65535", tok, p))
+				ok = false
+				break
+			}
+			n.v[i] = v
+		}
+		if ok {
+			n.text = fmt.Sprintf("%d:%d", n.v[0], n.v[1])
+			stdN = append(stdN, n)
+		}
+	}
+	order := func(a, b num) int {
+		return cmp.Or(cmp.Compare(a.v[0], b.v[0]), cmp.Compare(a.v[1], b.v[1]), cmp.Compare(a.v[2], b.v[2]))
+	}
+	texts := func(ns []num) []string {
+		slices.SortFunc(ns, order)
+		ns = slices.CompactFunc(ns, func(a, b num) bool { return a.v == b.v })
+		var out []string
+		for _, n := range ns {
+			out = append(out, n.text)
+		}
+		return out
+	}
+	return texts(stdN), texts(largeN), errs
+}
+
+// mergeCommunities merges sorted community lists numerically.
+func mergeCommunities(lists ...[]string) []string {
+	var all []string
+	for _, l := range lists {
+		all = append(all, l...)
+	}
+	if len(all) == 0 {
+		return nil
+	}
+	key := func(s string) [3]uint64 {
+		var k [3]uint64
+		for i, p := range strings.SplitN(s, ":", 3) {
+			k[i], _ = strconv.ParseUint(p, 10, 32)
+		}
+		return k
+	}
+	slices.SortFunc(all, func(a, b string) int {
+		ka, kb := key(a), key(b)
+		return cmp.Or(cmp.Compare(ka[0], kb[0]), cmp.Compare(ka[1], kb[1]), cmp.Compare(ka[2], kb[2]))
+	})
+	return slices.Compact(all)
+}
