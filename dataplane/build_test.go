@@ -12,6 +12,11 @@ import (
 // Frame builders for tests: what a client on the segment would send.
 
 var (
+	vip4     = netip.MustParseAddr("203.0.113.10")
+	vip4Free = netip.MustParseAddr("203.0.113.11") // in the pool, owned by nobody
+	vip6     = netip.MustParseAddr("2001:db8:100::1:10")
+	vip6Free = netip.MustParseAddr("2001:db8:100::1:11")
+
 	ourMAC    = net.HardwareAddr{0x02, 0x00, 0x00, 0x00, 0x00, 0x01}
 	clientMAC = net.HardwareAddr{0x02, 0x00, 0x00, 0x00, 0x00, 0x99}
 	clientV4  = netip.MustParseAddr("198.18.0.1")
@@ -75,3 +80,7 @@ func parseNA(frame []byte) (*ndp.NeighborAdvertisement, netip.Addr, netip.Addr, 
 	}
 	return na, src, dst, ip[7], nil
 }
+
+func ipv4At(b []byte) netip.Addr { return netip.AddrFrom4([4]byte(b)) }
+
+func addr16(b []byte) netip.Addr { return netip.AddrFrom16([16]byte(b)) }

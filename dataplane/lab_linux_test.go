@@ -26,13 +26,6 @@ type l2lab struct {
 	macs   []string // eth0 MAC of each node
 }
 
-var (
-	vip4     = netip.MustParseAddr("203.0.113.10")
-	vip4Free = netip.MustParseAddr("203.0.113.11") // on kube-lb0, owned by nobody
-	vip6     = netip.MustParseAddr("2001:db8:100::1:10")
-	vip6Free = netip.MustParseAddr("2001:db8:100::1:11")
-)
-
 func run(t testing.TB, name string, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
