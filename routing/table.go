@@ -230,9 +230,13 @@ func (t *Table) setupLink() error {
 	if created {
 		t.writes.Add(1)
 	}
-	if kind != t.opts.Kind && kind == "ifb" && t.opts.Kind == "dummy" {
+	if kind != t.opts.Kind {
 		t.kindOnce.Do(func() {
-			t.log.Warn("the kernel has no dummy link type; using ifb for the VIP interface", "kind", kind)
+			if created {
+				t.log.Warn("the kernel has no dummy link type; using ifb for the VIP interface", "kind", kind)
+			} else {
+				t.log.Info("the VIP interface already exists with another link type; keeping it", "kind", kind, "configured", t.opts.Kind)
+			}
 		})
 	}
 	if created {

@@ -1,0 +1,233 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/vipspeaker/vipspeaker/config"
+	"github.com/vipspeaker/vipspeaker/kube/standalone"
+	"github.com/vipspeaker/vipspeaker/routing"
+)
+
+type runFlags struct {
+	servicesDir      string
+	configDir        string
+	nodeName         string
+	runDir           string
+	metricsAddr      string
+	logLevel         string
+	logFormat        string
+	removeVIPsOnExit bool
+}
+
+func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
+	f := &runFlags{}
+	fs := flag.NewFlagSet("vipspeaker run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.servicesDir, "services-dir", "", "standalone mode: a directory of Service manifests (YAML, several documents per file allowed), watched")
+	fs.StringVar(&f.configDir, "config-dir", "", "a directory holding vipspeaker.toml and gobgp.conf, watched")
+	fs.StringVar(&f.nodeName, "node-name", "", "this node's name (default: $NODE_NAME, then the hostname)")
+	fs.StringVar(&f.runDir, "run-dir", "/run/vipspeaker", "directory for the agent's sockets (vipspeaker.sock, gobgp.sock)")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", ":9472", "where /metrics, /healthz and /readyz are served (empty: off)")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
+	fs.BoolVar(&f.removeVIPsOnExit, "remove-vips-on-exit", false, "remove every VIP and the VIP interface on exit (default: leave them, so a restart is hitless)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if f.nodeName == "" {
+		f.nodeName = os.Getenv("NODE_NAME")
+	}
+	if f.nodeName == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("--node-name not given and no hostname: %w", err)
+		}
+		f.nodeName = h
+	}
+	if f.servicesDir == "" {
+		return nil, errors.New("--services-dir is required (in-cluster mode comes with the Kubernetes issue)")
+	}
+	return f, nil
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: %w", level, err)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+func runCommand(args []string, stderr io.Writer) int {
+	f, err := parseRunFlags(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "vipspeaker run: %v\n", err)
+		return 2
+	}
+	log, err := newLogger(stderr, f.logLevel, f.logFormat)
+	if err != nil {
+		fmt.Fprintf(stderr, "vipspeaker run: %v\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, f, log); err != nil {
+		log.Error("vipspeaker stopped", "error", err)
+		return 1
+	}
+	return 0
+}
+
+// agent holds the parts of a running node agent.
+type agent struct {
+	f     *runFlags
+	log   *slog.Logger
+	reg   *prometheus.Registry
+	table *routing.Table
+	ready readiness
+}
+
+func run(ctx context.Context, f *runFlags, log *slog.Logger) error {
+	cfg := config.Default()
+	if f.configDir != "" {
+		c, errs := config.LoadDir(f.configDir)
+		if len(errs) > 0 {
+			for _, e := range errs {
+				log.Error("invalid configuration", "error", e)
+			}
+			return fmt.Errorf("configuration in %s is invalid (%d problems); nothing was changed", f.configDir, len(errs))
+		}
+		cfg = c
+	}
+	if err := os.MkdirAll(f.runDir, 0o755); err != nil {
+		return fmt.Errorf("create run directory: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a := &agent{f: f, log: log, reg: reg}
+
+	table, err := routing.New(routing.Options{
+		Interface:     cfg.Interface.Name,
+		Kind:          string(cfg.Interface.Kind),
+		RemoveOnClose: f.removeVIPsOnExit,
+		Logger:        log,
+		Registerer:    reg,
+	})
+	if err != nil {
+		return err
+	}
+	a.table = table
+	defer func() {
+		if err := table.Close(); err != nil {
+			log.Error("close VIP table", "error", err)
+		}
+	}()
+	src, err := standalone.New(standalone.Options{Dir: f.servicesDir, Logger: log})
+	if err != nil {
+		return err
+	}
+
+	log.Info("vipspeaker starting", "node", f.nodeName, "services_dir", f.servicesDir,
+		"config_dir", f.configDir, "interface", table.Interface(), "version", version)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return table.Run(gctx) })
+	g.Go(func() error {
+		return src.Run(gctx, func(vips []routing.VIP) {
+			if err := table.Set(gctx, vips); err != nil && gctx.Err() == nil {
+				log.Error("apply VIPs", "error", err)
+			}
+			a.ready.set("vips", true)
+			log.Info("VIP table applied", "vips", len(vips))
+		})
+	})
+	if f.configDir != "" {
+		a.ready.set("config", true)
+		g.Go(func() error { return a.watchConfig(gctx, cfg) })
+	} else {
+		a.ready.set("config", true)
+	}
+	if f.metricsAddr != "" {
+		g.Go(func() error { return a.serveHTTP(gctx) })
+	}
+	err = g.Wait()
+	if ctx.Err() != nil {
+		log.Info("vipspeaker stopping", "remove_vips", f.removeVIPsOnExit)
+		return nil
+	}
+	return err
+}
+
+// watchConfig reloads the config directory on change. What cannot change
+// without a restart (the VIP interface) is reported; an invalid config is
+// refused and the last good one stays.
+func (a *agent) watchConfig(ctx context.Context, current *config.Config) error {
+	w, err := newDirWatcher(a.f.configDir, 200*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-w.Changed():
+		}
+		c, errs := config.LoadDir(a.f.configDir)
+		if len(errs) > 0 {
+			for _, e := range errs {
+				a.log.Error("configuration refused; the last good one stays in force", "error", e)
+			}
+			continue
+		}
+		if c.Interface != current.Interface {
+			a.log.Warn("the VIP interface changed in vipspeaker.toml; it takes effect at the next restart",
+				"running", current.Interface.Name, "configured", c.Interface.Name)
+		}
+		current = c
+		a.log.Info("configuration reloaded", "file", filepath.Join(a.f.configDir, "vipspeaker.toml"))
+	}
+}
+
+func (a *agent) serveHTTP(ctx context.Context) error {
+	srv := &http.Server{Addr: a.f.metricsAddr, Handler: a.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve metrics on %s: %w", a.f.metricsAddr, err)
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	}
+}
