@@ -1,0 +1,72 @@
+// Package lab builds network topologies for tests, demos and benchmarks:
+// hosts are network namespaces, joined by veth pairs and Linux bridges;
+// processes (vipspeaker, FRR, BIRD, gobgpd, anything) run inside them; and
+// everything the lab made is removed again — when the test ends, when it
+// fails, and when the test process is interrupted.
+//
+// # What it needs from the system
+//
+// Root (network namespaces, veth, bridges, /proc/sys), iproute2 (`ip netns
+// exec` runs every command inside a host) and iputils ping. For real peers:
+// Debian's frr (8.4) and bird2 packages, and the Go toolchain with access to
+// the module proxy to build gobgpd and the gobgp CLI (GoBGPBinaries). Lab
+// addresses come from LAB.md: 198.18.0.0/15 for links, 203.0.113.0/24 and
+// 198.51.100.0/24 for VIPs, 2001:db8::/32 for IPv6.
+//
+// # Test mode
+//
+//	l := lab.New(t)
+//	r, n1 := l.MustHost("router"), l.MustHost("node1")
+//	l.MustLink(r, "eth0", []string{"198.18.0.1/30", "2001:db8:18::1/64"},
+//		n1, "eth0", []string{"198.18.0.2/30", "2001:db8:18::2/64"})
+//	if err := n1.Ping("198.18.0.1"); err != nil {
+//		t.Fatal(err)
+//	}
+//	p, err := n1.Start("agent", []string{bin, "run", "--run-dir", l.Dir()})
+//
+// Namespaces are named vl<pid>-<n>-<host>. Everything is torn down in
+// t.Cleanup: processes get SIGTERM (SIGKILL after a grace), anything else
+// still running inside the lab's namespaces is killed, namespaces and FRR's
+// per-namespace folders are deleted. When the test failed, the last lines of
+// every process log are printed and the lab folder (logs, configs, sockets)
+// is kept. Test-mode processes die with the test process (parent-death
+// signal), except daemons that change user (FRR): every New first sweeps
+// namespaces, processes and folders left by dead test processes
+// (SweepStale), and a SIGINT/SIGTERM handler installed by New tears down
+// every live lab before the process exits. (A `go test -timeout` panic runs
+// no cleanup; the next New sweeps what it left.)
+//
+// # Persistent mode (make demo)
+//
+//	l, err := lab.NewPersistent("vsdemo", "/run/vipspeaker-demo")
+//	r, err := l.Host("router") // namespace "vsdemo-router"
+//	...
+//	p, err := node.Start("vipspeaker", argv) // keeps running after we exit
+//
+// and, from `make demo-down` in another process:
+//
+//	err := lab.Teardown("vsdemo", "/run/vipspeaker-demo")
+//
+// Namespaces are named <name>-<host>; processes start in their own session
+// and outlive the caller. The state folder holds lab.json (namespaces, PIDs
+// with their start times, FRR folders), logs, configs and sockets.
+// Teardown kills the recorded processes (a PID whose start time changed is
+// left alone), anything else inside the namespaces, deletes every namespace
+// named <name>-*, the FRR folders, and the state folder. NewPersistent on a
+// state folder of an earlier lab of the same name tears that lab down first.
+//
+// # Real peers
+//
+// Host.StartFRR runs FRR daemons in the foreground with `-N <namespace>`
+// (config in /etc/frr/<namespace>, owned by frr; sockets in
+// /var/run/frr/<namespace>), FRR.Vtysh/VtyshJSON talk to them, and
+// WaitEstablished, BGPRoutes, RoutesIPv4/RoutesIPv6 read BGP state.
+// Host.StartBIRD runs bird with its control socket in the lab folder.
+// Host.StartGoBGPd runs gobgpd of the GoBGP version in go.mod, API on a unix
+// socket, and GoBGPd.CLI runs the gobgp CLI against it. Host.KernelRoutes
+// and Host.KernelRoute read the host's main routing table.
+//
+// BuildBinary builds a package of this module once per process (e.g.
+// "./cmd/vipspeaker"); Eventually and Poll wait with a timeout and report the
+// last error.
+package lab

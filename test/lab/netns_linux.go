@@ -1,0 +1,186 @@
+package lab
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netns"
+)
+
+// createNamespace makes a named namespace on a throw-away locked thread, so
+// no goroutine of the caller ever changes namespace.
+func createNamespace(name string) (netns.NsHandle, error) {
+	var (
+		h   netns.NsHandle
+		err error
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// The thread's namespace changes and is never restored: it stays
+		// locked and exits with the goroutine.
+		runtime.LockOSThread()
+		h, err = netns.NewNamed(name)
+	}()
+	<-done
+	if err != nil {
+		return netns.None(), fmt.Errorf("create namespace %s: %w", name, err)
+	}
+	return h, nil
+}
+
+// inNamespace runs fn on a locked thread switched into ns, and switches back.
+// A thread that cannot switch back is left locked, so it dies with its
+// goroutine instead of running other code in the wrong namespace.
+func inNamespace(ns netns.NsHandle, fn func() error) error {
+	var err error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread()
+		orig, gerr := netns.Get()
+		if gerr != nil {
+			err = fmt.Errorf("get current namespace: %w", gerr)
+			return
+		}
+		defer orig.Close()
+		if serr := netns.Set(ns); serr != nil {
+			err = fmt.Errorf("enter namespace: %w", serr)
+			return
+		}
+		err = fn()
+		if serr := netns.Set(orig); serr != nil {
+			return // thread stays locked and exits
+		}
+		runtime.UnlockOSThread()
+	}()
+	<-done
+	return err
+}
+
+// deleteNamespace removes a named namespace; a missing one is not an error.
+func deleteNamespace(name string) error {
+	p := filepath.Join(netnsDir, name)
+	if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err := netns.DeleteNamed(name); err != nil {
+		// An earlier half-done delete can leave a plain file behind.
+		if rerr := os.Remove(p); rerr == nil || errors.Is(rerr, os.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("delete namespace %s: %w", name, err)
+	}
+	return nil
+}
+
+type nsID struct{ dev, ino uint64 }
+
+// killInNamespaces SIGKILLs every process whose network namespace is one of
+// the named namespaces: daemons that forked away from the processes the lab
+// started, or anything started by hand with `ip netns exec`.
+func killInNamespaces(names []string) []error {
+	ids := map[nsID]string{}
+	for _, n := range names {
+		var st syscall.Stat_t
+		if err := syscall.Stat(filepath.Join(netnsDir, n), &st); err != nil {
+			continue
+		}
+		ids[nsID{uint64(st.Dev), st.Ino}] = n
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	self := os.Getpid()
+	var errs []error
+	for round := 0; round < 20; round++ {
+		found := 0
+		ents, err := os.ReadDir("/proc")
+		if err != nil {
+			return []error{fmt.Errorf("list processes: %w", err)}
+		}
+		for _, e := range ents {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil || pid == self {
+				continue
+			}
+			var st syscall.Stat_t
+			if err := syscall.Stat(filepath.Join("/proc", e.Name(), "ns", "net"), &st); err != nil {
+				continue
+			}
+			if _, ok := ids[nsID{uint64(st.Dev), st.Ino}]; !ok {
+				continue
+			}
+			if isZombie(pid) {
+				continue
+			}
+			found++
+			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+				errs = append(errs, fmt.Errorf("kill %d: %w", pid, err))
+			}
+		}
+		if found == 0 {
+			return errs
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	return append(errs, fmt.Errorf("processes still running in %s", strings.Join(names, ", ")))
+}
+
+// procStat returns the fields of /proc/PID/stat after the command name.
+func procStat(pid int) ([]string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	return strings.Fields(string(b[i+1:])), nil
+}
+
+func isZombie(pid int) bool {
+	f, err := procStat(pid)
+	return err == nil && len(f) > 0 && (f[0] == "Z" || f[0] == "X")
+}
+
+// processStartTime is field 22 of /proc/PID/stat: the start time in clock
+// ticks since boot. With the PID it identifies a process for good.
+func processStartTime(pid int) (uint64, error) {
+	f, err := procStat(pid)
+	if err != nil {
+		return 0, err
+	}
+	// Fields after ')' start at field 3 (state), so field 22 is index 19.
+	if len(f) < 20 {
+		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	return strconv.ParseUint(f[19], 10, 64)
+}
+
+// frrDirsWithPrefix lists FRR's per-namespace folders whose name starts
+// with prefix.
+func frrDirsWithPrefix(prefix string) []string {
+	var out []string
+	for _, root := range []string{frrEtcRoot, frrRunRoot} {
+		ents, err := os.ReadDir(root)
+		if err != nil {
+			continue
+		}
+		for _, e := range ents {
+			if e.IsDir() && strings.HasPrefix(e.Name(), prefix) {
+				out = append(out, filepath.Join(root, e.Name()))
+			}
+		}
+	}
+	return out
+}
