@@ -36,11 +36,6 @@ type wanted struct {
 	large       []string
 }
 
-func (w *wanted) equal(o *wanted) bool {
-	return w.service == o.service && w.mode == o.mode && slices.Equal(w.addrs, o.addrs) &&
-		slices.Equal(w.communities, o.communities) && slices.Equal(w.large, o.large)
-}
-
 // evaluation is a Service read from one document.
 type evaluation struct {
 	w        wanted

@@ -100,7 +100,6 @@ func (s *Source) Load() ([]routing.VIP, []error) {
 
 	type origin struct {
 		file string
-		doc  int
 	}
 	services := map[string]*wanted{} // this Load's result per Service
 	origins := map[string]origin{}
@@ -400,9 +399,18 @@ func modeName(m routing.Mode) string {
 // error when watching is impossible.
 func (s *Source) Run(ctx context.Context, apply func([]routing.VIP)) error {
 	r := runner{s: s, apply: apply}
-	for {
+	for first := true; ; first = false {
 		if !s.waitForDir(ctx) {
 			return nil
+		}
+		if !first {
+			// A directory that came back may still be filling up: let it
+			// settle for one debounce period before reading it.
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(s.opts.Debounce):
+			}
 		}
 		err := r.watch(ctx)
 		if ctx.Err() != nil {
@@ -516,8 +524,8 @@ func (r *runner) watch(ctx context.Context) error {
 			}
 			s.log.Debug("directory changed", "event", ev.String())
 			if filepath.Clean(ev.Name) == filepath.Clean(s.opts.Dir) {
-				// The directory itself was removed or moved away.
-				r.reload()
+				// The directory itself was removed or moved away: wait for
+				// it again (Run), withdrawing nothing.
 				return nil
 			}
 			schedule()
