@@ -45,7 +45,15 @@ func (a *agent) httpHandler() http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if m := a.ready.missing("config", "vips"); len(m) > 0 {
+		want := []string{"config", "vips"}
+		a.bgpMu.Lock()
+		haveBGP := a.bgpConf != nil
+		a.bgpMu.Unlock()
+		if haveBGP {
+			a.ready.set("bgp", a.bgp.Ready())
+			want = append(want, "bgp")
+		}
+		if m := a.ready.missing(want...); len(m) > 0 {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintf(w, "not ready: %v\n", m)
 			return

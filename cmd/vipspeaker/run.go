@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/vipspeaker/vipspeaker/bgp"
 	"github.com/vipspeaker/vipspeaker/config"
 	"github.com/vipspeaker/vipspeaker/kube/standalone"
 	"github.com/vipspeaker/vipspeaker/routing"
@@ -109,11 +111,16 @@ func runCommand(args []string, stderr io.Writer) int {
 
 // agent holds the parts of a running node agent.
 type agent struct {
-	f     *runFlags
-	log   *slog.Logger
-	reg   *prometheus.Registry
-	table *routing.Table
-	ready readiness
+	f       *runFlags
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	table   *routing.Table
+	bgp     *bgp.Server
+	metrics *agentMetrics
+	ready   readiness
+	// bgpConf is the gobgp.conf last given to the speaker (nil: none yet).
+	bgpMu   sync.Mutex
+	bgpConf []byte
 }
 
 func run(ctx context.Context, f *runFlags, log *slog.Logger) error {
@@ -133,7 +140,17 @@ func run(ctx context.Context, f *runFlags, log *slog.Logger) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a := &agent{f: f, log: log, reg: reg}
+	a := &agent{f: f, log: log, reg: reg, metrics: newAgentMetrics(reg)}
+	a.metrics.reloaded(true)
+
+	speaker, err := bgp.New(bgp.Options{RunDir: f.runDir, Logger: log, Registerer: reg, NodeName: f.nodeName})
+	if err != nil {
+		return err
+	}
+	a.bgp = speaker
+	if err := a.applyBGP(ctx, true); err != nil {
+		return err
+	}
 
 	table, err := routing.New(routing.Options{
 		Interface:     cfg.Interface.Name,
@@ -161,6 +178,10 @@ func run(ctx context.Context, f *runFlags, log *slog.Logger) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return table.Run(gctx) })
+	// The speaker waits for its first gobgp.conf; without one BGP stays off.
+	vipEvents := table.Subscribe()
+	defer vipEvents.Close()
+	g.Go(func() error { return speaker.Run(gctx, vipEvents) })
 	g.Go(func() error {
 		return src.Run(gctx, func(vips []routing.VIP) {
 			if err := table.Set(gctx, vips); err != nil && gctx.Err() == nil {
@@ -207,8 +228,15 @@ func (a *agent) watchConfig(ctx context.Context, current *config.Config) error {
 			for _, e := range errs {
 				a.log.Error("configuration refused; the last good one stays in force", "error", e)
 			}
+			a.metrics.reloaded(false)
 			continue
 		}
+		if err := a.applyBGP(ctx, false); err != nil {
+			a.log.Error("gobgp.conf refused; the last good one stays in force", "error", err)
+			a.metrics.reloaded(false)
+			continue
+		}
+		a.metrics.reloaded(true)
 		if c.Interface != current.Interface {
 			a.log.Warn("the VIP interface changed in vipspeaker.toml; it takes effect at the next restart",
 				"running", current.Interface.Name, "configured", c.Interface.Name)
@@ -216,6 +244,40 @@ func (a *agent) watchConfig(ctx context.Context, current *config.Config) error {
 		current = c
 		a.log.Info("configuration reloaded", "file", filepath.Join(a.f.configDir, "vipspeaker.toml"))
 	}
+}
+
+// applyBGP hands gobgp.conf to the speaker when it changed. At start an
+// invalid file stops the agent; later the speaker keeps its last good
+// config. A gobgp.conf that disappears leaves the running speaker as it is
+// (a restart without the file starts no BGP).
+func (a *agent) applyBGP(ctx context.Context, initial bool) error {
+	if a.f.configDir == "" {
+		return nil
+	}
+	path := filepath.Join(a.f.configDir, "gobgp.conf")
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		if a.bgpConf != nil {
+			a.log.Warn("gobgp.conf was removed; BGP keeps running with its last config until the agent restarts", "file", path)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	if a.bgpConf != nil && string(data) == string(a.bgpConf) {
+		return nil
+	}
+	if err := a.bgp.Apply(ctx, path, data); err != nil {
+		if initial {
+			return fmt.Errorf("gobgp.conf is invalid; nothing was started:\n%w", err)
+		}
+		return err
+	}
+	a.bgpMu.Lock()
+	a.bgpConf = data
+	a.bgpMu.Unlock()
+	return nil
 }
 
 func (a *agent) serveHTTP(ctx context.Context) error {
