@@ -151,10 +151,10 @@ func TestParseErrors(t *testing.T) {
 		},
 		{
 			name: "unknown keys, all of them",
-			doc:  "default-klass = true\n[interface]\nnmae = \"x\"\n[[pools]]\nname = \"p\"\naddresses = [\"203.0.113.0/28\"]\n[pools.layer2]\ninterface = [\"eth0\"]\n[bgp]\n",
+			doc:  "default-klass = true\n[interface]\nnaem = \"x\"\n[[pools]]\nname = \"p\"\naddresses = [\"203.0.113.0/28\"]\n[pools.layer2]\ninterface = [\"eth0\"]\n[bgp]\n",
 			want: []string{
 				`f.toml:1: default-klass: unknown key`,
-				`f.toml:3: interface.nmae: unknown key`,
+				`f.toml:3: interface.naem: unknown key`,
 				`f.toml:8: pools[0].layer2.interface: unknown key`,
 				`f.toml:9: bgp: unknown key`,
 			},

@@ -98,11 +98,8 @@ func (s *Source) Load() ([]routing.VIP, []error) {
 	var errs []error
 	report := func(e *Error) { errs = append(errs, e) }
 
-	type origin struct {
-		file string
-	}
 	services := map[string]*wanted{} // this Load's result per Service
-	origins := map[string]origin{}
+	origins := map[string]string{}   // Service -> file it was taken from
 	newFiles := map[string]map[string]*wanted{}
 	newGood := map[string]*wanted{}
 
@@ -140,19 +137,19 @@ func (s *Source) Load() ([]routing.VIP, []error) {
 		}
 		sort.Strings(keys)
 		for _, key := range keys {
-			if o, dup := origins[key]; dup {
+			if other, dup := origins[key]; dup {
 				report(&Error{File: path, Service: key,
-					Msg: fmt.Sprintf("service is also defined in %s; that one is used", o.file)})
+					Msg: fmt.Sprintf("service is also defined in %s; that one is used", other)})
 				continue
 			}
-			origins[key] = origin{file: path}
+			origins[key] = path
 			services[key] = got[key]
 		}
 	}
 
 	vips, conflicts := merge(services)
 	for _, c := range conflicts {
-		report(&Error{File: origins[c.second].file, Service: c.second, Field: annotationField(AnnotationMode), Msg: c.msg})
+		report(&Error{File: origins[c.second], Service: c.second, Field: annotationField(AnnotationMode), Msg: c.msg})
 	}
 
 	s.files = newFiles
