@@ -1,0 +1,111 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestCheckExampleConfigIsValid(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := dispatch([]string{"check", "../../deploy/examples/config"}, &out, &errb); code != 0 {
+		t.Fatalf("check of the shipped example exited %d:\n%s%s", code, out.String(), errb.String())
+	}
+}
+
+const badConfigMap = `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: vipspeaker-config
+  namespace: vipspeaker-system
+data:
+  vipspeaker.toml: |
+    [interface]
+    name = "kube-lb0"
+    [[pools]]
+    name = "x"
+    addresses = ["203.0.113.0/33"]
+  gobgp.conf: |
+    [global.config]
+    as = 65001
+    router-id = "198.18.0.9"
+    [[neighbors]]
+      [neighbors.config]
+      neighbor-address = "198.18.0.1"
+      peer-as = 65000
+      bogus = 1
+  extra: "x"
+`
+
+func TestCheckConfigMapPointsAtManifestLines(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cm.yaml")
+	if err := os.WriteFile(path, []byte(badConfigMap), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	code := dispatch([]string{"check", path}, &out, &errb)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1; stdout:\n%s", code, out.String())
+	}
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		// "file:line: problem" — keep "line" and a word of the problem.
+		rest := strings.TrimPrefix(l, path+":")
+		if rest == l {
+			t.Errorf("line %q does not start with the manifest's path", l)
+			continue
+		}
+		lineNo, _, _ := strings.Cut(rest, ":")
+		lines = append(lines, lineNo)
+	}
+	// Line 12 holds the bad CIDR, 21 the unknown key, 22 the unknown data key.
+	if diff := cmp.Diff([]string{"12", "21", "22"}, lines); diff != "" {
+		t.Errorf("reported lines (-want +got):\n%s\nfull output:\n%s", diff, out.String())
+	}
+	for _, want := range []string{"203.0.113.0/33", "bogus", "extra"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output does not mention %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestCheckDirWithBadGoBGPConf(t *testing.T) {
+	dir := t.TempDir()
+	conf := "[global.config]\nas = 0\nrouter-id = \"198.18.0.9\"\n"
+	if err := os.WriteFile(filepath.Join(dir, "gobgp.conf"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := dispatch([]string{"check", dir}, &out, &errb); code != 1 {
+		t.Fatalf("exit %d, want 1; output:\n%s", code, out.String())
+	}
+	if want := filepath.Join(dir, "gobgp.conf") + ":2:"; !strings.Contains(out.String(), want) {
+		t.Errorf("output does not point at %q:\n%s", want, out.String())
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := dispatch([]string{"frobnicate"}, &out, &errb); code != 2 {
+		t.Errorf("exit %d, want 2", code)
+	}
+	if !strings.Contains(errb.String(), `unknown command "frobnicate"`) {
+		t.Errorf("stderr = %q", errb.String())
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := dispatch([]string{"version"}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{"vipspeaker ", "go: go1.", "gobgp: "} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("version output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
