@@ -48,7 +48,7 @@ type Lab struct {
 	order  []*Host
 	procs  []*Process
 	dirs   []string // extra folders to remove at Close (FRR's)
-	closed bool
+	closed atomic.Bool
 	seq    int // for generated interface names
 }
 
@@ -179,11 +179,10 @@ func (l *Lab) Close() error {
 
 func (l *Lab) close(removeDir bool) error {
 	l.mu.Lock()
-	if l.closed {
+	if l.closed.Swap(true) {
 		l.mu.Unlock()
 		return nil
 	}
-	l.closed = true
 	procs := append([]*Process(nil), l.procs...)
 	hosts := append([]*Host(nil), l.order...)
 	dirs := append([]string(nil), l.dirs...)
@@ -218,9 +217,9 @@ func (l *Lab) close(removeDir bool) error {
 	return errors.Join(errs...)
 }
 
-// alive reports an error when the lab was already closed.
+// checkOpen reports an error when the lab was already closed.
 func (l *Lab) checkOpen() error {
-	if l.closed {
+	if l.closed.Load() {
 		return errors.New("lab is closed")
 	}
 	return nil
@@ -228,6 +227,11 @@ func (l *Lab) checkOpen() error {
 
 func (l *Lab) addProcess(p *Process) error {
 	l.mu.Lock()
+	if l.closed.Load() {
+		// Close has taken its list already: this one would be missed.
+		l.mu.Unlock()
+		return errors.New("lab is closed")
+	}
 	l.procs = append(l.procs, p)
 	l.mu.Unlock()
 	return l.saveState()

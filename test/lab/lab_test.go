@@ -1,8 +1,10 @@
 package lab_test
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -320,15 +322,20 @@ func TestPersistentHelper(t *testing.T) {
 	fmt.Printf("PID %d\n", p.PID())
 }
 
+// persistentHelper runs TestPersistentHelper in a child process.
+func persistentHelper(name, dir string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestPersistentHelper$", "-test.v")
+	cmd.Env = append(os.Environ(), "LAB_HELPER_NAME="+name, "LAB_HELPER_DIR="+dir)
+	return cmd
+}
+
 func TestPersistentTeardownFromAnotherProcess(t *testing.T) {
 	nstest.RequireRoot(t)
 	name := fmt.Sprintf("vlp%d", os.Getpid())
 	dir := filepath.Join(t.TempDir(), "state")
 	t.Cleanup(func() { _ = lab.Teardown(name, dir) })
 
-	cmd := exec.Command(os.Args[0], "-test.run=^TestPersistentHelper$", "-test.v")
-	cmd.Env = append(os.Environ(), "LAB_HELPER_NAME="+name, "LAB_HELPER_DIR="+dir)
-	out, err := cmd.CombinedOutput()
+	out, err := persistentHelper(name, dir).CombinedOutput()
 	if err != nil {
 		t.Fatalf("helper: %v\n%s", err, out)
 	}
@@ -351,6 +358,26 @@ func TestPersistentTeardownFromAnotherProcess(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(dir, "lab.json"))
 	if err != nil || !strings.Contains(string(b), strconv.Itoa(pid)) {
 		t.Fatalf("lab.json does not record pid %d: %v\n%s", pid, err, b)
+	}
+
+	// Building it again tears the first one down first.
+	out, err = persistentHelper(name, dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("helper again: %v\n%s", err, out)
+	}
+	first := pid
+	pid = 0
+	for _, line := range strings.Split(string(out), "\n") {
+		if _, err := fmt.Sscanf(line, "PID %d", &pid); err == nil {
+			break
+		}
+	}
+	lab.Eventually(t, 2*time.Second, 20*time.Millisecond, func() error { return gone(first) })
+	if err := gone(pid); err == nil {
+		t.Fatalf("process %d of the second persistent lab is not running", pid)
+	}
+	if got := withPrefix(namespaces(t), name+"-"); len(got) != 2 {
+		t.Fatalf("namespaces of the second persistent lab: %v, want 2", got)
 	}
 
 	if err := lab.Teardown(name, dir); err != nil {
@@ -579,4 +606,140 @@ func TestEventuallyReportsLastError(t *testing.T) {
 	if !errors.Is(err, lab.ErrGiveUp) || calls != 1 {
 		t.Errorf("Poll with ErrGiveUp = %v after %d calls, want at once", err, calls)
 	}
+}
+
+func TestBuildBinaryAndDo(t *testing.T) {
+	t.Parallel()
+	bin, err := lab.BuildBinary("./test/lab/testdata/echoserver")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := lab.BuildBinary("./test/lab/testdata/echoserver")
+	if err != nil || again != bin {
+		t.Fatalf("second BuildBinary = %q, %v; want the cached %q", again, err, bin)
+	}
+	l := lab.New(t)
+	a, b := l.MustHost("a"), l.MustHost("b")
+	l.MustLink(a, "eth0", []string{"198.18.7.1/30"}, b, "eth0", []string{"198.18.7.2/30"})
+	srv, err := b.Start("echo", []string{bin, "198.18.7.2:7000"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lab.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if srv.Exited() {
+			return fmt.Errorf("echoserver exited: %s: %w", srv.Log(), lab.ErrGiveUp)
+		}
+		if !strings.Contains(srv.Log(), "listening on 198.18.7.2:7000") {
+			return fmt.Errorf("echoserver log: %q", srv.Log())
+		}
+		return nil
+	})
+	// A socket opened inside a reaches b over the link.
+	var reply string
+	err = a.Do(func() error {
+		c, err := net.DialTimeout("tcp", "198.18.7.2:7000", 2*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := fmt.Fprint(c, "hi\n"); err != nil {
+			return err
+		}
+		reply, err = bufio.NewReader(c).ReadString('\n')
+		return err
+	})
+	if err != nil || reply != "echo: hi\n" {
+		t.Errorf("echo from a: %q, %v; want %q", reply, err, "echo: hi\n")
+	}
+	// A host with no link has no way to b: the socket really is a's.
+	c := l.MustHost("c")
+	err = c.Do(func() error {
+		conn, err := net.DialTimeout("tcp", "198.18.7.2:7000", 300*time.Millisecond)
+		if err == nil {
+			conn.Close()
+		}
+		return err
+	})
+	if err == nil {
+		t.Error("reached b's server from host c, which has no link")
+	}
+}
+
+// TestInterruptHelper is run by TestInterruptTearsDown in a child process:
+// it builds a lab, says so, and waits to be interrupted.
+func TestInterruptHelper(t *testing.T) {
+	if os.Getenv("LAB_INTERRUPT_HELPER") == "" {
+		return // only a helper for TestInterruptTearsDown
+	}
+	l := lab.New(t)
+	a, b := l.MustHost("a"), l.MustHost("b")
+	l.MustLink(a, "eth0", []string{"198.18.8.1/30"}, b, "eth0", []string{"198.18.8.2/30"})
+	p, err := b.Start("sleeper", []string{"sleep", "300"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("READY %s %d\n", l.Prefix(), p.PID())
+	time.Sleep(60 * time.Second)
+	t.Error("not interrupted within 60s")
+}
+
+func TestInterruptTearsDown(t *testing.T) {
+	nstest.RequireRoot(t)
+	t.Parallel()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestInterruptHelper$")
+	cmd.Env = append(os.Environ(), "LAB_INTERRUPT_HELPER=1")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var prefix string
+	var pid int
+	timeout := time.After(30 * time.Second)
+	for prefix == "" {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				t.Fatalf("helper ended without READY: %s", stderr.String())
+			}
+			if _, err := fmt.Sscanf(line, "READY %s %d", &prefix, &pid); err != nil {
+				prefix = ""
+			}
+		case <-timeout:
+			t.Fatal("helper not READY after 30s")
+		}
+	}
+	if got := withPrefix(namespaces(t), prefix); len(got) != 2 {
+		t.Fatalf("namespaces of the helper's lab: %v, want 2", got)
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for range lines { // drain, so the helper never blocks on stdout
+		}
+	}()
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 130 {
+		t.Errorf("helper exit = %v, want status 130; stderr:\n%s", err, stderr.String())
+	}
+	if got := withPrefix(namespaces(t), prefix); len(got) != 0 {
+		t.Errorf("namespaces left after SIGINT: %v", got)
+	}
+	lab.Eventually(t, 2*time.Second, 20*time.Millisecond, func() error { return gone(pid) })
 }

@@ -256,7 +256,7 @@ func (h *Host) start(name string, argv []string, cfg startConfig) (*Process, err
 	}()
 	if err := h.lab.addProcess(p); err != nil {
 		_ = p.Kill()
-		return nil, err
+		return nil, fmt.Errorf("start %s on %s: %w", name, h.name, err)
 	}
 	return p, nil
 }
