@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -184,6 +185,10 @@ func run(ctx context.Context, f *runFlags, log *slog.Logger) error {
 	g.Go(func() error { return speaker.Run(gctx, vipEvents) })
 	g.Go(func() error {
 		return src.Run(gctx, func(vips []routing.VIP) {
+			if src.Partial() {
+				vips = keepUnaccounted(vips, table.List())
+				log.Warn("some manifests are broken and were never read cleanly: VIPs already on the interface stay until they are fixed")
+			}
 			if err := table.Set(gctx, vips); err != nil && gctx.Err() == nil {
 				log.Error("apply VIPs", "error", err)
 			}
@@ -206,6 +211,21 @@ func run(ctx context.Context, f *runFlags, log *slog.Logger) error {
 		return nil
 	}
 	return err
+}
+
+// keepUnaccounted adds to want every VIP of have that want lacks, with its
+// current attributes, so a VIP is never withdrawn for lack of information.
+func keepUnaccounted(want, have []routing.VIP) []routing.VIP {
+	seen := make(map[netip.Addr]bool, len(want))
+	for _, v := range want {
+		seen[v.Addr] = true
+	}
+	for _, v := range have {
+		if !seen[v.Addr] {
+			want = append(want, v)
+		}
+	}
+	return want
 }
 
 // watchConfig reloads the config directory on change. What cannot change

@@ -50,6 +50,19 @@ type Source struct {
 	files    map[string]map[string]*wanted // file -> service -> wanted, at its last clean read
 	lastGood map[string]*wanted            // service -> its last fully valid state
 	last     []routing.VIP                 // result of the last Load
+	// partial: the last Load met a problem that memory could not cover (a
+	// file or Service broken since before this Source first read it), so
+	// its result may lack VIPs that are wanted.
+	partial bool
+}
+
+// Partial reports whether the last Load met bad input that no earlier good
+// read covers — typically a file already broken when the agent started. The
+// caller should then not remove VIPs it cannot account for.
+func (s *Source) Partial() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.partial
 }
 
 // New checks the options; it starts nothing.
@@ -97,6 +110,7 @@ func (s *Source) Load() ([]routing.VIP, []error) {
 
 	var errs []error
 	report := func(e *Error) { errs = append(errs, e) }
+	s.partial = false
 
 	services := map[string]*wanted{} // this Load's result per Service
 	origins := map[string]string{}   // Service -> file it was taken from
@@ -116,7 +130,9 @@ func (s *Source) Load() ([]routing.VIP, []error) {
 		got := fresh
 		if clean {
 			newFiles[name] = fresh
-		} else if prev, ok := s.files[name]; ok {
+		} else if prev, ok := s.files[name]; !ok {
+			s.partial = true
+		} else {
 			// Keep what the file held at its last clean read.
 			newFiles[name] = prev
 			got = maps.Clone(fresh)
@@ -313,6 +329,7 @@ func (s *Source) readObject(path string, doc document, prefix string, js []byte,
 		out[key] = g
 		log.Warn("service has invalid fields: keeping its last good VIPs", "vips", addrList(g.addrs))
 	case ev.attrsBad:
+		s.partial = true
 		log.Warn("service has an invalid mode or community: not applied")
 	default:
 		w := ev.w

@@ -212,3 +212,40 @@ func TestRestartIsHitless(t *testing.T) {
 		t.Errorf("kube-lb0 still exists after --remove-vips-on-exit:\n%s", out)
 	}
 }
+
+func TestRestartWithBrokenManifestKeepsVIPs(t *testing.T) {
+	t.Parallel()
+	tp := newTopo(t)
+	path := filepath.Join(tp.svcDir, "web.yaml")
+	writeFile(t, path, service("web", "203.0.113.40"))
+	tp.startAgent(t)
+	lab.Eventually(t, 10*time.Second, 100*time.Millisecond, func() error { return pingOnce(tp.client, "203.0.113.40") })
+	if err := tp.agent.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	// The file breaks while the agent is away: the new agent has never
+	// read it cleanly, so it must not take the VIP away.
+	writeFile(t, path, "apiVersion: v1\nkind: Service\nmetadata: [broken\n")
+	tp.startAgent(t)
+	lab.Eventually(t, 10*time.Second, 100*time.Millisecond, func() error {
+		if !strings.Contains(tp.agent.Log(), "VIP table applied") {
+			return fmt.Errorf("agent has not applied its table yet")
+		}
+		return nil
+	})
+	if err := pingOnce(tp.client, "203.0.113.40"); err != nil {
+		t.Fatalf("a manifest broken before the restart withdrew its VIP: %v", err)
+	}
+	// Once the file is fixed and then removed, the VIP goes as usual.
+	writeFile(t, path, service("web", "203.0.113.40"))
+	time.Sleep(300 * time.Millisecond)
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	lab.Eventually(t, 10*time.Second, 100*time.Millisecond, func() error {
+		if pingOnce(tp.client, "203.0.113.40") == nil {
+			return fmt.Errorf("203.0.113.40 still answers after its manifest was removed")
+		}
+		return nil
+	})
+}
