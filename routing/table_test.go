@@ -15,16 +15,15 @@ import (
 // fakeKernel is an in-memory kernel for the reconcile logic. It records
 // every write so tests can assert on what the table asked of the kernel.
 type fakeKernel struct {
-	mu       sync.Mutex
-	exists   bool
-	index    int
-	addrs    map[netip.Addr]bool
-	noDummy  bool
-	kind     string
-	ops      []string
-	failAdd  map[netip.Addr]error
-	changes  chan change
-	watching bool
+	mu      sync.Mutex
+	exists  bool
+	index   int
+	addrs   map[netip.Addr]bool
+	noDummy bool
+	kind    string
+	ops     []string
+	failAdd map[netip.Addr]error
+	changes chan change
 }
 
 func newFake() *fakeKernel {
