@@ -105,6 +105,12 @@ func parseConfig(file string, data []byte) (*Config, []error) {
 		return nil, v.errs
 	}
 
+	// GoBGP fills the default global families from a map: put them in a
+	// stable order so two reads of one file compare equal
+	sort.Slice(set.Global.AfiSafis, func(i, j int) bool {
+		return set.Global.AfiSafis[i].Config.AfiSafiName < set.Global.AfiSafis[j].Config.AfiSafiName
+	})
+
 	// 5. what the reader accepts but a running speaker must not
 	cfg := &Config{File: file, set: set, passwordFiles: map[string]string{}, pos: v.pos}
 	checkSemantics(v, cfg)
@@ -410,6 +416,11 @@ func checkSemantics(v *validator, cfg *Config) {
 		}
 		if la := n.Transport.Config.LocalAddress; la.IsValid() && addr.IsValid() && !la.IsUnspecified() && la.Is4() != addr.Is4() {
 			v.add(at("transport", "config", "local-address"), "neighbor %s: local-address %s is not of the neighbor's family", name, la)
+		}
+		if (len(n.ApplyPolicy.Config.ImportPolicyList) > 0 || len(n.ApplyPolicy.Config.ExportPolicyList) > 0) && !n.RouteServer.Config.RouteServerClient {
+			// GoBGP applies a neighbor's own policies only to route-server
+			// clients; for any other neighbor they would silently do nothing
+			v.add(at("apply-policy"), "neighbor %s: apply-policy on a neighbor only takes effect for route-server clients in GoBGP; use the global apply-policy with a neighbor-set condition", name)
 		}
 		if n.Bfd.Config.Enabled && n.EbgpMultihop.Config.Enabled {
 			v.add(at("bfd", "config", "enabled"), "neighbor %s: BFD is single-hop only; it cannot be used with ebgp-multihop", name)

@@ -69,6 +69,7 @@ func TestValidateRejectsWithFileAndLine(t *testing.T) {
 		{"duplicate neighbor", base + "[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"198.18.0.1\"\n    peer-as = 65002\n", "gobgp.conf:11: neighbor 198.18.0.1 is defined twice (first at line 7)"},
 		{"undefined export policy", base + "[global.apply-policy.config]\n  export-policy-list = [\"nope\"]\n", `gobgp.conf:10: policy "nope" is not defined`},
 		{"undefined neighbor import policy", base + "  [neighbors.apply-policy.config]\n    import-policy-list = [\"nope\"]\n", `gobgp.conf:10: policy "nope" is not defined`},
+		{"neighbor policy without route server", base + "  [neighbors.apply-policy.config]\n    export-policy-list = [\"p\"]\n[[policy-definitions]]\n  name = \"p\"\n", `gobgp.conf:9: neighbor 198.18.0.1: apply-policy on a neighbor only takes effect for route-server clients`},
 		{"undefined peer group", base + "    peer-group = \"tor\"\n", `gobgp.conf:9: peer-group "tor" is not defined`},
 		{"undefined prefix set", base + `[[policy-definitions]]
   name = "p"
