@@ -22,7 +22,28 @@
 //	if err := n1.Ping("198.18.0.1"); err != nil {
 //		t.Fatal(err)
 //	}
+//	sw := l.MustHost("switch") // a flat L2 segment for several nodes
+//	l.MustBridge(sw, "br0", nil)
+//	l.MustLinkToBridge(n1, "eth1", []string{"198.18.1.11/24"}, sw, "br0")
+//	r.EnableForwarding()
+//	n1.AddRoute("203.0.113.0/24", "198.18.0.1")
+//
+//	bin, err := lab.BuildBinary("./cmd/vipspeaker") // once per process
 //	p, err := n1.Start("agent", []string{bin, "run", "--run-dir", l.Dir()})
+//	lab.Eventually(t, 5*time.Second, 50*time.Millisecond, func() error {
+//		_, ok, err := r.KernelRoute("203.0.113.10/32")
+//		if err == nil && !ok {
+//			err = errors.New("no route yet")
+//		}
+//		return err
+//	})
+//
+// Host.Run runs a command in the namespace and returns its output;
+// Host.Start runs one in the background, output in <lab dir>/<host>.<name>.log
+// (Process.Log, Process.LogPath), in its own process group (Stop sends
+// SIGTERM, then SIGKILL after StopTimeout; Kill, Signal, Wait). Host.Do runs
+// Go code on a thread inside the namespace; Host.Netlink is a netlink handle
+// bound to it.
 //
 // Namespaces are named vl<pid>-<n>-<host>. Everything is torn down in
 // t.Cleanup: processes get SIGTERM (SIGKILL after a grace), anything else

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -431,9 +432,20 @@ func TestFRRAndBIRDPeer(t *testing.T) {
 	requireBIRD(t)
 	l := lab.New(t)
 	fh, bh := l.MustHost("frr"), l.MustHost("bird")
-	l.MustLink(fh, "eth0", []string{"198.18.2.1/30"}, bh, "eth0", []string{"198.18.2.2/30"})
+	l.MustLink(fh, "eth0", []string{"198.18.2.1/30", "2001:db8:18:2::1/64"},
+		bh, "eth0", []string{"198.18.2.2/30", "2001:db8:18:2::2/64"})
 
-	frr, err := fh.StartFRR(lab.FRRConfig{BGPd: frrBGPConf(65001, "198.18.2.1", "198.18.2.2", 65002)})
+	// One IPv4 session and one IPv6 session.
+	frr, err := fh.StartFRR(lab.FRRConfig{BGPd: frrBGPConf(65001, "198.18.2.1", "198.18.2.2", 65002) + `
+router bgp 65001
+ neighbor 2001:db8:18:2::2 remote-as 65002
+ neighbor 2001:db8:18:2::2 timers 3 9
+ neighbor 2001:db8:18:2::2 timers connect 5
+ address-family ipv6 unicast
+  neighbor 2001:db8:18:2::2 activate
+ exit-address-family
+!
+`})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -445,6 +457,10 @@ protocol static vips {
 	ipv4;
 	route 198.51.100.0/24 blackhole;
 }
+protocol static vips6 {
+	ipv6;
+	route 2001:db8:100::/48 blackhole;
+}
 protocol bgp frr {
 	local 198.18.2.2 as 65002;
 	neighbor 198.18.2.1 as 65001;
@@ -454,15 +470,28 @@ protocol bgp frr {
 		export where source = RTS_STATIC;
 	};
 }
+protocol bgp frr6 {
+	local 2001:db8:18:2::2 as 65002;
+	neighbor 2001:db8:18:2::1 as 65001;
+	connect retry time 2;
+	ipv6 {
+		import all;
+		export where source = RTS_STATIC;
+	};
+}
 `)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := frr.WaitEstablished("198.18.2.2", 30*time.Second); err != nil {
-		t.Fatal(err)
+	for _, peer := range []string{"198.18.2.2", "2001:db8:18:2::2"} {
+		if err := frr.WaitEstablished(peer, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := bird.WaitEstablished("frr", 10*time.Second); err != nil {
-		t.Fatal(err)
+	for _, p := range []string{"frr", "frr6"} {
+		if err := bird.WaitEstablished(p, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	vip := netip.MustParsePrefix("198.51.100.0/24")
@@ -483,6 +512,35 @@ protocol bgp frr {
 		}
 		if !ok || r.Protocol != "bgp" || len(r.Gateways) != 1 || r.Gateways[0].String() != "198.18.2.2" {
 			return fmt.Errorf("FRR's kernel route to %v: %+v (found %v), want bgp via 198.18.2.2", vip, r, ok)
+		}
+		return nil
+	})
+	paths, err := frr.BGPRoutes("ipv4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := paths[vip]; len(p) != 1 || !p[0].Best || p[0].ASPath != "65002" {
+		t.Errorf("FRR's paths for %v: %+v, want one best path with AS path 65002", vip, p)
+	}
+
+	vip6 := netip.MustParsePrefix("2001:db8:100::/48")
+	lab.Eventually(t, 10*time.Second, 100*time.Millisecond, func() error {
+		rs, err := frr.RoutesIPv6()
+		if err != nil {
+			return err
+		}
+		if nh := rs[vip6]; !slices.Contains(nh, netip.MustParseAddr("2001:db8:18:2::2")) {
+			return fmt.Errorf("FRR's BGP table: %v = %v, want next hop 2001:db8:18:2::2 (all: %v)", vip6, nh, rs)
+		}
+		return nil
+	})
+	lab.Eventually(t, 10*time.Second, 100*time.Millisecond, func() error {
+		r, ok, err := fh.KernelRoute(vip6.String())
+		if err != nil {
+			return err
+		}
+		if !ok || r.Protocol != "bgp" || len(r.Devs) != 1 || r.Devs[0] != "eth0" {
+			return fmt.Errorf("FRR's kernel route to %v: %+v (found %v), want bgp via eth0", vip6, r, ok)
 		}
 		return nil
 	})
