@@ -251,13 +251,6 @@ func (l *Lab) nextSeq() int {
 	return l.seq
 }
 
-func (l *Lab) logf(format string, args ...any) {
-	if l.t != nil {
-		l.t.Helper()
-		l.t.Logf(format, args...)
-	}
-}
-
 func (l *Lab) printLogTails(t testing.TB, lines int) {
 	t.Helper()
 	seen := map[string]bool{}
