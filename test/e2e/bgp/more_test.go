@@ -1,0 +1,418 @@
+package bgp_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vipspeaker/vipspeaker/internal/nstest"
+	"github.com/vipspeaker/vipspeaker/test/lab"
+)
+
+// iBGP over an IPv4 session (IPv4 VIP) and over an IPv6 session (IPv6 VIP):
+// each VIP's next hop is the local address of the session carrying it.
+func TestIBGPOverIPv4AndIPv6Sessions(t *testing.T) {
+	t.Parallel()
+	tp := newTopo(t, 1)
+	n := tp.nodes[0]
+	tp.startFRR(t, nil, func(n *node) frrNeighbor {
+		return frrNeighbor{as: 65000,
+			extra:   []string{"neighbor " + n.addr6 + " remote-as 65000", "neighbor " + n.addr6 + " timers connect 1"},
+			v6Extra: []string{"no neighbor %[1]s activate", "neighbor " + n.addr6 + " activate"},
+		}
+	}, "")
+	n.writeConf(t, fmt.Sprintf(`[global.config]
+  as = 65000
+
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = %q
+    peer-as = 65000
+  [neighbors.timers.config]
+    connect-retry = 1
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv4-unicast"
+
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = %q
+    peer-as = 65000
+  [neighbors.timers.config]
+    connect-retry = 1
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv6-unicast"
+`, n.peer4, n.peer6))
+	n.service(t, "web", "", "203.0.113.10", "2001:db8:100::10")
+	n.start(t)
+	for _, a := range []string{n.addr4, n.addr6} {
+		if err := tp.frr.WaitEstablished(a, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tp.waitKernelRoute(t, "203.0.113.10/32", n.addr4)
+	tp.waitKernelRoute(t, "2001:db8:100::10/128", n.addr6)
+	ps, err := tp.frrPaths("ipv4", "203.0.113.10/32")
+	if err != nil || len(ps) != 1 || ps[0].LocalPref != 100 || (ps[0].ASPath != "" && ps[0].ASPath != "Local") {
+		t.Fatalf("iBGP path at FRR: %+v %v; want local-pref 100 and an empty AS path", ps, err)
+	}
+}
+
+// eBGP multihop to the router's loopback address, with an MD5 password
+// read from a file (a mounted Secret) and configured on FRR.
+func TestMultihopWithMD5PasswordFile(t *testing.T) {
+	t.Parallel()
+	tp := newTopo(t, 1)
+	n := tp.nodes[0]
+	if err := tp.router.AddAddr("lo", "198.18.255.1/32"); err != nil {
+		t.Fatal(err)
+	}
+	tp.startFRR(t, nil, func(n *node) frrNeighbor {
+		return frrNeighbor{as: 65001, extra: []string{
+			"neighbor %[1]s ebgp-multihop 2",
+			"neighbor %[1]s update-source 198.18.255.1",
+			"neighbor %[1]s password s3cret-pw",
+		}}
+	}, "")
+	secret := filepath.Join(tp.l.Dir(), "bgp-password")
+	if err := os.WriteFile(secret, []byte("s3cret-pw\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	conf := strings.Replace(n.gobgpConf(65001, "  [neighbors.ebgp-multihop.config]\n    enabled = true\n    multihop-ttl = 2\n", "", false),
+		"peer-as = 65000\n", fmt.Sprintf("peer-as = 65000\n    auth-password = %q\n", secret), 1)
+	conf = strings.Replace(conf, n.peer4, "198.18.255.1", 1)
+	n.writeConf(t, conf)
+	n.service(t, "web", "", "203.0.113.10")
+	n.start(t)
+	if err := tp.frr.WaitEstablished(n.addr4, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	tp.waitKernelRoute(t, "203.0.113.10/32", n.addr4)
+
+	// the password matters: a wrong one in the file, after a reload, takes
+	// the session down (the session parameters changed, so it is reset)
+	if err := os.WriteFile(secret, []byte("wrong\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n.writeConf(t, conf+"\n# touched\n")
+	n.waitLog(t, "neighbor updated", "session-reset=true")
+	tp.waitNoKernelRoute(t, "203.0.113.10/32")
+}
+
+// The node peers with FRR and BIRD at once. A prefix-set keeps VIPs outside
+// 203.0.113.0/24 from both; a neighbor-set keeps everything from BIRD.
+// Asserted on each router's own view.
+func TestPolicyPrefixSetAndNeighborSetAtFRRAndBIRD(t *testing.T) {
+	t.Parallel()
+	if err := lab.HaveBIRD(); err != nil {
+		nstest.Skip(t, "%v", err)
+	}
+	tp := newTopo(t, 1)
+	n := tp.nodes[0]
+	bh := tp.l.MustHost("bird")
+	tp.l.MustLink(bh, "eth0", []string{"198.18.101.1/30"}, n.h, "eth1", []string{"198.18.101.2/30"})
+	bird, err := bh.StartBIRD(`router id 198.18.101.1;
+protocol device {}
+protocol bgp node1 {
+  local 198.18.101.1 as 65100;
+  neighbor 198.18.101.2 as 65001;
+  connect retry time 1;
+  ipv4 { import all; export none; };
+}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp.startFRR(t, nil, ebgp, "")
+	policy := `
+[global.apply-policy.config]
+  export-policy-list = ["vips"]
+  default-export-policy = "accept-route"
+
+[[defined-sets.prefix-sets]]
+  prefix-set-name = "ours"
+  [[defined-sets.prefix-sets.prefix-list]]
+    ip-prefix = "203.0.113.0/24"
+    masklength-range = "32..32"
+
+[[defined-sets.neighbor-sets]]
+  neighbor-set-name = "bird"
+  neighbor-info-list = ["198.18.101.1"]
+
+[[policy-definitions]]
+  name = "vips"
+  [[policy-definitions.statements]]
+    name = "not-ours"
+    [policy-definitions.statements.conditions.match-prefix-set]
+      prefix-set = "ours"
+      match-set-options = "invert"
+    [policy-definitions.statements.actions]
+      route-disposition = "reject-route"
+  [[policy-definitions.statements]]
+    name = "no-bird"
+    [policy-definitions.statements.conditions.match-neighbor-set]
+      neighbor-set = "%s"
+    [policy-definitions.statements.actions]
+      route-disposition = "reject-route"
+`
+	birdNeighbor := `
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "198.18.101.1"
+    peer-as = 65100
+  [neighbors.timers.config]
+    connect-retry = 1
+`
+	n.writeConf(t, n.gobgpConf(65001, "", birdNeighbor+fmt.Sprintf(policy, "bird"), false))
+	n.service(t, "web", "", "203.0.113.10", "198.51.100.10")
+	n.start(t)
+	tp.waitEstablished(t, n)
+	if err := bird.WaitEstablished("node1", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	tp.waitKernelRoute(t, "203.0.113.10/32", n.addr4)
+	time.Sleep(time.Second)
+	if _, ok := tp.kernelRoute("198.51.100.10/32"); ok {
+		t.Error("198.51.100.10 (outside the prefix-set) reached FRR")
+	}
+	if out, err := bird.Birdc("show route all"); err != nil || strings.Contains(out, "203.0.113.10") || strings.Contains(out, "198.51.100.10") {
+		t.Errorf("BIRD (in the neighbor-set) got routes, want none:\n%s %v", out, err)
+	}
+
+	// the same policy with the neighbor-set renamed to an empty one: BIRD
+	// now receives 203.0.113.10 (and still not 198.51.100.10), by reload
+	n.writeConf(t, n.gobgpConf(65001, "", birdNeighbor+fmt.Sprintf(policy, "nobody")+`
+[[defined-sets.neighbor-sets]]
+  neighbor-set-name = "nobody"
+  neighbor-info-list = ["198.18.200.1"]
+`, false))
+	lab.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
+		out, err := bird.Birdc("show route all")
+		if err != nil || !strings.Contains(out, "203.0.113.10/32") {
+			return fmt.Errorf("BIRD has no 203.0.113.10/32:\n%s %v", out, err)
+		}
+		if strings.Contains(out, "198.51.100.10") {
+			return fmt.Errorf("BIRD got 198.51.100.10 (outside the prefix-set):\n%s", out)
+		}
+		if !strings.Contains(out, "BGP.as_path: 65001") {
+			return fmt.Errorf("BIRD's route lacks AS path 65001:\n%s", out)
+		}
+		return nil
+	})
+}
+
+// One agent with two sessions to the router (IPv4 and IPv6 transport):
+// removing or adding one neighbor leaves the other session alone; changing
+// both at once applies to both.
+func TestNeighborChangesOneByOne(t *testing.T) {
+	t.Parallel()
+	tp := newTopo(t, 1)
+	n := tp.nodes[0]
+	tp.startFRR(t, nil, func(n *node) frrNeighbor {
+		return frrNeighbor{as: 65001,
+			extra:   []string{"neighbor " + n.addr6 + " remote-as 65001", "neighbor " + n.addr6 + " timers connect 1"},
+			v6Extra: []string{"neighbor " + n.addr6 + " activate"},
+		}
+	}, "")
+	v6Neighbor := fmt.Sprintf(`
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = %q
+    peer-as = 65000
+%%s  [neighbors.timers.config]
+    connect-retry = 1
+    idle-hold-time-after-reset = 1
+`, n.peer6)
+	both := func(extra string) string {
+		c := n.gobgpConf(65001, "", fmt.Sprintf(v6Neighbor, extra), false)
+		return strings.Replace(c, "peer-as = 65000\n", "peer-as = 65000\n"+extra, 1)
+	}
+	n.writeConf(t, both(""))
+	n.service(t, "web", "", "203.0.113.10")
+	n.start(t)
+	for _, a := range []string{n.addr4, n.addr6} {
+		if err := tp.frr.WaitEstablished(a, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v4 := tp.sessionAt(t, n.addr4)
+
+	// remove the IPv6 neighbor
+	n.writeConf(t, n.gobgpConf(65001, "", "", false))
+	lab.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
+		if s := tp.sessionAt(t, n.addr6); s.State == "Established" {
+			return fmt.Errorf("IPv6 session still up")
+		}
+		return nil
+	})
+	if s := tp.sessionAt(t, n.addr4); s != v4 {
+		t.Fatalf("removing the other neighbor touched the IPv4 session: %+v → %+v", v4, s)
+	}
+	// add it back
+	n.writeConf(t, both(""))
+	if err := tp.frr.WaitEstablished(n.addr6, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if s := tp.sessionAt(t, n.addr4); s != v4 {
+		t.Fatalf("adding the other neighbor touched the IPv4 session: %+v → %+v", v4, s)
+	}
+	// shut both down in one change: both go (GoBGP's own UpdateConfig
+	// would apply only the first changed neighbor)
+	n.writeConf(t, both("    admin-down = true\n"))
+	lab.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
+		for _, a := range []string{n.addr4, n.addr6} {
+			if s := tp.sessionAt(t, a); s.State == "Established" {
+				return fmt.Errorf("session %s still up", a)
+			}
+		}
+		return nil
+	})
+	tp.waitNoKernelRoute(t, "203.0.113.10/32")
+}
+
+func (tp *topo) sessionAt(t *testing.T, addr string) frrSession {
+	t.Helper()
+	var doc map[string]json.RawMessage
+	if err := tp.frr.VtyshJSON("show bgp neighbors "+addr+" json", &doc); err != nil {
+		t.Fatal(err)
+	}
+	var s struct {
+		BgpState               string `json:"bgpState"`
+		ConnectionsEstablished int    `json:"connectionsEstablished"`
+		ConnectionsDropped     int    `json:"connectionsDropped"`
+	}
+	_ = json.Unmarshal(doc[addr], &s)
+	return frrSession{State: s.BgpState, Established: s.ConnectionsEstablished, Dropped: s.ConnectionsDropped}
+}
+
+func (tp *topo) updatesReceived(t *testing.T, addr string) int {
+	t.Helper()
+	var doc map[string]struct {
+		MessageStats struct {
+			UpdatesRecv int `json:"updatesRecv"`
+		} `json:"messageStats"`
+	}
+	if err := tp.frr.VtyshJSON("show bgp neighbors "+addr+" json", &doc); err != nil {
+		t.Fatal(err)
+	}
+	return doc[addr].MessageStats.UpdatesRecv
+}
+
+// SIGTERM: a node with graceful restart leaves the router holding its route
+// (it stays in the router's kernel while the agent is away and through its
+// restart); a node without it withdraws its route (an UPDATE the router
+// counts) before it goes.
+func TestSIGTERMGracefulRestartOrWithdraw(t *testing.T) {
+	t.Parallel()
+	tp := newTopo(t, 2)
+	gr, plain := tp.nodes[0], tp.nodes[1]
+	tp.startFRR(t, []string{"bgp graceful-restart", "bgp graceful-restart restart-time 30"}, ebgp, "")
+	gr.writeConf(t, gr.gobgpConf(65001, "", "", true))
+	plain.writeConf(t, plain.gobgpConf(65001, "", "", false))
+	gr.service(t, "web", "", "203.0.113.10")
+	plain.service(t, "web", "", "203.0.113.11")
+	for _, n := range tp.nodes {
+		n.start(t)
+		tp.waitEstablished(t, n)
+	}
+	tp.waitKernelRoute(t, "203.0.113.10/32", gr.addr4)
+	tp.waitKernelRoute(t, "203.0.113.11/32", plain.addr4)
+	time.Sleep(500 * time.Millisecond)
+	updates := tp.updatesReceived(t, plain.addr4)
+
+	w := tp.watchKernel("203.0.113.10/32")
+	for _, n := range tp.nodes {
+		if err := n.agent.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range tp.nodes {
+		select {
+		case <-n.agent.Done():
+		case <-time.After(15 * time.Second):
+			t.Fatalf("agent on %s did not exit after SIGTERM", n.h.Name())
+		}
+	}
+	tp.waitNoKernelRoute(t, "203.0.113.11/32")
+	if got := tp.updatesReceived(t, plain.addr4); got <= updates {
+		t.Errorf("the router received no UPDATE (withdrawal) from the node without graceful restart (%d → %d)", updates, got)
+	}
+	time.Sleep(time.Second)
+	gr.start(t)
+	lab.Eventually(t, 15*time.Second, 20*time.Millisecond, func() error {
+		ps, err := tp.frrPaths("ipv4", "203.0.113.10/32")
+		if err != nil || len(ps) == 0 || ps[0].Stale {
+			return fmt.Errorf("route not refreshed by the restarted agent: %+v %v", ps, err)
+		}
+		return nil
+	})
+	time.Sleep(time.Second)
+	if gone := w.Stop(); len(gone) > 0 {
+		t.Fatalf("the graceful-restart node's route left the router's kernel: %v", gone)
+	}
+}
+
+// The metrics and the peer status show the session, prefixes and BFD.
+func TestMetricsShowPeer(t *testing.T) {
+	t.Parallel()
+	tp := newTopo(t, 1)
+	n := tp.nodes[0]
+	tp.startFRR(t, nil, func(n *node) frrNeighbor {
+		return frrNeighbor{as: 65001, extra: []string{"neighbor %[1]s bfd", "neighbor %[1]s bfd profile fast"}}
+	}, fastBFD)
+	n.writeConf(t, n.gobgpConf(65001, "  [neighbors.bfd.config]\n    enabled = true\n    desired-minimum-tx-interval = 100000\n    required-minimum-receive = 100000\n", "", false))
+	n.service(t, "web", "", "203.0.113.10", "2001:db8:100::10")
+	n.starts++
+	p, err := n.h.Start("vipspeaker-metrics", []string{n.bin, "run", "--config-dir", n.confDir, "--services-dir", n.svcDir,
+		"--run-dir", n.runDir, "--node-name", n.h.Name(), "--metrics-addr", "127.0.0.1:9472"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.agent = p
+	tp.waitEstablished(t, n)
+	want := []string{
+		`vipspeaker_bgp_session_up{peer="` + n.peer4 + `"} 1`,
+		`vipspeaker_bgp_advertised_prefixes{peer="` + n.peer4 + `"} 2`,
+		`vipspeaker_bfd_session_up{peer="` + n.peer4 + `"} 1`,
+	}
+	lab.Eventually(t, 15*time.Second, 100*time.Millisecond, func() error {
+		out, err := httpGet(n.h, "127.0.0.1:9472", "/metrics")
+		if err != nil {
+			return err
+		}
+		for _, w := range want {
+			if !strings.Contains(out, w) {
+				return fmt.Errorf("metrics lack %q", w)
+			}
+		}
+		return nil
+	})
+}
+
+// httpGet fetches path from addr inside h's network namespace (the socket is
+// made there; reading it needs no namespace).
+func httpGet(h *lab.Host, addr, path string) (string, error) {
+	var conn net.Conn
+	if err := h.Do(func() error {
+		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		conn = c
+		return err
+	}); err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n", path, addr); err != nil {
+		return "", err
+	}
+	b, err := io.ReadAll(conn)
+	return string(b), err
+}
