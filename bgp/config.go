@@ -47,6 +47,10 @@ func Validate(file string, data []byte) []error {
 	return errs
 }
 
+// defaultDeferral is the graceful-restart deferral-time (seconds) used when
+// gobgp.conf does not set one.
+const defaultDeferral = 10
+
 // viperMu serialises GoBGP's config reader: it keeps a package-level map of
 // peer-group member fields.
 var viperMu sync.Mutex
@@ -110,6 +114,18 @@ func parseConfig(file string, data []byte) (*Config, []error) {
 	sort.Slice(set.Global.AfiSafis, func(i, j int) bool {
 		return set.Global.AfiSafis[i].Config.AfiSafiName < set.Global.AfiSafis[j].Config.AfiSafiName
 	})
+
+	// A speaker that only originates routes has nothing to wait for after
+	// a restart but its peers' End-of-RIB; GoBGP's default deferral of
+	// 360 s would hold our routes back that long from every peer whenever
+	// one graceful-restart peer is down. Unless the file says otherwise,
+	// wait at most defaultDeferral.
+	for i := range set.Neighbors {
+		n := &set.Neighbors[i]
+		if n.GracefulRestart.Config.Enabled && !v.pos.has("neighbors", idx(i), "graceful-restart", "config", "deferral-time") {
+			n.GracefulRestart.Config.DeferralTime = defaultDeferral
+		}
+	}
 
 	// 5. what the reader accepts but a running speaker must not
 	cfg := &Config{File: file, set: set, passwordFiles: map[string]string{}, pos: v.pos}

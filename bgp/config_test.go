@@ -153,3 +153,15 @@ func TestMD5Probe(t *testing.T) {
 		t.Logf("kernel without TCP_MD5SIG: %v", err)
 	}
 }
+
+func TestGracefulRestartDeferralDefault(t *testing.T) {
+	gr := base + "  [neighbors.graceful-restart.config]\n    enabled = true\n"
+	cfg := mustParse(t, gr)
+	if got := cfg.set.Neighbors[0].GracefulRestart.Config.DeferralTime; got != defaultDeferral {
+		t.Errorf("deferral-time = %d, want our default %d when the file leaves it out", got, defaultDeferral)
+	}
+	cfg = mustParse(t, gr+"    deferral-time = 120\n")
+	if got := cfg.set.Neighbors[0].GracefulRestart.Config.DeferralTime; got != 120 {
+		t.Errorf("deferral-time = %d, want the file's 120", got)
+	}
+}

@@ -145,6 +145,10 @@ func (s *Server) applyLocked(ctx context.Context, cfg *Config) error {
 		return err
 	}
 	p := diffConfig(s.cur.set, cfg.set)
+	if !s.peersAdded {
+		// Run has not added the neighbors yet; it will add cfg's
+		p.add, p.del, p.update = nil, nil, nil
+	}
 	if p.empty() {
 		s.cur = cfg
 		s.log.Debug("config unchanged", "file", cfg.File)
@@ -306,6 +310,9 @@ func (s *Server) readdLocked(ctx context.Context) {
 		add = append(add, p)
 	}
 	s.pushPaths(add, nil)
+	if !s.peersAdded {
+		return
+	}
 	if err := s.addPeersLocked(ctx, false); err != nil {
 		s.log.Error("add neighbors after restart", "err", err)
 	}

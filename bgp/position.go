@@ -150,3 +150,9 @@ func (pos *positions) lineDotted(p string) int {
 	p = strings.NewReplacer("[", ".", "]", "").Replace(p)
 	return pos.line(strings.Split(p, ".")...)
 }
+
+// has reports whether path itself is written in the document.
+func (pos *positions) has(path ...string) bool {
+	_, ok := pos.lines[pathKey(path)]
+	return ok
+}

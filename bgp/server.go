@@ -62,6 +62,9 @@ type Server struct {
 	cur     *Config // applied; router-id resolved
 	bgp     *server.BgpServer
 	stopped bool
+	// peersAdded: the neighbors of cur are in GoBGP (Run adds them only
+	// after the first VIPs are in the RIB)
+	peersAdded bool
 	vips    map[netip.Addr]routing.VIP // announced VIPs
 	paths   map[netip.Addr]*apiutil.Path
 	nh6     netip.Addr
@@ -342,6 +345,7 @@ func (s *Server) restrictSocket(sock string) {
 func (s *Server) addPeers(ctx context.Context) error {
 	s.opMu.Lock()
 	defer s.opMu.Unlock()
+	s.peersAdded = true
 	return s.addPeersLocked(ctx, true)
 }
 
