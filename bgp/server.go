@@ -65,9 +65,9 @@ type Server struct {
 	// peersAdded: the neighbors of cur are in GoBGP (Run adds them only
 	// after the first VIPs are in the RIB)
 	peersAdded bool
-	vips    map[netip.Addr]routing.VIP // announced VIPs
-	paths   map[netip.Addr]*apiutil.Path
-	nh6     netip.Addr
+	vips       map[netip.Addr]routing.VIP // announced VIPs
+	paths      map[netip.Addr]*apiutil.Path
+	nh6        netip.Addr
 
 	running   atomic.Pointer[server.BgpServer] // for readers (Peers)
 	ready     atomic.Bool
