@@ -1,0 +1,85 @@
+package owner
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"net/netip"
+	"slices"
+)
+
+// VIP is one layer2 address and the nodes that may own it.
+type VIP struct {
+	Addr netip.Addr
+	// Eligible lists the nodes allowed to own the VIP (Ready, not
+	// excluded, with a local endpoint when the Service asks for it). nil
+	// means every healthy node; an empty non-nil slice means none.
+	Eligible []string
+}
+
+// weight is the rendezvous score of node for addr.
+func weight(node string, addr netip.Addr) uint64 {
+	h := sha256.New()
+	h.Write([]byte(node))
+	h.Write([]byte{0})
+	b, _ := addr.Unmap().MarshalBinary()
+	h.Write(b)
+	var sum [sha256.Size]byte
+	return binary.BigEndian.Uint64(h.Sum(sum[:0]))
+}
+
+// Owner returns the node among candidates with the highest weight for
+// addr (ties, which need a hash collision, go to the smaller name), and
+// false when there is no candidate. The order of candidates does not
+// matter.
+func Owner(addr netip.Addr, candidates []string) (string, bool) {
+	best, bestW, found := "", uint64(0), false
+	for _, n := range candidates {
+		if n == "" {
+			continue
+		}
+		w := weight(n, addr)
+		if !found || w > bestW || (w == bestW && n < best) {
+			best, bestW, found = n, w, true
+		}
+	}
+	return best, found
+}
+
+// Assign returns the owner of every VIP that has one: the winner among the
+// VIP's eligible nodes that are healthy.
+func Assign(vips []VIP, healthy []string) map[netip.Addr]string {
+	up := make(map[string]bool, len(healthy))
+	for _, n := range healthy {
+		up[n] = true
+	}
+	out := make(map[netip.Addr]string, len(vips))
+	var cand []string
+	for _, v := range vips {
+		cand = cand[:0]
+		if v.Eligible == nil {
+			cand = append(cand, healthy...)
+		} else {
+			for _, n := range v.Eligible {
+				if up[n] {
+					cand = append(cand, n)
+				}
+			}
+		}
+		if o, ok := Owner(v.Addr, cand); ok {
+			out[v.Addr.Unmap()] = o
+		}
+	}
+	return out
+}
+
+// Owned returns, sorted, the VIPs that self owns.
+func Owned(self string, vips []VIP, healthy []string) []netip.Addr {
+	var out []netip.Addr
+	for a, o := range Assign(vips, healthy) {
+		if o == self {
+			out = append(out, a)
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
+}
