@@ -14,6 +14,9 @@ type VIP struct {
 	// excluded, with a local endpoint when the Service asks for it). nil
 	// means every healthy node; an empty non-nil slice means none.
 	Eligible []string
+	// Interfaces are where the VIP is answered when this node owns it (the
+	// pool's [pools.layer2] interfaces). Only Controller uses them.
+	Interfaces []string
 }
 
 // weight is the rendezvous score of node for addr.

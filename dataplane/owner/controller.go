@@ -1,0 +1,130 @@
+package owner
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"slices"
+	"sync"
+)
+
+// Health is what Controller needs of Membership.
+type Health interface {
+	Healthy() []string
+	Changes() <-chan struct{}
+	Ready() <-chan struct{}
+}
+
+// ControllerOptions configure a Controller.
+type ControllerOptions struct {
+	Logger *slog.Logger
+	// NodeName is this node's name, as in the membership.
+	NodeName string
+	// Health is the speakers' membership (a *Membership).
+	Health Health
+	// Apply receives every VIP this node owns with its interfaces, each
+	// time the set may have changed (dataplane.Responder.SetOwned).
+	Apply func(owned map[netip.Addr][]string)
+}
+
+// Controller recomputes this node's layer2 VIPs whenever the VIPs or the
+// healthy speakers change, and hands them to Apply. Until the membership is
+// ready it applies nothing, so a starting node never claims every VIP.
+type Controller struct {
+	log   *slog.Logger
+	self  string
+	h     Health
+	apply func(map[netip.Addr][]string)
+	kick  chan struct{}
+
+	mu     sync.Mutex
+	vips   []VIP
+	owners map[netip.Addr]string
+}
+
+// NewController validates opts.
+func NewController(opts ControllerOptions) (*Controller, error) {
+	if opts.NodeName == "" || opts.Health == nil || opts.Apply == nil {
+		return nil, errors.New("owner controller: node name, health and apply are required")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Controller{
+		log:   log.With("component", "l2-owner"),
+		self:  opts.NodeName,
+		h:     opts.Health,
+		apply: opts.Apply,
+		kick:  make(chan struct{}, 1),
+	}, nil
+}
+
+// SetVIPs declares every layer2 VIP with its eligible nodes and interfaces
+// (replacing the previous set).
+func (c *Controller) SetVIPs(vips []VIP) {
+	cp := make([]VIP, len(vips))
+	for i, v := range vips {
+		cp[i] = VIP{Addr: v.Addr.Unmap(), Eligible: slices.Clone(v.Eligible), Interfaces: slices.Clone(v.Interfaces)}
+	}
+	c.mu.Lock()
+	c.vips = cp
+	c.mu.Unlock()
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Owners returns the owner of each VIP as last computed (for status).
+func (c *Controller) Owners() map[netip.Addr]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.owners)
+}
+
+// Run waits for the membership to be ready, then applies on every change
+// until ctx ends.
+func (c *Controller) Run(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-c.h.Ready():
+	}
+	c.recompute()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-c.kick:
+		case <-c.h.Changes():
+		}
+		c.recompute()
+	}
+}
+
+func (c *Controller) recompute() {
+	healthy := c.h.Healthy()
+	c.mu.Lock()
+	vips := c.vips
+	c.mu.Unlock()
+	owners := Assign(vips, healthy)
+	mine := map[netip.Addr][]string{}
+	for _, v := range vips {
+		if owners[v.Addr] == c.self {
+			mine[v.Addr] = v.Interfaces
+		}
+	}
+	c.mu.Lock()
+	prev := c.owners
+	c.owners = owners
+	c.mu.Unlock()
+	for a, o := range owners {
+		if prev[a] != o {
+			c.log.Debug("layer2 owner", "vip", a, "node", o)
+		}
+	}
+	c.apply(mine)
+}
