@@ -47,6 +47,9 @@ func main() {
 	r.printf("- date: %s", time.Now().UTC().Format(time.RFC3339))
 	r.printf("- machine: %s", machine())
 	r.printf("- go: %s", runtime.Version())
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		r.printf("- load average at start (the machine is shared; compare ratios from one run): %s", strings.Join(strings.Fields(string(b))[:3], " "))
+	}
 	r.printf("")
 	failed := false
 	for _, s := range sections {
