@@ -1,0 +1,72 @@
+// Package bpf is vipspeaker's optional eBPF fast path for layer2 VIPs.
+//
+// It owns one XDP program (xdp.c, compiled with bpf2go; the generated
+// vip_bpfel.go and vip_bpfel.o are committed so `go build` needs no clang,
+// `go generate ./bpf` rebuilds them and check-generated.sh fails when a
+// fresh generation differs), its maps, its XDP links, and the pins of all
+// of these under a bpf filesystem directory (DefaultPinDir).
+//
+// What the program does, on every interface it is attached to:
+//
+//   - ARP request for a VIP in the owned map on that interface: the reply is
+//     built in place and sent back with XDP_TX.
+//   - Neighbour solicitation (to the solicited-node group, or unicast to the
+//     VIP) for an owned IPv6 VIP: rewritten into the solicited, override
+//     advertisement with the node's MAC, ICMPv6 checksum computed, XDP_TX.
+//     Only solicitations with no option or exactly one source link-layer
+//     option, a valid checksum and hop limit 255 are answered.
+//   - IP packets addressed to a counted VIP add to its per-CPU packet and
+//     byte counters (vipspeaker_vip_receive_{packets,bytes}_total{vip}).
+//     Neighbour discovery is not counted.
+//   - Everything else passes to the kernel, and so to dataplane's userspace
+//     responder, which stays authoritative: duplicate address detection,
+//     conflicts (someone else using a VIP as its source), VLAN-tagged
+//     frames, unusual options.
+//
+// The owned set is a hash map held in slot 0 of an array of maps: SetOwned
+// builds the new set aside and swaps it in with one update, so the program
+// sees the whole old set or the whole new one, never a half.
+//
+// Replies are sent only while the lease map holds a CLOCK_MONOTONIC time
+// (bpf_ktime_get_ns) in the future. The agent renews it (RenewLease); a
+// program left pinned by an agent that died stops answering when the lease
+// lapses, so it never competes with the node that took the VIPs over.
+//
+// Restarts: Close releases the process's descriptors and leaves the pinned
+// links attached (the node keeps answering while the agent is away); the
+// next Load reuses the pinned maps (owned set, lease, counters carry over)
+// and swaps its program into the pinned links with one link update. Remove
+// detaches everything and deletes the pins (the agent stops for good).
+//
+// Gratuitous announcements: Announce runs the same program with
+// BPF_PROG_RUN in live-frames mode (BPF_F_TEST_XDP_LIVE_FRAMES). The input
+// frame carries 8 bytes of XDP metadata with a magic value; frames from the
+// wire never carry metadata, so only the agent can trigger this branch. On
+// each run the program takes the next job (VIP and form) from a job table,
+// checks that the VIP is owned on the interface and the lease valid, writes
+// the whole frame (gratuitous ARP request, gratuitous ARP reply, or
+// unsolicited NA to all-nodes) and returns XDP_TX. One call therefore sends
+// the frames of up to 4096 jobs. Measured pitfalls (LAB.md): no DataOut in
+// live mode; batch size 64; the context must name the interface.
+//
+// Veth and native XDP_TX (the early probe where the reply never reached the
+// peer): on veth, a frame sent with XDP_TX by a native-mode program (and
+// every frame of a live-frames run) is not sent through the peer's normal
+// receive path but pushed into the peer's XDP receive ring
+// (ndo_xdp_xmit). That ring is only served when the peer device runs NAPI,
+// which veth enables when the peer has an XDP program of its own or GRO
+// turned on (`ethtool -K PEER gro on`); otherwise the frame is dropped with
+// no error to the sender. The program's counters still count it as sent.
+// Generic (skb) mode sends XDP_TX through the ordinary transmit path and has
+// no such requirement. TestVethNativeTXNeedsPeerNAPI shows both sides of
+// it. Physical NICs with native XDP do not have this limitation; in
+// veth-based labs either attach generic or give the peer NAPI.
+//
+// What it needs from the kernel: XDP programs with hash, array, per-CPU
+// hash and array-of-maps maps (no kernel BTF: the program uses no CO-RE;
+// kernel ≥ 5.10 recommended, 5.18 for live frames), CAP_BPF and CAP_NET_ADMIN (or CAP_SYS_ADMIN), a bpf
+// filesystem mounted at the pin directory's parent for restarts (without
+// one the fast path still runs, unpinned), and bpf links for XDP (5.9).
+// Load returns an error wrapping ErrNotSupported when any of this is
+// refused, and the caller falls back to the userspace responder.
+package bpf

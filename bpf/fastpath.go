@@ -1,0 +1,84 @@
+package bpf
+
+import (
+	"errors"
+	"log/slog"
+	"net/netip"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// ErrNotSupported is wrapped by every error of Load that means "this kernel
+// or these privileges cannot run the fast path" (no BPF syscall, no
+// CAP_BPF/CAP_NET_ADMIN, verifier or driver refusal). The caller falls back
+// to the userspace responder when errors.Is(err, ErrNotSupported).
+var ErrNotSupported = errors.New("eBPF fast path not supported")
+
+// DefaultPinDir is where programs and maps are pinned when Options.PinDir
+// is empty.
+const DefaultPinDir = "/sys/fs/bpf/vipspeaker"
+
+// AttachMode says how the XDP program is attached.
+type AttachMode string
+
+// Attach modes.
+const (
+	// AttachAuto tries native (driver) mode, then generic (skb) mode.
+	AttachAuto AttachMode = ""
+	// AttachNative uses driver mode only.
+	AttachNative AttachMode = "native"
+	// AttachGeneric uses generic (skb) mode only.
+	AttachGeneric AttachMode = "generic"
+)
+
+// Limits of the maps (see xdp.c).
+const (
+	// MaxOwned is the most (VIP, interface) pairs SetOwned accepts, and the
+	// most VIPs SetCounted accepts.
+	MaxOwned = 16384
+	// MaxInterfaces is the most interfaces the program is attached to.
+	MaxInterfaces = 256
+	// maxJobs is the most frames one BPF_PROG_RUN call writes.
+	maxJobs = 4096
+)
+
+// Options configure Load. The zero value means defaults.
+type Options struct {
+	// Interfaces are the layer2 interfaces: ARP/NDP for owned VIPs is
+	// answered there and VIP traffic is counted.
+	Interfaces []string
+	// Uplinks are interfaces where VIP traffic is only counted (the BGP
+	// uplinks).
+	Uplinks []string
+	// Attach selects native, generic or (default) native-then-generic.
+	Attach AttachMode
+	// PinDir is a directory on a bpf filesystem where the program's maps
+	// and links are pinned, so they survive an agent restart. Empty means
+	// DefaultPinDir. When its parent is not on a bpf filesystem nothing is
+	// pinned (logged): the fast path then lives only as long as the
+	// process.
+	PinDir string
+	// Logger receives the package's logs (component=bpf).
+	Logger *slog.Logger
+	// Registerer receives the package's metrics (nil: not registered).
+	Registerer prometheus.Registerer
+	// Enter runs fn inside the network namespace that holds the
+	// interfaces, on a locked OS thread (interface lookups, attaching and
+	// BPF_PROG_RUN depend on the calling thread's namespace). nil runs fn
+	// in the caller's namespace, which is right for the agent.
+	Enter func(fn func() error) error
+}
+
+// Traffic is what the fast path counted for one VIP: IP packets addressed
+// to it and their bytes (IP header included, link-layer header excluded).
+// Neighbour discovery messages are not counted.
+type Traffic struct {
+	Packets uint64
+	Bytes   uint64
+}
+
+// key16 is the 16-byte form of a VIP in the maps: IPv4 as ::ffff:a.b.c.d.
+func key16(a netip.Addr) [16]byte { return a.Unmap().As16() }
+
+// addrFrom16 turns a map key back into an address (IPv4 unmapped).
+func addrFrom16(b [16]byte) netip.Addr { return netip.AddrFrom16(b).Unmap() }

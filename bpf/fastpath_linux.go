@@ -1,0 +1,861 @@
+package bpf
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/rlimit"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Interface flags and announce forms, as in xdp.c.
+const (
+	flagAnswer = 1
+	flagCount  = 2
+
+	formARPRequest = 1
+	formARPReply   = 2
+	formNA         = 3
+
+	announceMagic = 0x5653504b
+	arpFrameLen   = 60
+	naFrameLen    = 86
+	linkPinPrefix = "link_"
+)
+
+// vipKey is struct vip_key of xdp.c (bpf2go does not see it: the inner
+// map is declared by sizes).
+type vipKey struct {
+	Ifindex uint32
+	Addr    [16]byte
+}
+
+// xdpMd is the UAPI struct xdp_md, the context of BPF_PROG_RUN.
+type xdpMd struct {
+	Data           uint32
+	DataEnd        uint32
+	DataMeta       uint32
+	IngressIfindex uint32
+	RxQueueIndex   uint32
+	EgressIfindex  uint32
+}
+
+// attached is one interface the program runs on.
+type attached struct {
+	name  string
+	index int
+	mac   net.HardwareAddr
+	flags uint8
+	mode  string // native, generic or unknown
+	link  link.Link
+}
+
+// FastPath is the loaded XDP program, its maps and its links. Load creates
+// it; Close releases this process's handles and leaves the pinned program
+// answering (an agent restart); Remove detaches and unpins everything (the
+// agent stops for good).
+type FastPath struct {
+	log    *slog.Logger
+	enter  func(func() error) error
+	pinDir string // "" when nothing is pinned
+	attach AttachMode
+	objs   vipObjects
+	inner  *ebpf.MapSpec
+	ncpu   int
+	reg    prometheus.Registerer
+	coll   *collector
+
+	mu     sync.Mutex
+	ifaces map[string]*attached
+	closed bool
+	// runMu serialises Announce (one cursor and job table).
+	runMu sync.Mutex
+}
+
+// Load loads the program (reusing pinned maps, so the owned set, the lease
+// and the counters carry over a restart), attaches it to the interfaces
+// (replacing the program of a pinned link atomically, or creating and
+// pinning a new link), and detaches links pinned for interfaces no longer
+// named. It returns an error wrapping ErrNotSupported when the kernel or the
+// process's privileges refuse.
+func Load(opts Options) (*FastPath, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "bpf")
+	switch opts.Attach {
+	case AttachAuto, AttachNative, AttachGeneric:
+	default:
+		return nil, fmt.Errorf("bpf options: unknown attach mode %q", opts.Attach)
+	}
+	if len(opts.Interfaces)+len(opts.Uplinks) > MaxInterfaces {
+		return nil, fmt.Errorf("bpf options: more than %d interfaces", MaxInterfaces)
+	}
+	f := &FastPath{
+		log:    log,
+		enter:  opts.Enter,
+		attach: opts.Attach,
+		ifaces: map[string]*attached{},
+	}
+	if f.enter == nil {
+		f.enter = func(fn func() error) error { return fn() }
+	}
+	ncpu, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, fmt.Errorf("%w: possible CPUs: %w", ErrNotSupported, err)
+	}
+	f.ncpu = ncpu
+	if err := rlimit.RemoveMemlock(); err != nil {
+		log.Debug("cannot lift RLIMIT_MEMLOCK", "err", err)
+	}
+
+	pinDir := opts.PinDir
+	if pinDir == "" {
+		pinDir = DefaultPinDir
+	}
+	if onBPFFS(filepath.Dir(pinDir)) {
+		if err := os.MkdirAll(pinDir, 0o700); err != nil {
+			return nil, fmt.Errorf("create pin directory %s: %w", pinDir, err)
+		}
+		f.pinDir = pinDir
+	} else {
+		log.Warn("no bpf filesystem for pinning; the fast path ends with this process", "dir", filepath.Dir(pinDir))
+	}
+
+	spec, err := loadVip()
+	if err != nil {
+		return nil, fmt.Errorf("parse embedded eBPF object: %w", err)
+	}
+	f.inner = spec.Maps["vs_owned"].InnerMap.Copy()
+	if err := f.loadObjects(spec); err != nil {
+		return nil, err
+	}
+	if err := f.ensureOwnedSet(); err != nil {
+		f.objs.Close()
+		return nil, err
+	}
+	if err := f.SetInterfaces(opts.Interfaces, opts.Uplinks); err != nil {
+		f.closeHandles()
+		return nil, err
+	}
+	if opts.Registerer != nil {
+		c := newCollector(f)
+		if err := opts.Registerer.Register(c); err != nil {
+			f.closeHandles()
+			return nil, fmt.Errorf("register bpf metrics: %w", err)
+		}
+		f.coll, f.reg = c, opts.Registerer
+	}
+	return f, nil
+}
+
+func (f *FastPath) loadObjects(spec *ebpf.CollectionSpec) error {
+	copts := &ebpf.CollectionOptions{}
+	if f.pinDir != "" {
+		copts.Maps.PinPath = f.pinDir
+	} else {
+		for _, m := range spec.Maps {
+			m.Pinning = ebpf.PinNone
+		}
+	}
+	err := spec.LoadAndAssign(&f.objs, copts)
+	if errors.Is(err, ebpf.ErrMapIncompatible) && f.pinDir != "" {
+		// Pinned by an older build with other map layouts: start over.
+		f.log.Warn("pinned maps do not match this build; replacing them", "dir", f.pinDir, "err", err)
+		for name, m := range spec.Maps {
+			if m.Pinning == ebpf.PinByName {
+				_ = os.Remove(filepath.Join(f.pinDir, name))
+			}
+		}
+		err = spec.LoadAndAssign(&f.objs, copts)
+	}
+	if err != nil {
+		var verr *ebpf.VerifierError
+		if errors.As(err, &verr) {
+			f.log.Debug("verifier log", "log", strings.Join(verr.Log, "\n"))
+		}
+		return fmt.Errorf("%w: load XDP program: %w", ErrNotSupported, err)
+	}
+	return nil
+}
+
+// ensureOwnedSet puts an empty owned set in slot 0 when there is none (a
+// first load; a restart finds the previous agent's set there).
+func (f *FastPath) ensureOwnedSet() error {
+	var id ebpf.MapID
+	if err := f.objs.VsOwned.Lookup(uint32(0), &id); err == nil && id != 0 {
+		return nil
+	}
+	set, err := ebpf.NewMap(f.inner)
+	if err != nil {
+		return fmt.Errorf("%w: create owned set: %w", ErrNotSupported, err)
+	}
+	defer set.Close()
+	if err := f.objs.VsOwned.Put(uint32(0), set); err != nil {
+		return fmt.Errorf("install owned set: %w", err)
+	}
+	return nil
+}
+
+// SetInterfaces attaches the program to the named interfaces (layer2 ones
+// answer and count, uplinks only count) and detaches it from interfaces no
+// longer named. A named interface that does not exist is skipped (logged);
+// call again when it appears. An attach refused by the kernel or the driver
+// returns an error wrapping ErrNotSupported.
+func (f *FastPath) SetInterfaces(layer2, uplinks []string) error {
+	want := map[string]uint8{}
+	for _, n := range uplinks {
+		if n != "" {
+			want[n] |= flagCount
+		}
+	}
+	for _, n := range layer2 {
+		if n != "" {
+			want[n] |= flagAnswer | flagCount
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return errors.New("bpf fast path: closed")
+	}
+	// Drop what is no longer wanted, including links a previous agent
+	// pinned for interfaces the configuration does not name any more.
+	for name, a := range f.ifaces {
+		if _, ok := want[name]; !ok {
+			f.detachLocked(a)
+			delete(f.ifaces, name)
+		}
+	}
+	if f.pinDir != "" {
+		ents, _ := os.ReadDir(f.pinDir)
+		for _, e := range ents {
+			name, ok := strings.CutPrefix(e.Name(), linkPinPrefix)
+			if !ok {
+				continue
+			}
+			if _, keep := want[name]; keep {
+				continue
+			}
+			f.removeStaleLink(name)
+		}
+	}
+	names := make([]string, 0, len(want))
+	for n := range want {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	var errs []error
+	for _, name := range names {
+		if err := f.attachLocked(name, want[name]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// attachLocked attaches (or re-flags) one interface.
+func (f *FastPath) attachLocked(name string, flags uint8) error {
+	var ifi *net.Interface
+	err := f.enter(func() error {
+		var err error
+		ifi, err = net.InterfaceByName(name)
+		return err
+	})
+	if err != nil {
+		f.log.Warn("interface not found; fast path not attached there", "iface", name, "err", err)
+		if a := f.ifaces[name]; a != nil {
+			f.detachLocked(a)
+			delete(f.ifaces, name)
+		}
+		return nil
+	}
+	if len(ifi.HardwareAddr) != 6 {
+		return fmt.Errorf("attach XDP to %s: not an Ethernet interface", name)
+	}
+	if a := f.ifaces[name]; a != nil {
+		if a.index == ifi.Index && a.flags == flags && slices.Equal(a.mac, ifi.HardwareAddr) {
+			return nil
+		}
+		if a.index != ifi.Index {
+			f.detachLocked(a)
+			delete(f.ifaces, name)
+		}
+	}
+	var cfg vipIfaceCfg
+	copy(cfg.Mac[:], ifi.HardwareAddr)
+	cfg.Flags = flags
+	if err := f.objs.VsIfaces.Put(uint32(ifi.Index), &cfg); err != nil {
+		return fmt.Errorf("configure %s in the interface map: %w", name, err)
+	}
+	zero := make([]vipIfCounters, f.ncpu)
+	if err := f.objs.VsIfStats.Update(uint32(ifi.Index), zero, ebpf.UpdateNoExist); err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
+		return fmt.Errorf("create counters of %s: %w", name, err)
+	}
+	if a := f.ifaces[name]; a != nil {
+		a.flags, a.mac = flags, ifi.HardwareAddr
+		return nil
+	}
+	a := &attached{name: name, index: ifi.Index, mac: ifi.HardwareAddr, flags: flags}
+	if err := f.linkLocked(a); err != nil {
+		_ = f.objs.VsIfaces.Delete(uint32(ifi.Index))
+		return err
+	}
+	f.ifaces[name] = a
+	f.log.Info("XDP fast path attached", "iface", name, "mode", a.mode, "answer", flags&flagAnswer != 0)
+	return nil
+}
+
+// linkLocked gives a its XDP link: the pinned one with our program swapped
+// in when it still points at the same interface, otherwise a new one.
+func (f *FastPath) linkLocked(a *attached) error {
+	pin := ""
+	if f.pinDir != "" {
+		pin = filepath.Join(f.pinDir, linkPinPrefix+a.name)
+		if l, err := link.LoadPinnedLink(pin, nil); err == nil {
+			info, ierr := l.Info()
+			if ierr == nil && info.XDP() != nil && int(info.XDP().Ifindex) == a.index {
+				if err := l.Update(f.objs.VsXdp); err != nil {
+					_ = l.Close()
+					return fmt.Errorf("%w: replace the program on %s: %w", ErrNotSupported, a.name, err)
+				}
+				a.link = l
+				a.mode = f.modeOf(a.name)
+				return nil
+			}
+			// Pinned for an interface that was deleted and recreated.
+			_ = l.Unpin()
+			_ = l.Close()
+		}
+	}
+	modes := []link.XDPAttachFlags{link.XDPDriverMode, link.XDPGenericMode}
+	switch f.attach {
+	case AttachNative:
+		modes = modes[:1]
+	case AttachGeneric:
+		modes = modes[1:]
+	}
+	var errs []error
+	for _, m := range modes {
+		var l link.Link
+		err := f.enter(func() error {
+			var err error
+			l, err = link.AttachXDP(link.XDPOptions{Program: f.objs.VsXdp, Interface: a.index, Flags: m})
+			return err
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s mode: %w", modeName(m), err))
+			continue
+		}
+		if pin != "" {
+			if err := l.Pin(pin); err != nil {
+				_ = l.Close()
+				return fmt.Errorf("pin XDP link of %s: %w", a.name, err)
+			}
+		}
+		a.link, a.mode = l, modeName(m)
+		return nil
+	}
+	return fmt.Errorf("%w: attach XDP to %s: %w", ErrNotSupported, a.name, errors.Join(errs...))
+}
+
+func modeName(m link.XDPAttachFlags) string {
+	if m == link.XDPDriverMode {
+		return "native"
+	}
+	return "generic"
+}
+
+// modeOf asks the kernel how XDP is attached to name.
+func (f *FastPath) modeOf(name string) string {
+	mode := "unknown"
+	_ = f.enter(func() error {
+		l, err := netlink.LinkByName(name)
+		if err != nil || l.Attrs().Xdp == nil {
+			return err
+		}
+		switch l.Attrs().Xdp.AttachMode {
+		case 1: // XDP_ATTACHED_DRV
+			mode = "native"
+		case 2: // XDP_ATTACHED_SKB
+			mode = "generic"
+		}
+		return nil
+	})
+	return mode
+}
+
+// detachLocked detaches a's link, unpins it and forgets the interface in
+// the maps.
+func (f *FastPath) detachLocked(a *attached) {
+	if a.link != nil {
+		if f.pinDir != "" {
+			if err := a.link.Unpin(); err != nil && !errors.Is(err, os.ErrNotExist) {
+				f.log.Warn("unpin XDP link", "iface", a.name, "err", err)
+			}
+		}
+		if err := a.link.Close(); err != nil {
+			f.log.Warn("detach XDP", "iface", a.name, "err", err)
+		}
+	}
+	_ = f.objs.VsIfaces.Delete(uint32(a.index))
+	_ = f.objs.VsIfStats.Delete(uint32(a.index))
+	f.log.Info("XDP fast path detached", "iface", a.name)
+}
+
+// removeStaleLink detaches a link pinned by an earlier agent for an
+// interface that is no longer configured.
+func (f *FastPath) removeStaleLink(name string) {
+	pin := filepath.Join(f.pinDir, linkPinPrefix+name)
+	l, err := link.LoadPinnedLink(pin, nil)
+	if err != nil {
+		_ = os.Remove(pin)
+		return
+	}
+	if info, err := l.Info(); err == nil && info.XDP() != nil {
+		_ = f.objs.VsIfaces.Delete(info.XDP().Ifindex)
+		_ = f.objs.VsIfStats.Delete(info.XDP().Ifindex)
+	}
+	_ = l.Unpin()
+	_ = l.Close()
+	f.log.Info("detached XDP link pinned for an interface no longer configured", "iface", name)
+}
+
+// Interfaces returns the attached interfaces and their mode (native,
+// generic, or unknown for a link taken over from a previous agent whose
+// mode the kernel did not report).
+func (f *FastPath) Interfaces() map[string]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make(map[string]string, len(f.ifaces))
+	for n, a := range f.ifaces {
+		out[n] = a.mode
+	}
+	return out
+}
+
+// SetOwned replaces the set of VIPs answered, each with the interfaces it
+// is answered on (the same shape as dataplane's Responder.SetOwned). The new
+// set is built aside and swapped in with one map update, so the program
+// sees either the whole old set or the whole new one. Interfaces that are
+// not attached layer2 interfaces are ignored.
+func (f *FastPath) SetOwned(owned map[netip.Addr][]string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return errors.New("bpf fast path: closed")
+	}
+	var keys []vipKey
+	seen := map[vipKey]bool{}
+	for a, ifs := range owned {
+		if !a.IsValid() {
+			continue
+		}
+		for _, n := range ifs {
+			at := f.ifaces[n]
+			if at == nil || at.flags&flagAnswer == 0 {
+				continue
+			}
+			k := vipKey{Ifindex: uint32(at.index), Addr: key16(a)}
+			if !seen[k] {
+				seen[k] = true
+				keys = append(keys, k)
+			}
+		}
+	}
+	if len(keys) > MaxOwned {
+		return fmt.Errorf("set owned VIPs: %d (VIP, interface) pairs, at most %d", len(keys), MaxOwned)
+	}
+	set, err := ebpf.NewMap(f.inner)
+	if err != nil {
+		return fmt.Errorf("create owned set: %w", err)
+	}
+	defer set.Close()
+	one := uint8(1)
+	for _, k := range keys {
+		if err := set.Put(&k, &one); err != nil {
+			return fmt.Errorf("fill owned set: %w", err)
+		}
+	}
+	if err := f.objs.VsOwned.Put(uint32(0), set); err != nil {
+		return fmt.Errorf("swap owned set: %w", err)
+	}
+	return nil
+}
+
+// Owned returns the (VIP, interface index) pairs in the map now, sorted by
+// VIP: what the program answers for while the lease is valid.
+func (f *FastPath) Owned() (map[netip.Addr][]int, error) {
+	var id ebpf.MapID
+	if err := f.objs.VsOwned.Lookup(uint32(0), &id); err != nil {
+		return nil, fmt.Errorf("read owned set: %w", err)
+	}
+	set, err := ebpf.NewMapFromID(id)
+	if err != nil {
+		return nil, fmt.Errorf("open owned set: %w", err)
+	}
+	defer set.Close()
+	out := map[netip.Addr][]int{}
+	var (
+		k vipKey
+		v uint8
+	)
+	it := set.Iterate()
+	for it.Next(&k, &v) {
+		a := addrFrom16(k.Addr)
+		out[a] = append(out[a], int(k.Ifindex))
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("read owned set: %w", err)
+	}
+	for a := range out {
+		slices.Sort(out[a])
+	}
+	return out, nil
+}
+
+// SetCounted declares the VIPs whose traffic is counted (normally every
+// VIP of the node, layer2 and BGP). Counters of VIPs already counted are
+// kept; VIPs no longer named lose theirs.
+func (f *FastPath) SetCounted(vips []netip.Addr) error {
+	want := map[[16]byte]bool{}
+	for _, a := range vips {
+		if a.IsValid() {
+			want[key16(a)] = true
+		}
+	}
+	if len(want) > MaxOwned {
+		return fmt.Errorf("set counted VIPs: %d, at most %d", len(want), MaxOwned)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return errors.New("bpf fast path: closed")
+	}
+	var (
+		have []vipVipAddr
+		k    vipVipAddr
+	)
+	var next vipVipAddr
+	var cur any // nil: first key
+	for i := 0; i <= MaxOwned; i++ {
+		if err := f.objs.VsVipStats.NextKey(cur, &next); err != nil {
+			if errors.Is(err, ebpf.ErrKeyNotExist) {
+				break
+			}
+			return fmt.Errorf("list counted VIPs: %w", err)
+		}
+		have = append(have, next)
+		k = next
+		cur = &k
+	}
+	for _, h := range have {
+		if !want[h.Addr] {
+			if err := f.objs.VsVipStats.Delete(&h); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				return fmt.Errorf("stop counting %s: %w", addrFrom16(h.Addr), err)
+			}
+		}
+	}
+	zero := make([]vipVipCounters, f.ncpu)
+	for a := range want {
+		key := vipVipAddr{Addr: a}
+		if err := f.objs.VsVipStats.Update(&key, zero, ebpf.UpdateNoExist); err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
+			return fmt.Errorf("count %s: %w", addrFrom16(a), err)
+		}
+	}
+	return nil
+}
+
+// Traffic returns the counters of every counted VIP (summed over CPUs).
+func (f *FastPath) Traffic() (map[netip.Addr]Traffic, error) {
+	out := map[netip.Addr]Traffic{}
+	var (
+		k   vipVipAddr
+		per []vipVipCounters
+	)
+	it := f.objs.VsVipStats.Iterate()
+	for it.Next(&k, &per) {
+		var t Traffic
+		for _, c := range per {
+			t.Packets += c.Packets
+			t.Bytes += c.Bytes
+		}
+		out[addrFrom16(k.Addr)] = t
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("read VIP counters: %w", err)
+	}
+	return out, nil
+}
+
+// SentCounts returns what the program sent on iface since it was first
+// attached there (summed over CPUs; kept across agent restarts while the
+// maps stay pinned): ARP replies, solicited neighbour advertisements, and
+// gratuitous frames (gratuitous ARP in both forms and unsolicited NA). The
+// dataplane adds these to its reply counters with path="xdp".
+func (f *FastPath) SentCounts(iface string) (arpReplies, ndpAdverts, gratuitous uint64, err error) {
+	f.mu.Lock()
+	a := f.ifaces[iface]
+	f.mu.Unlock()
+	if a == nil {
+		return 0, 0, 0, fmt.Errorf("sent counts of %s: not attached", iface)
+	}
+	c, err := f.ifCounters(a.index)
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("sent counts of %s: %w", iface, err)
+	}
+	return c.ArpReplies, c.NdpAdverts, c.Garp + c.Una, nil
+}
+
+func (f *FastPath) ifCounters(index int) (vipIfCounters, error) {
+	var per []vipIfCounters
+	if err := f.objs.VsIfStats.Lookup(uint32(index), &per); err != nil {
+		return vipIfCounters{}, err
+	}
+	var s vipIfCounters
+	for _, c := range per {
+		s.ArpReplies += c.ArpReplies
+		s.NdpAdverts += c.NdpAdverts
+		s.Garp += c.Garp
+		s.Una += c.Una
+	}
+	return s, nil
+}
+
+// monotonic is CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns.
+func monotonic() (time.Duration, error) {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0, err
+	}
+	return time.Duration(ts.Nano()), nil
+}
+
+// RenewLease lets the program answer for d from now. The agent renews it
+// well before it lapses (every d/3, say); a program left pinned by an agent
+// that died stops answering d after the last renewal. d <= 0 stops the
+// answers at once.
+func (f *FastPath) RenewLease(d time.Duration) error {
+	var until uint64
+	if d > 0 {
+		now, err := monotonic()
+		if err != nil {
+			return fmt.Errorf("renew lease: %w", err)
+		}
+		until = uint64(now + d)
+	}
+	if err := f.objs.VsLease.Put(uint32(0), until); err != nil {
+		return fmt.Errorf("renew lease: %w", err)
+	}
+	return nil
+}
+
+// LeaseRemaining returns how long the program keeps answering without a
+// renewal (0 when the lease has lapsed).
+func (f *FastPath) LeaseRemaining() (time.Duration, error) {
+	var until uint64
+	if err := f.objs.VsLease.Lookup(uint32(0), &until); err != nil {
+		return 0, fmt.Errorf("read lease: %w", err)
+	}
+	now, err := monotonic()
+	if err != nil {
+		return 0, fmt.Errorf("read lease: %w", err)
+	}
+	if time.Duration(until) <= now {
+		return 0, nil
+	}
+	return time.Duration(until) - now, nil
+}
+
+// Announce sends one round of announcements for vips out of iface through
+// the program in live-frames mode: for an IPv4 VIP a gratuitous ARP request
+// and a gratuitous ARP reply, for an IPv6 VIP an unsolicited neighbour
+// advertisement to all-nodes. The program writes each frame; it sends only
+// for VIPs the owned map holds on iface while the lease is valid, so a VIP
+// given up meanwhile is skipped. It returns the frames sent. The dataplane
+// calls it once per round, in place of its packet-socket sends.
+func (f *FastPath) Announce(iface string, vips []netip.Addr) (int, error) {
+	f.mu.Lock()
+	a := f.ifaces[iface]
+	closed := f.closed
+	f.mu.Unlock()
+	if closed {
+		return 0, errors.New("bpf fast path: closed")
+	}
+	if a == nil || a.flags&flagAnswer == 0 {
+		return 0, fmt.Errorf("announce on %s: not a layer2 interface of the fast path", iface)
+	}
+	var arp, na []vipJob
+	for _, v := range vips {
+		if !v.IsValid() {
+			continue
+		}
+		v = v.Unmap()
+		if v.Is4() {
+			arp = append(arp, vipJob{Addr: key16(v), Form: formARPRequest}, vipJob{Addr: key16(v), Form: formARPReply})
+		} else {
+			na = append(na, vipJob{Addr: key16(v), Form: formNA})
+		}
+	}
+	f.runMu.Lock()
+	defer f.runMu.Unlock()
+	before, err := f.ifCounters(a.index)
+	if err != nil {
+		return 0, fmt.Errorf("announce on %s: %w", iface, err)
+	}
+	for len(arp)+len(na) > 0 {
+		jobs, size := arp, arpFrameLen
+		if len(jobs) == 0 {
+			jobs, size = na, naFrameLen
+		}
+		if len(jobs) > maxJobs {
+			jobs = jobs[:maxJobs]
+		}
+		if err := f.run(a.index, jobs, size); err != nil {
+			return 0, fmt.Errorf("announce on %s: %w", iface, err)
+		}
+		if size == arpFrameLen {
+			arp = arp[len(jobs):]
+		} else {
+			na = na[len(jobs):]
+		}
+	}
+	after, err := f.ifCounters(a.index)
+	if err != nil {
+		return 0, fmt.Errorf("announce on %s: %w", iface, err)
+	}
+	return int(after.Garp + after.Una - before.Garp - before.Una), nil
+}
+
+// run writes jobs into the job table and runs the program once per job on
+// a frame of size bytes carrying the announce metadata.
+func (f *FastPath) run(ifindex int, jobs []vipJob, size int) error {
+	keys := make([]uint32, len(jobs))
+	for i := range keys {
+		keys[i] = uint32(i)
+	}
+	if _, err := f.objs.VsJobs.BatchUpdate(keys, jobs, nil); err != nil {
+		// Batch operations on arrays need 5.6; fall back to single puts.
+		for i := range jobs {
+			if err := f.objs.VsJobs.Put(keys[i], &jobs[i]); err != nil {
+				return fmt.Errorf("write job table: %w", err)
+			}
+		}
+	}
+	if err := f.objs.VsCursor.Put(uint32(0), &vipCursor{Next: 0, Count: uint32(len(jobs))}); err != nil {
+		return fmt.Errorf("reset job cursor: %w", err)
+	}
+	const metaLen = 8
+	data := make([]byte, metaLen+size)
+	binary.NativeEndian.PutUint32(data[0:4], announceMagic)
+	ctx := xdpMd{Data: metaLen, DataEnd: uint32(len(data)), IngressIfindex: uint32(ifindex)}
+	return f.enter(func() error {
+		_, err := f.objs.VsXdp.Run(&ebpf.RunOptions{
+			Data:      data,
+			Context:   &ctx,
+			Repeat:    uint32(len(jobs)),
+			Flags:     unix.BPF_F_TEST_XDP_LIVE_FRAMES,
+			BatchSize: 64,
+		})
+		if err != nil {
+			return fmt.Errorf("run XDP program in live-frames mode: %w", err)
+		}
+		return nil
+	})
+}
+
+// closeHandles releases this process's descriptors (links stay attached
+// when pinned).
+func (f *FastPath) closeHandles() {
+	for _, a := range f.ifaces {
+		if a.link != nil {
+			_ = a.link.Close()
+		}
+	}
+	f.objs.Close()
+}
+
+// Close releases this process's descriptors. Pinned links stay attached
+// and keep answering until the lease lapses, so a restarting agent takes
+// over without a gap. Without pinning, Close detaches.
+func (f *FastPath) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil
+	}
+	f.closed = true
+	if f.reg != nil {
+		f.reg.Unregister(f.coll)
+	}
+	f.closeHandles()
+	return nil
+}
+
+// Remove detaches the program from every interface, unpins the links and
+// maps and removes the pin directory, then closes: nothing of the fast
+// path remains in the kernel. For an agent that stops for good.
+func (f *FastPath) Remove() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return errors.New("bpf fast path: closed")
+	}
+	f.closed = true
+	if f.reg != nil {
+		f.reg.Unregister(f.coll)
+	}
+	var errs []error
+	// Stop answering first, in case a detach fails.
+	if err := f.objs.VsLease.Put(uint32(0), uint64(0)); err != nil {
+		errs = append(errs, fmt.Errorf("expire lease: %w", err))
+	}
+	for name, a := range f.ifaces {
+		f.detachLocked(a)
+		delete(f.ifaces, name)
+	}
+	if f.pinDir != "" {
+		ents, _ := os.ReadDir(f.pinDir)
+		for _, e := range ents {
+			if name, ok := strings.CutPrefix(e.Name(), linkPinPrefix); ok {
+				f.removeStaleLink(name)
+			}
+		}
+		for _, m := range []*ebpf.Map{f.objs.VsOwned, f.objs.VsIfaces, f.objs.VsLease, f.objs.VsVipStats, f.objs.VsIfStats} {
+			if err := m.Unpin(); err != nil {
+				errs = append(errs, fmt.Errorf("unpin map: %w", err))
+			}
+		}
+	}
+	f.objs.Close()
+	if f.pinDir != "" {
+		if err := os.Remove(f.pinDir); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove pin directory %s: %w", f.pinDir, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// onBPFFS reports whether dir is on a bpf filesystem.
+func onBPFFS(dir string) bool {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return false
+	}
+	return st.Type == unix.BPF_FS_MAGIC
+}

@@ -1,0 +1,442 @@
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
+)
+
+func own(t *testing.T, f *FastPath, vips ...netip.Addr) {
+	t.Helper()
+	owned := map[netip.Addr][]string{}
+	for _, v := range vips {
+		owned[v] = []string{nodeIf}
+	}
+	if err := f.SetOwned(owned); err != nil {
+		t.Fatalf("set owned: %v", err)
+	}
+}
+
+func renew(t *testing.T, f *FastPath, d time.Duration) {
+	t.Helper()
+	if err := f.RenewLease(d); err != nil {
+		t.Fatalf("renew lease: %v", err)
+	}
+}
+
+func sent(t *testing.T, f *FastPath) (arp, ndp, grat uint64) {
+	t.Helper()
+	arp, ndp, grat, err := f.SentCounts(nodeIf)
+	if err != nil {
+		t.Fatalf("sent counts: %v", err)
+	}
+	return arp, ndp, grat
+}
+
+func wantMACs(t *testing.T, what string, got []string, n int) {
+	t.Helper()
+	if len(got) != n {
+		t.Fatalf("%s: %d replies %v, want %d", what, len(got), got, n)
+	}
+	for _, m := range got {
+		if m != nodeMAC.String() {
+			t.Fatalf("%s: reply with MAC %s, want the node's %s", what, m, nodeMAC)
+		}
+	}
+}
+
+// TestAnswersOwnedVIPs: a client resolves owned VIPs (IPv4 with arping,
+// IPv6 with ndisc6, both with ping through the kernel's neighbour table)
+// and gets the node's MAC from XDP — the kernel is kept from answering — in
+// native and generic mode; VIPs not owned get no answer; the xdp reply
+// counters count exactly the replies the client saw.
+func TestAnswersOwnedVIPs(t *testing.T) {
+	requireTools(t, "arping", "ndisc6", "ping")
+	for _, mode := range []AttachMode{AttachNative, AttachGeneric} {
+		t.Run(string(mode), func(t *testing.T) {
+			l := newLab(t)
+			if mode == AttachNative {
+				l.giveClientNAPI(t)
+			}
+			f := l.load(t, mode, nil)
+			if got := f.Interfaces()[nodeIf]; got != string(mode) {
+				t.Fatalf("attached in mode %q, want %q", got, mode)
+			}
+			own(t, f, vip4, vip6)
+			renew(t, f, time.Minute)
+
+			wantMACs(t, "arping owned "+vip4.String(), l.arping(t, vip4, 3), 3)
+			wantMACs(t, "arping not owned "+other4.String(), l.arping(t, other4, 2), 0)
+			if got := l.ndisc(t, vip6); got != nodeMAC.String() {
+				t.Fatalf("ndisc6 owned %s: got %q, want %s", vip6, got, nodeMAC)
+			}
+			if got := l.ndisc(t, other6); got != "" {
+				t.Fatalf("ndisc6 not owned %s: got an answer %s", other6, got)
+			}
+			arp, ndp, _ := sent(t, f)
+			if arp != 3 {
+				t.Errorf("xdp ARP replies = %d, want 3 (the replies arping saw)", arp)
+			}
+			if ndp != 1 {
+				t.Errorf("xdp neighbour advertisements = %d, want 1 (ndisc6 stops at the first)", ndp)
+			}
+
+			// The kernel's own resolution: ping fills the client's
+			// neighbour table with the node's MAC (an advertisement with a
+			// bad checksum would be dropped by the client's kernel).
+			for _, v := range []netip.Addr{vip4, vip6} {
+				if out, err := l.inClient(t, 10*time.Second, "ping", "-c", "1", "-W", "2", v.String()); err != nil {
+					t.Fatalf("ping %s from the client: %v\n%s", v, err, out)
+				}
+				if got := l.clientNeighbour(t, v); got != nodeMAC.String() {
+					t.Fatalf("client neighbour entry for %s = %q, want %s", v, got, nodeMAC)
+				}
+			}
+		})
+	}
+}
+
+// TestUnicastAndMulticastSolicitations sends hand-made solicitations from
+// the client and checks every field of the advertisement XDP returns:
+// multicast NS (with a source link-layer option) and unicast NUD probe
+// (without one, so XDP grows the frame), checksum included. A solicitation
+// with a wrong checksum is not answered.
+func TestUnicastAndMulticastSolicitations(t *testing.T) {
+	l := newLab(t)
+	l.giveClientNAPI(t)
+	f := l.load(t, AttachNative, nil)
+	own(t, f, vip6)
+	renew(t, f, time.Minute)
+	raw := l.openRaw(t)
+
+	group := netip.MustParseAddr("ff02::1:ff00:10")
+	groupMAC := []byte{0x33, 0x33, 0xff, 0x00, 0x00, 0x10}
+	cases := []struct {
+		name  string
+		frame []byte
+	}{
+		{"multicast with source option", nsFrame(vip6, group, groupMAC, true)},
+		{"unicast without source option", nsFrame(vip6, vip6, nodeMAC, false)},
+		{"unicast with source option", nsFrame(vip6, vip6, nodeMAC, true)},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			raw.send(t, c.frame)
+			got := raw.receive(t, 1, 2*time.Second, func(b []byte) bool {
+				na, ok := parseNA(b)
+				return ok && na.target == vip6
+			})
+			if len(got) != 1 {
+				t.Fatalf("no neighbour advertisement for %s", vip6)
+			}
+			na, _ := parseNA(got[0])
+			want := parsedNA{
+				ethDst: clientMAC, ethSrc: nodeMAC, src: vip6, dst: clientV6.Addr(),
+				hopLimit: 255, flags: 0x60, target: vip6, tlla: nodeMAC, checksumOK: true,
+			}
+			if fmt.Sprint(na) != fmt.Sprint(want) {
+				t.Fatalf("advertisement\n got %+v\nwant %+v", na, want)
+			}
+			if len(got[0]) != 86 {
+				t.Fatalf("advertisement frame is %d bytes, want 86", len(got[0]))
+			}
+		})
+	}
+	t.Run("bad checksum", func(t *testing.T) {
+		bad := nsFrame(vip6, group, groupMAC, true)
+		bad[14+40+2] ^= 0xff
+		_, before, _ := sentTriple(t, f)
+		raw.send(t, bad)
+		got := raw.receive(t, 1, 500*time.Millisecond, func(b []byte) bool {
+			na, ok := parseNA(b)
+			return ok && na.target == vip6
+		})
+		if len(got) != 0 {
+			t.Fatalf("answered a solicitation with a bad checksum")
+		}
+		if _, after, _ := sentTriple(t, f); after != before {
+			t.Fatalf("xdp advertisement counter moved %d -> %d", before, after)
+		}
+	})
+}
+
+func sentTriple(t *testing.T, f *FastPath) (uint64, uint64, uint64) { return sent(t, f) }
+
+// TestVIPCounters: the per-VIP counters equal what the client sent (ping
+// packets and their IP bytes), exported as
+// vipspeaker_vip_receive_{packets,bytes}_total{vip}; a counted VIP that
+// got no traffic stays at zero; neighbour discovery is not counted.
+func TestVIPCounters(t *testing.T) {
+	requireTools(t, "ping")
+	l := newLab(t)
+	reg := prometheus.NewRegistry()
+	f := l.load(t, AttachGeneric, reg)
+	own(t, f, vip4, vip6)
+	renew(t, f, time.Minute)
+	if err := f.SetCounted([]netip.Addr{vip4, vip6, other4}); err != nil {
+		t.Fatalf("set counted: %v", err)
+	}
+	const n4, n6, size = 5, 4, 56
+	if out, err := l.inClient(t, 20*time.Second, "ping", "-c", strconv.Itoa(n4), "-i", "0.05", "-s", strconv.Itoa(size), vip4.String()); err != nil {
+		t.Fatalf("ping %s: %v\n%s", vip4, err, out)
+	}
+	if out, err := l.inClient(t, 20*time.Second, "ping", "-c", strconv.Itoa(n6), "-i", "0.05", "-s", strconv.Itoa(size), vip6.String()); err != nil {
+		t.Fatalf("ping %s: %v\n%s", vip6, err, out)
+	}
+	got, err := f.Traffic()
+	if err != nil {
+		t.Fatalf("traffic: %v", err)
+	}
+	want := map[netip.Addr]Traffic{
+		vip4:   {Packets: n4, Bytes: n4 * (20 + 8 + size)},
+		vip6:   {Packets: n6, Bytes: n6 * (40 + 8 + size)},
+		other4: {},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("VIP counters\n got %v\nwant %v", got, want)
+	}
+	metrics := gather(t, reg)
+	for _, c := range []struct {
+		name string
+		vip  netip.Addr
+		want uint64
+	}{
+		{"vipspeaker_vip_receive_packets_total", vip4, n4},
+		{"vipspeaker_vip_receive_bytes_total", vip4, n4 * (20 + 8 + size)},
+		{"vipspeaker_vip_receive_packets_total", vip6, n6},
+		{"vipspeaker_vip_receive_packets_total", other4, 0},
+	} {
+		key := fmt.Sprintf(`%s{vip="%s"}`, c.name, c.vip)
+		if v, ok := metrics[key]; !ok || v != float64(c.want) {
+			t.Errorf("%s = %v (present %v), want %d", key, v, ok, c.want)
+		}
+	}
+	if v := metrics[`vipspeaker_xdp_attached{interface="l2",mode="generic"}`]; v != 1 {
+		t.Errorf("vipspeaker_xdp_attached for l2 = %v, want 1", v)
+	}
+	// A VIP no longer counted disappears; the others keep their counts.
+	if err := f.SetCounted([]netip.Addr{vip4}); err != nil {
+		t.Fatalf("set counted: %v", err)
+	}
+	got, err = f.Traffic()
+	if err != nil {
+		t.Fatalf("traffic: %v", err)
+	}
+	if len(got) != 1 || got[vip4].Packets != n4 {
+		t.Fatalf("after narrowing the counted set: %v, want only %s with %d packets", got, vip4, n4)
+	}
+}
+
+// gather returns every sample as "name{labels}" → value.
+func gather(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	out := map[string]float64{}
+	for _, fam := range fams {
+		for _, m := range fam.GetMetric() {
+			var labels []string
+			for _, lp := range m.GetLabel() {
+				labels = append(labels, fmt.Sprintf("%s=%q", lp.GetName(), lp.GetValue()))
+			}
+			key := fam.GetName()
+			if len(labels) > 0 {
+				key += "{" + strings.Join(labels, ",") + "}"
+			}
+			switch {
+			case m.GetCounter() != nil:
+				out[key] = m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				out[key] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	return out
+}
+
+// TestLeaseLapseStopsAnswers: once the lease lapses the program stops
+// answering (the kernel does not answer either: arp_ignore), and a renewal
+// brings the answers back.
+func TestLeaseLapseStopsAnswers(t *testing.T) {
+	requireTools(t, "arping", "ndisc6")
+	l := newLab(t)
+	f := l.load(t, AttachGeneric, nil)
+	own(t, f, vip4, vip6)
+	renew(t, f, 300*time.Millisecond)
+	wantMACs(t, "arping within the lease", l.arping(t, vip4, 1), 1)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		d, err := f.LeaseRemaining()
+		if err != nil {
+			t.Fatalf("lease remaining: %v", err)
+		}
+		if d == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lease still %v after 5s", d)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	wantMACs(t, "arping after the lease lapsed", l.arping(t, vip4, 2), 0)
+	if got := l.ndisc(t, vip6); got != "" {
+		t.Fatalf("ndisc6 after the lease lapsed: answered by %s", got)
+	}
+	renew(t, f, time.Minute)
+	wantMACs(t, "arping after renewal", l.arping(t, vip4, 1), 1)
+}
+
+// TestPinnedAcrossRestart: an agent that closes (restart) leaves the
+// program attached and answering; the next agent finds the owned set and
+// the counters where the first left them and takes the link over; Remove
+// leaves nothing attached or pinned, and nothing answers.
+func TestPinnedAcrossRestart(t *testing.T) {
+	requireTools(t, "arping")
+	l := newLab(t)
+	f1 := l.load(t, AttachGeneric, nil)
+	own(t, f1, vip4, vip6)
+	renew(t, f1, time.Minute)
+	if err := f1.SetCounted([]netip.Addr{vip4}); err != nil {
+		t.Fatalf("set counted: %v", err)
+	}
+	wantMACs(t, "arping with the first agent", l.arping(t, vip4, 2), 2)
+	if err := f1.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+
+	// Agent away: the pinned program still answers.
+	if !l.xdpAttached(t) {
+		t.Fatalf("XDP detached when the agent closed; want it pinned")
+	}
+	wantMACs(t, "arping with no agent", l.arping(t, vip4, 2), 2)
+
+	f2 := l.load(t, AttachGeneric, nil)
+	owned, err := f2.Owned()
+	if err != nil {
+		t.Fatalf("owned: %v", err)
+	}
+	if len(owned) != 2 || len(owned[vip4]) != 1 || len(owned[vip6]) != 1 {
+		t.Fatalf("owned set after restart = %v, want %s and %s on one interface", owned, vip4, vip6)
+	}
+	if arp, _, _ := sent(t, f2); arp != 4 {
+		t.Fatalf("xdp ARP replies after restart = %d, want 4 (2 before, 2 while away)", arp)
+	}
+	if tr, err := f2.Traffic(); err != nil || len(tr) != 1 {
+		t.Fatalf("counted VIPs after restart = %v (%v), want %s", tr, err, vip4)
+	}
+	if d, err := f2.LeaseRemaining(); err != nil || d < 30*time.Second {
+		t.Fatalf("lease after restart = %v (%v), want the first agent's minute", d, err)
+	}
+	wantMACs(t, "arping with the second agent", l.arping(t, vip4, 1), 1)
+
+	if err := f2.Remove(); err != nil {
+		t.Fatalf("remove: %v", err)
+	}
+	if l.xdpAttached(t) {
+		t.Fatalf("XDP still attached after Remove")
+	}
+	if _, err := os.Stat(l.pinDir); !errors.Is(err, os.ErrNotExist) {
+		ents, _ := os.ReadDir(l.pinDir)
+		t.Fatalf("pin directory still there after Remove (err %v, entries %v)", err, ents)
+	}
+	ents, _ := os.ReadDir(filepath.Dir(l.pinDir))
+	for _, e := range ents {
+		// maps.debug and progs.debug come with every bpffs (bpf_preload).
+		if !strings.HasSuffix(e.Name(), ".debug") {
+			t.Fatalf("bpffs still holds %s after Remove", e.Name())
+		}
+	}
+	wantMACs(t, "arping after Remove", l.arping(t, vip4, 2), 0)
+}
+
+// TestWithoutPinning: with no bpf filesystem under the pin directory the
+// fast path still runs, and Close detaches it.
+func TestWithoutPinning(t *testing.T) {
+	requireTools(t, "arping")
+	l := newLab(t)
+	l.pinDir = filepath.Join(t.TempDir(), "vipspeaker")
+	f := l.load(t, AttachGeneric, nil)
+	own(t, f, vip4)
+	renew(t, f, time.Minute)
+	wantMACs(t, "arping unpinned", l.arping(t, vip4, 1), 1)
+	if err := f.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if l.xdpAttached(t) {
+		t.Fatalf("XDP still attached after Close without pinning")
+	}
+	if _, err := os.Stat(l.pinDir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("pin directory created outside bpffs: %v", err)
+	}
+}
+
+// TestRefusedWithoutCapabilities: a process without CAP_BPF/CAP_SYS_ADMIN
+// gets an error wrapping ErrNotSupported (the agent falls back to
+// userspace) and nothing is attached.
+func TestRefusedWithoutCapabilities(t *testing.T) {
+	l := newLab(t)
+	errc := make(chan error, 1)
+	go func() {
+		// Capabilities are per thread: drop the effective set on a
+		// locked thread that dies with this goroutine, and load from it.
+		runtime.LockOSThread()
+		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+		var data [2]unix.CapUserData
+		if err := unix.Capget(&hdr, &data[0]); err != nil {
+			errc <- fmt.Errorf("capget: %w", err)
+			return
+		}
+		data[0].Effective, data[1].Effective = 0, 0
+		if err := unix.Capset(&hdr, &data[0]); err != nil {
+			errc <- fmt.Errorf("capset: %w", err)
+			return
+		}
+		f, err := Load(Options{Interfaces: []string{nodeIf}, PinDir: l.pinDir, Enter: l.node.Do})
+		if err == nil {
+			_ = f.Remove()
+			errc <- errors.New("Load succeeded without capabilities")
+			return
+		}
+		errc <- err
+	}()
+	err := <-errc
+	if !errors.Is(err, ErrNotSupported) {
+		t.Fatalf("Load without capabilities: %v, want an error wrapping ErrNotSupported", err)
+	}
+	t.Logf("refused as expected: %v", err)
+	if l.xdpAttached(t) {
+		t.Fatalf("XDP attached although Load failed")
+	}
+}
+
+// TestVethNativeTXNeedsPeerNAPI pins down why a native-mode XDP_TX reply on
+// veth did not reach the peer in LAB.md's probe: veth hands an XDP_TX frame
+// straight to the peer's receive queue, and drops it there (no error, only
+// the peer's rx drop counters move) unless that queue runs NAPI, which a
+// native XDP program or GRO on the peer turns on. The program's own counter
+// rises either way.
+func TestVethNativeTXNeedsPeerNAPI(t *testing.T) {
+	requireTools(t, "arping")
+	l := newLab(t)
+	f := l.load(t, AttachNative, nil)
+	own(t, f, vip4)
+	renew(t, f, time.Minute)
+	wantMACs(t, "arping, peer without NAPI", l.arping(t, vip4, 2), 0)
+	if arp, _, _ := sent(t, f); arp != 2 {
+		t.Fatalf("xdp ARP replies = %d, want 2 (sent with XDP_TX, lost by the veth)", arp)
+	}
+	l.giveClientNAPI(t)
+	wantMACs(t, "arping, peer with NAPI", l.arping(t, vip4, 2), 2)
+}
