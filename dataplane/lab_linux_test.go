@@ -20,7 +20,7 @@ import (
 // eth0. Every node has the VIPs on an ifb kube-lb0, as the routing package
 // puts them there, so the kernel of every node would answer ARP for them.
 type l2lab struct {
-	t      *testing.T
+	t      testing.TB
 	client *nstest.NS
 	nodes  []*nstest.NS
 	macs   []string // eth0 MAC of each node
@@ -46,7 +46,7 @@ func tryRun(timeout time.Duration, name string, args ...string) (string, error) 
 	return string(out), err
 }
 
-func needTools(t *testing.T, tools ...string) {
+func needTools(t testing.TB, tools ...string) {
 	t.Helper()
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -55,7 +55,7 @@ func needTools(t *testing.T, tools ...string) {
 	}
 }
 
-func newL2Lab(t *testing.T, nodes int) *l2lab {
+func newL2Lab(t testing.TB, nodes int) *l2lab {
 	t.Helper()
 	needTools(t, "ip")
 	l := &l2lab{t: t, client: nstest.New(t)}

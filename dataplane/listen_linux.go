@@ -72,6 +72,9 @@ func (r *Responder) listenPort(name string) (*port, error) {
 			_ = ac.Close()
 			return fmt.Errorf("open NDP socket on %s: %w", name, err)
 		}
+		for _, c := range []*packet.Conn{ac, nc} {
+			setRcvBuf(c, rcvBuf)
+		}
 		mc := &mcastJoiner{ifi: ifi, raw: nc}
 		if uc, err := net.ListenPacket("udp6", "[::]:0"); err == nil {
 			mc.pc = ipv6.NewPacketConn(uc)
@@ -159,4 +162,22 @@ func (m *mcastJoiner) Close() error {
 func groupMAC(g netip.Addr) net.HardwareAddr {
 	b := g.As16()
 	return net.HardwareAddr{0x33, 0x33, b[12], b[13], b[14], b[15]}
+}
+
+// rcvBuf is the receive buffer asked for each packet socket: a burst of
+// requests (a switch reboot, a flood) queues instead of being dropped.
+const rcvBuf = 4 << 20
+
+// setRcvBuf raises the socket's receive buffer (SO_RCVBUFFORCE as root,
+// else SO_RCVBUF capped by net.core.rmem_max); failure is harmless.
+func setRcvBuf(c *packet.Conn, n int) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) {
+		if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n) != nil {
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, n)
+		}
+	})
 }

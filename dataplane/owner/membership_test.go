@@ -22,7 +22,7 @@ import (
 var testKey = []byte("0123456789abcdef0123456789abcdef")
 
 // freePort finds a port free for both TCP and UDP on addr.
-func freePort(t *testing.T, addr string) int {
+func freePort(t testing.TB, addr string) int {
 	t.Helper()
 	for range 20 {
 		l, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
@@ -77,7 +77,7 @@ func (w testWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-func startMember(t *testing.T, name string, port int, key []byte, join ...string) *member {
+func startMember(t testing.TB, name string, port int, key []byte, join ...string) *member {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
 	ms, err := NewMembership(Options{
@@ -107,7 +107,7 @@ func startMember(t *testing.T, name string, port int, key []byte, join ...string
 }
 
 // stop ends Run (idempotent).
-func (m *member) stop(t *testing.T) {
+func (m *member) stop(t testing.TB) {
 	t.Helper()
 	m.cancel()
 	select {
@@ -124,7 +124,7 @@ func (m *member) stop(t *testing.T) {
 }
 
 // crash stops the member's memberlist without a goodbye, as kill -9 would.
-func (m *member) crash(t *testing.T) {
+func (m *member) crash(t testing.TB) {
 	t.Helper()
 	m.SetExitMode(exitSilent, 0)
 	m.mu.Lock()
@@ -135,7 +135,7 @@ func (m *member) crash(t *testing.T) {
 	}
 }
 
-func waitHealthy(t *testing.T, timeout time.Duration, m *member, want ...string) time.Duration {
+func waitHealthy(t testing.TB, timeout time.Duration, m *member, want ...string) time.Duration {
 	t.Helper()
 	slices.Sort(want)
 	start := time.Now()
