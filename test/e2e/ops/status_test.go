@@ -1,0 +1,291 @@
+package ops_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/vipspeaker/vipspeaker/internal/nstest"
+	"github.com/vipspeaker/vipspeaker/test/lab"
+)
+
+// The lab: an FRR router (AS 65000) and a node running the real agent
+// binary (AS 65001) with a Service manifest and gobgp.conf.
+const (
+	routerAddr = "198.18.4.1"
+	nodeAddr   = "198.18.4.2"
+	vipAddr    = "203.0.113.40"
+)
+
+const opsFRRConf = `hostname router
+log stdout informational
+router bgp 65000
+ bgp router-id 198.18.4.1
+ no bgp ebgp-requires-policy
+ no bgp network import-check
+ neighbor 198.18.4.2 remote-as 65001
+ neighbor 198.18.4.2 timers 3 9
+ neighbor 198.18.4.2 timers connect 5
+!
+`
+
+const opsGoBGPConf = `[global.config]
+  as = 65001
+  router-id = "198.18.4.2"
+
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "198.18.4.1"
+    peer-as = 65000
+  [neighbors.timers.config]
+    connect-retry = 2
+`
+
+const opsTOML = `[interface]
+name = "kube-lb0"
+kind = "ifb"
+`
+
+const opsService = `apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: demo
+  annotations:
+    vipspeaker.io/addresses: "203.0.113.40"
+spec:
+  type: LoadBalancer
+  loadBalancerClass: vipspeaker.io/lb
+  ports:
+  - port: 80
+`
+
+func writeAtomic(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path+".tmp", []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path+".tmp", path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// requireWired skips while the binary lacks what this test drives: the
+// status command and --metrics-textfile are written in status.go and
+// textfile.go but wired into main.go/run.go by their owner.
+func requireWired(t *testing.T, bin string) {
+	t.Helper()
+	help, _ := exec.Command(bin, "run", "-h").CombinedOutput()
+	st, _ := exec.Command(bin, "status", "--run-dir", t.TempDir()).CombinedOutput()
+	if strings.Contains(string(st), `unknown command "status"`) || !strings.Contains(string(help), "metrics-textfile") {
+		t.Skip("vipspeaker status / --metrics-textfile are not wired into the binary yet (main.go, run.go)")
+	}
+}
+
+func TestStatusInLab(t *testing.T) {
+	nstest.RequireRoot(t)
+	if err := lab.HaveFRR(); err != nil {
+		nstest.Skip(t, "%v", err)
+	}
+	bin, err := lab.BuildBinary("./cmd/vipspeaker")
+	if err != nil {
+		t.Fatalf("build vipspeaker: %v", err)
+	}
+	requireWired(t, bin)
+
+	l := lab.New(t)
+	router, node := l.MustHost("router"), l.MustHost("node1")
+	l.MustLink(router, "eth0", []string{routerAddr + "/30"}, node, "eth0", []string{nodeAddr + "/30"})
+	frr, err := router.StartFRR(lab.FRRConfig{BGPd: opsFRRConf})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	dir := l.Dir()
+	svcDir, cfgDir, runDir := filepath.Join(dir, "services"), filepath.Join(dir, "config"), filepath.Join(dir, "run-node1")
+	for _, d := range []string{svcDir, cfgDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeAtomic(t, filepath.Join(svcDir, "web.yaml"), opsService)
+	writeAtomic(t, filepath.Join(cfgDir, "gobgp.conf"), opsGoBGPConf)
+	writeAtomic(t, filepath.Join(cfgDir, "vipspeaker.toml"), opsTOML)
+	textfile := filepath.Join(dir, "textfile", "vipspeaker.prom")
+	if err := os.MkdirAll(filepath.Dir(textfile), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := node.Start("vipspeaker", []string{bin, "run", "--services-dir", svcDir, "--config-dir", cfgDir,
+		"--run-dir", runDir, "--node-name", "node1", "--metrics-textfile", textfile, "--log-level", "debug"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := frr.WaitEstablished(nodeAddr, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// The router learns the VIP from the node.
+	lab.Eventually(t, 15*time.Second, 100*time.Millisecond, func() error {
+		rs, err := frr.RoutesIPv4()
+		if err != nil {
+			return err
+		}
+		if nh := rs[netip.MustParsePrefix(vipAddr+"/32")]; len(nh) != 1 || nh[0] != netip.MustParseAddr(nodeAddr) {
+			return fmt.Errorf("router: %s/32 via %v, want via %s", vipAddr, nh, nodeAddr)
+		}
+		return nil
+	})
+
+	// `vipspeaker status` from inside the node's namespace, as through
+	// kubectl exec in a pod.
+	var out string
+	lab.Eventually(t, 15*time.Second, 200*time.Millisecond, func() error {
+		out, err = node.Run(context.Background(), bin, "status", "--run-dir", runDir)
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		vip, peer := fields(out, vipAddr), fields(out, routerAddr)
+		if len(vip) < 5 || vip[1] != "demo/web" || vip[2] != "bgp" || vip[4] != "announcing" {
+			return fmt.Errorf("VIP row %q", vip)
+		}
+		if len(peer) < 5 || peer[1] != "65000" || peer[2] != "established" || peer[4] != "1" {
+			return fmt.Errorf("peer row %q: want AS 65000 established, 1 prefix sent", peer)
+		}
+		return nil
+	})
+	t.Logf("vipspeaker status in the lab:\n%s", out)
+
+	js, err := node.Run(context.Background(), bin, "status", "--run-dir", runDir, "-o", "json")
+	if err != nil {
+		t.Fatalf("status -o json: %v\n%s", err, js)
+	}
+	var r struct {
+		Node string `json:"node"`
+		VIPs []struct {
+			Address, Service, Mode, Role string
+		} `json:"vips"`
+		BGP struct {
+			Peers []struct {
+				Peer         string `json:"peer"`
+				State        string `json:"state"`
+				PrefixesSent uint64 `json:"prefixesSent"`
+			} `json:"peers"`
+		} `json:"bgp"`
+		Config struct {
+			Generation           uint64 `json:"generation"`
+			LastReloadSuccessful bool   `json:"lastReloadSuccessful"`
+			LastError            string `json:"lastError"`
+		} `json:"config"`
+	}
+	if err := json.Unmarshal([]byte(js), &r); err != nil {
+		t.Fatalf("status -o json: %v\n%s", err, js)
+	}
+	if r.Node != "node1" || len(r.VIPs) != 1 || r.VIPs[0].Address != vipAddr || len(r.BGP.Peers) != 1 ||
+		r.BGP.Peers[0].State != "established" || r.BGP.Peers[0].PrefixesSent != 1 || !r.Config.LastReloadSuccessful {
+		t.Errorf("status -o json:\n%s", js)
+	}
+
+	// The textfile holds the same figures, in a form node_exporter reads.
+	lab.Eventually(t, 30*time.Second, 200*time.Millisecond, func() error {
+		return textfileHas(textfile, map[string]float64{
+			`vipspeaker_vips{mode="bgp"}`:                           1,
+			`vipspeaker_bgp_session_up{peer="198.18.4.1"}`:          1,
+			`vipspeaker_bgp_advertised_prefixes{peer="198.18.4.1"}`: 1,
+			`vipspeaker_config_last_reload_successful`:              1,
+		})
+	})
+
+	// A broken vipspeaker.toml is refused: status says so and why, and
+	// the VIP stays announced.
+	writeAtomic(t, filepath.Join(cfgDir, "vipspeaker.toml"), opsTOML+"[[pools]]\nname = \"p\"\naddresses = [\"203.0.113.0/33\"]\n")
+	lab.Eventually(t, 15*time.Second, 200*time.Millisecond, func() error {
+		out, err = node.Run(context.Background(), bin, "status", "--run-dir", runDir)
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		if !strings.Contains(out, "refused") {
+			return errors.New("the refused reload is not shown")
+		}
+		if !regexp.MustCompile(`last error\s+\S*vipspeaker\.toml:\d+: .*203\.0\.113\.0/33`).MatchString(out) {
+			return errors.New("the last error does not name vipspeaker.toml:line and the bad prefix")
+		}
+		return nil
+	})
+	t.Logf("after a refused reload:\n%s", out)
+	if v := fields(out, vipAddr); len(v) < 5 || v[4] != "announcing" {
+		t.Errorf("VIP row after a refused reload: %q", v)
+	}
+	if err := textfileHas(textfile, map[string]float64{`vipspeaker_config_last_reload_successful`: 0}); err != nil {
+		// The textfile is rewritten periodically; give it one interval.
+		lab.Eventually(t, 30*time.Second, 200*time.Millisecond, func() error {
+			return textfileHas(textfile, map[string]float64{`vipspeaker_config_last_reload_successful`: 0})
+		})
+	}
+}
+
+// fields returns the whitespace-separated fields of the line that starts
+// with first.
+func fields(out, first string) []string {
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) > 0 && f[0] == first {
+			return f
+		}
+	}
+	return nil
+}
+
+// textfileHas parses a textfile and checks series values; keys are
+// name{label="value",...} with labels in the order written.
+func textfileHas(path string, want map[string]float64) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := p.TextToMetricFamilies(f)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	got := map[string]float64{}
+	for name, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			var ls []string
+			for _, l := range m.GetLabel() {
+				ls = append(ls, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+			}
+			key := name
+			if len(ls) > 0 {
+				key += "{" + strings.Join(ls, ",") + "}"
+			}
+			switch {
+			case m.Gauge != nil:
+				got[key] = m.GetGauge().GetValue()
+			case m.Counter != nil:
+				got[key] = m.GetCounter().GetValue()
+			case m.Untyped != nil:
+				got[key] = m.GetUntyped().GetValue()
+			}
+		}
+	}
+	for k, v := range want {
+		g, ok := got[k]
+		if !ok {
+			return fmt.Errorf("%s: no %s", path, k)
+		}
+		if g != v {
+			return fmt.Errorf("%s: %s = %v, want %v", path, k, g, v)
+		}
+	}
+	return nil
+}
