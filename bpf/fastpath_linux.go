@@ -79,11 +79,16 @@ type FastPath struct {
 	reg    prometheus.Registerer
 	coll   *collector
 
+	// mu guards everything below and the maps' descriptors: every method
+	// holds it while it uses them, so Close never pulls a descriptor from
+	// under a call (and Announce calls, sharing one job table, never
+	// interleave).
 	mu     sync.Mutex
 	ifaces map[string]*attached
 	closed bool
-	// runMu serialises Announce (one cursor and job table).
-	runMu sync.Mutex
+	// owned is the last set given to SetOwned (nil: none yet, the pinned
+	// set stays), applied again when interfaces change.
+	owned map[netip.Addr][]string
 }
 
 // Load loads the program (reusing pinned maps, so the owned set, the lease
@@ -266,6 +271,12 @@ func (f *FastPath) SetInterfaces(layer2, uplinks []string) error {
 			errs = append(errs, err)
 		}
 	}
+	if f.owned != nil {
+		// Interface indexes may have changed: rebuild the owned set.
+		if err := f.applyOwnedLocked(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -442,6 +453,10 @@ func (f *FastPath) removeStaleLink(name string) {
 func (f *FastPath) Interfaces() map[string]string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	return f.interfacesLocked()
+}
+
+func (f *FastPath) interfacesLocked() map[string]string {
 	out := make(map[string]string, len(f.ifaces))
 	for n, a := range f.ifaces {
 		out[n] = a.mode
@@ -455,11 +470,22 @@ func (f *FastPath) Interfaces() map[string]string {
 // sees either the whole old set or the whole new one. Interfaces that are
 // not attached layer2 interfaces are ignored.
 func (f *FastPath) SetOwned(owned map[netip.Addr][]string) error {
+	cp := make(map[netip.Addr][]string, len(owned))
+	for a, ifs := range owned {
+		cp[a] = slices.Clone(ifs)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
 		return errors.New("bpf fast path: closed")
 	}
+	f.owned = cp
+	return f.applyOwnedLocked()
+}
+
+// applyOwnedLocked builds the owned set from f.owned and swaps it in.
+func (f *FastPath) applyOwnedLocked() error {
+	owned := f.owned
 	var keys []vipKey
 	seen := map[vipKey]bool{}
 	for a, ifs := range owned {
@@ -501,6 +527,11 @@ func (f *FastPath) SetOwned(owned map[netip.Addr][]string) error {
 // Owned returns the (VIP, interface index) pairs in the map now, sorted by
 // VIP: what the program answers for while the lease is valid.
 func (f *FastPath) Owned() (map[netip.Addr][]int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil, errors.New("bpf fast path: closed")
+	}
 	var id ebpf.MapID
 	if err := f.objs.VsOwned.Lookup(uint32(0), &id); err != nil {
 		return nil, fmt.Errorf("read owned set: %w", err)
@@ -583,6 +614,15 @@ func (f *FastPath) SetCounted(vips []netip.Addr) error {
 
 // Traffic returns the counters of every counted VIP (summed over CPUs).
 func (f *FastPath) Traffic() (map[netip.Addr]Traffic, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil, errors.New("bpf fast path: closed")
+	}
+	return f.trafficLocked()
+}
+
+func (f *FastPath) trafficLocked() (map[netip.Addr]Traffic, error) {
 	out := map[netip.Addr]Traffic{}
 	var (
 		k   vipVipAddr
@@ -610,8 +650,11 @@ func (f *FastPath) Traffic() (map[netip.Addr]Traffic, error) {
 // dataplane adds these to its reply counters with path="xdp".
 func (f *FastPath) SentCounts(iface string) (arpReplies, ndpAdverts, gratuitous uint64, err error) {
 	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return 0, 0, 0, errors.New("bpf fast path: closed")
+	}
 	a := f.ifaces[iface]
-	f.mu.Unlock()
 	if a == nil {
 		return 0, 0, 0, fmt.Errorf("sent counts of %s: not attached", iface)
 	}
@@ -659,6 +702,11 @@ func (f *FastPath) RenewLease(d time.Duration) error {
 		}
 		until = uint64(now + d)
 	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return errors.New("bpf fast path: closed")
+	}
 	if err := f.objs.VsLease.Put(uint32(0), until); err != nil {
 		return fmt.Errorf("renew lease: %w", err)
 	}
@@ -668,6 +716,15 @@ func (f *FastPath) RenewLease(d time.Duration) error {
 // LeaseRemaining returns how long the program keeps answering without a
 // renewal (0 when the lease has lapsed).
 func (f *FastPath) LeaseRemaining() (time.Duration, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return 0, errors.New("bpf fast path: closed")
+	}
+	return f.leaseLocked()
+}
+
+func (f *FastPath) leaseLocked() (time.Duration, error) {
 	var until uint64
 	if err := f.objs.VsLease.Lookup(uint32(0), &until); err != nil {
 		return 0, fmt.Errorf("read lease: %w", err)
@@ -691,12 +748,11 @@ func (f *FastPath) LeaseRemaining() (time.Duration, error) {
 // calls it once per round, in place of its packet-socket sends.
 func (f *FastPath) Announce(iface string, vips []netip.Addr) (int, error) {
 	f.mu.Lock()
-	a := f.ifaces[iface]
-	closed := f.closed
-	f.mu.Unlock()
-	if closed {
+	defer f.mu.Unlock()
+	if f.closed {
 		return 0, errors.New("bpf fast path: closed")
 	}
+	a := f.ifaces[iface]
 	if a == nil || a.flags&flagAnswer == 0 {
 		return 0, fmt.Errorf("announce on %s: not a layer2 interface of the fast path", iface)
 	}
@@ -712,8 +768,6 @@ func (f *FastPath) Announce(iface string, vips []netip.Addr) (int, error) {
 			na = append(na, vipJob{Addr: key16(v), Form: formNA})
 		}
 	}
-	f.runMu.Lock()
-	defer f.runMu.Unlock()
 	before, err := f.ifCounters(a.index)
 	if err != nil {
 		return 0, fmt.Errorf("announce on %s: %w", iface, err)
@@ -795,16 +849,24 @@ func (f *FastPath) closeHandles() {
 // over without a gap. Without pinning, Close detaches.
 func (f *FastPath) Close() error {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if f.closed {
+		f.mu.Unlock()
 		return nil
 	}
 	f.closed = true
+	f.closeHandles()
+	f.mu.Unlock()
+	f.unregister()
+	return nil
+}
+
+// unregister removes the metrics collector. It runs without f.mu (a
+// scrape in progress holds it in Collect) and after closed is set, so a
+// scrape meanwhile reports nothing rather than touching closed maps.
+func (f *FastPath) unregister() {
 	if f.reg != nil {
 		f.reg.Unregister(f.coll)
 	}
-	f.closeHandles()
-	return nil
 }
 
 // Remove detaches the program from every interface, unpins the links and
@@ -812,14 +874,18 @@ func (f *FastPath) Close() error {
 // path remains in the kernel. For an agent that stops for good.
 func (f *FastPath) Remove() error {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if f.closed {
+		f.mu.Unlock()
 		return errors.New("bpf fast path: closed")
 	}
 	f.closed = true
-	if f.reg != nil {
-		f.reg.Unregister(f.coll)
-	}
+	err := f.removeLocked()
+	f.mu.Unlock()
+	f.unregister()
+	return err
+}
+
+func (f *FastPath) removeLocked() error {
 	var errs []error
 	// Stop answering first, in case a detach fails.
 	if err := f.objs.VsLease.Put(uint32(0), uint64(0)); err != nil {

@@ -16,7 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func own(t *testing.T, f *FastPath, vips ...netip.Addr) {
+func own(t testing.TB, f *FastPath, vips ...netip.Addr) {
 	t.Helper()
 	owned := map[netip.Addr][]string{}
 	for _, v := range vips {
@@ -27,14 +27,14 @@ func own(t *testing.T, f *FastPath, vips ...netip.Addr) {
 	}
 }
 
-func renew(t *testing.T, f *FastPath, d time.Duration) {
+func renew(t testing.TB, f *FastPath, d time.Duration) {
 	t.Helper()
 	if err := f.RenewLease(d); err != nil {
 		t.Fatalf("renew lease: %v", err)
 	}
 }
 
-func sent(t *testing.T, f *FastPath) (arp, ndp, grat uint64) {
+func sent(t testing.TB, f *FastPath) (arp, ndp, grat uint64) {
 	t.Helper()
 	arp, ndp, grat, err := f.SentCounts(nodeIf)
 	if err != nil {
@@ -43,7 +43,7 @@ func sent(t *testing.T, f *FastPath) (arp, ndp, grat uint64) {
 	return arp, ndp, grat
 }
 
-func wantMACs(t *testing.T, what string, got []string, n int) {
+func wantMACs(t testing.TB, what string, got []string, n int) {
 	t.Helper()
 	if len(got) != n {
 		t.Fatalf("%s: %d replies %v, want %d", what, len(got), got, n)
@@ -170,7 +170,7 @@ func TestUnicastAndMulticastSolicitations(t *testing.T) {
 	})
 }
 
-func sentTriple(t *testing.T, f *FastPath) (uint64, uint64, uint64) { return sent(t, f) }
+func sentTriple(t testing.TB, f *FastPath) (uint64, uint64, uint64) { return sent(t, f) }
 
 // TestVIPCounters: the per-VIP counters equal what the client sent (ping
 // packets and their IP bytes), exported as
@@ -238,7 +238,7 @@ func TestVIPCounters(t *testing.T) {
 }
 
 // gather returns every sample as "name{labels}" → value.
-func gather(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+func gather(t testing.TB, reg *prometheus.Registry) map[string]float64 {
 	t.Helper()
 	fams, err := reg.Gather()
 	if err != nil {

@@ -51,7 +51,7 @@ type lab struct {
 	pinDir       string
 }
 
-func requireTools(t *testing.T, tools ...string) {
+func requireTools(t testing.TB, tools ...string) {
 	t.Helper()
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -62,7 +62,7 @@ func requireTools(t *testing.T, tools ...string) {
 
 // mountBPFFS mounts a private bpf filesystem for the test's pins, so
 // "nothing left pinned" can be checked without looking at anyone else's.
-func mountBPFFS(t *testing.T) string {
+func mountBPFFS(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	if err := unix.Mount("bpf", dir, "bpf", 0, ""); err != nil {
@@ -76,7 +76,7 @@ func mountBPFFS(t *testing.T) string {
 	return dir
 }
 
-func newLab(t *testing.T) *lab {
+func newLab(t testing.TB) *lab {
 	t.Helper()
 	requireTools(t, "ip")
 	l := &lab{node: nstest.New(t), client: nstest.New(t)}
@@ -157,7 +157,7 @@ func prefixNet(p netip.Prefix) *net.IPNet {
 
 // load loads the fast path on the node's l2 and closes it at the end of the
 // test unless the test removed it.
-func (l *lab) load(t *testing.T, mode AttachMode, reg prometheus.Registerer) *FastPath {
+func (l *lab) load(t testing.TB, mode AttachMode, reg prometheus.Registerer) *FastPath {
 	t.Helper()
 	f, err := Load(Options{Interfaces: []string{nodeIf}, Attach: mode, PinDir: l.pinDir, Enter: l.node.Do, Registerer: reg})
 	if errors.Is(err, ErrNotSupported) {
@@ -175,7 +175,7 @@ func (l *lab) load(t *testing.T, mode AttachMode, reg prometheus.Registerer) *Fa
 // (XDP_TX in native mode, and every live-frames XDP_TX) only into a receive
 // queue with NAPI, which a native XDP program (or GRO) turns on; a physical
 // NIC has no such requirement.
-func (l *lab) giveClientNAPI(t *testing.T) {
+func (l *lab) giveClientNAPI(t testing.TB) {
 	t.Helper()
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
 		Type:         ebpf.XDP,
@@ -201,7 +201,7 @@ func (l *lab) giveClientNAPI(t *testing.T) {
 }
 
 // inClient runs a command in the client namespace with a deadline.
-func (l *lab) inClient(t *testing.T, timeout time.Duration, args ...string) (string, error) {
+func (l *lab) inClient(t testing.TB, timeout time.Duration, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -212,7 +212,7 @@ func (l *lab) inClient(t *testing.T, timeout time.Duration, args ...string) (str
 
 // arping sends count ARP requests for vip from the client and returns the
 // MACs of the replies (one per reply).
-func (l *lab) arping(t *testing.T, vip netip.Addr, count int) []string {
+func (l *lab) arping(t testing.TB, vip netip.Addr, count int) []string {
 	t.Helper()
 	out, _ := l.inClient(t, 10*time.Second, "arping", "-i", clientIf, "-c", strconv.Itoa(count), "-W", "0.1", "-r", vip.String())
 	return macLines(out)
@@ -221,7 +221,7 @@ func (l *lab) arping(t *testing.T, vip netip.Addr, count int) []string {
 // ndisc resolves vip from the client with multicast neighbour
 // solicitations and returns the MAC of the first advertisement ("" when
 // none came).
-func (l *lab) ndisc(t *testing.T, vip netip.Addr) string {
+func (l *lab) ndisc(t testing.TB, vip netip.Addr) string {
 	t.Helper()
 	out, _ := l.inClient(t, 10*time.Second, "ndisc6", "-1", "-q", "-r", "2", "-w", "300", vip.String(), clientIf)
 	m := macLines(out)
@@ -244,7 +244,7 @@ func macLines(out string) []string {
 
 // clientNeighbour returns the client's neighbour entry MAC for a ("" when
 // none is usable).
-func (l *lab) clientNeighbour(t *testing.T, a netip.Addr) string {
+func (l *lab) clientNeighbour(t testing.TB, a netip.Addr) string {
 	t.Helper()
 	h, err := netlink.NewHandleAt(l.client.Handle)
 	if err != nil {
@@ -269,7 +269,7 @@ func (l *lab) clientNeighbour(t *testing.T, a netip.Addr) string {
 }
 
 // xdpAttached reports whether any XDP program is attached to the node's l2.
-func (l *lab) xdpAttached(t *testing.T) bool {
+func (l *lab) xdpAttached(t testing.TB) bool {
 	t.Helper()
 	h, err := netlink.NewHandleAt(l.node.Handle)
 	if err != nil {

@@ -41,12 +41,11 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	f := c.f
 	f.mu.Lock()
-	closed := f.closed
-	f.mu.Unlock()
-	if closed {
+	defer f.mu.Unlock()
+	if f.closed {
 		return
 	}
-	if t, err := f.Traffic(); err == nil {
+	if t, err := f.trafficLocked(); err == nil {
 		for vip, v := range t {
 			ch <- prometheus.MustNewConstMetric(descVIPPackets, prometheus.CounterValue, float64(v.Packets), vip.String())
 			ch <- prometheus.MustNewConstMetric(descVIPBytes, prometheus.CounterValue, float64(v.Bytes), vip.String())
@@ -54,10 +53,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	} else {
 		ch <- prometheus.NewInvalidMetric(descVIPPackets, err)
 	}
-	for name, mode := range f.Interfaces() {
+	for name, mode := range f.interfacesLocked() {
 		ch <- prometheus.MustNewConstMetric(descAttached, prometheus.GaugeValue, 1, name, mode)
 	}
-	if d, err := f.LeaseRemaining(); err == nil {
+	if d, err := f.leaseLocked(); err == nil {
 		ch <- prometheus.MustNewConstMetric(descLease, prometheus.GaugeValue, d.Seconds())
 	}
 }

@@ -21,7 +21,7 @@ type rawSocket struct {
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
-func (l *lab) openRaw(t *testing.T) *rawSocket {
+func (l *lab) openRaw(t testing.TB) *rawSocket {
 	t.Helper()
 	r := &rawSocket{fd: -1}
 	err := l.client.Do(func() error {
@@ -52,7 +52,7 @@ func (l *lab) openRaw(t *testing.T) *rawSocket {
 	return r
 }
 
-func (r *rawSocket) send(t *testing.T, frame []byte) {
+func (r *rawSocket) send(t testing.TB, frame []byte) {
 	t.Helper()
 	if err := unix.Sendto(r.fd, frame, 0, &unix.SockaddrLinklayer{Ifindex: r.ifindex, Halen: 6}); err != nil {
 		t.Fatalf("send frame: %v", err)
@@ -61,7 +61,7 @@ func (r *rawSocket) send(t *testing.T, frame []byte) {
 
 // receive reads incoming frames until keep has returned true for want
 // frames or the deadline passes, and returns the kept ones.
-func (r *rawSocket) receive(t *testing.T, want int, timeout time.Duration, keep func([]byte) bool) [][]byte {
+func (r *rawSocket) receive(t testing.TB, want int, timeout time.Duration, keep func([]byte) bool) [][]byte {
 	t.Helper()
 	var got [][]byte
 	buf := make([]byte, 2048)
