@@ -133,12 +133,20 @@ func handleARP(frame []byte, mac net.HardwareAddr, owned ownedFunc) ([]byte, ver
 	return arpFrame(arp.OperationReply, src, mac, tpa, src, spa), answered, tpa
 }
 
-// arpFrame builds an Ethernet frame carrying one ARP packet, padded to the
-// Ethernet minimum.
+// arpFrame builds an Ethernet frame carrying one ARP packet, sent from the
+// sender hardware address and padded to the Ethernet minimum.
 func arpFrame(op arp.Operation, ethDst, sha net.HardwareAddr, spa netip.Addr, tha net.HardwareAddr, tpa netip.Addr) []byte {
+	return arpFrameFrom(sha, op, ethDst, sha, spa, tha, tpa)
+}
+
+// arpFrameFrom is arpFrame with an Ethernet source other than the sender
+// hardware address (a correction sent on behalf of another node must leave
+// from our own MAC, or switches would learn the other node's MAC on our
+// port).
+func arpFrameFrom(ethSrc net.HardwareAddr, op arp.Operation, ethDst, sha net.HardwareAddr, spa netip.Addr, tha net.HardwareAddr, tpa netip.Addr) []byte {
 	b := make([]byte, minFrameLen)
 	copy(b[0:6], ethDst)
-	copy(b[6:12], sha)
+	copy(b[6:12], ethSrc)
 	binary.BigEndian.PutUint16(b[12:14], etherTypeARP)
 	a := b[ethHeaderLen:]
 	binary.BigEndian.PutUint16(a[0:2], 1)
@@ -317,11 +325,16 @@ func handleNDP(frame []byte, mac net.HardwareAddr, owned ownedFunc) ([]byte, ver
 // naFrame builds a neighbour advertisement for target (from target, hop
 // limit 255, Override set, our MAC as the target link-layer option).
 func naFrame(mac net.HardwareAddr, target netip.Addr, ethDst net.HardwareAddr, dst netip.Addr, solicited bool) ([]byte, error) {
+	return naFrameFrom(mac, mac, target, ethDst, dst, solicited)
+}
+
+// naFrameFrom is naFrame sent from Ethernet address mac, advertising tlla.
+func naFrameFrom(mac, tlla net.HardwareAddr, target netip.Addr, ethDst net.HardwareAddr, dst netip.Addr, solicited bool) ([]byte, error) {
 	na := &ndp.NeighborAdvertisement{
 		Solicited:     solicited,
 		Override:      true,
 		TargetAddress: target,
-		Options:       []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Target, Addr: mac}},
+		Options:       []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Target, Addr: tlla}},
 	}
 	msg, err := ndp.MarshalMessageChecksum(na, target, dst)
 	if err != nil {

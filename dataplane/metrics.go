@@ -13,16 +13,17 @@ const (
 )
 
 type metrics struct {
-	arpRequests   *prometheus.CounterVec
-	arpReplies    *prometheus.CounterVec
-	ndpSolicits   *prometheus.CounterVec
-	ndpAdverts    *prometheus.CounterVec
-	gratuitous    *prometheus.CounterVec
-	conflicts     *prometheus.CounterVec
-	sendErrors    *prometheus.CounterVec
-	ownedVIPs     *prometheus.GaugeVec
-	groupsJoined  *prometheus.GaugeVec
-	sysctlChanged *prometheus.GaugeVec
+	arpRequests      *prometheus.CounterVec
+	arpReplies       *prometheus.CounterVec
+	ndpSolicits      *prometheus.CounterVec
+	ndpAdverts       *prometheus.CounterVec
+	gratuitous       *prometheus.CounterVec
+	conflicts        *prometheus.CounterVec
+	sendErrors       *prometheus.CounterVec
+	staleCorrections *prometheus.CounterVec
+	ownedVIPs        *prometheus.GaugeVec
+	groupsJoined     *prometheus.GaugeVec
+	sysctlChanged    *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -55,6 +56,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "vipspeaker_l2_send_errors_total",
 			Help: "Frames the layer2 responder failed to send.",
 		}, []string{"interface"}),
+		staleCorrections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vipspeaker_l2_stale_corrections_total",
+			Help: "Unicast ARP replies / NAs sent by a previous owner to senders still using its MAC for a VIP it gave up.",
+		}, []string{"interface"}),
 		ownedVIPs: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "vipspeaker_l2_owned_vips",
 			Help: "VIPs this node answers ARP/NDP for, by interface.",
@@ -72,7 +77,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.arpRequests, m.arpReplies, m.ndpSolicits, m.ndpAdverts,
-		m.gratuitous, m.conflicts, m.sendErrors, m.ownedVIPs, m.groupsJoined, m.sysctlChanged} {
+		m.gratuitous, m.conflicts, m.sendErrors, m.staleCorrections, m.ownedVIPs, m.groupsJoined, m.sysctlChanged} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register dataplane metrics: %w", err)
 		}

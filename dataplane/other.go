@@ -2,7 +2,12 @@
 
 package dataplane
 
-import "errors"
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"time"
+)
 
 var errNotLinux = errors.New("layer2 responder needs Linux")
 
@@ -13,3 +18,16 @@ func (r *Responder) listenPort(name string) (*port, error) { return nil, errNotL
 func (r *Responder) recordSysctlsLocked(string, []sysctlChange) {}
 
 func (r *Responder) restoreLocked(string) error { return nil }
+
+type corrector struct{ q interface{ shutdown() } }
+
+func (r *Responder) startCorrector(context.Context) *corrector { return nil }
+func (c *corrector) release(*port, netip.Addr)                 {}
+func (c *corrector) reclaim(string, netip.Addr)                {}
+func (c *corrector) learn(*port, []byte, bool)                 {}
+func (c *corrector) stopAll()                                  {}
+
+const (
+	DefaultStaleWindow = 30 * time.Second
+	DefaultQueueNum    = 22096
+)

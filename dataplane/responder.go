@@ -37,6 +37,12 @@ type Options struct {
 	// ResyncInterval is how often interfaces that could not be opened are
 	// retried and open ones checked for a new index or MAC (0: default).
 	ResyncInterval time.Duration
+	// StaleWindow is how long, after giving a VIP up, this node corrects
+	// senders that still use its MAC for it (NFQUEUE; see stale_linux.go).
+	// 0 means DefaultStaleWindow; negative turns correction off.
+	StaleWindow time.Duration
+	// QueueNum is the NFQUEUE number for corrections (0: DefaultQueueNum).
+	QueueNum uint16
 	// Enter runs fn inside the network namespace that holds the layer2
 	// interfaces, on a locked OS thread: the packet sockets are opened and
 	// the sysctls written there (an AF_PACKET socket keeps the namespace it
@@ -57,6 +63,10 @@ type Responder struct {
 	every time.Duration
 	sync  time.Duration
 	enter func(func() error) error
+	// staleWindow and queueNum configure the corrector.
+	staleWindow time.Duration
+	queueNum    uint16
+	corr        *corrector
 	// listen opens an interface (replaceable in tests).
 	listen func(name string) (*port, error)
 
@@ -157,6 +167,13 @@ func New(opts Options) (*Responder, error) {
 	if r.enter == nil {
 		r.enter = func(fn func() error) error { return fn() }
 	}
+	r.staleWindow, r.queueNum = opts.StaleWindow, opts.QueueNum
+	if r.staleWindow == 0 {
+		r.staleWindow = DefaultStaleWindow
+	}
+	if r.queueNum == 0 {
+		r.queueNum = DefaultQueueNum
+	}
 	r.listen = r.listenPort
 	return r, nil
 }
@@ -246,6 +263,10 @@ func (r *Responder) Run(ctx context.Context) error {
 		return errors.New("dataplane responder: already running")
 	}
 	r.running, r.runCtx = true, ctx
+	r.mu.Unlock()
+	corr := r.startCorrector(ctx)
+	r.mu.Lock()
+	r.corr = corr
 	r.syncLocked()
 	r.mu.Unlock()
 
@@ -268,8 +289,15 @@ loop:
 		delete(r.ports, name)
 	}
 	r.running = false
+	if r.corr != nil {
+		r.corr.stopAll()
+		r.corr.q.shutdown()
+	}
 	r.mu.Unlock()
 	r.wg.Wait()
+	r.mu.Lock()
+	r.corr = nil
+	r.mu.Unlock()
 	return nil
 }
 
@@ -424,11 +452,17 @@ func (r *Responder) applyOwnedLocked(p *port) {
 		if _, ok := prev[a]; !ok {
 			added = append(added, a)
 			r.log.Info("owner of VIP: answering", "vip", a, "iface", p.name)
+			if r.corr != nil {
+				r.corr.reclaim(p.name, a)
+			}
 		}
 	}
 	for a := range prev {
 		if _, ok := next[a]; !ok {
 			r.log.Info("no longer owner of VIP: not answering", "vip", a, "iface", p.name)
+			if r.corr != nil {
+				r.corr.release(p, a)
+			}
 		}
 	}
 	r.m.ownedVIPs.WithLabelValues(p.name).Set(float64(len(next)))
@@ -507,6 +541,9 @@ func (r *Responder) serve(p *port, c packetConn, on func(*port, []byte)) {
 }
 
 func (r *Responder) onARP(p *port, frame []byte) {
+	if r.corr != nil {
+		r.corr.learn(p, frame, true)
+	}
 	reply, v, vip := handleARP(frame, p.mac, p.owns)
 	switch v {
 	case requestOther:
@@ -520,6 +557,9 @@ func (r *Responder) onARP(p *port, frame []byte) {
 }
 
 func (r *Responder) onNDP(p *port, frame []byte) {
+	if r.corr != nil {
+		r.corr.learn(p, frame, false)
+	}
 	reply, v, vip := handleNDP(frame, p.mac, p.owns)
 	switch v {
 	case requestOther:

@@ -341,3 +341,59 @@ func TestGratuitousUpdatesClientNeighbours(t *testing.T) {
 		t.Errorf("gratuitous_sent_total = %v, want 9 (3 rounds x (2 ARP + 1 NA))", got)
 	}
 }
+
+// A client that never hears the new owner (here: the new owner sends no
+// announcements) keeps sending to the previous owner; the previous owner
+// queues that traffic, tells the client the new owner's MAC, and lets the
+// packet through. The queue rule is gone when the window ends.
+func TestStaleNeighbourCorrected(t *testing.T) {
+	needTools(t, "ping", "iptables", "ip6tables")
+	l := newL2Lab(t, 2)
+	c := l.client.Name
+	reg0 := prometheus.NewPedanticRegistry()
+	r0 := l.start(0, reg0, Options{StaleWindow: 3 * time.Second})
+	r1 := l.start(1, nil, Options{GratuitousCount: -1})
+	r0.SetOwned(owned([]string{"eth0"}, vip4, vip6))
+	r1.SetOwned(nil)
+	for _, a := range []netip.Addr{vip4, vip6} {
+		// The first IPv6 echo may be lost while the namespaces' link-local
+		// addresses are still tentative; retry.
+		waitFor(t, 10*time.Second, "client reaches "+a.String(), func() bool {
+			_, err := tryRun(3*time.Second, "ip", "netns", "exec", c, "ping", "-c", "1", "-W", "1", a.String())
+			return err == nil
+		})
+		if out := run(t, "ip", "-n", c, "neigh", "show", a.String(), "dev", "br0"); !strings.Contains(out, l.macs[0]) {
+			t.Fatalf("client does not resolve %s to the first owner: %s", a, out)
+		}
+	}
+
+	// Hand over without any announcement.
+	r1.SetOwned(owned([]string{"eth0"}, vip4, vip6))
+	r0.SetOwned(nil)
+	for _, a := range []netip.Addr{vip4, vip6} {
+		if out := run(t, "ip", "-n", c, "neigh", "show", a.String(), "dev", "br0"); !strings.Contains(out, l.macs[0]) {
+			t.Fatalf("client lost its stale entry for %s by itself; the test would prove nothing: %s", a, out)
+		}
+	}
+	for _, a := range []netip.Addr{vip4, vip6} {
+		waitFor(t, 5*time.Second, "client's entry for "+a.String()+" corrected to the new owner", func() bool {
+			_, _ = tryRun(2*time.Second, "ip", "netns", "exec", c, "ping", "-c", "1", "-W", "0.2", a.String())
+			out := run(t, "ip", "-n", c, "neigh", "show", a.String(), "dev", "br0")
+			return strings.Contains(out, l.macs[1])
+		})
+		// The packets still get answered.
+		run(t, "ip", "netns", "exec", c, "ping", "-c", "1", "-W", "2", a.String())
+	}
+	if got := testutil.ToFloat64(r0.m.staleCorrections.WithLabelValues("eth0")); got < 2 {
+		t.Errorf("stale_corrections_total = %v, want >= 2", got)
+	}
+	n0 := l.nodes[0].Name
+	if out := run(t, "ip", "netns", "exec", n0, "iptables", "-t", "raw", "-S", "PREROUTING"); !strings.Contains(out, "NFQUEUE") {
+		t.Errorf("no queue rule during the window:\n%s", out)
+	}
+	waitFor(t, 6*time.Second, "queue rules removed after the window", func() bool {
+		o4 := run(t, "ip", "netns", "exec", n0, "iptables", "-t", "raw", "-S", "PREROUTING")
+		o6 := run(t, "ip", "netns", "exec", n0, "ip6tables", "-t", "raw", "-S", "PREROUTING")
+		return !strings.Contains(o4, "NFQUEUE") && !strings.Contains(o6, "NFQUEUE")
+	})
+}

@@ -1,0 +1,398 @@
+package dataplane
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/netip"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mdlayher/arp"
+	"github.com/mdlayher/ndp"
+)
+
+// Stale-neighbour correction. Clients and routers that ignore gratuitous
+// ARP / unsolicited NA keep sending a VIP's traffic to the previous owner.
+// For a while after giving a VIP up (while this agent lives), the previous
+// owner has iptables queue the packets to that VIP arriving on the layer2
+// interface (NFQUEUE with --queue-bypass, so traffic flows when the agent is
+// gone), answers each sender with a unicast ARP reply / NA carrying the new
+// owner's MAC (rate-limited per sender), and lets the packet through. The
+// new owner's MAC is learned from its own announcements, or by probing for
+// the VIP (an ARP probe from 0.0.0.0, a DAD-style solicitation from ::,
+// which pollute no cache).
+
+const (
+	// DefaultStaleWindow is how long the previous owner corrects.
+	DefaultStaleWindow = 30 * time.Second
+	// DefaultQueueNum is the NFQUEUE number used for corrections.
+	DefaultQueueNum    = 22096
+	staleProbeEvery    = 250 * time.Millisecond
+	staleRatePerSender = 200 * time.Millisecond
+	staleMaxSenders    = 4096
+	iptablesComment    = "vipspeaker stale-neighbour correction"
+)
+
+type staleKey struct {
+	iface string
+	vip   netip.Addr
+}
+
+type staleEntry struct {
+	key    staleKey
+	port   *port
+	cancel context.CancelFunc
+
+	mu     sync.Mutex
+	newMAC net.HardwareAddr
+	sent   map[string]time.Time
+}
+
+func (e *staleEntry) mac() net.HardwareAddr {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.newMAC
+}
+
+// corrector runs the correction windows of one Responder.
+type corrector struct {
+	r      *Responder
+	window time.Duration
+	queue  uint16
+	q      *nfQueue
+
+	mu      sync.Mutex
+	entries map[staleKey]*staleEntry
+}
+
+// startCorrector opens the queue in the responder's namespace and starts
+// its reader; nil (logged) when that is not possible here.
+func (r *Responder) startCorrector(ctx context.Context) *corrector {
+	if r.staleWindow <= 0 {
+		return nil
+	}
+	c := &corrector{r: r, window: r.staleWindow, queue: r.queueNum, entries: map[staleKey]*staleEntry{}}
+	if err := r.enter(func() error {
+		q, err := openNFQueue(c.queue)
+		c.q = q
+		return err
+	}); err != nil {
+		r.log.Warn("stale-neighbour correction off: cannot open NFQUEUE", "queue", c.queue, "err", err)
+		return nil
+	}
+	r.wg.Add(1)
+	go c.readQueue(ctx)
+	return c
+}
+
+func (c *corrector) readQueue(ctx context.Context) {
+	defer c.r.wg.Done()
+	defer c.q.closeFD()
+	buf := make([]byte, 1<<16)
+	for !c.q.closed.Load() && ctx.Err() == nil {
+		pkts, err := c.q.read(buf)
+		if err != nil {
+			c.r.log.Warn("read NFQUEUE; correction stops", "err", err)
+			return
+		}
+		for _, p := range pkts {
+			c.handle(p)
+			if err := c.q.accept(p.id); err != nil {
+				c.r.log.Warn("accept queued packet", "err", err)
+			}
+		}
+	}
+}
+
+// handle answers the sender of one queued packet with the new owner's MAC.
+func (c *corrector) handle(p queuedPacket) {
+	if len(p.srcMAC) != 6 || !isUnicastMAC(p.srcMAC) {
+		return
+	}
+	var dst netip.Addr
+	switch {
+	case len(p.payload) >= 20 && p.payload[0]>>4 == 4:
+		dst = netip.AddrFrom4([4]byte(p.payload[16:20]))
+	case len(p.payload) >= 40 && p.payload[0]>>4 == 6:
+		dst = netip.AddrFrom16([16]byte(p.payload[24:40]))
+	default:
+		return
+	}
+	c.mu.Lock()
+	var e *staleEntry
+	for k, v := range c.entries {
+		if k.vip == dst && v.port.index == p.ifindex {
+			e = v
+			break
+		}
+	}
+	c.mu.Unlock()
+	if e == nil {
+		return
+	}
+	newMAC := e.mac()
+	if newMAC == nil {
+		return
+	}
+	now := time.Now()
+	e.mu.Lock()
+	last, seen := e.sent[string(p.srcMAC)]
+	if seen && now.Sub(last) < staleRatePerSender {
+		e.mu.Unlock()
+		return
+	}
+	if len(e.sent) >= staleMaxSenders {
+		clear(e.sent)
+	}
+	e.sent[string(p.srcMAC)] = now
+	e.mu.Unlock()
+	pt := e.port
+	if dst.Is4() {
+		// A unicast ARP reply with sender = target = VIP: Linux treats it
+		// as gratuitous and overrides a recent entry.
+		f := arpFrameFrom(pt.mac, arp.OperationReply, p.srcMAC, newMAC, dst, p.srcMAC, dst)
+		c.r.send(pt, pt.arp, f, c.r.m.staleCorrections.WithLabelValues(pt.name))
+		return
+	}
+	// An NA with Override to all-nodes, in a frame unicast to the sender:
+	// accepted by whatever addresses the sender has.
+	f, err := naFrameFrom(pt.mac, newMAC, dst, p.srcMAC, allNodesV6, false)
+	if err != nil {
+		return
+	}
+	c.r.send(pt, pt.ndp, f, c.r.m.staleCorrections.WithLabelValues(pt.name))
+}
+
+// release starts a correction window for vip on p (called with r.mu held).
+func (c *corrector) release(p *port, vip netip.Addr) {
+	k := staleKey{p.name, vip}
+	c.mu.Lock()
+	if old := c.entries[k]; old != nil {
+		old.cancel()
+	}
+	ctx, cancel := context.WithTimeout(p.ctx, c.window)
+	e := &staleEntry{key: k, port: p, cancel: cancel, sent: map[string]time.Time{}}
+	c.entries[k] = e
+	c.mu.Unlock()
+	c.r.wg.Add(1)
+	go c.runWindow(ctx, e)
+}
+
+// reclaim ends the window of vip on iface (this node owns it again).
+func (c *corrector) reclaim(iface string, vip netip.Addr) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.entries[staleKey{iface, vip}]; e != nil {
+		e.cancel()
+	}
+}
+
+// stopAll ends every window.
+func (c *corrector) stopAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range c.entries {
+		e.cancel()
+	}
+}
+
+func (c *corrector) runWindow(ctx context.Context, e *staleEntry) {
+	defer c.r.wg.Done()
+	defer func() {
+		c.mu.Lock()
+		if c.entries[e.key] == e {
+			delete(c.entries, e.key)
+		}
+		c.mu.Unlock()
+	}()
+	log := c.r.log.With("vip", e.key.vip, "iface", e.key.iface)
+	spec := c.ruleSpec(e.key)
+	if err := c.iptables(e.key.vip, append([]string{"-I"}, spec...)); err != nil {
+		log.Warn("cannot queue traffic for stale-neighbour correction", "err", err)
+		return
+	}
+	log.Debug("correcting stale neighbours", "window", c.window)
+	defer func() {
+		if err := c.iptables(e.key.vip, append([]string{"-D"}, spec...)); err != nil {
+			log.Warn("remove stale-neighbour correction rule", "err", err)
+		}
+	}()
+	// Probe from our own link-local address, so the new owner's answer is
+	// a solicited NA to us alone (a DAD-style probe from :: would be
+	// answered to all-nodes: harmless, but not ours to decide).
+	src := netip.IPv6Unspecified()
+	if e.key.vip.Is6() {
+		src = c.linkLocal(e.port)
+	}
+	t := time.NewTicker(staleProbeEvery)
+	defer t.Stop()
+	for {
+		if e.mac() == nil {
+			c.probe(e, src)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// linkLocal returns an IPv6 link-local address of p's interface, or ::.
+func (c *corrector) linkLocal(p *port) netip.Addr {
+	ll := netip.IPv6Unspecified()
+	_ = c.r.enter(func() error {
+		ifi, err := net.InterfaceByIndex(p.index)
+		if err != nil {
+			return err
+		}
+		addrs, err := ifi.Addrs()
+		if err != nil {
+			return err
+		}
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok {
+				if ip, ok := netip.AddrFromSlice(n.IP); ok && ip.Is6() && ip.IsLinkLocalUnicast() {
+					ll = ip
+					return nil
+				}
+			}
+		}
+		return nil
+	})
+	return ll
+}
+
+// probe asks who has the VIP now without claiming any address: an ARP
+// probe from 0.0.0.0, or a solicitation from src (our link-local address,
+// else :: as in DAD).
+func (c *corrector) probe(e *staleEntry, src netip.Addr) {
+	p, vip := e.port, e.key.vip
+	if p.ctx.Err() != nil {
+		return
+	}
+	if vip.Is4() {
+		f := arpFrame(arp.OperationRequest, ethBroadcast, p.mac, netip.IPv4Unspecified(), ethZero, vip)
+		_, _ = p.arp.WriteTo(f, p.to(ethBroadcast))
+		return
+	}
+	g, gm := solicitedNode(vip)
+	ns := &ndp.NeighborSolicitation{TargetAddress: vip}
+	if !src.IsUnspecified() {
+		ns.Options = []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Source, Addr: p.mac}}
+	}
+	msg, err := ndp.MarshalMessageChecksum(ns, src, g)
+	if err != nil {
+		return
+	}
+	f := make([]byte, ethHeaderLen+ipv6HdrLen+len(msg))
+	copy(f[0:6], gm)
+	copy(f[6:12], p.mac)
+	binary.BigEndian.PutUint16(f[12:14], etherTypeV6)
+	ip := f[ethHeaderLen:]
+	ip[0] = 6 << 4
+	binary.BigEndian.PutUint16(ip[4:6], uint16(len(msg)))
+	ip[6], ip[7] = protoICMPv6, 255
+	ss, gg := src.As16(), g.As16()
+	copy(ip[8:24], ss[:])
+	copy(ip[24:40], gg[:])
+	copy(ip[ipv6HdrLen:], msg)
+	_, _ = p.ndp.WriteTo(f, p.to(gm))
+}
+
+// learn records the new owner's MAC from an ARP or NDP frame on p that
+// speaks for a VIP in a correction window.
+func (c *corrector) learn(p *port, frame []byte, isARP bool) {
+	c.mu.Lock()
+	n := len(c.entries)
+	c.mu.Unlock()
+	if n == 0 {
+		return
+	}
+	var (
+		vip netip.Addr
+		mac net.HardwareAddr
+	)
+	if isARP {
+		if len(frame) < ethHeaderLen+arpLen || binary.BigEndian.Uint16(frame[12:14]) != etherTypeARP {
+			return
+		}
+		a := frame[ethHeaderLen:]
+		if !bytes.Equal(a[0:6], []byte{0, 1, 8, 0, 6, 4}) || (a[7] != 1 && a[7] != 2) || a[6] != 0 {
+			return
+		}
+		mac, vip = net.HardwareAddr(a[8:14]), netip.AddrFrom4([4]byte(a[14:18]))
+	} else {
+		if len(frame) < ethHeaderLen+ipv6HdrLen+nsFixedLen || frame[ethHeaderLen+ipv6HdrLen] != icmpTypeNA {
+			return
+		}
+		ip := frame[ethHeaderLen:]
+		plen := int(binary.BigEndian.Uint16(ip[4:6]))
+		if ip[7] != 255 || ipv6HdrLen+plen > len(ip) || plen < nsFixedLen {
+			return
+		}
+		msg := ip[ipv6HdrLen : ipv6HdrLen+plen]
+		if icmpv6Checksum(netip.AddrFrom16([16]byte(ip[8:24])), netip.AddrFrom16([16]byte(ip[24:40])), msg) != 0 {
+			return
+		}
+		m, err := ndp.ParseMessage(msg)
+		if err != nil {
+			return
+		}
+		na, ok := m.(*ndp.NeighborAdvertisement)
+		if !ok {
+			return
+		}
+		vip = na.TargetAddress
+		for _, o := range na.Options {
+			if l, ok := o.(*ndp.LinkLayerAddress); ok && l.Direction == ndp.Target {
+				mac = l.Addr
+			}
+		}
+	}
+	if !isUnicastMAC(mac) || bytes.Equal(mac, p.mac) {
+		return
+	}
+	c.mu.Lock()
+	e := c.entries[staleKey{p.name, vip}]
+	c.mu.Unlock()
+	if e == nil {
+		return
+	}
+	e.mu.Lock()
+	changed := !bytes.Equal(e.newMAC, mac)
+	e.newMAC = bytes.Clone(mac)
+	e.mu.Unlock()
+	if changed {
+		c.r.log.Info("learned the new owner's MAC; correcting stale neighbours", "vip", vip, "iface", p.name, "mac", mac.String())
+	}
+}
+
+func (c *corrector) ruleSpec(k staleKey) []string {
+	return []string{"PREROUTING", "-t", "raw", "-i", k.iface, "-d", netip.PrefixFrom(k.vip, k.vip.BitLen()).String(),
+		"-m", "comment", "--comment", iptablesComment,
+		"-j", "NFQUEUE", "--queue-num", strconv.Itoa(int(c.queue)), "--queue-bypass"}
+}
+
+// iptables runs iptables or ip6tables in the responder's namespace.
+func (c *corrector) iptables(vip netip.Addr, args []string) error {
+	bin := "iptables"
+	if vip.Is6() {
+		bin = "ip6tables"
+	}
+	return c.r.enter(func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, bin, append([]string{"-w", "5"}, args...)...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%s %s: %w: %s", bin, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	})
+}
