@@ -19,7 +19,9 @@ func (r *Responder) recordSysctlsLocked(string, []sysctlChange) {}
 
 func (r *Responder) restoreLocked(string) error { return nil }
 
-type corrector struct{ q interface{ shutdown() } }
+type corrector struct{}
+
+func (c *corrector) close() {}
 
 func (r *Responder) startCorrector(context.Context) *corrector { return nil }
 func (c *corrector) release(*port, netip.Addr)                 {}

@@ -291,11 +291,13 @@ loop:
 	r.running = false
 	if r.corr != nil {
 		r.corr.stopAll()
-		r.corr.q.shutdown()
 	}
 	r.mu.Unlock()
 	r.wg.Wait()
 	r.mu.Lock()
+	if r.corr != nil {
+		r.corr.close()
+	}
 	r.corr = nil
 	r.mu.Unlock()
 	return nil

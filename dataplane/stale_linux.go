@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -13,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	nfqueue "github.com/florianl/go-nfqueue/v2"
 	"github.com/mdlayher/arp"
 	"github.com/mdlayher/ndp"
 )
@@ -38,6 +40,13 @@ const (
 	staleMaxSenders    = 4096
 	iptablesComment    = "vipspeaker stale-neighbour correction"
 )
+
+// queuedPacket is one packet handed to userspace by the queue.
+type queuedPacket struct {
+	ifindex int
+	srcMAC  net.HardwareAddr
+	payload []byte
+}
 
 type staleKey struct {
 	iface string
@@ -65,7 +74,7 @@ type corrector struct {
 	r      *Responder
 	window time.Duration
 	queue  uint16
-	q      *nfQueue
+	nf     *nfqueue.Nfqueue
 
 	mu      sync.Mutex
 	entries map[staleKey]*staleEntry
@@ -79,34 +88,65 @@ func (r *Responder) startCorrector(ctx context.Context) *corrector {
 	}
 	c := &corrector{r: r, window: r.staleWindow, queue: r.queueNum, entries: map[staleKey]*staleEntry{}}
 	if err := r.enter(func() error {
-		q, err := openNFQueue(c.queue)
-		c.q = q
+		// The netlink socket is created here, in the namespace.
+		nf, err := nfqueue.Open(&nfqueue.Config{
+			NfQueue:      c.queue,
+			MaxPacketLen: 0xffff,
+			MaxQueueLen:  1024,
+			Copymode:     nfqueue.NfQnlCopyPacket,
+			// When userspace falls behind, packets pass rather than drop.
+			Flags:        nfqueue.NfQaCfgFlagFailOpen,
+			WriteTimeout: 100 * time.Millisecond,
+		})
+		c.nf = nf
 		return err
 	}); err != nil {
 		r.log.Warn("stale-neighbour correction off: cannot open NFQUEUE", "queue", c.queue, "err", err)
 		return nil
 	}
-	r.wg.Add(1)
-	go c.readQueue(ctx)
+	hook := func(a nfqueue.Attribute) int {
+		if a.PacketID == nil {
+			return 0
+		}
+		var p queuedPacket
+		if a.InDev != nil {
+			p.ifindex = int(*a.InDev)
+		}
+		if a.HwAddr != nil {
+			p.srcMAC = net.HardwareAddr(*a.HwAddr)
+		}
+		if a.Payload != nil {
+			p.payload = *a.Payload
+		}
+		c.handle(p)
+		if err := c.nf.SetVerdict(*a.PacketID, nfqueue.NfAccept); err != nil {
+			r.log.Warn("accept queued packet", "err", err)
+		}
+		return 0
+	}
+	onErr := func(err error) int {
+		if ctx.Err() != nil {
+			return 1
+		}
+		var te interface{ Timeout() bool }
+		if errors.As(err, &te) && te.Timeout() {
+			return 0
+		}
+		r.log.Warn("read NFQUEUE; correction stops", "err", err)
+		return 1
+	}
+	if err := c.nf.RegisterWithErrorFunc(ctx, hook, onErr); err != nil {
+		_ = c.nf.Close()
+		r.log.Warn("stale-neighbour correction off: cannot bind NFQUEUE", "queue", c.queue, "err", err)
+		return nil
+	}
 	return c
 }
 
-func (c *corrector) readQueue(ctx context.Context) {
-	defer c.r.wg.Done()
-	defer c.q.closeFD()
-	buf := make([]byte, 1<<16)
-	for !c.q.closed.Load() && ctx.Err() == nil {
-		pkts, err := c.q.read(buf)
-		if err != nil {
-			c.r.log.Warn("read NFQUEUE; correction stops", "err", err)
-			return
-		}
-		for _, p := range pkts {
-			c.handle(p)
-			if err := c.q.accept(p.id); err != nil {
-				c.r.log.Warn("accept queued packet", "err", err)
-			}
-		}
+// close stops the queue reader (after Run's context ended).
+func (c *corrector) close() {
+	if err := c.nf.Close(); err != nil {
+		c.r.log.Debug("close NFQUEUE", "err", err)
 	}
 }
 
