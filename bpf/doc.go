@@ -40,8 +40,12 @@
 //
 // Gratuitous announcements: Announce runs the same program with
 // BPF_PROG_RUN in live-frames mode (BPF_F_TEST_XDP_LIVE_FRAMES). The input
-// frame carries 8 bytes of XDP metadata with a magic value; frames from the
-// wire never carry metadata, so only the agent can trigger this branch. On
+// frame carries 8 bytes of XDP metadata: a magic value and a random token
+// that the job table holds only for the length of that call. Frames from a
+// physical wire carry no metadata, but a veth peer's XDP program can pass
+// some along with a frame; the token keeps such frames out of this branch,
+// and the program strips the metadata before sending so its own frames
+// carry none to a peer. On
 // each run the program takes the next job (VIP and form) from a job table,
 // checks that the VIP is owned on the interface and the lease valid, writes
 // the whole frame (gratuitous ARP request, gratuitous ARP reply, or

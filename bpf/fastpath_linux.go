@@ -1,6 +1,7 @@
 package bpf
 
 import (
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -811,12 +812,22 @@ func (f *FastPath) run(ifindex int, jobs []vipJob, size int) error {
 			}
 		}
 	}
-	if err := f.objs.VsCursor.Put(uint32(0), &vipCursor{Next: 0, Count: uint32(len(jobs))}); err != nil {
+	var tok [4]byte
+	for binary.NativeEndian.Uint32(tok[:]) == 0 {
+		if _, err := rand.Read(tok[:]); err != nil {
+			return fmt.Errorf("announce token: %w", err)
+		}
+	}
+	token := binary.NativeEndian.Uint32(tok[:])
+	if err := f.objs.VsCursor.Put(uint32(0), &vipCursor{Count: uint32(len(jobs)), Token: token}); err != nil {
 		return fmt.Errorf("reset job cursor: %w", err)
 	}
+	// Close the window again whatever happens.
+	defer func() { _ = f.objs.VsCursor.Put(uint32(0), &vipCursor{}) }()
 	const metaLen = 8
 	data := make([]byte, metaLen+size)
 	binary.NativeEndian.PutUint32(data[0:4], announceMagic)
+	binary.NativeEndian.PutUint32(data[4:8], token)
 	ctx := xdpMd{Data: metaLen, DataEnd: uint32(len(data)), IngressIfindex: uint32(ifindex)}
 	return f.enter(func() error {
 		_, err := f.objs.VsXdp.Run(&ebpf.RunOptions{

@@ -17,6 +17,8 @@ type vipCursor struct {
 	_     structs.HostLayout
 	Next  uint32
 	Count uint32
+	Token uint32
+	Pad   uint32
 }
 
 type vipIfCounters struct {

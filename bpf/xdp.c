@@ -23,10 +23,10 @@
  * pinned program left behind by an agent that died stops answering.
  *
  * Run through BPF_PROG_RUN with BPF_F_TEST_XDP_LIVE_FRAMES and 8 bytes of
- * metadata carrying VS_ANNOUNCE_MAGIC, the same program writes gratuitous
- * ARP / unsolicited NA frames: each run takes the next job (VIP and form)
- * from vs_jobs and XDP_TXes it out of the interface named by the context.
- * Frames from the wire never carry metadata, so they cannot trigger it.
+ * metadata carrying VS_ANNOUNCE_MAGIC and the call's token, the same
+ * program writes gratuitous ARP / unsolicited NA frames: each run takes the
+ * next job (VIP and form) from vs_jobs and XDP_TXes it out of the interface
+ * named by the context.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -89,14 +89,18 @@ struct job {
 	__u32 form;
 };
 
+/* The job table's read position. token is set by userspace for the length
+ * of one BPF_PROG_RUN call and cleared afterwards. */
 struct cursor {
 	__u32 next;
 	__u32 count;
+	__u32 token;
+	__u32 pad;
 };
 
 struct announce_meta {
 	__u32 magic;
-	__u32 pad;
+	__u32 token;
 };
 
 /* Slot 0 holds the current owned set; userspace builds a new set and swaps
@@ -476,14 +480,30 @@ static __always_inline int handle_ns(struct xdp_md *ctx, const struct iface_cfg 
 	return XDP_TX;
 }
 
+/* announce_token reports whether token is the one of the BPF_PROG_RUN call
+ * in progress. Wire frames carry no metadata, but a veth peer's XDP program
+ * can hand us a frame with metadata of its choosing; without the token it
+ * cannot reach the announce branch. */
+static __always_inline int announce_token(__u32 token)
+{
+	__u32 zero = 0;
+	struct cursor *c = bpf_map_lookup_elem(&vs_cursor, &zero);
+	return c && c->token != 0 && c->token == token;
+}
+
 static __always_inline int announce(struct xdp_md *ctx, const struct iface_cfg *cfg, __u32 ifindex)
 {
-	void *data = (void *)(long)ctx->data;
-	void *end = (void *)(long)ctx->data_end;
 	__u32 zero = 0, i;
-	struct cursor *c = bpf_map_lookup_elem(&vs_cursor, &zero);
+	struct cursor *c;
 	struct job *j;
 
+	/* Strip the metadata so it does not travel with the frame (a veth
+	 * peer would see it). */
+	if (bpf_xdp_adjust_meta(ctx, sizeof(struct announce_meta)))
+		return XDP_DROP;
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	c = bpf_map_lookup_elem(&vs_cursor, &zero);
 	if (!c)
 		return XDP_DROP;
 	i = c->next;
@@ -554,7 +574,7 @@ int vs_xdp(struct xdp_md *ctx)
 		return XDP_PASS;
 	if (meta + sizeof(struct announce_meta) <= data) {
 		struct announce_meta *m = meta;
-		if (m->magic == VS_ANNOUNCE_MAGIC)
+		if (m->magic == VS_ANNOUNCE_MAGIC && announce_token(m->token))
 			return announce(ctx, cfg, ifindex);
 	}
 	if ((void *)(eth + 1) > end)
