@@ -90,6 +90,8 @@ func (r *Responder) listenPort(name string) (*port, error) {
 			mc:    mc,
 			to:    func(m net.HardwareAddr) net.Addr { return &packet.Addr{HardwareAddr: m} },
 		}
+		// Runs with r.mu held by the caller (syncLocked).
+		r.adoptSysctlsLocked(name)
 		changes, sysErr = setSysctls(name)
 		return nil
 	})

@@ -43,6 +43,11 @@ type Options struct {
 	StaleWindow time.Duration
 	// QueueNum is the NFQUEUE number for corrections (0: DefaultQueueNum).
 	QueueNum uint16
+	// StateFile keeps the original arp_ignore/arp_announce values across
+	// agent restarts (Detach leaves the sysctls set; the next agent adopts
+	// the originals from here and its Close restores them), e.g.
+	// /run/vipspeaker/layer2-sysctls.json. Empty: memory only.
+	StateFile string
 	// Enter runs fn inside the network namespace that holds the layer2
 	// interfaces, on a locked OS thread: the packet sockets are opened and
 	// the sysctls written there (an AF_PACKET socket keeps the namespace it
@@ -66,6 +71,7 @@ type Responder struct {
 	// staleWindow and queueNum configure the corrector.
 	staleWindow time.Duration
 	queueNum    uint16
+	stateFile   string
 	corr        *corrector
 	// listen opens an interface (replaceable in tests).
 	listen func(name string) (*port, error)
@@ -167,7 +173,7 @@ func New(opts Options) (*Responder, error) {
 	if r.enter == nil {
 		r.enter = func(fn func() error) error { return fn() }
 	}
-	r.staleWindow, r.queueNum = opts.StaleWindow, opts.QueueNum
+	r.staleWindow, r.queueNum, r.stateFile = opts.StaleWindow, opts.QueueNum, opts.StateFile
 	if r.staleWindow == 0 {
 		r.staleWindow = DefaultStaleWindow
 	}
@@ -306,6 +312,18 @@ loop:
 // Close stops answering and puts back the sysctls the responder changed
 // (only where they still hold the value it wrote).
 func (r *Responder) Close() error {
+	return r.close(true)
+}
+
+// Detach stops answering but leaves the sysctls as they are and their
+// original values in Options.StateFile, for an agent that restarts: the
+// kernel must not answer for the VIPs while it is away, and the next agent
+// restores the originals when it closes for good.
+func (r *Responder) Detach() error {
+	return r.close(false)
+}
+
+func (r *Responder) close(restore bool) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
@@ -315,6 +333,10 @@ func (r *Responder) Close() error {
 	for name, p := range r.ports {
 		r.closePortLocked(p)
 		delete(r.ports, name)
+	}
+	if !restore {
+		r.log.Info("detached; arp_ignore/arp_announce stay set for the next agent", "state", r.stateFile)
+		return nil
 	}
 	var errs []error
 	for name := range r.saved {

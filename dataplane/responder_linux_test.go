@@ -4,6 +4,8 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -396,4 +398,42 @@ func TestStaleNeighbourCorrected(t *testing.T) {
 		o6 := run(t, "ip", "netns", "exec", n0, "ip6tables", "-t", "raw", "-S", "PREROUTING")
 		return !strings.Contains(o4, "NFQUEUE") && !strings.Contains(o6, "NFQUEUE")
 	})
+}
+
+// An agent that restarts detaches: arp_ignore stays 1 while it is away (the
+// kernel must not answer), the next agent adopts the original value from the
+// state file, and its Close puts the original back.
+func TestSysctlsSurviveRestart(t *testing.T) {
+	l := newL2Lab(t, 1)
+	n := l.nodes[0]
+	p := "/proc/sys/net/ipv4/conf/eth0/arp_ignore"
+	state := filepath.Join(t.TempDir(), "layer2-sysctls.json")
+	runOnce := func(stop func(*Responder) error) {
+		t.Helper()
+		r, err := New(Options{Enter: n.Do, GratuitousCount: -1, StaleWindow: -1, StateFile: state, Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.SetInterfaces([]string{"eth0"})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- r.Run(ctx) }()
+		waitFor(t, 5*time.Second, "arp_ignore=1", func() bool { return readSysctlIn(t, n, p) == "1" })
+		cancel()
+		<-done
+		if err := stop(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runOnce((*Responder).Detach)
+	if got := readSysctlIn(t, n, p); got != "1" {
+		t.Fatalf("arp_ignore after Detach = %s, want 1 (the kernel must not answer during a restart)", got)
+	}
+	runOnce((*Responder).Close)
+	if got := readSysctlIn(t, n, p); got != "0" {
+		t.Errorf("arp_ignore after the restarted agent's Close = %s, want the original 0", got)
+	}
+	if _, err := os.Stat(state); !os.IsNotExist(err) {
+		t.Errorf("state file left after everything was restored: %v", err)
+	}
 }

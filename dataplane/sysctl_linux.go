@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -11,9 +12,9 @@ import (
 
 // sysctlChange records one value the responder changed.
 type sysctlChange struct {
-	Path string
-	Old  int
-	Set  int
+	Path string `json:"path"`
+	Old  int    `json:"old"`
+	Set  int    `json:"set"`
 }
 
 // wantSysctls are the per-interface values that keep the kernel from
@@ -80,6 +81,69 @@ func setSysctls(iface string) ([]sysctlChange, error) {
 	return changes, errors.Join(errs...)
 }
 
+// adoptSysctlsLocked takes over, from the state file a previous agent left,
+// the original values of iface's sysctls that still hold the value that
+// agent wrote. It must run in the interface's namespace.
+func (r *Responder) adoptSysctlsLocked(iface string) {
+	if r.stateFile == "" || len(r.saved[iface]) > 0 {
+		return
+	}
+	st, err := loadSysctlState(r.stateFile)
+	if err != nil {
+		r.log.Warn("read sysctl state", "file", r.stateFile, "err", err)
+		return
+	}
+	for _, c := range st[iface] {
+		if cur, err := readSysctl(c.Path); err == nil && cur == c.Set {
+			r.saved[iface] = append(r.saved[iface], c)
+			r.log.Info("adopted sysctl set by the previous agent; original restored on exit",
+				"iface", iface, "sysctl", c.Path, "original", c.Old, "value", c.Set)
+		}
+	}
+	if len(r.saved[iface]) > 0 {
+		r.m.sysctlChanged.WithLabelValues(iface).Set(1)
+	}
+}
+
+// loadSysctlState reads the state file (missing: empty).
+func loadSysctlState(path string) (map[string][]sysctlChange, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return map[string][]sysctlChange{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	st := map[string][]sysctlChange{}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", path, err)
+	}
+	return st, nil
+}
+
+// persistLocked writes r.saved to the state file (removing it when empty).
+func (r *Responder) persistLocked() {
+	if r.stateFile == "" {
+		return
+	}
+	if len(r.saved) == 0 {
+		if err := os.Remove(r.stateFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+			r.log.Warn("remove sysctl state", "file", r.stateFile, "err", err)
+		}
+		return
+	}
+	b, err := json.MarshalIndent(r.saved, "", "  ")
+	if err == nil {
+		tmp := r.stateFile + ".tmp"
+		if err = os.WriteFile(tmp, b, 0o600); err == nil {
+			err = os.Rename(tmp, r.stateFile)
+		}
+	}
+	if err != nil {
+		r.log.Warn("write sysctl state", "file", r.stateFile, "err", err)
+	}
+}
+
 // recordSysctlsLocked remembers what was changed on iface, keeping the first
 // (original) old value when a reopened interface reports a change again.
 func (r *Responder) recordSysctlsLocked(iface string, changes []sysctlChange) {
@@ -92,6 +156,9 @@ func (r *Responder) recordSysctlsLocked(iface string, changes []sysctlChange) {
 	}
 	if len(r.saved[iface]) > 0 {
 		r.m.sysctlChanged.WithLabelValues(iface).Set(1)
+	}
+	if len(changes) > 0 {
+		r.persistLocked()
 	}
 }
 
@@ -138,6 +205,7 @@ func (r *Responder) restoreLocked(iface string) error {
 		errs = append(errs, err)
 	}
 	delete(r.saved, iface)
+	r.persistLocked()
 	r.m.sysctlChanged.DeleteLabelValues(iface)
 	return errors.Join(errs...)
 }
