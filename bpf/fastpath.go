@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -13,6 +14,12 @@ import (
 // CAP_BPF/CAP_NET_ADMIN, verifier or driver refusal). The caller falls back
 // to the userspace responder when errors.Is(err, ErrNotSupported).
 var ErrNotSupported = errors.New("eBPF fast path not supported")
+
+// DefaultLease is how long the program keeps answering after the last
+// renewal when Options.Lease is zero. Run renews it every quarter of that.
+// It bounds how long a node whose agent died unannounced keeps answering
+// next to the node that took its VIPs over.
+const DefaultLease = time.Second
 
 // DefaultPinDir is where programs and maps are pinned when Options.PinDir
 // is empty.
@@ -50,6 +57,8 @@ type Options struct {
 	// Uplinks are interfaces where VIP traffic is only counted (the BGP
 	// uplinks).
 	Uplinks []string
+	// Lease is what Run renews the answering lease to (0: DefaultLease).
+	Lease time.Duration
 	// Attach selects native, generic or (default) native-then-generic.
 	Attach AttachMode
 	// PinDir is a directory on a bpf filesystem where the program's maps

@@ -1,6 +1,7 @@
 package bpf
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -55,6 +56,8 @@ type xdpMd struct {
 	EgressIfindex  uint32
 }
 
+var errClosed = errors.New("bpf fast path: closed")
+
 // attached is one interface the program runs on.
 type attached struct {
 	name  string
@@ -74,6 +77,7 @@ type FastPath struct {
 	enter  func(func() error) error
 	pinDir string // "" when nothing is pinned
 	attach AttachMode
+	lease  time.Duration
 	objs   vipObjects
 	inner  *ebpf.MapSpec
 	ncpu   int
@@ -112,11 +116,18 @@ func Load(opts Options) (*FastPath, error) {
 	if len(opts.Interfaces)+len(opts.Uplinks) > MaxInterfaces {
 		return nil, fmt.Errorf("bpf options: more than %d interfaces", MaxInterfaces)
 	}
+	if opts.Lease < 0 {
+		return nil, errors.New("bpf options: negative lease")
+	}
 	f := &FastPath{
 		log:    log,
 		enter:  opts.Enter,
 		attach: opts.Attach,
+		lease:  opts.Lease,
 		ifaces: map[string]*attached{},
+	}
+	if f.lease == 0 {
+		f.lease = DefaultLease
 	}
 	if f.enter == nil {
 		f.enter = func(fn func() error) error { return fn() }
@@ -238,7 +249,7 @@ func (f *FastPath) SetInterfaces(layer2, uplinks []string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
-		return errors.New("bpf fast path: closed")
+		return errClosed
 	}
 	// Drop what is no longer wanted, including links a previous agent
 	// pinned for interfaces the configuration does not name any more.
@@ -397,7 +408,12 @@ func modeName(m link.XDPAttachFlags) string {
 func (f *FastPath) modeOf(name string) string {
 	mode := "unknown"
 	_ = f.enter(func() error {
-		l, err := netlink.LinkByName(name)
+		h, err := netlink.NewHandle()
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		l, err := h.LinkByName(name)
 		if err != nil || l.Attrs().Xdp == nil {
 			return err
 		}
@@ -478,7 +494,7 @@ func (f *FastPath) SetOwned(owned map[netip.Addr][]string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
-		return errors.New("bpf fast path: closed")
+		return errClosed
 	}
 	f.owned = cp
 	return f.applyOwnedLocked()
@@ -531,7 +547,7 @@ func (f *FastPath) Owned() (map[netip.Addr][]int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
-		return nil, errors.New("bpf fast path: closed")
+		return nil, errClosed
 	}
 	var id ebpf.MapID
 	if err := f.objs.VsOwned.Lookup(uint32(0), &id); err != nil {
@@ -577,7 +593,7 @@ func (f *FastPath) SetCounted(vips []netip.Addr) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
-		return errors.New("bpf fast path: closed")
+		return errClosed
 	}
 	var (
 		have []vipVipAddr
@@ -618,7 +634,7 @@ func (f *FastPath) Traffic() (map[netip.Addr]Traffic, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
-		return nil, errors.New("bpf fast path: closed")
+		return nil, errClosed
 	}
 	return f.trafficLocked()
 }
@@ -653,7 +669,7 @@ func (f *FastPath) SentCounts(iface string) (arpReplies, ndpAdverts, gratuitous 
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
-		return 0, 0, 0, errors.New("bpf fast path: closed")
+		return 0, 0, 0, errClosed
 	}
 	a := f.ifaces[iface]
 	if a == nil {
@@ -706,12 +722,45 @@ func (f *FastPath) RenewLease(d time.Duration) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
-		return errors.New("bpf fast path: closed")
+		return errClosed
 	}
 	if err := f.objs.VsLease.Put(uint32(0), until); err != nil {
 		return fmt.Errorf("renew lease: %w", err)
 	}
 	return nil
+}
+
+// Run renews the lease (Options.Lease) at once and then every quarter of
+// it until ctx ends, and returns nil then. It does not expire the lease on
+// the way out: the program answers for up to one more lease, or for as long
+// as a final RenewLease asked (a planned restart: renew for the restart
+// window, then Close). Load starts nothing; without Run (or RenewLease)
+// the program does not answer.
+func (f *FastPath) Run(ctx context.Context) error {
+	if err := f.RenewLease(f.lease); err != nil {
+		return err
+	}
+	t := time.NewTicker(f.lease / 4)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		err := f.RenewLease(f.lease)
+		switch {
+		case err != nil && errors.Is(err, errClosed):
+			return nil
+		case err != nil && !failing:
+			f.log.Warn("cannot renew the fast path's lease; it stops answering when the lease lapses", "err", err)
+			failing = true
+		case err == nil && failing:
+			f.log.Info("fast path lease renewed again")
+			failing = false
+		}
+	}
 }
 
 // LeaseRemaining returns how long the program keeps answering without a
@@ -720,7 +769,7 @@ func (f *FastPath) LeaseRemaining() (time.Duration, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
-		return 0, errors.New("bpf fast path: closed")
+		return 0, errClosed
 	}
 	return f.leaseLocked()
 }
@@ -751,7 +800,7 @@ func (f *FastPath) Announce(iface string, vips []netip.Addr) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
-		return 0, errors.New("bpf fast path: closed")
+		return 0, errClosed
 	}
 	a := f.ifaces[iface]
 	if a == nil || a.flags&flagAnswer == 0 {
@@ -887,7 +936,7 @@ func (f *FastPath) Remove() error {
 	f.mu.Lock()
 	if f.closed {
 		f.mu.Unlock()
-		return errors.New("bpf fast path: closed")
+		return errClosed
 	}
 	f.closed = true
 	err := f.removeLocked()

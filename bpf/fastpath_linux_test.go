@@ -1,6 +1,7 @@
 package bpf
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/vipspeaker/vipspeaker/internal/nstest"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -439,4 +442,99 @@ func TestVethNativeTXNeedsPeerNAPI(t *testing.T) {
 	}
 	l.giveClientNAPI(t)
 	wantMACs(t, "arping, peer with NAPI", l.arping(t, vip4, 2), 2)
+}
+
+// TestUplinkCountsAndReconfigure: on an uplink the program counts VIP
+// traffic but answers nothing, even for an owned VIP; naming the same
+// interface as a layer2 interface later makes it answer (the owned set is
+// rebuilt), and naming no interface detaches the program and drops its
+// pinned link.
+func TestUplinkCountsAndReconfigure(t *testing.T) {
+	requireTools(t, "arping", "ping")
+	l := newLab(t)
+	f, err := Load(Options{Uplinks: []string{nodeIf}, Attach: AttachGeneric, PinDir: l.pinDir, Enter: l.node.Do})
+	if errors.Is(err, ErrNotSupported) {
+		nstest.Skip(t, "XDP fast path not supported here: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	t.Cleanup(func() { _ = f.Close() })
+	own(t, f, vip4)
+	renew(t, f, time.Minute)
+	if err := f.SetCounted([]netip.Addr{vip4}); err != nil {
+		t.Fatalf("set counted: %v", err)
+	}
+	wantMACs(t, "arping on an uplink", l.arping(t, vip4, 2), 0)
+
+	// A router on the uplink knows where the VIP goes (here: a static
+	// neighbour entry), and sends traffic that gets counted.
+	ch, err := netlink.NewHandleAt(l.client.Handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	cl, err := ch.LinkByName(clientIf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.NeighSet(&netlink.Neigh{LinkIndex: cl.Attrs().Index, IP: vip4.AsSlice(), HardwareAddr: nodeMAC, State: netlink.NUD_PERMANENT}); err != nil {
+		t.Fatalf("static neighbour on the client: %v", err)
+	}
+	if out, err := l.inClient(t, 10*time.Second, "ping", "-c", "3", "-i", "0.05", vip4.String()); err != nil {
+		t.Fatalf("ping %s: %v\n%s", vip4, err, out)
+	}
+	if tr, err := f.Traffic(); err != nil || tr[vip4].Packets != 3 {
+		t.Fatalf("uplink counters = %v (%v), want 3 packets to %s", tr, err, vip4)
+	}
+	if err := ch.NeighDel(&netlink.Neigh{LinkIndex: cl.Attrs().Index, IP: vip4.AsSlice()}); err != nil {
+		t.Fatalf("delete static neighbour: %v", err)
+	}
+
+	if err := f.SetInterfaces([]string{nodeIf}, nil); err != nil {
+		t.Fatalf("make %s a layer2 interface: %v", nodeIf, err)
+	}
+	wantMACs(t, "arping once layer2", l.arping(t, vip4, 1), 1)
+
+	if err := f.SetInterfaces(nil, nil); err != nil {
+		t.Fatalf("no interfaces: %v", err)
+	}
+	if l.xdpAttached(t) {
+		t.Fatalf("XDP still attached with no interface named")
+	}
+	if _, err := os.Stat(filepath.Join(l.pinDir, linkPinPrefix+nodeIf)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("link pin still there: %v", err)
+	}
+}
+
+// TestRunRenewsLease: while Run runs the program keeps answering past the
+// lease; once Run's context ends the answers stop within one lease.
+func TestRunRenewsLease(t *testing.T) {
+	requireTools(t, "arping")
+	l := newLab(t)
+	const lease = 200 * time.Millisecond
+	f, err := Load(Options{Interfaces: []string{nodeIf}, Attach: AttachGeneric, Lease: lease, PinDir: l.pinDir, Enter: l.node.Do})
+	if errors.Is(err, ErrNotSupported) {
+		nstest.Skip(t, "XDP fast path not supported here: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	t.Cleanup(func() { _ = f.Close() })
+	own(t, f, vip4)
+	wantMACs(t, "arping before Run", l.arping(t, vip4, 1), 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	time.Sleep(3 * lease)
+	wantMACs(t, "arping while Run renews", l.arping(t, vip4, 2), 2)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	time.Sleep(lease + 50*time.Millisecond)
+	if d, err := f.LeaseRemaining(); err != nil || d != 0 {
+		t.Fatalf("lease %v (%v) after Run ended, want lapsed", d, err)
+	}
+	wantMACs(t, "arping after Run ended", l.arping(t, vip4, 1), 0)
 }

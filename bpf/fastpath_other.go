@@ -3,6 +3,7 @@
 package bpf
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"time"
@@ -26,6 +27,7 @@ func (*FastPath) Traffic() (map[netip.Addr]Traffic, error)   { return nil, ErrNo
 func (*FastPath) RenewLease(time.Duration) error             { return ErrNotSupported }
 func (*FastPath) LeaseRemaining() (time.Duration, error)     { return 0, ErrNotSupported }
 func (*FastPath) Announce(string, []netip.Addr) (int, error) { return 0, ErrNotSupported }
+func (*FastPath) Run(context.Context) error                  { return ErrNotSupported }
 func (*FastPath) Close() error                               { return nil }
 func (*FastPath) Remove() error                              { return nil }
 func (*FastPath) SentCounts(string) (arpReplies, ndpAdverts, gratuitous uint64, err error) {
