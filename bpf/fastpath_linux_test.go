@@ -155,6 +155,20 @@ func TestUnicastAndMulticastSolicitations(t *testing.T) {
 			}
 		})
 	}
+	t.Run("IPv4-mapped target of an owned IPv4 VIP", func(t *testing.T) {
+		own(t, f, vip6, vip4)
+		mapped := netip.AddrFrom16(vip4.As16())
+		b := mapped.As16()
+		g := netip.AddrFrom16([16]byte{0xff, 0x02, 11: 0x01, 12: 0xff, 13: b[13], 14: b[14], 15: b[15]})
+		raw.send(t, nsFrame(mapped, g, []byte{0x33, 0x33, 0xff, b[13], b[14], b[15]}, true))
+		got := raw.receive(t, 1, 500*time.Millisecond, func(b []byte) bool {
+			_, ok := parseNA(b)
+			return ok
+		})
+		if len(got) != 0 {
+			t.Fatalf("answered a solicitation for %s", mapped)
+		}
+	})
 	t.Run("bad checksum", func(t *testing.T) {
 		bad := nsFrame(vip6, group, groupMAC, true)
 		bad[14+40+2] ^= 0xff

@@ -230,6 +230,15 @@ static __always_inline int addr_unspecified(const __u8 *a)
 	return (x[0] | x[1] | x[2] | x[3]) == 0;
 }
 
+/* IPv4-mapped (::ffff:0:0/96): the form IPv4 VIPs take in the maps, never a
+ * legitimate IPv6 target or destination. */
+static __always_inline int addr_v4mapped(const __u8 *a)
+{
+	__u32 x[3];
+	__builtin_memcpy(x, a, 12);
+	return x[0] == 0 && x[1] == 0 && x[2] == vs_htonl(0xffff);
+}
+
 static __always_inline void map4(__u8 *out, const __u8 *v4)
 {
 	__builtin_memset(out, 0, 10);
@@ -401,7 +410,7 @@ static __always_inline int handle_ns(struct xdp_md *ctx, const struct iface_cfg 
 
 	if ((void *)(ns + 1) > end)
 		return XDP_PASS;
-	if (ip6->hop_limit != 255 || ns->code != 0)
+	if ((*(__u8 *)ip6 >> 4) != 6 || ip6->hop_limit != 255 || ns->code != 0)
 		return XDP_PASS;
 	plen = vs_htons(ip6->payload_len);
 	__builtin_memcpy(ph.src, &ip6->saddr, 16);
@@ -439,7 +448,7 @@ static __always_inline int handle_ns(struct xdp_md *ctx, const struct iface_cfg 
 	/* DAD (unspecified source) is answered to all-nodes by userspace. */
 	if (addr_unspecified(src) || src[0] == 0xff)
 		return XDP_PASS;
-	if (target[0] == 0xff || addr_unspecified(target))
+	if (target[0] == 0xff || addr_unspecified(target) || addr_v4mapped(target) || addr_v4mapped(src))
 		return XDP_PASS;
 	__builtin_memset(group, 0, 16);
 	group[0] = 0xff;
@@ -610,6 +619,8 @@ int vs_xdp(struct xdp_md *ctx)
 		if (!(cfg->flags & VS_F_COUNT))
 			return XDP_PASS;
 		__builtin_memcpy(dst, &ip6->daddr, 16);
+		if (addr_v4mapped(dst))
+			return XDP_PASS;
 		count_vip(dst, (__u64)vs_htons(ip6->payload_len) + sizeof(*ip6));
 		return XDP_PASS;
 	}
