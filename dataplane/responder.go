@@ -310,7 +310,11 @@ loop:
 }
 
 // Close stops answering and puts back the sysctls the responder changed
-// (only where they still hold the value it wrote).
+// (only where they still hold the value it wrote). Call it only once the
+// layer2 VIPs are gone from this node's VIP interface: with arp_ignore back
+// at 0 the kernel answers ARP for every address it holds, on every
+// interface. An agent that stops while its VIPs stay (a restart, a plain
+// SIGTERM: the VIP table is kept by design) should Detach instead.
 func (r *Responder) Close() error {
 	return r.close(true)
 }

@@ -81,8 +81,9 @@ const (
 	// the others keep this node healthy until the window ends or it
 	// comes back.
 	Restart
-	// exitSilent only shuts down, as a crash would (tests).
-	exitSilent
+	// Vanish shuts down without a word, as kill -9 would: the others find
+	// out through failure detection (tests and benchmarks).
+	Vanish
 )
 
 // Membership is this speaker's view of which speakers are healthy.
@@ -379,7 +380,7 @@ func (ms *Membership) stop() error {
 	ms.mu.Unlock()
 	var errs []error
 	switch mode {
-	case exitSilent:
+	case Vanish:
 	case Restart:
 		b, _ := json.Marshal(nodeMeta{RestartUntilMS: time.Now().Add(window).UnixMilli()})
 		ms.mu.Lock()

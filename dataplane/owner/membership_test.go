@@ -126,7 +126,7 @@ func (m *member) stop(t testing.TB) {
 // crash stops the member's memberlist without a goodbye, as kill -9 would.
 func (m *member) crash(t testing.TB) {
 	t.Helper()
-	m.SetExitMode(exitSilent, 0)
+	m.SetExitMode(Vanish, 0)
 	m.mu.Lock()
 	list := m.list
 	m.mu.Unlock()
