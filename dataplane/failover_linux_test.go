@@ -258,3 +258,47 @@ func BenchmarkClientFailover(b *testing.B) {
 		})
 	}
 }
+
+// The owner's agent restarts (announcing a restart window): the other node
+// does not take the VIP over while it is away, and the restarted agent
+// answers again under the same name. (The userspace responder cannot answer
+// while its process is down; the clients' caches carry the traffic.)
+func TestRestartKeepsOwner(t *testing.T) {
+	l := newL2Lab(t, 2)
+	n0 := startL2Node(t, l, 0)
+	n1 := startL2Node(t, l, 1, n0.addr)
+	nodes := []*l2node{n0, n1}
+	o, _ := owner.Owner(vip4, []string{"node-0", "node-1"})
+	oi := slices.IndexFunc(nodes, func(n *l2node) bool { return n.name == o })
+	si := 1 - oi
+	waitFor(t, 10*time.Second, "both speakers see each other", func() bool {
+		return slices.Equal(n0.ms.Healthy(), []string{"node-0", "node-1"}) && slices.Equal(n1.ms.Healthy(), []string{"node-0", "node-1"})
+	})
+	p := startProber(t, l, 5*time.Millisecond)
+	time.Sleep(50 * time.Millisecond)
+	p.mark()
+	waitFor(t, 10*time.Second, "the client resolves the VIP to its owner", func() bool {
+		_, ok := p.firstFrom(l.macs[oi])
+		return ok
+	})
+
+	nodes[oi].ms.SetExitMode(owner.Restart, 10*time.Second)
+	nodes[oi].stop()
+	p.mark()
+	// Well past failure detection (about 0.5 s): nobody takes over.
+	time.Sleep(1500 * time.Millisecond)
+	if at, ok := p.firstFrom(l.macs[si]); ok {
+		t.Fatalf("node %s took the VIP over %v into its peer's restart window", nodes[si].name, at.Sub(p.since))
+	}
+	if got := nodes[si].ms.Healthy(); !slices.Equal(got, []string{"node-0", "node-1"}) {
+		t.Errorf("survivor's healthy set during the restart window = %v", got)
+	}
+	startL2Node(t, l, oi, nodes[si].addr)
+	waitFor(t, 10*time.Second, "the restarted owner answers again", func() bool {
+		_, ok := p.firstFrom(l.macs[oi])
+		return ok
+	})
+	if _, ok := p.firstFrom(l.macs[si]); ok {
+		t.Errorf("node %s answered during or after the restart", nodes[si].name)
+	}
+}

@@ -437,3 +437,46 @@ func TestSysctlsSurviveRestart(t *testing.T) {
 		t.Errorf("state file left after everything was restored: %v", err)
 	}
 }
+
+// Another station claiming an owned VIP (a gratuitous ARP, an unsolicited
+// NA) is counted as a conflict and not answered.
+func TestConflictDetected(t *testing.T) {
+	l := newL2Lab(t, 1)
+	reg := prometheus.NewPedanticRegistry()
+	r := l.start(0, reg, Options{})
+	r.SetOwned(owned([]string{"eth0"}, vip4, vip6))
+	var arpc, ndpc *packet.Conn
+	var mac net.HardwareAddr
+	if err := l.client.Do(func() error {
+		ifi, err := net.InterfaceByName("br0")
+		if err != nil {
+			return err
+		}
+		mac = ifi.HardwareAddr
+		if arpc, err = packet.Listen(ifi, packet.Raw, etherTypeARP, nil); err != nil {
+			return err
+		}
+		ndpc, err = packet.Listen(ifi, packet.Raw, etherTypeV6, nil)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { arpc.Close(); ndpc.Close() })
+	garp := arpRequest(ethBroadcast, mac, vip4, vip4)
+	if _, err := arpc.WriteTo(garp, &packet.Addr{HardwareAddr: ethBroadcast}); err != nil {
+		t.Fatal(err)
+	}
+	na, err := naFrame(mac, vip6, allNodesV6eMAC, allNodesV6, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ndpc.WriteTo(na, &packet.Addr{HardwareAddr: allNodesV6eMAC}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 3*time.Second, "two conflicts counted", func() bool {
+		return testutil.ToFloat64(r.m.conflicts.WithLabelValues("eth0")) == 2
+	})
+	if got := testutil.ToFloat64(r.m.arpReplies.WithLabelValues("eth0", PathUserspace)); got != 0 {
+		t.Errorf("answered a gratuitous ARP claiming our VIP (%v replies)", got)
+	}
+}
