@@ -21,6 +21,10 @@ var ErrNotSupported = errors.New("eBPF fast path not supported")
 // next to the node that took its VIPs over.
 const DefaultLease = time.Second
 
+// ResyncInterval is how often Run looks for named interfaces that appeared
+// or were recreated.
+const ResyncInterval = 2 * time.Second
+
 // DefaultPinDir is where programs and maps are pinned when Options.PinDir
 // is empty.
 const DefaultPinDir = "/sys/fs/bpf/vipspeaker"

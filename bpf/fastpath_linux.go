@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -91,6 +92,10 @@ type FastPath struct {
 	mu     sync.Mutex
 	ifaces map[string]*attached
 	closed bool
+	// want is the interfaces asked for (name → flags); missing those not
+	// found (logged once).
+	want    map[string]uint8
+	missing map[string]bool
 	// owned is the last set given to SetOwned (nil: none yet, the pinned
 	// set stays), applied again when interfaces change.
 	owned map[netip.Addr][]string
@@ -120,11 +125,12 @@ func Load(opts Options) (*FastPath, error) {
 		return nil, errors.New("bpf options: negative lease")
 	}
 	f := &FastPath{
-		log:    log,
-		enter:  opts.Enter,
-		attach: opts.Attach,
-		lease:  opts.Lease,
-		ifaces: map[string]*attached{},
+		log:     log,
+		enter:   opts.Enter,
+		attach:  opts.Attach,
+		lease:   opts.Lease,
+		ifaces:  map[string]*attached{},
+		missing: map[string]bool{},
 	}
 	if f.lease == 0 {
 		f.lease = DefaultLease
@@ -251,6 +257,15 @@ func (f *FastPath) SetInterfaces(layer2, uplinks []string) error {
 	if f.closed {
 		return errClosed
 	}
+	f.want = want
+	return f.syncLocked()
+}
+
+// syncLocked attaches the program to every interface in f.want that
+// exists (again, when it was recreated with another index), and detaches
+// it from the others.
+func (f *FastPath) syncLocked() error {
+	want := f.want
 	// Drop what is no longer wanted, including links a previous agent
 	// pinned for interfaces the configuration does not name any more.
 	for name, a := range f.ifaces {
@@ -277,19 +292,31 @@ func (f *FastPath) SetInterfaces(layer2, uplinks []string) error {
 		names = append(names, n)
 	}
 	slices.Sort(names)
+	before := f.layer2IndexesLocked()
 	var errs []error
 	for _, name := range names {
 		if err := f.attachLocked(name, want[name]); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	if f.owned != nil {
-		// Interface indexes may have changed: rebuild the owned set.
+	if f.owned != nil && !maps.Equal(before, f.layer2IndexesLocked()) {
+		// Interfaces came, went or changed index: rebuild the owned set.
 		if err := f.applyOwnedLocked(); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// layer2IndexesLocked maps each attached layer2 interface to its index.
+func (f *FastPath) layer2IndexesLocked() map[string]int {
+	m := map[string]int{}
+	for n, a := range f.ifaces {
+		if a.flags&flagAnswer != 0 {
+			m[n] = a.index
+		}
+	}
+	return m
 }
 
 // attachLocked attaches (or re-flags) one interface.
@@ -301,13 +328,17 @@ func (f *FastPath) attachLocked(name string, flags uint8) error {
 		return err
 	})
 	if err != nil {
-		f.log.Warn("interface not found; fast path not attached there", "iface", name, "err", err)
+		if !f.missing[name] {
+			f.log.Warn("interface not found; fast path not attached there until it appears", "iface", name, "err", err)
+			f.missing[name] = true
+		}
 		if a := f.ifaces[name]; a != nil {
 			f.detachLocked(a)
 			delete(f.ifaces, name)
 		}
 		return nil
 	}
+	delete(f.missing, name)
 	if len(ifi.HardwareAddr) != 6 {
 		return fmt.Errorf("attach XDP to %s: not an Ethernet interface", name)
 	}
@@ -731,7 +762,9 @@ func (f *FastPath) RenewLease(d time.Duration) error {
 }
 
 // Run renews the lease (Options.Lease) at once and then every quarter of
-// it until ctx ends, and returns nil then. It does not expire the lease on
+// it until ctx ends, and returns nil then. Every ResyncInterval it also
+// attaches the program to named interfaces that appeared (or were
+// recreated) since. It does not expire the lease on
 // the way out: the program answers for up to one more lease, or for as long
 // as a final RenewLease asked (a planned restart: renew for the restart
 // window, then Close). Load starts nothing; without Run (or RenewLease)
@@ -742,11 +775,22 @@ func (f *FastPath) Run(ctx context.Context) error {
 	}
 	t := time.NewTicker(f.lease / 4)
 	defer t.Stop()
+	resync := time.NewTicker(ResyncInterval)
+	defer resync.Stop()
 	failing := false
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-resync.C:
+			f.mu.Lock()
+			if !f.closed {
+				if err := f.syncLocked(); err != nil {
+					f.log.Warn("fast path interfaces", "err", err)
+				}
+			}
+			f.mu.Unlock()
+			continue
 		case <-t.C:
 		}
 		err := f.RenewLease(f.lease)

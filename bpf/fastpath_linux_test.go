@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -551,4 +552,84 @@ func TestRunRenewsLease(t *testing.T) {
 		t.Fatalf("lease %v (%v) after Run ended, want lapsed", d, err)
 	}
 	wantMACs(t, "arping after Run ended", l.arping(t, vip4, 1), 0)
+}
+
+// TestInterfaceAppearsAndIsRecreated: a named layer2 interface that does
+// not exist at Load is attached by Run once it appears, and again after it
+// is deleted and recreated (new index): the client behind it resolves the
+// VIP both times.
+func TestInterfaceAppearsAndIsRecreated(t *testing.T) {
+	requireTools(t, "arping")
+	l := newLab(t)
+	f, err := Load(Options{Interfaces: []string{nodeIf, "late"}, Attach: AttachGeneric, PinDir: l.pinDir, Enter: l.node.Do})
+	if errors.Is(err, ErrNotSupported) {
+		nstest.Skip(t, "XDP fast path not supported here: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	t.Cleanup(func() { _ = f.Close() })
+	if _, ok := f.Interfaces()["late"]; ok {
+		t.Fatalf("attached to an interface that does not exist")
+	}
+	if err := f.SetOwned(map[netip.Addr][]string{vip4: {nodeIf, "late"}}); err != nil {
+		t.Fatalf("set owned: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	lateMAC := net.HardwareAddr{0x02, 0x00, 0x5e, 0x10, 0x00, 0x03}
+	for round := range 2 {
+		nh, err := netlink.NewHandleAt(l.node.Handle)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if round == 1 {
+			lk, err := nh.LinkByName("late")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := nh.LinkDel(lk); err != nil {
+				t.Fatalf("delete late: %v", err)
+			}
+		}
+		if err := nh.LinkAdd(&netlink.Veth{
+			LinkAttrs: netlink.LinkAttrs{Name: "late", HardwareAddr: lateMAC}, PeerName: "cl2",
+			PeerNamespace: netlink.NsFd(int(l.client.Handle)),
+		}); err != nil {
+			t.Fatalf("add late: %v", err)
+		}
+		lk, _ := nh.LinkByName("late")
+		if err := nh.LinkSetUp(lk); err != nil {
+			t.Fatal(err)
+		}
+		nh.Close()
+		ch, err := netlink.NewHandleAt(l.client.Handle)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl2, err := ch.LinkByName("cl2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ch.LinkSetUp(cl2); err != nil {
+			t.Fatal(err)
+		}
+		ch.Close()
+
+		deadline := time.Now().Add(3 * ResyncInterval)
+		var macs []string
+		for time.Now().Before(deadline) {
+			out, _ := l.inClient(t, 10*time.Second, "arping", "-i", "cl2", "-S", clientV4.Addr().String(), "-c", "1", "-W", "0.1", "-r", vip4.String())
+			if macs = macLines(out); len(macs) > 0 {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if len(macs) != 1 || macs[0] != lateMAC.String() {
+			t.Fatalf("round %d: arping through the late interface got %v, want %s", round, macs, lateMAC)
+		}
+	}
 }
