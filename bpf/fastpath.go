@@ -67,7 +67,9 @@ type Options struct {
 	Attach AttachMode
 	// PinDir is a directory on a bpf filesystem where the program's maps
 	// and links are pinned, so they survive an agent restart. Empty means
-	// DefaultPinDir. When its parent is not on a bpf filesystem nothing is
+	// DefaultPinDir. Each agent needs its own (several agents on one host,
+	// one per network namespace, as in the lab): Load refuses a directory
+	// another running agent holds. When its parent is not on a bpf filesystem nothing is
 	// pinned (logged): the fast path then lives only as long as the
 	// process.
 	PinDir string

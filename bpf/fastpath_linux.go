@@ -76,7 +76,8 @@ type attached struct {
 type FastPath struct {
 	log    *slog.Logger
 	enter  func(func() error) error
-	pinDir string // "" when nothing is pinned
+	pinDir string   // "" when nothing is pinned
+	lock   *os.File // the pin directory, flock'ed while this process uses it
 	attach AttachMode
 	lease  time.Duration
 	objs   vipObjects
@@ -155,21 +156,28 @@ func Load(opts Options) (*FastPath, error) {
 		if err := os.MkdirAll(pinDir, 0o700); err != nil {
 			return nil, fmt.Errorf("create pin directory %s: %w", pinDir, err)
 		}
-		f.pinDir = pinDir
+		lock, err := lockDir(pinDir)
+		if err != nil {
+			return nil, err
+		}
+		f.pinDir, f.lock = pinDir, lock
 	} else {
 		log.Warn("no bpf filesystem for pinning; the fast path ends with this process", "dir", filepath.Dir(pinDir))
 	}
 
 	spec, err := loadVip()
 	if err != nil {
+		f.unlock()
 		return nil, fmt.Errorf("parse embedded eBPF object: %w", err)
 	}
 	f.inner = spec.Maps["vs_owned"].InnerMap.Copy()
 	if err := f.loadObjects(spec); err != nil {
+		f.unlock()
 		return nil, err
 	}
 	if err := f.ensureOwnedSet(); err != nil {
 		f.objs.Close()
+		f.unlock()
 		return nil, err
 	}
 	if err := f.SetInterfaces(opts.Interfaces, opts.Uplinks); err != nil {
@@ -946,6 +954,32 @@ func (f *FastPath) closeHandles() {
 		}
 	}
 	f.objs.Close()
+	f.unlock()
+}
+
+// lockDir takes an exclusive flock on dir, so two agents never share one
+// pin directory (the second would adopt and then rearrange the first's
+// program). The lock goes with the process.
+func lockDir(dir string) (*os.File, error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open pin directory %s: %w", dir, err)
+	}
+	if err := unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		d.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("pin directory %s is in use by another vipspeaker; give each agent its own", dir)
+		}
+		return nil, fmt.Errorf("lock pin directory %s: %w", dir, err)
+	}
+	return d, nil
+}
+
+func (f *FastPath) unlock() {
+	if f.lock != nil {
+		_ = f.lock.Close()
+		f.lock = nil
+	}
 }
 
 // Close releases this process's descriptors. Pinned links stay attached
@@ -1013,6 +1047,7 @@ func (f *FastPath) removeLocked() error {
 		}
 	}
 	f.objs.Close()
+	f.unlock()
 	if f.pinDir != "" {
 		if err := os.Remove(f.pinDir); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("remove pin directory %s: %w", f.pinDir, err))

@@ -633,3 +633,24 @@ func TestInterfaceAppearsAndIsRecreated(t *testing.T) {
 		}
 	}
 }
+
+// TestPinDirHeldByOneAgent: a second agent cannot load from the pin
+// directory a running agent holds (it would adopt and rearrange the
+// first's program); after the first closes, it can.
+func TestPinDirHeldByOneAgent(t *testing.T) {
+	l := newLab(t)
+	f1 := l.load(t, AttachGeneric, nil)
+	if f2, err := Load(Options{Interfaces: []string{nodeIf}, PinDir: l.pinDir, Enter: l.node.Do}); err == nil {
+		_ = f2.Close()
+		t.Fatalf("a second agent loaded from a pin directory in use")
+	} else if errors.Is(err, ErrNotSupported) {
+		t.Fatalf("pin directory in use reported as not supported (the caller would fall back quietly): %v", err)
+	}
+	if err := f1.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	f2 := l.load(t, AttachGeneric, nil)
+	if err := f2.Remove(); err != nil {
+		t.Fatalf("remove: %v", err)
+	}
+}
