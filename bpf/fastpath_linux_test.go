@@ -654,3 +654,48 @@ func TestPinDirHeldByOneAgent(t *testing.T) {
 		t.Fatalf("remove: %v", err)
 	}
 }
+
+// TestScrapeWhileClosing: scrapes running while the fast path closes see
+// either the metrics or nothing (no error, no race), and the registry is
+// free for the next agent's Load.
+func TestScrapeWhileClosing(t *testing.T) {
+	l := newLab(t)
+	reg := prometheus.NewRegistry()
+	f := l.load(t, AttachGeneric, reg)
+	if err := f.SetCounted([]netip.Addr{vip4}); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				errc <- nil
+				return
+			default:
+			}
+			if _, err := reg.Gather(); err != nil {
+				errc <- err
+				return
+			}
+		}
+	}()
+	time.Sleep(50 * time.Millisecond)
+	if err := f.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	close(stop)
+	if err := <-errc; err != nil {
+		t.Fatalf("gather while closing: %v", err)
+	}
+	f2 := l.load(t, AttachGeneric, reg)
+	if v := gather(t, reg)[`vipspeaker_vip_receive_packets_total{vip="203.0.113.10"}`]; v != 0 {
+		t.Fatalf("counter after restart = %v", v)
+	}
+	if _, ok := gather(t, reg)[`vipspeaker_vip_receive_packets_total{vip="203.0.113.10"}`]; !ok {
+		t.Fatalf("the restarted agent does not export the pinned counter")
+	}
+	_ = f2.Remove()
+}
