@@ -1,0 +1,465 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/vipspeaker/vipspeaker/config"
+	"github.com/vipspeaker/vipspeaker/routing"
+)
+
+// Defaults of Options.
+const (
+	DefaultNamespace     = "vipspeaker-system"
+	DefaultConfigMapName = "vipspeaker-config"
+	DefaultLeaseName     = "vipspeaker-allocator"
+	// GoBGPConfKey is the ConfigMap key holding gobgp.conf.
+	GoBGPConfKey = "gobgp.conf"
+)
+
+// Options configure a Controller. The zero value of each field means its
+// default.
+type Options struct {
+	// Kubeconfig is a kubeconfig file; empty: the in-cluster config.
+	Kubeconfig string
+	// RESTConfig, when set, is used instead of Kubeconfig.
+	RESTConfig *rest.Config
+	// NodeName is this node's Node name. Required.
+	NodeName string
+	// Namespace holds the ConfigMap and the Lease (default
+	// vipspeaker-system).
+	Namespace string
+	// ConfigMapName (default vipspeaker-config) and LeaseName (default
+	// vipspeaker-allocator).
+	ConfigMapName string
+	LeaseName     string
+	// Lease timing (defaults 15s, 10s, 2s).
+	LeaseDuration time.Duration
+	RenewDeadline time.Duration
+	RetryPeriod   time.Duration
+	// NoAllocator: never run the allocator (speaker only).
+	NoAllocator bool
+	Logger      *slog.Logger
+	Registerer  prometheus.Registerer
+	// OnConfig receives the ConfigMap's vipspeaker.toml and gobgp.conf
+	// (nil when a key is absent) after vipspeaker.toml passed validation,
+	// and once at start (both nil when there is no ConfigMap). An error
+	// rejects the whole ConfigMap: the last good configuration stays.
+	OnConfig func(vipspeakerTOML, gobgpConf []byte) error
+	// OnConfigRejected is told about every rejected ConfigMap (optional).
+	OnConfigRejected func(error)
+	// OnLayer2 receives, on every change, the candidate nodes (sorted) of
+	// each layer2 VIP: the input of the layer2 owner election (optional).
+	OnLayer2 func(map[netip.Addr][]string)
+}
+
+// Controller watches the API server: it allocates addresses while it holds
+// the Lease, and computes this node's VIPs.
+type Controller struct {
+	opts    Options
+	log     *slog.Logger
+	cs      kubernetes.Interface
+	metrics *metrics
+
+	cfg    atomic.Pointer[config.Config]
+	cfgGen atomic.Uint64
+	cfgMu  sync.Mutex
+	cfgRaw *[2]string // the ConfigMap data last processed (nil: none)
+	cfgOK  bool       // a ConfigMap was accepted at least once
+
+	services   corelisters.ServiceLister
+	nodes      corelisters.NodeLister
+	epsIndexer cache.Indexer
+	cms        corelisters.ConfigMapLister
+	queue      workqueue.TypedRateLimitingInterface[string]
+	recorder   record.EventRecorder
+	kickC      chan struct{}
+}
+
+// New checks the options and builds the API client; it starts nothing.
+func New(opts Options) (*Controller, error) {
+	if opts.NodeName == "" {
+		return nil, errors.New("kube: no node name")
+	}
+	if opts.Namespace == "" {
+		opts.Namespace = DefaultNamespace
+	}
+	if opts.ConfigMapName == "" {
+		opts.ConfigMapName = DefaultConfigMapName
+	}
+	if opts.LeaseName == "" {
+		opts.LeaseName = DefaultLeaseName
+	}
+	if opts.LeaseDuration <= 0 {
+		opts.LeaseDuration = 15 * time.Second
+	}
+	if opts.RenewDeadline <= 0 {
+		opts.RenewDeadline = min(10*time.Second, opts.LeaseDuration*2/3)
+	}
+	if opts.RetryPeriod <= 0 {
+		opts.RetryPeriod = min(2*time.Second, opts.RenewDeadline/2)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	rc := opts.RESTConfig
+	if rc == nil {
+		var err error
+		if opts.Kubeconfig != "" {
+			rc, err = clientcmd.BuildConfigFromFlags("", opts.Kubeconfig)
+			if err != nil {
+				return nil, fmt.Errorf("load kubeconfig %s: %w", opts.Kubeconfig, err)
+			}
+		} else {
+			rc, err = rest.InClusterConfig()
+			if err != nil {
+				return nil, fmt.Errorf("in-cluster config (use --kubeconfig outside a cluster): %w", err)
+			}
+		}
+	}
+	rc = rest.CopyConfig(rc)
+	if rc.UserAgent == "" {
+		rc.UserAgent = "vipspeaker/" + opts.NodeName
+	}
+	if rc.QPS == 0 {
+		rc.QPS, rc.Burst = 50, 100
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	return &Controller{
+		opts:    opts,
+		log:     opts.Logger.With("component", "kube"),
+		cs:      cs,
+		metrics: newMetrics(opts.Registerer),
+		kickC:   make(chan struct{}, 1),
+	}, nil
+}
+
+// Client is the controller's API client.
+func (c *Controller) Client() kubernetes.Interface { return c.cs }
+
+// Config returns the configuration in force (nil before the first one).
+func (c *Controller) Config() *config.Config { return c.cfg.Load() }
+
+const epsByService = "service"
+
+// Run watches the API server until ctx ends. After the caches have synced
+// it calls apply with this node's VIPs, and again whenever they change.
+// When the API server becomes unreachable the caches keep their content, so
+// nothing is withdrawn for that reason. While this agent holds the Lease it
+// also allocates addresses (unless Options.NoAllocator).
+func (c *Controller) Run(ctx context.Context, apply func([]routing.VIP)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	bc := record.NewBroadcaster(record.WithContext(ctx))
+	bc.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.cs.CoreV1().Events("")})
+	defer bc.Shutdown()
+	c.recorder = bc.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "vipspeaker", Host: c.opts.NodeName})
+
+	factory := informers.NewSharedInformerFactory(c.cs, 0)
+	svcInf := factory.Core().V1().Services()
+	nodeInf := factory.Core().V1().Nodes()
+	epsInf := factory.Discovery().V1().EndpointSlices()
+	cmFactory := informers.NewSharedInformerFactoryWithOptions(c.cs, 0,
+		informers.WithNamespace(c.opts.Namespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = "metadata.name=" + c.opts.ConfigMapName
+		}))
+	cmInf := cmFactory.Core().V1().ConfigMaps()
+
+	if err := epsInf.Informer().AddIndexers(cache.Indexers{epsByService: func(obj any) ([]string, error) {
+		s, ok := obj.(*discoveryv1.EndpointSlice)
+		if !ok || s.Labels[discoveryv1.LabelServiceName] == "" {
+			return nil, nil
+		}
+		return []string{s.Namespace + "/" + s.Labels[discoveryv1.LabelServiceName]}, nil
+	}}); err != nil {
+		return fmt.Errorf("endpointslice index: %w", err)
+	}
+	c.services, c.nodes, c.cms = svcInf.Lister(), nodeInf.Lister(), cmInf.Lister()
+	c.epsIndexer = epsInf.Informer().GetIndexer()
+	c.queue = workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
+		workqueue.TypedRateLimitingQueueConfig[string]{Name: "vipspeaker-allocator"})
+	defer c.queue.ShutDown()
+
+	synced := false
+	var syncMu sync.Mutex
+	onSvc := func(obj any) {
+		if svc, ok := obj.(*corev1.Service); ok {
+			c.queue.Add(ServiceKey(svc))
+		} else if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			c.queue.Add(d.Key)
+		}
+		c.kick()
+	}
+	kickAll := func(any) { c.kick() }
+	if _, err := svcInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: onSvc, UpdateFunc: func(_, n any) { onSvc(n) }, DeleteFunc: onSvc,
+	}); err != nil {
+		return err
+	}
+	for _, inf := range []cache.SharedIndexInformer{nodeInf.Informer(), epsInf.Informer()} {
+		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc: kickAll, UpdateFunc: func(_, n any) { kickAll(n) }, DeleteFunc: kickAll,
+		}); err != nil {
+			return err
+		}
+	}
+	onCM := func(obj any) {
+		syncMu.Lock()
+		ready := synced
+		syncMu.Unlock()
+		if !ready {
+			return // the first state is read after the sync
+		}
+		cm, _ := obj.(*corev1.ConfigMap)
+		c.loadConfig(cm, false)
+	}
+	if _, err := cmInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: onCM, UpdateFunc: func(_, n any) { onCM(n) }, DeleteFunc: func(any) { onCM(nil) },
+	}); err != nil {
+		return err
+	}
+
+	factory.Start(ctx.Done())
+	cmFactory.Start(ctx.Done())
+	defer factory.Shutdown()
+	defer cmFactory.Shutdown()
+	c.log.Info("waiting for the API server's caches", "node", c.opts.NodeName)
+	if !cache.WaitForCacheSync(ctx.Done(), svcInf.Informer().HasSynced, nodeInf.Informer().HasSynced,
+		epsInf.Informer().HasSynced, cmInf.Informer().HasSynced) {
+		return nil // ctx ended
+	}
+	syncMu.Lock()
+	synced = true
+	syncMu.Unlock()
+	cm, err := c.cms.ConfigMaps(c.opts.Namespace).Get(c.opts.ConfigMapName)
+	if err != nil {
+		cm = nil
+	}
+	c.loadConfig(cm, true)
+	c.log.Info("caches synced", "services", len(svcInf.Informer().GetStore().ListKeys()))
+
+	var wg sync.WaitGroup
+	if !c.opts.NoAllocator {
+		wg.Go(func() { c.runElection(ctx) })
+	}
+	c.speak(ctx, apply)
+	cancel()
+	c.queue.ShutDown()
+	wg.Wait()
+	return nil
+}
+
+func (c *Controller) kick() {
+	select {
+	case c.kickC <- struct{}{}:
+	default:
+	}
+}
+
+// loadConfig validates and adopts a ConfigMap's content; cm nil means there
+// is none.
+func (c *Controller) loadConfig(cm *corev1.ConfigMap, initial bool) {
+	c.cfgMu.Lock()
+	defer c.cfgMu.Unlock()
+	if cm == nil {
+		if c.cfgOK || !initial {
+			c.log.Warn("ConfigMap is gone: keeping the last good configuration",
+				"configmap", c.opts.Namespace+"/"+c.opts.ConfigMapName)
+			return
+		}
+		if c.opts.OnConfig != nil {
+			if err := c.opts.OnConfig(nil, nil); err != nil {
+				c.log.Error("configuration refused", "error", err)
+			}
+		}
+		c.log.Warn("no ConfigMap: no pools until it is created", "configmap", c.opts.Namespace+"/"+c.opts.ConfigMapName)
+		c.adopt(config.Default())
+		return
+	}
+	tomlText, hasTOML := cm.Data[config.FileName]
+	gobgpText, hasGoBGP := cm.Data[GoBGPConfKey]
+	raw := [2]string{tomlText, gobgpText}
+	if c.cfgRaw != nil && *c.cfgRaw == raw {
+		return
+	}
+	c.cfgRaw = &raw
+	file := fmt.Sprintf("configmap %s/%s: %s", cm.Namespace, cm.Name, config.FileName)
+	cfg := config.Default()
+	var err error
+	if hasTOML {
+		var errs []error
+		if cfg, errs = config.Parse(file, []byte(tomlText)); len(errs) > 0 {
+			err = errors.Join(errs...)
+		}
+	}
+	if err == nil && c.opts.OnConfig != nil {
+		var t, g []byte
+		if hasTOML {
+			t = []byte(tomlText)
+		}
+		if hasGoBGP {
+			g = []byte(gobgpText)
+		}
+		err = c.opts.OnConfig(t, g)
+	}
+	if err != nil {
+		c.log.Error("ConfigMap refused: the last good configuration stays", "configmap", cm.Namespace+"/"+cm.Name, "error", err)
+		c.recorder.Eventf(cm, corev1.EventTypeWarning, "InvalidConfig", "node %s refused this configuration; the last good one stays: %v", c.opts.NodeName, err)
+		if c.opts.OnConfigRejected != nil {
+			c.opts.OnConfigRejected(err)
+		}
+		return
+	}
+	c.cfgOK = true
+	c.log.Info("configuration loaded", "configmap", cm.Namespace+"/"+cm.Name, "pools", len(cfg.Pools), "default_class", cfg.DefaultClass)
+	c.adopt(cfg)
+}
+
+func (c *Controller) adopt(cfg *config.Config) {
+	c.cfg.Store(cfg)
+	c.cfgGen.Add(1)
+	if c.services != nil {
+		svcs, _ := c.services.List(everything)
+		for _, s := range svcs {
+			c.queue.Add(ServiceKey(s))
+		}
+	}
+	c.kick()
+}
+
+// speak recomputes this node's VIPs after every change and applies them
+// when they differ from the last set.
+func (c *Controller) speak(ctx context.Context, apply func([]routing.VIP)) {
+	var (
+		last      []routing.VIP
+		applied   bool
+		announced = map[string]announcement{}
+		lastL2    map[netip.Addr][]string
+		lastGood  = map[string]svcAttrs{}
+		invalid   = map[string]bool{}
+	)
+	c.kick()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.kickC:
+		}
+		svcs, _ := c.services.List(everything)
+		nodeList, _ := c.nodes.List(everything)
+		nodes := make(map[string]*corev1.Node, len(nodeList))
+		for _, n := range nodeList {
+			nodes[n.Name] = n
+		}
+		if _, ok := nodes[c.opts.NodeName]; !ok && len(svcs) > 0 {
+			c.log.Warn("this node has no Node object: announcing nothing", "node", c.opts.NodeName)
+		}
+		// Forget attributes of Services that are gone.
+		keys := map[string]*corev1.Service{}
+		for _, s := range svcs {
+			keys[ServiceKey(s)] = s
+		}
+		for k := range lastGood {
+			if keys[k] == nil {
+				delete(lastGood, k)
+			}
+		}
+		res := decide(announceInput{
+			node: c.opts.NodeName, cfg: c.cfg.Load(), services: svcs, nodes: nodes,
+			endpoints: c.readyEndpointNodes, lastGood: lastGood,
+		})
+		for _, k := range res.invalid {
+			if !invalid[k] {
+				c.log.Warn("service has an invalid mode or community and no earlier good one: not announced", "service", k)
+			}
+		}
+		invalid = map[string]bool{}
+		for _, k := range res.invalid {
+			invalid[k] = true
+		}
+		if !applied || !slices.EqualFunc(last, res.vips, func(a, b routing.VIP) bool {
+			return a.Addr == b.Addr && a.Attrs.Equal(b.Attrs)
+		}) {
+			apply(res.vips)
+			applied, last = true, res.vips
+			c.metrics.apply.Inc()
+			c.log.Debug("VIPs applied", "vips", len(res.vips))
+		}
+		for k, a := range res.services {
+			if old, ok := announced[k]; ok && slices.Equal(old.addrs, a.addrs) && old.mode == a.mode {
+				continue
+			}
+			if s := keys[k]; s != nil {
+				verb := "announces"
+				if a.mode == routing.ModeLayer2 {
+					verb = "is a layer2 candidate for"
+				}
+				c.recorder.Eventf(s, corev1.EventTypeNormal, "Announcing", "node %s %s %s", c.opts.NodeName, verb, a)
+			}
+		}
+		for k, a := range announced {
+			if _, ok := res.services[k]; ok {
+				continue
+			}
+			if s := keys[k]; s != nil {
+				c.recorder.Eventf(s, corev1.EventTypeNormal, "Withdrawn", "node %s withdrew %s", c.opts.NodeName, a)
+			}
+		}
+		announced = res.services
+		c.metrics.announced.Set(float64(len(announced)))
+		if c.opts.OnLayer2 != nil && !mapsEqual(lastL2, res.layer2) {
+			c.opts.OnLayer2(res.layer2)
+			lastL2 = res.layer2
+		}
+	}
+}
+
+func mapsEqual(a, b map[netip.Addr][]string) bool {
+	if len(a) != len(b) || (a == nil) != (b == nil) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || !slices.Equal(v, w) {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *Controller) readyEndpointNodes(namespace, name string) map[string]bool {
+	objs, _ := c.epsIndexer.ByIndex(epsByService, namespace+"/"+name)
+	var ss []*discoveryv1.EndpointSlice
+	for _, o := range objs {
+		if s, ok := o.(*discoveryv1.EndpointSlice); ok {
+			ss = append(ss, s)
+		}
+	}
+	return ReadyEndpointNodes(ss)
+}

@@ -1,0 +1,45 @@
+// Package kube connects vipspeaker to a Kubernetes API server.
+//
+// A Controller (New, then Run) watches Services, EndpointSlices and Nodes
+// cluster-wide and the ConfigMap vipspeaker-config in its own namespace
+// (vipspeaker-system). It has two roles:
+//
+//   - allocator, on one agent at a time (a coordination.k8s.io Lease,
+//     vipspeaker-allocator): it gives each Service it handles addresses from
+//     the pools of vipspeaker.toml (package allocator) and writes
+//     status.loadBalancer.ingress and the vipspeaker.io/allocated-from
+//     annotation. Its only state is what the Services carry: a new leader
+//     first re-reads every Service's status (oldest first), then serves
+//     changes, so no address moves when the Lease changes hands. Addresses
+//     are released when a Service is deleted or stops being a vipspeaker
+//     LoadBalancer (its status and annotation are then cleared).
+//   - speaker, on every agent: from the caches it computes this node's VIPs
+//     and hands them to a callback (routing.Table's Set in the agent). In BGP
+//     mode a node announces a Service's addresses when its Node is Ready and
+//     lacks the node.kubernetes.io/exclude-from-external-load-balancers
+//     label; with externalTrafficPolicy: Local only when it also holds a
+//     ready endpoint of the Service. For layer2 VIPs the same rule gives the
+//     candidate nodes (Options.OnLayer2); the node's own VIP set includes the
+//     layer2 VIPs it is a candidate for.
+//
+// Which Services: type LoadBalancer with loadBalancerClass vipspeaker.io/lb;
+// with no class when default-class is set, or when the Service carries
+// OpenELB's opt-in annotation lb.kubesphere.io/v1alpha1: openelb. The
+// annotations of INTERFACE.md are read, including OpenELB's and MetalLB's
+// (see annotations.go); the first of vipspeaker's, MetalLB's and OpenELB's
+// key present wins, and spec.loadBalancerIP is read when no addresses
+// annotation is.
+//
+// Events on the Service, once per change: AddressAllocated,
+// AllocationFailed (reason: message), InvalidAnnotation (allocator leader);
+// Announcing (node, addresses, mode) and Withdrawn (every speaker, as its
+// own decision changes). An invalid ConfigMap gives InvalidConfig on the
+// ConfigMap and keeps the last good configuration; a deleted ConfigMap keeps
+// it too.
+//
+// When the API server is unreachable the informers' caches keep their
+// content, so the speaker keeps announcing the last known state; nothing is
+// applied before the caches first synced.
+//
+// It needs nothing from the kernel; only the API server.
+package kube

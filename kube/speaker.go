@@ -1,0 +1,214 @@
+package kube
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"github.com/vipspeaker/vipspeaker/config"
+	"github.com/vipspeaker/vipspeaker/routing"
+)
+
+// LabelExcludeFromLB keeps a node from announcing any VIP.
+const LabelExcludeFromLB = "node.kubernetes.io/exclude-from-external-load-balancers"
+
+// NodeEligible reports whether a node may carry VIPs: its Ready condition
+// is True and it lacks the exclude-from-external-load-balancers label.
+func NodeEligible(n *corev1.Node) bool {
+	if n == nil {
+		return false
+	}
+	if _, excluded := n.Labels[LabelExcludeFromLB]; excluded {
+		return false
+	}
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// ReadyEndpointNodes returns the nodes holding a ready endpoint in slices
+// (the EndpointSlices of one Service).
+func ReadyEndpointNodes(slices []*discoveryv1.EndpointSlice) map[string]bool {
+	out := map[string]bool{}
+	for _, s := range slices {
+		for _, ep := range s.Endpoints {
+			if ep.NodeName == nil || *ep.NodeName == "" {
+				continue
+			}
+			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
+				continue
+			}
+			out[*ep.NodeName] = true
+		}
+	}
+	return out
+}
+
+// announceInput is what the speaker side decides from: a snapshot of the
+// informers' caches.
+type announceInput struct {
+	node     string
+	cfg      *config.Config // nil: no valid configuration seen
+	services []*corev1.Service
+	nodes    map[string]*corev1.Node
+	// endpoints returns the nodes with a ready endpoint of a Service.
+	endpoints func(namespace, name string) map[string]bool
+	// lastGood holds the attributes of Services whose annotations were
+	// valid before; updated in place.
+	lastGood map[string]svcAttrs
+}
+
+type svcAttrs struct {
+	mode        routing.Mode
+	communities []string
+	large       []string
+}
+
+// announcement is the decision for one Service on this node.
+type announcement struct {
+	addrs []netip.Addr
+	mode  routing.Mode
+}
+
+// announceResult is the speaker's decision.
+type announceResult struct {
+	// vips for this node: BGP VIPs it announces and layer2 VIPs it is a
+	// candidate for.
+	vips []routing.VIP
+	// services this node announces (or is a layer2 candidate for), by key.
+	services map[string]announcement
+	// layer2 candidates (node names, sorted) per layer2 VIP.
+	layer2 map[netip.Addr][]string
+	// invalid Services skipped for lack of a good earlier reading.
+	invalid []string
+}
+
+// decide computes what this node carries.
+func decide(in announceInput) announceResult {
+	res := announceResult{services: map[string]announcement{}, layer2: map[netip.Addr][]string{}}
+	type acc struct {
+		services []string
+		mode     routing.Mode
+		pool     string
+		comms    []string
+		large    []string
+	}
+	byAddr := map[netip.Addr]*acc{}
+	defaultClass := in.cfg != nil && in.cfg.DefaultClass
+	svcs := slices.Clone(in.services)
+	slices.SortFunc(svcs, func(a, b *corev1.Service) int { return strings.Compare(ServiceKey(a), ServiceKey(b)) })
+	for _, svc := range svcs {
+		if !Handles(svc, defaultClass) {
+			continue
+		}
+		addrs := Ingress(svc)
+		if len(addrs) == 0 {
+			continue
+		}
+		key := ServiceKey(svc)
+		spec := ReadService(svc)
+		attrs := svcAttrs{mode: spec.Mode, communities: spec.Communities, large: spec.LargeCommunities}
+		if bad := attrErrors(spec.Errors); bad {
+			g, ok := in.lastGood[key]
+			if !ok {
+				res.invalid = append(res.invalid, key)
+				continue
+			}
+			attrs = g
+		} else {
+			in.lastGood[key] = attrs
+		}
+		pool := svc.Annotations[AnnotationAllocatedFrom]
+		mode := attrs.mode
+		if mode == "" && in.cfg != nil {
+			if p := in.cfg.Pool(pool); p != nil {
+				mode = p.Mode
+			} else if p := in.cfg.PoolOf(addrs[0]); p != nil {
+				mode = p.Mode
+			}
+		}
+		if mode == "" {
+			mode = routing.ModeBGP
+		}
+		var local map[string]bool
+		if spec.Local {
+			local = in.endpoints(svc.Namespace, svc.Name)
+		}
+		eligible := func(node string) bool {
+			return NodeEligible(in.nodes[node]) && (local == nil || local[node])
+		}
+		if mode == routing.ModeLayer2 {
+			var cands []string
+			for name := range in.nodes {
+				if eligible(name) {
+					cands = append(cands, name)
+				}
+			}
+			slices.Sort(cands)
+			for _, a := range addrs {
+				res.layer2[a] = mergeSorted(res.layer2[a], cands)
+			}
+		}
+		if !eligible(in.node) {
+			continue
+		}
+		res.services[key] = announcement{addrs: addrs, mode: mode}
+		for _, a := range addrs {
+			x := byAddr[a]
+			if x == nil {
+				x = &acc{mode: mode, pool: pool}
+				byAddr[a] = x
+			}
+			x.services = append(x.services, key)
+			x.comms = append(x.comms, attrs.communities...)
+			x.large = append(x.large, attrs.large...)
+		}
+	}
+	for a, x := range byAddr {
+		std, large, _ := ParseCommunities(strings.Join(x.comms, ","))
+		if len(x.large) > 0 {
+			_, large, _ = ParseCommunities("large:" + strings.Join(x.large, ",large:"))
+		}
+		res.vips = append(res.vips, routing.VIP{Addr: a, Attrs: routing.Attrs{
+			Service:          strings.Join(x.services, ","),
+			Mode:             x.mode,
+			Pool:             x.pool,
+			Communities:      std,
+			LargeCommunities: large,
+		}})
+	}
+	slices.SortFunc(res.vips, func(a, b routing.VIP) int { return a.Addr.Compare(b.Addr) })
+	return res
+}
+
+// attrErrors reports whether errs touch what the speaker needs (mode,
+// communities); address errors only matter to the allocator.
+func attrErrors(errs []*AnnotationError) bool {
+	for _, e := range errs {
+		if e.Key == AnnotationCommunities || slices.Contains(modeKeys, e.Key) {
+			return true
+		}
+	}
+	return false
+}
+
+func mergeSorted(a, b []string) []string {
+	out := append(slices.Clone(a), b...)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func (a announcement) String() string {
+	var s []string
+	for _, x := range a.addrs {
+		s = append(s, x.String())
+	}
+	return fmt.Sprintf("%s (%s)", strings.Join(s, ","), a.mode)
+}

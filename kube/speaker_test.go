@@ -1,0 +1,153 @@
+package kube
+
+import (
+	"fmt"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/vipspeaker/vipspeaker/config"
+	"github.com/vipspeaker/vipspeaker/routing"
+)
+
+func node(name string, ready bool, labels ...string) *corev1.Node {
+	st := corev1.ConditionFalse
+	if ready {
+		st = corev1.ConditionTrue
+	}
+	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{}},
+		Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: st}}}}
+	for _, l := range labels {
+		n.Labels[l] = ""
+	}
+	return n
+}
+
+func testConfig(t *testing.T) *config.Config {
+	t.Helper()
+	cfg, errs := config.Parse("t.toml", []byte(`
+[[pools]]
+name = "bgp"
+addresses = ["203.0.113.0/24"]
+[[pools]]
+name = "l2"
+addresses = ["198.51.100.0/24"]
+mode = "layer2"
+  [pools.layer2]
+  interfaces = ["eth0"]
+`))
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	return cfg
+}
+
+func nodesMap(ns ...*corev1.Node) map[string]*corev1.Node {
+	m := map[string]*corev1.Node{}
+	for _, n := range ns {
+		m[n.Name] = n
+	}
+	return m
+}
+
+func vipsString(vs []routing.VIP) string {
+	s := ""
+	for _, v := range vs {
+		s += fmt.Sprintf("%s %s %s %s %v %v;", v.Addr, v.Attrs.Service, v.Attrs.Mode, v.Attrs.Pool, v.Attrs.Communities, v.Attrs.LargeCommunities)
+	}
+	return s
+}
+
+func TestDecideNodes(t *testing.T) {
+	cfg := testConfig(t)
+	local := func(s *corev1.Service) { s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal }
+	svcs := []*corev1.Service{
+		lbService("web", status("203.0.113.1"), ann(AnnotationAllocatedFrom, "bgp")),
+		lbService("loc", status("203.0.113.2"), local),
+		lbService("pending"), // no address yet
+		lbService("other", status("203.0.113.9"), func(s *corev1.Service) { s.Spec.LoadBalancerClass = ptr("x") }),
+	}
+	eps := map[string]map[string]bool{"demo/loc": {"n2": true}}
+	nodes := nodesMap(node("n1", true), node("n2", true), node("n3", false), node("n4", true, LabelExcludeFromLB))
+	tests := []struct {
+		node string
+		want string
+	}{
+		{"n1", "203.0.113.1 demo/web bgp bgp [] [];"},
+		{"n2", "203.0.113.1 demo/web bgp bgp [] [];203.0.113.2 demo/loc bgp  [] [];"},
+		{"n3", ""}, // NotReady
+		{"n4", ""}, // excluded
+		{"n5", ""}, // no Node object
+	}
+	for _, tt := range tests {
+		t.Run(tt.node, func(t *testing.T) {
+			res := decide(announceInput{node: tt.node, cfg: cfg, services: svcs, nodes: nodes,
+				endpoints: func(ns, name string) map[string]bool { return eps[ns+"/"+name] },
+				lastGood:  map[string]svcAttrs{}})
+			if got := vipsString(res.vips); got != tt.want {
+				t.Errorf("VIPs\n got %s\nwant %s", got, tt.want)
+			}
+			if len(res.services) != len(res.vips) {
+				t.Errorf("services %v", res.services)
+			}
+		})
+	}
+}
+
+func TestDecideLayer2AndSharing(t *testing.T) {
+	cfg := testConfig(t)
+	svcs := []*corev1.Service{
+		lbService("l2", status("198.51.100.7")),
+		lbService("b", status("203.0.113.5"), ann(AnnotationCommunities, "65000:2,large:1:2:3")),
+		lbService("a", status("203.0.113.5"), ann(AnnotationCommunities, "65000:1,65000:2")),
+		lbService("forced", status("198.51.100.8"), ann(AnnotationMode, "bgp")),
+	}
+	nodes := nodesMap(node("n1", true), node("n2", true), node("n3", false))
+	res := decide(announceInput{node: "n1", cfg: cfg, services: svcs, nodes: nodes,
+		endpoints: func(string, string) map[string]bool { return nil }, lastGood: map[string]svcAttrs{}})
+	want := "198.51.100.7 demo/l2 layer2  [] [];198.51.100.8 demo/forced bgp  [] [];" +
+		"203.0.113.5 demo/a,demo/b bgp  [65000:1 65000:2] [1:2:3];"
+	if got := vipsString(res.vips); got != want {
+		t.Errorf("VIPs\n got %s\nwant %s", got, want)
+	}
+	if got := fmt.Sprint(res.layer2); got != "map[198.51.100.7:[n1 n2]]" {
+		t.Errorf("layer2 candidates %s", got)
+	}
+}
+
+func TestDecideInvalidKeepsLastGood(t *testing.T) {
+	cfg := testConfig(t)
+	nodes := nodesMap(node("n1", true))
+	good := map[string]svcAttrs{}
+	in := func(svcs ...*corev1.Service) announceResult {
+		return decide(announceInput{node: "n1", cfg: cfg, services: svcs, nodes: nodes,
+			endpoints: func(string, string) map[string]bool { return nil }, lastGood: good})
+	}
+	res := in(lbService("s", status("203.0.113.1"), ann(AnnotationCommunities, "65000:1")))
+	if got := vipsString(res.vips); got != "203.0.113.1 demo/s bgp  [65000:1] [];" {
+		t.Fatalf("first: %s", got)
+	}
+	res = in(lbService("s", status("203.0.113.1"), ann(AnnotationCommunities, "65000:1,bogus")))
+	if got := vipsString(res.vips); got != "203.0.113.1 demo/s bgp  [65000:1] [];" {
+		t.Errorf("after a malformed community: %s, want the last good attributes", got)
+	}
+	res = in(lbService("new", status("203.0.113.2"), ann(AnnotationMode, "anycast")))
+	if len(res.vips) != 0 || fmt.Sprint(res.invalid) != "[demo/new]" {
+		t.Errorf("invalid service never good: vips %v invalid %v", res.vips, res.invalid)
+	}
+}
+
+func TestReadyEndpointNodes(t *testing.T) {
+	f := false
+	slice := &discoveryv1.EndpointSlice{Endpoints: []discoveryv1.Endpoint{
+		{NodeName: ptr("n1")},
+		{NodeName: ptr("n2"), Conditions: discoveryv1.EndpointConditions{Ready: &f}},
+		{NodeName: ptr("n3"), Conditions: discoveryv1.EndpointConditions{Ready: ptr(true)}},
+		{},
+	}}
+	if got := fmt.Sprint(ReadyEndpointNodes([]*discoveryv1.EndpointSlice{slice})); got != "map[n1:true n3:true]" {
+		t.Errorf("got %s", got)
+	}
+}
