@@ -1,0 +1,312 @@
+// Package bpf_test runs the XDP fast path next to the userspace responder,
+// as the agent does, on one veth segment: a node namespace (interface l2)
+// and a client namespace (interface cl). It checks the seam between them:
+// XDP answers what it owns and the userspace responder never sees those
+// requests; when the fast path goes away (lease lapsed, removed) userspace
+// answers without a gap in service; both packages register their metric
+// families on one registry without a clash.
+package bpf_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/vipspeaker/vipspeaker/bpf"
+	"github.com/vipspeaker/vipspeaker/dataplane"
+	"github.com/vipspeaker/vipspeaker/internal/nstest"
+)
+
+var (
+	nodeMAC = net.HardwareAddr{0x02, 0x00, 0x5e, 0x30, 0x00, 0x01}
+	vip4    = netip.MustParseAddr("203.0.113.10")
+	vip6    = netip.MustParseAddr("2001:db8:100::10")
+)
+
+type seg struct {
+	node, client *nstest.NS
+	pinDir       string
+}
+
+func newSeg(t *testing.T) *seg {
+	t.Helper()
+	for _, tool := range []string{"ip", "arping", "ndisc6"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			nstest.Skip(t, "needs %s", tool)
+		}
+	}
+	s := &seg{node: nstest.New(t), client: nstest.New(t)}
+	dir := t.TempDir()
+	if err := unix.Mount("bpf", dir, "bpf", 0, ""); err != nil {
+		nstest.Skip(t, "mount bpffs: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+	s.pinDir = filepath.Join(dir, "vipspeaker")
+
+	nh, err := netlink.NewHandleAt(s.node.Handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nh.Close()
+	ch, err := netlink.NewHandleAt(s.client.Handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	if err := nh.LinkAdd(&netlink.Veth{
+		LinkAttrs: netlink.LinkAttrs{Name: "l2", HardwareAddr: nodeMAC}, PeerName: "cl",
+		PeerNamespace: netlink.NsFd(int(s.client.Handle)),
+	}); err != nil {
+		t.Fatalf("add veth: %v", err)
+	}
+	up := func(h *netlink.Handle, name string, addrs ...string) {
+		lk, err := h.LinkByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range addrs {
+			ad, err := netlink.ParseAddr(a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ad.Flags = unix.IFA_F_NODAD
+			if err := h.AddrAdd(lk, ad); err != nil {
+				t.Fatalf("add %s to %s: %v", a, name, err)
+			}
+		}
+		if err := h.LinkSetUp(lk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	up(nh, "l2", "198.18.0.1/24", "2001:db8:1::1/64")
+	up(ch, "cl", "198.18.0.2/24", "2001:db8:1::2/64")
+	// The VIPs live on the node's VIP interface (ifb stands in for dummy).
+	if err := nh.LinkAdd(&netlink.Ifb{LinkAttrs: netlink.LinkAttrs{Name: "kube-lb0"}}); err != nil {
+		t.Fatalf("add kube-lb0: %v", err)
+	}
+	up(nh, "kube-lb0", vip4.String()+"/32", vip6.String()+"/128")
+	cl, _ := ch.LinkByName("cl")
+	for _, p := range []string{"203.0.113.0/24", "2001:db8:100::/64"} {
+		pr := netip.MustParsePrefix(p)
+		dst := &net.IPNet{IP: pr.Addr().AsSlice(), Mask: net.CIDRMask(pr.Bits(), pr.Addr().BitLen())}
+		if err := ch.RouteAdd(&netlink.Route{LinkIndex: cl.Attrs().Index, Dst: dst, Scope: netlink.SCOPE_LINK}); err != nil {
+			t.Fatalf("client route %s: %v", p, err)
+		}
+	}
+	// A veth end receives its peer's native XDP_TX frames only with NAPI
+	// (bpf/doc.go): a native XDP_PASS program on the client's end.
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "MIT",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2), asm.Return()}})
+	if err != nil {
+		nstest.Skip(t, "XDP not available: %v", err)
+	}
+	t.Cleanup(func() { prog.Close() })
+	var l link.Link
+	if err := s.client.Do(func() error {
+		var err error
+		l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: cl.Attrs().Index, Flags: link.XDPDriverMode})
+		return err
+	}); err != nil {
+		t.Fatalf("XDP_PASS on the client: %v", err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return s
+}
+
+func (s *seg) inClient(t *testing.T, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, _ := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", s.client.Name}, args...)...).CombinedOutput()
+	return string(out)
+}
+
+func macs(out string) []string {
+	var m []string
+	for _, line := range strings.Split(out, "\n") {
+		if hw, err := net.ParseMAC(strings.TrimSpace(line)); err == nil && len(hw) == 6 {
+			m = append(m, hw.String())
+		}
+	}
+	return m
+}
+
+func (s *seg) arping(t *testing.T, n int) []string {
+	t.Helper()
+	return macs(s.inClient(t, "arping", "-i", "cl", "-c", strconv.Itoa(n), "-W", "0.1", "-r", vip4.String()))
+}
+
+func (s *seg) ndisc(t *testing.T) []string {
+	t.Helper()
+	return macs(s.inClient(t, "ndisc6", "-1", "-q", "-r", "2", "-w", "300", vip6.String(), "cl"))
+}
+
+func metric(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range f.GetMetric() {
+			got := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				got[lp.GetName()] = lp.GetValue()
+			}
+			for k, v := range labels {
+				if got[k] != v {
+					continue next
+				}
+			}
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return 0
+}
+
+func wantReplies(t *testing.T, what string, got []string, n int) {
+	t.Helper()
+	if len(got) != n {
+		t.Fatalf("%s: %d replies %v, want %d", what, len(got), got, n)
+	}
+	for _, m := range got {
+		if m != nodeMAC.String() {
+			t.Fatalf("%s: reply from %s, want %s", what, m, nodeMAC)
+		}
+	}
+}
+
+// TestXDPFirstUserspaceAfter: with both running, the client's requests are
+// answered by XDP (the fast path's counts rise, the userspace
+// path="userspace" counters stay at zero); once the fast path's lease
+// lapses and once it is removed, the userspace responder answers.
+func TestXDPFirstUserspaceAfter(t *testing.T) {
+	s := newSeg(t)
+	reg := prometheus.NewRegistry()
+	resp, err := dataplane.New(dataplane.Options{Enter: s.node.Do, Registerer: reg, GratuitousCount: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- resp.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		_ = resp.Close()
+	})
+	resp.SetInterfaces([]string{"l2"})
+
+	fp, err := bpf.Load(bpf.Options{Interfaces: []string{"l2"}, PinDir: s.pinDir, Enter: s.node.Do, Registerer: reg})
+	if errors.Is(err, bpf.ErrNotSupported) {
+		nstest.Skip(t, "XDP fast path not supported: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("load fast path: %v", err)
+	}
+	removed := false
+	t.Cleanup(func() {
+		if !removed {
+			_ = fp.Remove()
+		}
+	})
+	fctx, fcancel := context.WithCancel(context.Background())
+	fdone := make(chan error, 1)
+	go func() { fdone <- fp.Run(fctx) }()
+	var once sync.Once
+	stopRun := func() { once.Do(func() { fcancel(); <-fdone }) }
+	t.Cleanup(stopRun)
+
+	owned := map[netip.Addr][]string{vip4: {"l2"}, vip6: {"l2"}}
+	// The fast path first, so nothing is announced before XDP answers.
+	if err := fp.SetOwned(owned); err != nil {
+		t.Fatal(err)
+	}
+	resp.SetOwned(owned)
+	deadline := time.Now().Add(5 * time.Second)
+	for len(resp.Owned("l2")) != 2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(resp.Owned("l2")) != 2 {
+		t.Fatalf("userspace responder not answering on l2")
+	}
+	if err := fp.SetCounted([]netip.Addr{vip4, vip6}); err != nil {
+		t.Fatal(err)
+	}
+
+	wantReplies(t, "arping with XDP", s.arping(t, 3), 3)
+	wantReplies(t, "ndisc6 with XDP", s.ndisc(t), 1)
+	arp, ndp, _, err := fp.SentCounts("l2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if arp != 3 || ndp != 1 {
+		t.Fatalf("xdp sent %d ARP replies and %d advertisements, want 3 and 1", arp, ndp)
+	}
+	for _, name := range []string{"vipspeaker_arp_replies_sent_total", "vipspeaker_ndp_advertisements_sent_total"} {
+		if v := metric(t, reg, name, map[string]string{"interface": "l2", "path": "userspace"}); v != 0 {
+			t.Fatalf("%s{path=userspace} = %v while XDP answers, want 0", name, v)
+		}
+	}
+	// Both packages' families on one registry.
+	if v := metric(t, reg, "vipspeaker_xdp_attached", map[string]string{"interface": "l2"}); v != 1 {
+		t.Fatalf("vipspeaker_xdp_attached{interface=l2} = %v", v)
+	}
+
+	// The agent stops renewing (it hangs, say): once the lease lapses
+	// userspace answers.
+	stopRun()
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		d, err := fp.LeaseRemaining()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lease did not lapse: %v left", d)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	wantReplies(t, "arping after the lease lapsed", s.arping(t, 2), 2)
+	if v := metric(t, reg, "vipspeaker_arp_replies_sent_total", map[string]string{"interface": "l2", "path": "userspace"}); v != 2 {
+		t.Fatalf("userspace ARP replies = %v after the lease lapsed, want 2", v)
+	}
+	if a, _, _, _ := fp.SentCounts("l2"); a != 3 {
+		t.Fatalf("xdp ARP replies moved to %d after the lease lapsed", a)
+	}
+
+	// Removed for good: userspace keeps answering, IPv6 too.
+	if err := fp.Remove(); err != nil {
+		t.Fatalf("remove: %v", err)
+	}
+	removed = true
+	wantReplies(t, "ndisc6 after Remove", s.ndisc(t), 1)
+	if v := metric(t, reg, "vipspeaker_ndp_advertisements_sent_total", map[string]string{"interface": "l2", "path": "userspace"}); v < 1 {
+		t.Fatalf("userspace advertisements = %v after Remove, want ≥ 1", v)
+	}
+}
