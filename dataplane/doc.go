@@ -13,6 +13,18 @@
 // never answers for an address it was not told it owns, nor on an interface
 // not named for that address.
 //
+// After giving a VIP up, the responder corrects for a while (StaleWindow)
+// the senders that still use this node's MAC for it: iptables queues their
+// packets (raw PREROUTING, NFQUEUE --queue-bypass, so traffic flows when the
+// agent is gone), each sender gets a unicast ARP reply / neighbour
+// advertisement with the new owner's MAC, learned from its announcements or
+// by probing, and the packet passes.
+//
+// Restarts: Run's end closes the sockets but leaves the sysctls; Detach
+// keeps them set for the next agent (whose Close restores the originals,
+// found in Options.StateFile); Close restores them, which is right only once
+// the layer2 VIPs are gone from the node.
+//
 // What it needs from the kernel: AF_PACKET sockets with SO_ATTACH_FILTER and
 // PACKET_ADD_MEMBERSHIP (CAP_NET_RAW), and a writable
 // /proc/sys/net/ipv4/conf/IFACE/ (CAP_NET_ADMIN) in the network namespace of
@@ -20,7 +32,9 @@
 // address that lives on another one (the VIP interface, kube-lb0); the
 // responder therefore sets arp_ignore=1 and arp_announce=2 on every layer2
 // interface, as kube-proxy's strict ARP mode does, logs it, and puts the old
-// values back on Close where it changed them. The kernel does not answer
+// values back on Close where it changed them. Stale-neighbour correction
+// needs the xtables NFQUEUE target and the iptables/ip6tables commands; the
+// responder works without them (logged). The kernel does not answer
 // neighbour solicitations for an address on another interface, so IPv6 needs
 // no sysctl.
 package dataplane
