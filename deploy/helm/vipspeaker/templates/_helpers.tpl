@@ -1,0 +1,80 @@
+{{/* Labels shared by every object; selector labels must stay stable. */}}
+{{- define "vipspeaker.selectorLabels" -}}
+app.kubernetes.io/name: vipspeaker
+{{- end }}
+
+{{- define "vipspeaker.labels" -}}
+{{ include "vipspeaker.selectorLabels" . }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end }}
+
+{{- define "vipspeaker.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end }}
+
+{{/* vipspeaker.toml from the values; JSON arrays of strings are TOML arrays. */}}
+{{- define "vipspeaker.toml" -}}
+{{- if .Values.vipspeakerToml -}}
+{{ .Values.vipspeakerToml }}
+{{- else -}}
+default-class = {{ .Values.defaultClass }}
+
+[interface]
+name = {{ .Values.interface.name | quote }}
+kind = {{ .Values.interface.kind | quote }}
+{{- range .Values.pools }}
+
+[[pools]]
+name = {{ required "every pool needs a name" .name | quote }}
+addresses = {{ required "every pool needs addresses" .addresses | toJson }}
+{{- with .mode }}
+mode = {{ . | quote }}
+{{- end }}
+{{- if hasKey . "autoAssign" }}
+auto-assign = {{ .autoAssign }}
+{{- end }}
+{{- if hasKey . "avoidBuggyIPs" }}
+avoid-buggy-ips = {{ .avoidBuggyIPs }}
+{{- end }}
+{{- with .namespaces }}
+namespaces = {{ . | toJson }}
+{{- end }}
+{{- with .layer2 }}
+  [pools.layer2]
+  interfaces = {{ .interfaces | default list | toJson }}
+{{- end }}
+{{- end }}
+
+{{- with .Values.layer2 }}
+
+[layer2]
+{{- if hasKey . "gratuitousCount" }}
+gratuitous-count = {{ .gratuitousCount }}
+{{- end }}
+{{- with .gratuitousInterval }}
+gratuitous-interval = {{ . | quote }}
+{{- end }}
+{{- with .fastPath }}
+fast-path = {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- with .Values.membership }}
+
+[membership]
+{{- with .join }}
+join = {{ . | toJson }}
+{{- end }}
+{{- if .secretName }}
+secret-file = "/etc/vipspeaker-secret/secret"
+{{- end }}
+{{- end }}
+{{- range .Values.peerNodes }}
+
+[[peer-nodes]]
+neighbors = {{ .neighbors | toJson }}
+node-selector = {{ .nodeSelector | quote }}
+{{- end }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,417 @@
+package ops_test
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/pelletier/go-toml/v2"
+	"sigs.k8s.io/yaml"
+
+	"github.com/vipspeaker/vipspeaker/test/lab"
+)
+
+// Pinned tool versions. helm and kustomize are built from the Go module
+// proxy with `go install` into a cache folder (once per machine; a fresh
+// machine needs a few minutes for helm).
+const (
+	helmModule      = "helm.sh/helm/v3/cmd/helm"
+	helmVersion     = "v3.22.0"
+	kustomizeModule = "sigs.k8s.io/kustomize/kustomize/v5"
+	kustomizeVer    = "v5.8.1"
+)
+
+var toolMu sync.Mutex
+
+// goTool installs module@version's binary (named bin) into the cache
+// folder ($VIPSPEAKER_CACHE, else $XDG_CACHE_HOME/vipspeaker, else
+// ~/.cache/vipspeaker, as test/apiserver/build.sh) unless it is there, and
+// returns its path.
+func goTool(t *testing.T, module, version, bin string) string {
+	t.Helper()
+	toolMu.Lock()
+	defer toolMu.Unlock()
+	cache := os.Getenv("VIPSPEAKER_CACHE")
+	if cache == "" {
+		base := os.Getenv("XDG_CACHE_HOME")
+		if base == "" {
+			home, err := os.UserHomeDir()
+			if err != nil {
+				t.Fatal(err)
+			}
+			base = filepath.Join(home, ".cache")
+		}
+		cache = filepath.Join(base, "vipspeaker")
+	}
+	path := filepath.Join(cache, bin+"-"+version)
+	if fi, err := os.Stat(path); err == nil && fi.Mode()&0o111 != 0 {
+		return path
+	}
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	gobin, err := os.MkdirTemp(cache, ".install-"+bin+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(gobin)
+	goCmd := "go"
+	if _, err := exec.LookPath("go"); err != nil {
+		goCmd = "/usr/local/go/bin/go"
+	}
+	cmd := exec.Command(goCmd, "install", module+"@"+version)
+	// The module's GOFLAGS (-mod=mod) do not apply to module@version.
+	cmd.Env = append(os.Environ(), "GOBIN="+gobin, "GOFLAGS=", "GOTOOLCHAIN=local")
+	t.Logf("building %s@%s into %s (once per machine)", module, version, path)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go install %s@%s: %v\n%s", module, version, err, out)
+	}
+	if err := os.Rename(filepath.Join(gobin, bin), path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func helmBin(t *testing.T) string { return goTool(t, helmModule, helmVersion, "helm") }
+
+func kustomizeBin(t *testing.T) string { return goTool(t, kustomizeModule, kustomizeVer, "kustomize") }
+
+func chartDir(t *testing.T) string {
+	return filepath.Join(moduleRoot(t), "deploy", "helm", "vipspeaker")
+}
+
+func requireChart(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(chartDir(t), "Chart.yaml")); err != nil {
+		t.Fatalf("the chart is missing: %v", err)
+	}
+	if testing.Short() {
+		t.Skip("-short: helm is built from source on first use")
+	}
+}
+
+func run(t *testing.T, argv ...string) string {
+	t.Helper()
+	var out, errb bytes.Buffer
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s: %v\n%s%s", strings.Join(argv, " "), err, out.String(), errb.String())
+	}
+	return out.String()
+}
+
+// object is one rendered Kubernetes object.
+type object map[string]any
+
+func (o object) key() string {
+	md, _ := o["metadata"].(map[string]any)
+	return fmt.Sprintf("%v/%v/%v", o["kind"], md["namespace"], md["name"])
+}
+
+// parseObjects splits a multi-document YAML stream into objects.
+func parseObjects(t *testing.T, stream string) map[string]object {
+	t.Helper()
+	out := map[string]object{}
+	for _, doc := range strings.Split("\n"+stream, "\n---") {
+		if strings.TrimSpace(stripComments(doc)) == "" {
+			continue
+		}
+		var o object
+		if err := yaml.Unmarshal([]byte(doc), &o); err != nil {
+			t.Fatalf("rendered YAML does not parse: %v\n%s", err, doc)
+		}
+		if o == nil {
+			continue
+		}
+		if _, dup := out[o.key()]; dup {
+			t.Errorf("%s rendered twice", o.key())
+		}
+		out[o.key()] = o
+	}
+	return out
+}
+
+func stripComments(doc string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(doc, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(l), "#") {
+			b.WriteString(l + "\n")
+		}
+	}
+	return b.String()
+}
+
+// chartOnlyLabels are what Helm adds by convention and kustomize does not.
+var chartOnlyLabels = []string{"helm.sh/chart", "app.kubernetes.io/managed-by", "app.kubernetes.io/version"}
+
+// normalize drops the chart-only labels wherever labels live.
+func normalize(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, val := range x {
+			if k == "labels" {
+				if m, ok := val.(map[string]any); ok {
+					for _, l := range chartOnlyLabels {
+						delete(m, l)
+					}
+					if len(m) == 0 {
+						delete(x, k)
+						continue
+					}
+				}
+			}
+			x[k] = normalize(val)
+		}
+		return x
+	case []any:
+		for i := range x {
+			x[i] = normalize(x[i])
+		}
+		return x
+	}
+	return v
+}
+
+// parsedConfig replaces a ConfigMap's TOML files (vipspeaker.toml,
+// gobgp.conf) by their parsed content, so layout and comments do not count
+// and every key and value does.
+func parsedConfig(t *testing.T, o object) map[string]any {
+	t.Helper()
+	m := map[string]any(o)
+	data, ok := m["data"].(map[string]any)
+	if m["kind"] != "ConfigMap" || !ok {
+		return m
+	}
+	for k, v := range data {
+		text, ok := v.(string)
+		if !ok || !(strings.HasSuffix(k, ".toml") || strings.HasSuffix(k, ".conf")) {
+			continue
+		}
+		var parsed map[string]any
+		if err := toml.Unmarshal([]byte(text), &parsed); err != nil {
+			t.Errorf("%s data %s is not TOML: %v\n%s", o.key(), k, err, text)
+			continue
+		}
+		data[k] = parsed
+	}
+	return m
+}
+
+func helmTemplate(t *testing.T, args ...string) string {
+	t.Helper()
+	return run(t, append([]string{helmBin(t), "template", "vipspeaker", chartDir(t), "--namespace", "vipspeaker-system"}, args...)...)
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestHelmLint: `helm lint --strict` passes with the default values and
+// with every optional part switched on.
+func TestHelmLint(t *testing.T) {
+	requireChart(t)
+	out := run(t, helmBin(t), "lint", "--strict", chartDir(t))
+	t.Log(out)
+	out = run(t, helmBin(t), "lint", "--strict", chartDir(t), "--set", "serviceMonitor.enabled=true")
+	t.Log(out)
+}
+
+// TestHelmTemplateEqualsKustomize: with default values the chart renders
+// the same objects as `kustomize build deploy/kustomize`, label for label,
+// apart from the labels Helm adds by convention.
+func TestHelmTemplateEqualsKustomize(t *testing.T) {
+	requireChart(t)
+	kdir := filepath.Join(moduleRoot(t), "deploy", "kustomize")
+	if _, err := os.Stat(filepath.Join(kdir, "kustomization.yaml")); err != nil {
+		// deploy/kustomize is written with the Kubernetes work.
+		t.Skipf("no kustomize base to compare with yet: %v", err)
+	}
+	want := parseObjects(t, run(t, kustomizeBin(t), "build", kdir))
+	got := parseObjects(t, helmTemplate(t))
+	if diff := cmp.Diff(keys(want), keys(got)); diff != "" {
+		t.Errorf("objects (-kustomize +helm):\n%s", diff)
+	}
+	for k, w := range want {
+		g, ok := got[k]
+		if !ok {
+			continue
+		}
+		if diff := cmp.Diff(normalize(parsedConfig(t, w)), normalize(parsedConfig(t, g))); diff != "" {
+			t.Errorf("%s (-kustomize +helm):\n%s", k, diff)
+		}
+	}
+}
+
+func renderedConfigMap(t *testing.T, stream string) object {
+	t.Helper()
+	cm, ok := parseObjects(t, stream)["ConfigMap/vipspeaker-system/vipspeaker-config"]
+	if !ok {
+		t.Fatalf("no ConfigMap vipspeaker-config rendered:\n%s", stream)
+	}
+	return cm
+}
+
+// TestHelmConfigMapPassesCheck: the ConfigMap the chart renders from its
+// values (pools, layer2, peer-nodes, membership, gobgp.conf) is one the
+// agent accepts — `vipspeaker check` on the rendered manifest, the same
+// validation the running agent applies — and a bad value is refused.
+func TestHelmConfigMapPassesCheck(t *testing.T) {
+	requireChart(t)
+	bin, err := lab.BuildBinary("./cmd/vipspeaker")
+	if err != nil {
+		t.Fatalf("build vipspeaker: %v", err)
+	}
+	values := filepath.Join(moduleRoot(t), "test", "e2e", "ops", "testdata", "helm-values-full.yaml")
+	check := func(args ...string) (string, error) {
+		out := helmTemplate(t, append([]string{"--show-only", "templates/configmap.yaml"}, args...)...)
+		path := filepath.Join(t.TempDir(), "configmap.yaml")
+		if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		res, err := exec.Command(bin, "check", path).CombinedOutput()
+		return string(res) + "\n" + out, err
+	}
+	for _, args := range [][]string{nil, {"-f", values}} {
+		if out, err := check(args...); err != nil {
+			t.Errorf("helm template %v: vipspeaker check refuses the ConfigMap: %v\n%s", args, err, out)
+		}
+	}
+	// The values reach the file: a pool from the values is in it.
+	cm := renderedConfigMap(t, helmTemplate(t, "-f", values))
+	data, _ := cm["data"].(map[string]any)
+	toml, _ := data["vipspeaker.toml"].(string)
+	for _, want := range []string{`name = "lan"`, `interfaces = ["eth0"]`, `gratuitous-count = 5`, `node-selector = "topology.kubernetes.io/zone=rack1"`} {
+		if !strings.Contains(toml, want) {
+			t.Errorf("vipspeaker.toml from the values lacks %s:\n%s", want, toml)
+		}
+	}
+	if g, _ := data["gobgp.conf"].(string); !strings.Contains(g, "peer-as = 65000") {
+		t.Errorf("gobgp.conf from the values: %q", g)
+	}
+	// A broken pool is caught by the same check.
+	out, err := check("-f", values, "--set", "pools[0].addresses[0]=203.0.113.0/33")
+	if err == nil || !strings.Contains(out, "203.0.113.0/33") {
+		t.Errorf("a pool with 203.0.113.0/33 passed vipspeaker check: %v\n%s", err, out)
+	}
+}
+
+func nested(o any, path ...string) any {
+	if obj, ok := o.(object); ok {
+		o = map[string]any(obj)
+	}
+	for _, p := range path {
+		m, ok := o.(map[string]any)
+		if !ok {
+			return nil
+		}
+		o = m[p]
+	}
+	return o
+}
+
+// matches reports whether every key=value of sel is in labels.
+func matches(sel, labels any) bool {
+	s, _ := sel.(map[string]any)
+	l, _ := labels.(map[string]any)
+	if len(s) == 0 {
+		return false
+	}
+	for k, v := range s {
+		if l[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// TestHelmServiceMonitorSelectsPods: with serviceMonitor.enabled the
+// ServiceMonitor selects the metrics Service in the release namespace, the
+// Service selects the DaemonSet's pods, and the named port the
+// ServiceMonitor scrapes leads to the container port /metrics is served
+// on (--metrics-addr).
+func TestHelmServiceMonitorSelectsPods(t *testing.T) {
+	requireChart(t)
+	objs := parseObjects(t, helmTemplate(t, "--set", "serviceMonitor.enabled=true", "--set", "metrics.port=9555"))
+	sm, ok := objs["ServiceMonitor/vipspeaker-system/vipspeaker"]
+	if !ok {
+		t.Fatalf("no ServiceMonitor rendered; objects: %v", keys(objs))
+	}
+	ds, ok := objs["DaemonSet/vipspeaker-system/vipspeaker"]
+	if !ok {
+		t.Fatalf("no DaemonSet rendered; objects: %v", keys(objs))
+	}
+	var svc object
+	for k, o := range objs {
+		if strings.HasPrefix(k, "Service/vipspeaker-system/") && matches(nested(sm, "spec", "selector", "matchLabels"), nested(o, "metadata", "labels")) {
+			if svc != nil {
+				t.Errorf("the ServiceMonitor selects more than one Service")
+			}
+			svc = o
+		}
+	}
+	if svc == nil {
+		t.Fatalf("the ServiceMonitor's selector %v matches no Service", nested(sm, "spec", "selector"))
+	}
+	if ns, _ := nested(sm, "spec", "namespaceSelector", "matchNames").([]any); len(ns) != 1 || ns[0] != "vipspeaker-system" {
+		t.Errorf("ServiceMonitor namespaceSelector %v, want the release namespace", ns)
+	}
+	podLabels := nested(ds, "spec", "template", "metadata", "labels")
+	if !matches(nested(svc, "spec", "selector"), podLabels) {
+		t.Errorf("the metrics Service's selector %v does not match the pods' labels %v", nested(svc, "spec", "selector"), podLabels)
+	}
+	if !matches(nested(ds, "spec", "selector", "matchLabels"), podLabels) {
+		t.Errorf("the DaemonSet's selector does not match its own pods")
+	}
+	eps, _ := nested(sm, "spec", "endpoints").([]any)
+	if len(eps) != 1 {
+		t.Fatalf("ServiceMonitor endpoints: %v", eps)
+	}
+	portName := nested(eps[0], "port")
+	var target any
+	ports, _ := nested(svc, "spec", "ports").([]any)
+	for _, p := range ports {
+		if nested(p, "name") == portName {
+			target = nested(p, "targetPort")
+		}
+	}
+	if target == nil {
+		t.Fatalf("the Service has no port named %v: %v", portName, ports)
+	}
+	containers, _ := nested(ds, "spec", "template", "spec", "containers").([]any)
+	found := false
+	for _, c := range containers {
+		cports, _ := nested(c, "ports").([]any)
+		for _, p := range cports {
+			if nested(p, "name") == target || nested(p, "containerPort") == target {
+				found = true
+				if port := nested(p, "containerPort"); fmt.Sprint(port) != "9555" {
+					t.Errorf("container port %v, want 9555 from metrics.port", port)
+				}
+			}
+		}
+		args, _ := nested(c, "args").([]any)
+		if !slices.Contains(args, any("--metrics-addr=:9555")) {
+			t.Errorf("container args %v lack --metrics-addr=:9555", args)
+		}
+	}
+	if !found {
+		t.Errorf("no container port named %v", target)
+	}
+	if p := nested(eps[0], "path"); p != "/metrics" {
+		t.Errorf("ServiceMonitor path %v", p)
+	}
+}
