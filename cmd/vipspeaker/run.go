@@ -33,6 +33,7 @@ type runFlags struct {
 	nodeName         string
 	runDir           string
 	metricsAddr      string
+	metricsTextfile  string
 	logLevel         string
 	logFormat        string
 	removeVIPsOnExit bool
@@ -47,6 +48,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	fs.StringVar(&f.nodeName, "node-name", "", "this node's name (default: $NODE_NAME, then the hostname)")
 	fs.StringVar(&f.runDir, "run-dir", "/run/vipspeaker", "directory for the agent's sockets (vipspeaker.sock, gobgp.sock)")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", ":9472", "where /metrics, /healthz and /readyz are served (empty: off)")
+	fs.StringVar(&f.metricsTextfile, "metrics-textfile", "", "also write the metrics to this file in node_exporter's textfile-collector format (atomically, every 15s and at exit)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
 	fs.BoolVar(&f.removeVIPsOnExit, "remove-vips-on-exit", false, "remove every VIP and the VIP interface on exit (default: leave them, so a restart is hitless)")
@@ -122,6 +124,8 @@ type agent struct {
 	// bgpConf is the gobgp.conf last given to the speaker (nil: none yet).
 	bgpMu   sync.Mutex
 	bgpConf []byte
+	// cfgState remembers why the last configuration was refused (status).
+	cfgState configState
 }
 
 func run(ctx context.Context, f *runFlags, log *slog.Logger) error {
@@ -205,6 +209,10 @@ func run(ctx context.Context, f *runFlags, log *slog.Logger) error {
 	if f.metricsAddr != "" {
 		g.Go(func() error { return a.serveHTTP(gctx) })
 	}
+	if f.metricsTextfile != "" {
+		g.Go(func() error { return a.writeTextfile(gctx, f.metricsTextfile, 15*time.Second) })
+	}
+	g.Go(func() error { return a.serveStatus(gctx, &a.cfgState) })
 	err = g.Wait()
 	if ctx.Err() != nil {
 		log.Info("vipspeaker stopping", "remove_vips", f.removeVIPsOnExit)
@@ -249,11 +257,13 @@ func (a *agent) watchConfig(ctx context.Context, current *config.Config) error {
 				a.log.Error("configuration refused; the last good one stays in force", "error", e)
 			}
 			a.metrics.reloaded(false)
+			a.cfgState.refused(errs...)
 			continue
 		}
 		if err := a.applyBGP(ctx, false); err != nil {
 			a.log.Error("gobgp.conf refused; the last good one stays in force", "error", err)
 			a.metrics.reloaded(false)
+			a.cfgState.refused(err)
 			continue
 		}
 		a.metrics.reloaded(true)
