@@ -309,14 +309,14 @@ func TestStatusShowsVIPsPeersAndConfig(t *testing.T) {
 
 func TestStatusWithoutBGP(t *testing.T) {
 	ta := stNewAgent(t, false)
-	out := stEventually(t, ta.f.runDir, func(out string) error {
+	stEventually(t, ta.f.runDir, func(out string) error {
 		if !strings.Contains(out, "not ready: waiting for vips") {
 			return errors.New("readiness not shown")
 		}
 		return nil
 	})
 	ta.set(t, stVIP("203.0.113.20", "demo/web", ""))
-	out = stEventually(t, ta.f.runDir, func(out string) error {
+	out := stEventually(t, ta.f.runDir, func(out string) error {
 		if stRow(out, "203.0.113.20") == nil {
 			return errors.New("VIP not listed")
 		}
