@@ -205,6 +205,10 @@ func TestStatusInLab(t *testing.T) {
 		})
 	})
 
+	// node_exporter's textfile collector takes the file without a scrape
+	// error and exports the agent's series.
+	nodeExporterScrape(t, node, filepath.Dir(textfile))
+
 	// A broken vipspeaker.toml is refused: status says so and why, and
 	// the VIP stays announced.
 	writeAtomic(t, filepath.Join(cfgDir, "vipspeaker.toml"), opsTOML+"[[pools]]\nname = \"p\"\naddresses = [\"203.0.113.0/33\"]\n")
@@ -288,4 +292,43 @@ func textfileHas(path string, want map[string]float64) error {
 		}
 	}
 	return nil
+}
+
+// nodeExporterBin is Debian's prometheus-node-exporter.
+const nodeExporterBin = "/usr/bin/prometheus-node-exporter"
+
+// nodeExporterScrape runs node_exporter with only the textfile collector on
+// dir inside h's namespace and checks what it serves.
+func nodeExporterScrape(t *testing.T, h *lab.Host, dir string) {
+	t.Helper()
+	if _, err := os.Stat(nodeExporterBin); err != nil {
+		nstest.Skip(t, "node_exporter: %v (apt-get install prometheus-node-exporter)", err)
+	}
+	if _, err := h.Start("node-exporter", []string{nodeExporterBin, "--collector.disable-defaults", "--collector.textfile",
+		"--collector.textfile.directory=" + dir, "--web.listen-address=127.0.0.1:9100"}); err != nil {
+		t.Fatal(err)
+	}
+	var body string
+	lab.Eventually(t, 15*time.Second, 200*time.Millisecond, func() error {
+		out, err := h.Run(context.Background(), "curl", "-sf", "http://127.0.0.1:9100/metrics")
+		if err != nil {
+			return fmt.Errorf("scrape node_exporter: %v", err)
+		}
+		body = out
+		return nil
+	})
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := p.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("node_exporter's output does not parse: %v", err)
+	}
+	if mf := mfs["node_textfile_scrape_error"]; mf == nil || len(mf.GetMetric()) != 1 || mf.GetMetric()[0].GetGauge().GetValue() != 0 {
+		t.Errorf("node_textfile_scrape_error = %v, want 0", mf)
+	}
+	for _, name := range []string{"vipspeaker_vips", "vipspeaker_bgp_session_up", "vipspeaker_config_last_reload_successful",
+		"vipspeaker_reconcile_duration_seconds"} {
+		if mfs[name] == nil {
+			t.Errorf("node_exporter does not export %s from the textfile", name)
+		}
+	}
 }
