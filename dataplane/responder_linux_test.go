@@ -480,3 +480,29 @@ func TestConflictDetected(t *testing.T) {
 		t.Errorf("answered a gratuitous ARP claiming our VIP (%v replies)", got)
 	}
 }
+
+// Giving up many VIPs at once queues them all for the window and removes
+// every rule afterwards (the rules go in batches, so this stays quick).
+func TestStaleRulesForManyVIPs(t *testing.T) {
+	needTools(t, "iptables-restore", "ip6tables-restore")
+	l := newL2Lab(t, 1)
+	r := l.start(0, nil, Options{StaleWindow: 2 * time.Second})
+	many := map[netip.Addr][]string{}
+	a, b := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("2001:db8:100::2:1")
+	for range 150 {
+		many[a], many[b] = []string{"eth0"}, []string{"eth0"}
+		a, b = a.Next(), b.Next()
+	}
+	r.SetOwned(many)
+	r.SetOwned(nil)
+	n := l.nodes[0].Name
+	count := func(bin string) int {
+		return strings.Count(run(t, "ip", "netns", "exec", n, bin, "-t", "raw", "-S", "PREROUTING"), "NFQUEUE")
+	}
+	start := time.Now()
+	waitFor(t, 10*time.Second, "300 queue rules", func() bool { return count("iptables")+count("ip6tables") == 300 })
+	t.Logf("300 rules in place after %v", time.Since(start))
+	waitFor(t, 10*time.Second, "all queue rules removed after the window", func() bool {
+		return count("iptables")+count("ip6tables") == 0
+	})
+}

@@ -78,6 +78,22 @@ type corrector struct {
 
 	mu      sync.Mutex
 	entries map[staleKey]*staleEntry
+	ll      map[int]netip.Addr // link-local address per ifindex (cache)
+
+	// Rule changes go through one worker that applies whatever is pending
+	// in one iptables-restore per family: giving up a thousand VIPs costs
+	// a few commands, not two thousand.
+	rmu     sync.Mutex
+	pending []ruleOp
+	kick    chan struct{}
+	quit    chan struct{}
+	stopped chan struct{}
+}
+
+type ruleOp struct {
+	add  bool
+	key  staleKey
+	done chan error
 }
 
 // startCorrector opens the queue in the responder's namespace and starts
@@ -86,7 +102,8 @@ func (r *Responder) startCorrector(ctx context.Context) *corrector {
 	if r.staleWindow <= 0 {
 		return nil
 	}
-	c := &corrector{r: r, window: r.staleWindow, queue: r.queueNum, entries: map[staleKey]*staleEntry{}}
+	c := &corrector{r: r, window: r.staleWindow, queue: r.queueNum, entries: map[staleKey]*staleEntry{},
+		ll: map[int]netip.Addr{}, kick: make(chan struct{}, 1), quit: make(chan struct{}), stopped: make(chan struct{})}
 	if err := r.enter(func() error {
 		// The netlink socket is created here, in the namespace.
 		nf, err := nfqueue.Open(&nfqueue.Config{
@@ -140,11 +157,15 @@ func (r *Responder) startCorrector(ctx context.Context) *corrector {
 		r.log.Warn("stale-neighbour correction off: cannot bind NFQUEUE", "queue", c.queue, "err", err)
 		return nil
 	}
+	go c.ruleWorker()
 	return c
 }
 
-// close stops the queue reader (after Run's context ended).
+// close stops the rule worker and the queue reader (after Run's context
+// ended and every window is over).
 func (c *corrector) close() {
+	close(c.quit)
+	<-c.stopped
 	if err := c.nf.Close(); err != nil {
 		c.r.log.Debug("close NFQUEUE", "err", err)
 	}
@@ -252,14 +273,13 @@ func (c *corrector) runWindow(ctx context.Context, e *staleEntry) {
 		c.mu.Unlock()
 	}()
 	log := c.r.log.With("vip", e.key.vip, "iface", e.key.iface)
-	spec := c.ruleSpec(e.key)
-	if err := c.iptables(e.key.vip, append([]string{"-I"}, spec...)); err != nil {
+	if err := c.rule(true, e.key); err != nil {
 		log.Warn("cannot queue traffic for stale-neighbour correction", "err", err)
 		return
 	}
 	log.Debug("correcting stale neighbours", "window", c.window)
 	defer func() {
-		if err := c.iptables(e.key.vip, append([]string{"-D"}, spec...)); err != nil {
+		if err := c.rule(false, e.key); err != nil {
 			log.Warn("remove stale-neighbour correction rule", "err", err)
 		}
 	}()
@@ -270,23 +290,38 @@ func (c *corrector) runWindow(ctx context.Context, e *staleEntry) {
 	if e.key.vip.Is6() {
 		src = c.linkLocal(e.port)
 	}
-	t := time.NewTicker(staleProbeEvery)
-	defer t.Stop()
+	// Probe with back-off: a VIP that nobody took over (its Service is
+	// gone) costs a handful of probes, not four a second.
+	wait := staleProbeEvery
 	for {
 		if e.mac() == nil {
 			c.probe(e, src)
 		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
 		case <-t.C:
 		}
+		wait = min(2*wait, 8*time.Second)
 	}
 }
 
 // linkLocal returns an IPv6 link-local address of p's interface, or ::.
 func (c *corrector) linkLocal(p *port) netip.Addr {
-	ll := netip.IPv6Unspecified()
+	c.mu.Lock()
+	ll, ok := c.ll[p.index]
+	c.mu.Unlock()
+	if ok {
+		return ll
+	}
+	defer func() {
+		c.mu.Lock()
+		c.ll[p.index] = ll
+		c.mu.Unlock()
+	}()
+	ll = netip.IPv6Unspecified()
 	_ = c.r.enter(func() error {
 		ifi, err := net.InterfaceByIndex(p.index)
 		if err != nil {
@@ -414,22 +449,106 @@ func (c *corrector) learn(p *port, frame []byte, isARP bool) {
 	}
 }
 
-func (c *corrector) ruleSpec(k staleKey) []string {
-	return []string{"PREROUTING", "-t", "raw", "-i", k.iface, "-d", netip.PrefixFrom(k.vip, k.vip.BitLen()).String(),
-		"-m", "comment", "--comment", iptablesComment,
+// rule adds or deletes the queue rule of k and waits until it is done.
+func (c *corrector) rule(add bool, k staleKey) error {
+	op := ruleOp{add: add, key: k, done: make(chan error, 1)}
+	c.rmu.Lock()
+	c.pending = append(c.pending, op)
+	c.rmu.Unlock()
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+	return <-op.done
+}
+
+func (c *corrector) ruleWorker() {
+	defer close(c.stopped)
+	for {
+		select {
+		case <-c.kick:
+		case <-c.quit:
+			c.applyPending() // nothing should be left; answer whoever is
+			return
+		}
+		c.applyPending()
+	}
+}
+
+func (c *corrector) applyPending() {
+	c.rmu.Lock()
+	ops := c.pending
+	c.pending = nil
+	c.rmu.Unlock()
+	var v4, v6 []ruleOp
+	for _, op := range ops {
+		if op.key.vip.Is4() {
+			v4 = append(v4, op)
+		} else {
+			v6 = append(v6, op)
+		}
+	}
+	c.applyBatch("iptables", v4)
+	c.applyBatch("ip6tables", v6)
+}
+
+// applyBatch applies ops in one iptables-restore --noflush; when the batch
+// fails (it is all or nothing: one rule someone already removed fails it)
+// the ops are applied one by one.
+func (c *corrector) applyBatch(bin string, ops []ruleOp) {
+	if len(ops) == 0 {
+		return
+	}
+	var b strings.Builder
+	b.WriteString("*raw\n")
+	for _, op := range ops {
+		verb := "-D"
+		if op.add {
+			verb = "-I"
+		}
+		fmt.Fprintf(&b, "%s %s\n", verb, strings.Join(c.ruleArgs(op.key, true), " "))
+	}
+	b.WriteString("COMMIT\n")
+	if err := c.exec(bin+"-restore", []string{"-w", "5", "--noflush"}, b.String()); err == nil {
+		for _, op := range ops {
+			op.done <- nil
+		}
+		return
+	}
+	for _, op := range ops {
+		verb := "-D"
+		if op.add {
+			verb = "-I"
+		}
+		err := c.exec(bin, append([]string{"-w", "5", "-t", "raw", verb}, c.ruleArgs(op.key, false)...), "")
+		if err != nil && !op.add && strings.Contains(err.Error(), "exist") {
+			err = nil // already gone
+		}
+		op.done <- err
+	}
+}
+
+// ruleArgs is the rule after the verb; quoted for iptables-restore input.
+func (c *corrector) ruleArgs(k staleKey, quoted bool) []string {
+	comment := iptablesComment
+	if quoted {
+		comment = strconv.Quote(comment)
+	}
+	return []string{"PREROUTING", "-i", k.iface, "-d", netip.PrefixFrom(k.vip, k.vip.BitLen()).String(),
+		"-m", "comment", "--comment", comment,
 		"-j", "NFQUEUE", "--queue-num", strconv.Itoa(int(c.queue)), "--queue-bypass"}
 }
 
-// iptables runs iptables or ip6tables in the responder's namespace.
-func (c *corrector) iptables(vip netip.Addr, args []string) error {
-	bin := "iptables"
-	if vip.Is6() {
-		bin = "ip6tables"
-	}
+// exec runs a command in the responder's namespace.
+func (c *corrector) exec(bin string, args []string, stdin string) error {
 	return c.r.enter(func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		out, err := exec.CommandContext(ctx, bin, append([]string{"-w", "5"}, args...)...).CombinedOutput()
+		cmd := exec.CommandContext(ctx, bin, args...)
+		if stdin != "" {
+			cmd.Stdin = strings.NewReader(stdin)
+		}
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("%s %s: %w: %s", bin, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 		}
