@@ -616,3 +616,25 @@ func TestApplyBeforeRunKeepsLastGoodConfig(t *testing.T) {
 		t.Fatal("ready or peers before Run")
 	}
 }
+
+func TestApplyRefusesPasswordWithoutTCPMD5SIG(t *testing.T) {
+	old := md5Probe
+	md5Probe = func() error { return errors.New("kernel lacks TCP_MD5SIG (CONFIG_TCP_MD5SIG): protocol not available") }
+	t.Cleanup(func() { md5Probe = old })
+	s, err := New(Options{RunDir: t.TempDir(), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := base + "    auth-password = \"s3cret\"\n"
+	err = s.Apply(context.Background(), "gobgp.conf", []byte(conf))
+	if err == nil || !strings.Contains(err.Error(), "gobgp.conf:9: neighbor 198.18.0.1 has an auth-password, but kernel lacks TCP_MD5SIG") {
+		t.Fatalf("err = %v, want the neighbor refused at line 9", err)
+	}
+	if s.pending != nil {
+		t.Fatal("refused config kept as pending")
+	}
+	// the same file validates: the check depends on the node, not the file
+	if errs := Validate("gobgp.conf", []byte(conf)); len(errs) != 0 {
+		t.Fatalf("Validate: %v", errs)
+	}
+}

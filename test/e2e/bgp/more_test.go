@@ -416,3 +416,38 @@ func httpGet(h *lab.Host, addr, path string) (string, error) {
 	b, err := io.ReadAll(conn)
 	return string(b), err
 }
+
+// A change of the global section (here the router-id) restarts the
+// embedded speaker: the router sees the new router-id and the VIP again.
+func TestGlobalChangeRestartsSpeaker(t *testing.T) {
+	t.Parallel()
+	tp := newTopo(t, 1)
+	n := tp.nodes[0]
+	tp.startFRR(t, nil, ebgp, "")
+	conf := n.gobgpConf(65001, "", "", false)
+	n.writeConf(t, conf)
+	n.service(t, "web", "", "203.0.113.10")
+	n.start(t)
+	tp.waitEstablished(t, n)
+	tp.waitKernelRoute(t, "203.0.113.10/32", n.addr4)
+	remoteID := func() string {
+		var doc map[string]struct {
+			RemoteRouterID string `json:"remoteRouterId"`
+		}
+		if err := tp.frr.VtyshJSON("show bgp neighbors "+n.addr4+" json", &doc); err != nil {
+			return ""
+		}
+		return doc[n.addr4].RemoteRouterID
+	}
+	if id := remoteID(); id != n.addr4 {
+		t.Fatalf("router-id left empty: FRR sees %q, want the node's own address %s", id, n.addr4)
+	}
+	n.writeConf(t, strings.Replace(conf, "as = 65001\n", "as = 65001\n  router-id = \"198.18.250.1\"\n", 1))
+	lab.Eventually(t, 20*time.Second, 50*time.Millisecond, func() error {
+		if id := remoteID(); id != "198.18.250.1" {
+			return fmt.Errorf("FRR sees router-id %q", id)
+		}
+		return nil
+	})
+	tp.waitKernelRoute(t, "203.0.113.10/32", n.addr4)
+}
