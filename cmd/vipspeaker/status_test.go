@@ -179,7 +179,7 @@ func (ta *stAgent) set(t *testing.T, vips ...routing.VIP) {
 func stRun(t *testing.T, runDir string, args ...string) (string, int) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code := statusCommand(append([]string{"--run-dir", runDir}, args...), &out, &errb)
+	code := dispatch(append([]string{"status", "--run-dir", runDir}, args...), &out, &errb)
 	return out.String() + errb.String(), code
 }
 
