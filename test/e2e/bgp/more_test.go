@@ -451,3 +451,76 @@ func TestGlobalChangeRestartsSpeaker(t *testing.T) {
 	})
 	tp.waitKernelRoute(t, "203.0.113.10/32", n.addr4)
 }
+
+// gobgpd of the same GoBGP version as a peer: it receives the VIPs with the
+// Service's standard and large communities.
+func TestGoBGPdPeerSeesCommunities(t *testing.T) {
+	t.Parallel()
+	if _, _, err := lab.GoBGPBinaries(); err != nil {
+		nstest.Skip(t, "gobgpd: %v", err)
+	}
+	tp := newTopo(t, 1)
+	n := tp.nodes[0]
+	gh := tp.l.MustHost("gobgpd")
+	tp.l.MustLink(gh, "eth0", []string{"198.18.102.1/30", "2001:db8:18:102::1/64"}, n.h, "eth1", []string{"198.18.102.2/30", "2001:db8:18:102::2/64"})
+	g, err := gh.StartGoBGPd(`[global.config]
+  as = 65200
+  router-id = "198.18.102.1"
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "198.18.102.2"
+    peer-as = 65001
+  [neighbors.timers.config]
+    connect-retry = 1
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv4-unicast"
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv6-unicast"
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.writeConf(t, fmt.Sprintf(`[global.config]
+  as = 65001
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "198.18.102.1"
+    peer-as = 65200
+  [neighbors.timers.config]
+    connect-retry = 1
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv4-unicast"
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv6-unicast"
+`))
+	n.service(t, "web", "65000:100,large:65000:1:2", "203.0.113.10", "2001:db8:100::10")
+	n.start(t)
+	if err := g.WaitEstablished("198.18.102.2", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	lab.Eventually(t, 10*time.Second, 100*time.Millisecond, func() error {
+		out, err := g.CLI("global", "rib", "-a", "ipv4")
+		if err != nil {
+			return err
+		}
+		for _, w := range []string{"203.0.113.10/32", "198.18.102.2", "65000:100", "65000:1:2"} {
+			if !strings.Contains(out, w) {
+				return fmt.Errorf("gobgpd's RIB lacks %q:\n%s", w, out)
+			}
+		}
+		out, err = g.CLI("global", "rib", "-a", "ipv6")
+		if err != nil {
+			return err
+		}
+		for _, w := range []string{"2001:db8:100::10/128", "2001:db8:18:102::2"} {
+			if !strings.Contains(out, w) {
+				return fmt.Errorf("gobgpd's IPv6 RIB lacks %q:\n%s", w, out)
+			}
+		}
+		return nil
+	})
+}
