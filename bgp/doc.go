@@ -18,6 +18,26 @@
 //     withdrawing everything and waiting until the withdrawals are sent;
 //   - peer status and metrics.
 //
+// Decisions where GoBGP or the issue is silent:
+//   - auth-password holding an absolute path names a file whose content
+//     (trailing newline removed) is the password;
+//   - an empty router-id is the node's source address towards the first
+//     IPv4 neighbor (else its first global IPv4 address), never a VIP;
+//   - IPv6 VIPs get the unspecified next hop (each session's local address)
+//     unless an IPv4 session carries ipv6-unicast; then the global IPv6
+//     address of the interface facing that neighbor (Options.NextHop6
+//     overrides);
+//   - at start, neighbors with graceful restart are added as restarting
+//     (R and F bits), so peers keep our routes until we resend them; the
+//     deferral-time defaults to 10 s instead of GoBGP's 360 s;
+//   - a neighbor's own apply-policy is refused unless it is a
+//     route-server client (GoBGP would silently ignore it); use the global
+//     policy with a neighbor-set;
+//   - vrfs, bmp, rpki, mrt and collector sections and families other than
+//     ipv4/ipv6 unicast are refused;
+//   - a change of the global section or of zebra restarts the embedded
+//     speaker (every session resets); everything else is applied by diff.
+//
 // GoBGP's gRPC API is served only on the unix socket gobgp.sock in the run
 // directory, so the stock gobgp CLI works on the node and nobody off the
 // node can change routing.
