@@ -3,7 +3,7 @@
 # whatever is already there. Safe to run again and again.
 set -euo pipefail
 
-pkgs=(iproute2 iputils-ping frr bird2 clang llvm libbpf-dev iptables arping ndisc6 tcpdump procps psmisc)
+pkgs=(iproute2 iputils-ping frr bird2 clang llvm libbpf-dev iptables arping ndisc6 tcpdump procps psmisc prometheus-node-exporter etcd-server)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -19,7 +19,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # Installing FRR or BIRD must not leave system-wide daemons running: the
   # lab starts its own inside network namespaces.
-  for s in frr bird; do
+  for s in frr bird prometheus-node-exporter etcd; do
     if command -v systemctl >/dev/null 2>&1; then systemctl disable --now "$s" >/dev/null 2>&1 || true; fi
   done
 fi
