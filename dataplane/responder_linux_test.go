@@ -1,10 +1,13 @@
 package dataplane
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -505,4 +508,46 @@ func TestStaleRulesForManyVIPs(t *testing.T) {
 	waitFor(t, 10*time.Second, "all queue rules removed after the window", func() bool {
 		return count("iptables")+count("ip6tables") == 0
 	})
+}
+
+// The client's own kernel re-checks a cached entry with a unicast
+// solicitation (NUD probe, sent to the VIP at the cached MAC); the owner
+// answers it and the entry becomes REACHABLE again without any multicast
+// solicitation.
+func TestKernelNUDProbeAnswered(t *testing.T) {
+	needTools(t, "tcpdump", "ping")
+	l := newL2Lab(t, 1)
+	c := l.client.Name
+	r := l.start(0, nil, Options{})
+	r.SetOwned(owned([]string{"eth0"}, vip6))
+	run(t, "ip", "netns", "exec", c, "sysctl", "-qw", "net.ipv6.neigh.br0.delay_first_probe_time=1")
+	// A cached entry, stale: the next packet sends the entry to DELAY,
+	// then PROBE (unicast solicitations).
+	run(t, "ip", "-n", c, "neigh", "replace", vip6.String(), "lladdr", l.macs[0], "dev", "br0", "nud", "stale")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	defer cancel()
+	g, _ := solicitedNode(vip6)
+	// The first solicitation for the VIP, unicast or multicast.
+	dump := exec.CommandContext(ctx, "ip", "netns", "exec", c, "tcpdump", "-l", "-n", "-e", "-i", "br0", "-c", "1",
+		fmt.Sprintf("icmp6 and ip6[40] == 135 and (ip6 dst host %s or ip6 dst host %s)", vip6, g))
+	var out bytes.Buffer
+	dump.Stdout, dump.Stderr = &out, &out
+	if err := dump.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // tcpdump attaches
+	_, _ = tryRun(3*time.Second, "ip", "netns", "exec", c, "ping", "-c", "1", "-W", "1", vip6.String())
+	waitFor(t, 5*time.Second, "client entry REACHABLE again", func() bool {
+		return strings.Contains(run(t, "ip", "-n", c, "neigh", "show", vip6.String(), "dev", "br0"), "REACHABLE")
+	})
+	_ = dump.Wait()
+	first := out.String()
+	t.Logf("first solicitation seen: %s", strings.TrimSpace(first))
+	if !strings.Contains(first, "> "+l.macs[0]) || !strings.Contains(first, "> "+vip6.String()) {
+		t.Errorf("the first solicitation was not a unicast probe to %s at %s:\n%s", vip6, l.macs[0], first)
+	}
+	if got := testutil.ToFloat64(r.m.ndpAdverts.WithLabelValues("eth0", PathUserspace)); got < 1 {
+		t.Errorf("ndp_advertisements_sent_total = %v", got)
+	}
 }
