@@ -9,80 +9,33 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/pelletier/go-toml/v2"
 	"sigs.k8s.io/yaml"
 
+	"github.com/vipspeaker/vipspeaker/test/e2e/ops"
 	"github.com/vipspeaker/vipspeaker/test/lab"
 )
 
-// Pinned tool versions. helm and kustomize are built from the Go module
-// proxy with `go install` into a cache folder (once per machine; a fresh
-// machine needs a few minutes for helm).
-const (
-	helmModule      = "helm.sh/helm/v3/cmd/helm"
-	helmVersion     = "v3.22.0"
-	kustomizeModule = "sigs.k8s.io/kustomize/kustomize/v5"
-	kustomizeVer    = "v5.8.1"
-)
-
-var toolMu sync.Mutex
-
-// goTool installs module@version's binary (named bin) into the cache
-// folder ($VIPSPEAKER_CACHE, else $XDG_CACHE_HOME/vipspeaker, else
-// ~/.cache/vipspeaker, as test/apiserver/build.sh) unless it is there, and
-// returns its path.
-func goTool(t *testing.T, module, version, bin string) string {
+func helmBin(t *testing.T) string {
 	t.Helper()
-	toolMu.Lock()
-	defer toolMu.Unlock()
-	cache := os.Getenv("VIPSPEAKER_CACHE")
-	if cache == "" {
-		base := os.Getenv("XDG_CACHE_HOME")
-		if base == "" {
-			home, err := os.UserHomeDir()
-			if err != nil {
-				t.Fatal(err)
-			}
-			base = filepath.Join(home, ".cache")
-		}
-		cache = filepath.Join(base, "vipspeaker")
-	}
-	path := filepath.Join(cache, bin+"-"+version)
-	if fi, err := os.Stat(path); err == nil && fi.Mode()&0o111 != 0 {
-		return path
-	}
-	if err := os.MkdirAll(cache, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	gobin, err := os.MkdirTemp(cache, ".install-"+bin+"-")
+	p, err := ops.Helm()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer os.RemoveAll(gobin)
-	goCmd := "go"
-	if _, err := exec.LookPath("go"); err != nil {
-		goCmd = "/usr/local/go/bin/go"
-	}
-	cmd := exec.Command(goCmd, "install", module+"@"+version)
-	// The module's GOFLAGS (-mod=mod) do not apply to module@version.
-	cmd.Env = append(os.Environ(), "GOBIN="+gobin, "GOFLAGS=", "GOTOOLCHAIN=local")
-	t.Logf("building %s@%s into %s (once per machine)", module, version, path)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go install %s@%s: %v\n%s", module, version, err, out)
-	}
-	if err := os.Rename(filepath.Join(gobin, bin), path); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return p
 }
 
-func helmBin(t *testing.T) string { return goTool(t, helmModule, helmVersion, "helm") }
-
-func kustomizeBin(t *testing.T) string { return goTool(t, kustomizeModule, kustomizeVer, "kustomize") }
+func kustomizeBin(t *testing.T) string {
+	t.Helper()
+	p, err := ops.Kustomize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
 
 func chartDir(t *testing.T) string {
 	return filepath.Join(moduleRoot(t), "deploy", "helm", "vipspeaker")
