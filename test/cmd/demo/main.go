@@ -64,6 +64,12 @@ func up() error {
 		return err
 	}
 	fail := func(err error) error {
+		// Say what the agents said before everything is removed.
+		for _, p := range l.Processes() {
+			if strings.HasPrefix(p.Name(), "vipspeaker") {
+				fmt.Fprintf(os.Stderr, "--- %s on %s (%s) ---\n%s\n", p.Name(), p.Host().Name(), p.LogPath(), lastLines(p.Log(), 20))
+			}
+		}
 		_ = lab.Teardown(labName, stateDir)
 		return err
 	}
@@ -105,23 +111,53 @@ func up() error {
 		return fail(err)
 	}
 
-	step("Starting `vipspeaker run` on node1 and node2 (standalone mode)")
+	step("Starting FRR on the router: bgpd peers with both nodes (AS 65000 <-> AS 65001)")
+	if err := lab.HaveFRR(); err != nil {
+		return fail(fmt.Errorf("the demo router runs FRR: %w", err))
+	}
+	frr, err := r.StartFRR(lab.FRRConfig{
+		Zebra: "hostname router\nlog stdout informational\n",
+		BGPd:  routerBGPd,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	say("    router: zebra + bgpd, neighbors 198.18.1.2 (node1) and 198.18.2.2 (node2), graceful restart, ECMP")
+
+	step("Starting `vipspeaker run` on node1 and node2 (standalone mode, embedded GoBGP)")
 	svcDir := filepath.Join(root, "deploy", "examples", "services")
-	cfgDir := filepath.Join(root, "deploy", "examples", "demo")
 	for _, n := range []string{"node1", "node2"} {
+		cfgDir := filepath.Join(stateDir, "config-"+n)
+		if err := os.MkdirAll(cfgDir, 0o755); err != nil {
+			return fail(err)
+		}
+		toml, err := os.ReadFile(filepath.Join(root, "deploy", "examples", "demo", "vipspeaker.toml"))
+		if err != nil {
+			return fail(err)
+		}
+		if err := os.WriteFile(filepath.Join(cfgDir, "vipspeaker.toml"), toml, 0o644); err != nil {
+			return fail(err)
+		}
+		peer := map[string]string{"node1": "198.18.1.1", "node2": "198.18.2.1"}[n]
+		conf := fmt.Sprintf(nodeGoBGPConf, peer)
+		if err := os.WriteFile(filepath.Join(cfgDir, "gobgp.conf"), []byte(conf), 0o644); err != nil {
+			return fail(err)
+		}
+		runDir := filepath.Join(stateDir, "run-"+n)
 		argv := []string{bin, "run", "--services-dir", svcDir, "--config-dir", cfgDir,
-			"--node-name", n, "--run-dir", filepath.Join(stateDir, "run-"+n)}
+			"--node-name", n, "--run-dir", runDir}
 		p, err := hosts[n].Start("vipspeaker", argv)
 		if err != nil {
 			return fail(err)
 		}
-		say("    %s: %s (log: %s)", n, strings.Join(argv[1:], " "), p.LogPath())
+		say("    %s: vipspeaker %s\n           log: %s", n, strings.Join(argv[1:], " "), p.LogPath())
 	}
 	say("    Both read the Services in %s:", svcDir)
 	entries, _ := os.ReadDir(svcDir)
 	for _, e := range entries {
 		say("      - %s", e.Name())
 	}
+	say("    and peer with the router as gobgp.conf in %s/config-nodeN says.", stateDir)
 
 	step("The VIPs on each node's kube-lb0 (the kernel is vipspeaker's source of truth)")
 	vips := []string{"203.0.113.10", "203.0.113.11", "2001:db8:100::10"}
@@ -146,24 +182,36 @@ func up() error {
 		say("    %s$ ip -br addr show dev kube-lb0\n    %s", n, strings.TrimSpace(out))
 	}
 
-	step("The router sends the VIPs to both nodes (ECMP)")
-	// Until the BGP speaker is wired in, the router has static routes;
-	// with BGP the same routes are learned from the nodes.
-	for _, rt := range [][]string{
-		{"203.0.113.0/24", "198.18.1.2", "198.18.2.2"},
-		{"2001:db8:100::/64", "2001:db8:18:1::2", "2001:db8:18:2::2"},
-	} {
-		if err := r.AddRoute(rt[0], rt[1:]...); err != nil {
-			return fail(err)
+	step("The router learns every VIP over BGP from both nodes (ECMP)")
+	err = lab.Poll(30*time.Second, 200*time.Millisecond, func() error {
+		for _, fam := range []string{"-4", "-6"} {
+			out, err := r.Run(context.Background(), "ip", fam, "route", "show", "proto", "bgp")
+			if err != nil {
+				return err
+			}
+			for _, v := range vips {
+				if strings.Contains(v, ":") == (fam == "-6") && !strings.Contains(out, v) {
+					return fmt.Errorf("router has no BGP route for %s yet", v)
+				}
+			}
+			if strings.Count(out, "nexthop via") < 2*len(strings.Split(strings.TrimSpace(out), "\n"))/3 {
+				return fmt.Errorf("router's BGP routes are not ECMP yet:\n%s", out)
+			}
 		}
+		return nil
+	})
+	if err != nil {
+		out, _ := frr.Vtysh("show bgp summary")
+		return fail(fmt.Errorf("%w\nFRR says:\n%s", err, out))
 	}
+	out, _ := frr.Vtysh("show bgp summary")
+	say("    router# show bgp summary\n%s", indent(out))
 	for _, fam := range []string{"-4", "-6"} {
-		out, _ := r.Run(context.Background(), "ip", fam, "route", "show", "proto", "static")
-		if strings.TrimSpace(out) == "" {
-			out, _ = r.Run(context.Background(), "ip", fam, "route")
-		}
-		say("    router$ ip %s route\n%s", fam, indent(out))
+		out, _ := r.Run(context.Background(), "ip", fam, "route", "show", "proto", "bgp")
+		say("    router$ ip %s route show proto bgp\n%s", fam, indent(out))
 	}
+	out, _ = frr.Vtysh("show bgp ipv4 unicast 203.0.113.10/32")
+	say("    router# show bgp ipv4 unicast 203.0.113.10/32   (communities from the Service's annotation)\n%s", indent(out))
 
 	step("The client reaches every VIP")
 	var errs []error
@@ -183,14 +231,17 @@ func up() error {
 	say(`    Each node runs the real agent. It read the Service manifests, took their
     vipspeaker.io/addresses annotation as the VIPs, and put them on kube-lb0
     (an ifb interface here, because this kernel has no dummy link type).
-    The router forwards the VIPs to both nodes, and the client's pings are
+    Its embedded GoBGP announces one path per VIP to the router, next hop the
+    node itself, with the communities the Service asked for. FRR on the router
+    installs each VIP with both nodes as next hops, and the client's pings are
     answered by whichever node the router picks.
 
     Try it:
       ip netns exec %[1]s-client ping 203.0.113.10
+      ip netns exec %[1]s-node1 bin/vipspeaker status --run-dir %[2]s/run-node1
       ip netns exec %[1]s-node1 ip addr del 203.0.113.10/32 dev kube-lb0   # vipspeaker puts it back at once
-      ip netns exec %[1]s-node1 ip -br addr show dev kube-lb0
-      edit or remove a file in deploy/examples/services/ and watch the VIPs follow
+      ip netns exec %[1]s-router vtysh -N %[1]s-router -c 'show bgp ipv4 unicast'
+      edit or remove a file in deploy/examples/services/ and watch the router follow
       logs: %[2]s
 
     make demo-down removes everything.`, labName, stateDir)
@@ -203,4 +254,67 @@ func indent(s string) string {
 		b.WriteString("      " + line + "\n")
 	}
 	return strings.TrimRight(b.String(), "\n")
+}
+
+// routerBGPd is the demo router's bgpd: one eBGP session per node carrying
+// IPv4 and IPv6, graceful restart, and ECMP over both nodes.
+const routerBGPd = `frr defaults traditional
+hostname router
+log stdout informational
+!
+router bgp 65000
+ bgp router-id 198.18.0.1
+ no bgp ebgp-requires-policy
+ bgp graceful-restart
+ neighbor 198.18.1.2 remote-as 65001
+ neighbor 198.18.1.2 timers connect 1
+ neighbor 198.18.2.2 remote-as 65001
+ neighbor 198.18.2.2 timers connect 1
+ address-family ipv4 unicast
+  maximum-paths 8
+ exit-address-family
+ address-family ipv6 unicast
+  maximum-paths 8
+  neighbor 198.18.1.2 activate
+  neighbor 198.18.2.2 activate
+ exit-address-family
+!
+`
+
+// nodeGoBGPConf is a node's gobgp.conf (GoBGP's own TOML): AS 65001, the
+// router as its one neighbor (%s), IPv4 and IPv6, graceful restart. No
+// router-id: the node's own address is used.
+const nodeGoBGPConf = `[global.config]
+  as = 65001
+
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "%s"
+    peer-as = 65000
+  [neighbors.timers.config]
+    connect-retry = 1
+    hold-time = 9
+    keepalive-interval = 3
+    idle-hold-time-after-reset = 1
+  [neighbors.graceful-restart.config]
+    enabled = true
+    restart-time = 30
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv4-unicast"
+    [neighbors.afi-safis.mp-graceful-restart.config]
+      enabled = true
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv6-unicast"
+    [neighbors.afi-safis.mp-graceful-restart.config]
+      enabled = true
+`
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }
