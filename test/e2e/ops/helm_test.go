@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -218,28 +219,33 @@ func renderedConfigMap(t *testing.T, stream string) object {
 	return cm
 }
 
+// checkRenderedConfigMap renders the chart's ConfigMap with the helm
+// arguments and runs `vipspeaker check` on it; it returns check's output
+// followed by the manifest.
+func checkRenderedConfigMap(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	bin, err := lab.BuildBinary("./cmd/vipspeaker")
+	if err != nil {
+		t.Fatalf("build vipspeaker: %v", err)
+	}
+	out := helmTemplate(t, append([]string{"--show-only", "templates/configmap.yaml"}, args...)...)
+	path := filepath.Join(t.TempDir(), "configmap.yaml")
+	if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, err := exec.Command(bin, "check", path).CombinedOutput()
+	return string(res) + "\n" + out, err
+}
+
 // TestHelmConfigMapPassesCheck: the ConfigMap the chart renders from its
 // values (pools, layer2, peer-nodes, membership, gobgp.conf) is one the
 // agent accepts — `vipspeaker check` on the rendered manifest, the same
 // validation the running agent applies — and a bad value is refused.
 func TestHelmConfigMapPassesCheck(t *testing.T) {
 	requireChart(t)
-	bin, err := lab.BuildBinary("./cmd/vipspeaker")
-	if err != nil {
-		t.Fatalf("build vipspeaker: %v", err)
-	}
 	values := filepath.Join(moduleRoot(t), "test", "e2e", "ops", "testdata", "helm-values-full.yaml")
-	check := func(args ...string) (string, error) {
-		out := helmTemplate(t, append([]string{"--show-only", "templates/configmap.yaml"}, args...)...)
-		path := filepath.Join(t.TempDir(), "configmap.yaml")
-		if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		res, err := exec.Command(bin, "check", path).CombinedOutput()
-		return string(res) + "\n" + out, err
-	}
 	for _, args := range [][]string{nil, {"-f", values}} {
-		if out, err := check(args...); err != nil {
+		if out, err := checkRenderedConfigMap(t, args...); err != nil {
 			t.Errorf("helm template %v: vipspeaker check refuses the ConfigMap: %v\n%s", args, err, out)
 		}
 	}
@@ -256,9 +262,42 @@ func TestHelmConfigMapPassesCheck(t *testing.T) {
 		t.Errorf("gobgp.conf from the values: %q", g)
 	}
 	// A broken pool is caught by the same check.
-	out, err := check("-f", values, "--set", "pools[0].addresses[0]=203.0.113.0/33")
+	out, err := checkRenderedConfigMap(t, "-f", values, "--set", "pools[0].addresses[0]=203.0.113.0/33")
 	if err == nil || !strings.Contains(out, "203.0.113.0/33") {
 		t.Errorf("a pool with 203.0.113.0/33 passed vipspeaker check: %v\n%s", err, out)
+	}
+}
+
+// TestHelmReadmeExamples: every YAML example in the chart's README is a
+// values file that renders, lints and yields a ConfigMap the agent
+// accepts.
+func TestHelmReadmeExamples(t *testing.T) {
+	requireChart(t)
+	readme, err := os.ReadFile(filepath.Join(chartDir(t), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllStringSubmatch(string(readme), -1)
+	if len(blocks) == 0 {
+		t.Fatal("the README has no yaml example")
+	}
+	for i, b := range blocks {
+		path := filepath.Join(t.TempDir(), fmt.Sprintf("example-%d.yaml", i+1))
+		if err := os.WriteFile(path, []byte(b[1]), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := checkRenderedConfigMap(t, "-f", path); err != nil {
+			t.Errorf("README example %d: vipspeaker check refuses the ConfigMap: %v\n%s", i+1, err, out)
+		}
+		if _, err := ops.HelmLint("-f", path); err != nil {
+			t.Errorf("README example %d: %v", i+1, err)
+		}
+		objs := parseObjects(t, helmTemplate(t, "-f", path))
+		if strings.Contains(b[1], "serviceMonitor:") {
+			if _, ok := objs["ServiceMonitor/vipspeaker-system/vipspeaker"]; !ok {
+				t.Errorf("README example %d turns the ServiceMonitor on, but none is rendered", i+1)
+			}
+		}
 	}
 }
 
