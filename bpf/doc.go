@@ -53,6 +53,21 @@
 // the frames of up to 4096 jobs. Measured pitfalls (LAB.md): no DataOut in
 // live mode; batch size 64; the context must name the interface.
 //
+// Metrics: this package registers vipspeaker_vip_receive_packets_total and
+// vipspeaker_vip_receive_bytes_total{vip} (read from the per-CPU map at
+// scrape time), vipspeaker_xdp_attached{interface,mode} and
+// vipspeaker_xdp_lease_remaining_seconds. The reply counters
+// vipspeaker_arp_replies_sent_total and
+// vipspeaker_ndp_advertisements_sent_total{interface,path} and
+// vipspeaker_gratuitous_sent_total{interface} belong to dataplane; it reads
+// what XDP sent through SentCounts and reports it with path="xdp".
+//
+// Lease and restarts in practice: Run renews the lease every quarter of
+// Options.Lease (default 1 s), so a node whose agent dies unannounced stops
+// answering within a second, about when the other speakers' membership
+// declares it dead. For a planned restart the agent renews the lease for
+// its announced restart window, then calls Close.
+//
 // Veth and native XDP_TX (the early probe where the reply never reached the
 // peer): on veth, a frame sent with XDP_TX by a native-mode program (and
 // every frame of a live-frames run) is not sent through the peer's normal

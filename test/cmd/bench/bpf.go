@@ -77,7 +77,7 @@ func benchBPF(r *report) error {
 	r.printf("| xdp (native) | %.0f | %d | %.0f | %s | %s | %s |", xf.offered, xf.answered, xf.rate(), ms(xf.p50), ms(xf.p99), ms(xf.cpuPer1000()))
 
 	// Gratuitous frames, XDP live frames.
-	xdpTime, xdpSeen, err := l.gratuitous(frames, func() error {
+	xdpT, err := l.takeovers(frames, nil, func() error {
 		_, err := fp.Announce("l2", all)
 		return err
 	})
@@ -128,23 +128,45 @@ func benchBPF(r *report) error {
 		r.printf("XDP/userspace reply rate: %.1f×", xf.rate()/uf.rate())
 	}
 
-	userTime, userSeen, err := l.gratuitous(frames, func() error {
+	userT, err := l.takeovers(frames, func() error {
+		// Give the VIPs up, so the next SetOwned takes them over again.
+		resp.SetOwned(map[netip.Addr][]string{vip: {"l2"}})
+		time.Sleep(200 * time.Millisecond)
+		return nil
+	}, func() error {
 		resp.SetOwned(owned)
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("userspace takeover: %w", err)
 	}
+	// The floor of the packet-socket path: the same frames, prebuilt, one
+	// sendto each, no responder logic.
+	rawFrames := gratuitousFrames(benchNodeMAC, v4, v6)
+	rawT, err := l.takeovers(frames, nil, func() error { return l.sendFromNode(rawFrames) })
+	if err != nil {
+		return fmt.Errorf("packet socket takeover: %w", err)
+	}
 	r.printf("")
 	r.printf("Takeover of 1,000 VIPs (250 IPv4 × 2 gratuitous ARP + 750 IPv6 × 1 unsolicited NA = %d frames), time from the call to the last frame arriving at the client (timed in its kernel):", frames)
 	r.printf("")
-	r.printf("| path | frames seen | time to last frame |")
-	r.printf("|---|---|---|")
-	r.printf("| xdp live frames (one Announce) | %d | %s |", xdpSeen, ms(xdpTime))
-	r.printf("| packet socket (dataplane SetOwned, one round) | %d | %s |", userSeen, ms(userTime))
-	if xdpSeen == frames && userSeen == frames && xdpTime > 0 {
+	r.printf("| path | rounds with every frame | median | min | max |")
+	r.printf("|---|---|---|---|---|")
+	for _, row := range []struct {
+		name string
+		t    takeoverTimes
+	}{
+		{"xdp live frames (one Announce)", xdpT},
+		{"packet socket (dataplane SetOwned, one round; includes joining 750 solicited-node groups)", userT},
+		{"packet socket floor (prebuilt frames, one sendto each)", rawT},
+	} {
+		r.printf("| %s | %d/%d | %s | %s | %s |", row.name, row.t.complete, takeoverRounds,
+			ms(percentile(row.t.times, 50)), ms(percentile(row.t.times, 0)), ms(percentile(row.t.times, 100)))
+	}
+	if x := percentile(xdpT.times, 50); x > 0 {
 		r.printf("")
-		r.printf("live frames/packet socket speed-up: %.1f×", float64(userTime)/float64(xdpTime))
+		r.printf("live frames speed-up (medians): %.1f× against the responder, %.1f× against the packet-socket floor",
+			float64(percentile(userT.times, 50))/float64(x), float64(percentile(rawT.times, 50))/float64(x))
 	}
 	r.printf("")
 	r.printf("Program cost on IPv4 UDP passing through (bpf_stats run time / runs, %d packets each):", cost.packets)
@@ -699,6 +721,121 @@ func machineBusy() time.Duration {
 		busy += v
 	}
 	return time.Duration(busy) * time.Second / 100 // USER_HZ
+}
+
+// sendFromNode sends frames out of the node's l2 through an AF_PACKET
+// socket, one sendto each.
+func (l *bpfLab) sendFromNode(frames [][]byte) error {
+	return l.node.do(func() error {
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		to := &unix.SockaddrLinklayer{Ifindex: l.nodeIndex, Halen: 6}
+		for _, f := range frames {
+			if err := unix.Sendto(fd, f, 0, to); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// gratuitousFrames builds what a takeover sends: for each IPv4 VIP a
+// gratuitous ARP request and reply, for each IPv6 VIP an unsolicited NA to
+// all-nodes.
+func gratuitousFrames(mac net.HardwareAddr, v4, v6 []netip.Addr) [][]byte {
+	var out [][]byte
+	for _, v := range v4 {
+		for _, op := range []uint16{1, 2} {
+			f := make([]byte, 60)
+			copy(f[0:6], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+			copy(f[6:12], mac)
+			binary.BigEndian.PutUint16(f[12:14], 0x0806)
+			a := f[14:]
+			binary.BigEndian.PutUint16(a[0:2], 1)
+			binary.BigEndian.PutUint16(a[2:4], 0x0800)
+			a[4], a[5] = 6, 4
+			binary.BigEndian.PutUint16(a[6:8], op)
+			copy(a[8:14], mac)
+			b := v.As4()
+			copy(a[14:18], b[:])
+			if op == 2 {
+				copy(a[18:24], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+			}
+			copy(a[24:28], b[:])
+			out = append(out, f)
+		}
+	}
+	allNodes := netip.MustParseAddr("ff02::1")
+	for _, v := range v6 {
+		f := make([]byte, 86)
+		copy(f[0:6], []byte{0x33, 0x33, 0, 0, 0, 1})
+		copy(f[6:12], mac)
+		binary.BigEndian.PutUint16(f[12:14], 0x86dd)
+		ip := f[14:54]
+		ip[0] = 0x60
+		binary.BigEndian.PutUint16(ip[4:6], 32)
+		ip[6], ip[7] = 58, 255
+		src, dst := v.As16(), allNodes.As16()
+		copy(ip[8:24], src[:])
+		copy(ip[24:40], dst[:])
+		m := f[54:]
+		m[0] = 136
+		m[4] = 0x20 // override
+		copy(m[8:24], src[:])
+		m[24], m[25] = 2, 1
+		copy(m[26:32], mac)
+		var sum uint32
+		add := func(b []byte) {
+			for i := 0; i+1 < len(b); i += 2 {
+				sum += uint32(b[i])<<8 | uint32(b[i+1])
+			}
+		}
+		add(src[:])
+		add(dst[:])
+		add([]byte{0, 0, 0, 32, 0, 0, 0, 58})
+		add(m)
+		for sum>>16 != 0 {
+			sum = sum&0xffff + sum>>16
+		}
+		binary.BigEndian.PutUint16(m[2:4], ^uint16(sum))
+		out = append(out, f)
+	}
+	return out
+}
+
+const takeoverRounds = 7
+
+type takeoverTimes struct {
+	times    []time.Duration // rounds in which every frame arrived
+	complete int
+}
+
+// takeovers runs takeoverRounds takeovers (before, untimed; then send,
+// timed to the last frame at the client).
+func (l *bpfLab) takeovers(frames int, before, send func() error) (takeoverTimes, error) {
+	var out takeoverTimes
+	for range takeoverRounds {
+		if before != nil {
+			if err := before(); err != nil {
+				return out, err
+			}
+		}
+		d, seen, err := l.gratuitous(frames, send)
+		if err != nil {
+			return out, err
+		}
+		// An arrival more than 10 s after the call is not this round's
+		// (seen once on the shared machine); count the round incomplete.
+		if seen == frames && d <= 10*time.Second {
+			out.complete++
+			out.times = append(out.times, d)
+		}
+		time.Sleep(100 * time.Millisecond) // let stragglers of this round pass
+	}
+	return out, nil
 }
 
 // gratuitous measures, in the client's kernel, how long after start the
