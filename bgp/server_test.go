@@ -78,6 +78,10 @@ type peer struct {
 }
 
 func startPeer(t *testing.T, addr string, ourPort int, gr bool) *peer {
+	return startPeerMode(t, addr, ourPort, gr, true)
+}
+
+func startPeerMode(t *testing.T, addr string, ourPort int, gr, passive bool) *peer {
 	t.Helper()
 	p := &peer{addr: addr, port: freePort(t, addr)}
 	p.s = server.NewBgpServer(server.LoggerOption(testLogger(t), nil))
@@ -97,7 +101,7 @@ func startPeer(t *testing.T, addr string, ourPort int, gr bool) *peer {
 	}
 	if err := p.s.AddPeer(ctx, &api.AddPeerRequest{Peer: &api.Peer{
 		Conf:            &api.PeerConf{NeighborAddress: "127.0.0.1", PeerAsn: 65001},
-		Transport:       &api.Transport{PassiveMode: true, LocalAddress: addr, RemotePort: uint32(ourPort)},
+		Transport:       &api.Transport{PassiveMode: passive, LocalAddress: addr, RemotePort: uint32(ourPort)},
 		AfiSafis:        []*api.AfiSafi{fam(api.Family_AFI_IP), fam(api.Family_AFI_IP6)},
 		GracefulRestart: &api.GracefulRestart{Enabled: gr, RestartTime: 60},
 	}}); err != nil {
@@ -636,5 +640,59 @@ func TestApplyRefusesPasswordWithoutTCPMD5SIG(t *testing.T) {
 	// the same file validates: the check depends on the node, not the file
 	if errs := Validate("gobgp.conf", []byte(conf)); len(errs) != 0 {
 		t.Fatalf("Validate: %v", errs)
+	}
+}
+
+func TestServerDynamicNeighbors(t *testing.T) {
+	port := freePort(t, "127.0.0.1")
+	conf := fmt.Sprintf(`[global.config]
+  as = 65001
+  router-id = "198.18.0.2"
+  port = %d
+  local-address-list = ["127.0.0.1"]
+
+[[peer-groups]]
+  [peer-groups.config]
+    peer-group-name = "tor"
+    peer-as = 65000
+  [[peer-groups.afi-safis]]
+    [peer-groups.afi-safis.config]
+      afi-safi-name = "ipv4-unicast"
+
+[[dynamic-neighbors]]
+  [dynamic-neighbors.config]
+    prefix = "127.0.0.0/29"
+    peer-group = "tor"
+`, port)
+	s, err := New(Options{RunDir: t.TempDir(), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Apply(context.Background(), "gobgp.conf", []byte(conf)); err != nil {
+		t.Fatal(err)
+	}
+	src := newFakeSource()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = s.run(ctx, src); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	src.push(routing.Event{Kind: routing.Added, VIP: vip("203.0.113.10")})
+	eventually(t, 5*time.Second, "ready", func() error {
+		if !s.Ready() {
+			return errors.New("not ready")
+		}
+		return nil
+	})
+	// a router in the dynamic range connects and gets the VIP
+	r := startPeerMode(t, "127.0.0.3", port, false, false)
+	established(t, r)
+	eventually(t, 5*time.Second, "VIP at the dynamic peer", func() error {
+		if _, ok := r.routes(t)["203.0.113.10/32"]; !ok {
+			return errors.New("missing")
+		}
+		return nil
+	})
+	if ps := s.Peers(); len(ps) != 1 || ps[0].Address != netip.MustParseAddr("127.0.0.3") || ps[0].State != "established" {
+		t.Fatalf("peers %+v, want the dynamic peer established", ps)
 	}
 }
