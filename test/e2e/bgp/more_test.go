@@ -50,8 +50,25 @@ func TestIBGPOverIPv4AndIPv6Sessions(t *testing.T) {
   [[neighbors.afi-safis]]
     [neighbors.afi-safis.config]
       afi-safi-name = "ipv6-unicast"
+
+[global.apply-policy.config]
+  export-policy-list = ["pref"]
+  default-export-policy = "accept-route"
+[[defined-sets.bgp-defined-sets.community-sets]]
+  community-set-name = "preferred"
+  community-list = ["65000:200"]
+[[policy-definitions]]
+  name = "pref"
+  [[policy-definitions.statements]]
+    [policy-definitions.statements.conditions.bgp-conditions.match-community-set]
+      community-set = "preferred"
+    [policy-definitions.statements.actions]
+      route-disposition = "accept-route"
+    [policy-definitions.statements.actions.bgp-actions]
+      set-local-pref = 200
 `, n.peer4, n.peer6))
 	n.service(t, "web", "", "203.0.113.10", "2001:db8:100::10")
+	n.service(t, "api", "65000:200", "203.0.113.20")
 	n.start(t)
 	for _, a := range []string{n.addr4, n.addr6} {
 		if err := tp.frr.WaitEstablished(a, 30*time.Second); err != nil {
@@ -64,6 +81,14 @@ func TestIBGPOverIPv4AndIPv6Sessions(t *testing.T) {
 	if err != nil || len(ps) != 1 || ps[0].LocalPref != 100 || (ps[0].ASPath != "" && ps[0].ASPath != "Local") {
 		t.Fatalf("iBGP path at FRR: %+v %v; want local-pref 100 and an empty AS path", ps, err)
 	}
+	// the Service's community selects local-pref 200 by policy
+	lab.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
+		ps, err := tp.frrPaths("ipv4", "203.0.113.20/32")
+		if err != nil || len(ps) != 1 || ps[0].LocalPref != 200 || ps[0].Community != "65000:200" {
+			return fmt.Errorf("path to 203.0.113.20 at FRR: %+v %v; want local-pref 200, community 65000:200", ps, err)
+		}
+		return nil
+	})
 }
 
 // eBGP multihop to the router's loopback address, with an MD5 password
