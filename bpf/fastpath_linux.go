@@ -181,13 +181,15 @@ func Load(opts Options) (*FastPath, error) {
 		return nil, err
 	}
 	if err := f.SetInterfaces(opts.Interfaces, opts.Uplinks); err != nil {
-		f.closeHandles()
+		// The caller falls back to userspace (or stops): leave nothing
+		// attached or pinned behind.
+		f.discard()
 		return nil, err
 	}
 	if opts.Registerer != nil {
 		c := newCollector(f)
 		if err := opts.Registerer.Register(c); err != nil {
-			f.closeHandles()
+			f.discard()
 			return nil, fmt.Errorf("register bpf metrics: %w", err)
 		}
 		f.coll, f.reg = c, opts.Registerer
@@ -955,6 +957,17 @@ func (f *FastPath) closeHandles() {
 	}
 	f.objs.Close()
 	f.unlock()
+}
+
+// discard undoes a Load that failed half way: everything is detached and
+// unpinned.
+func (f *FastPath) discard() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closed = true
+	if err := f.removeLocked(); err != nil {
+		f.log.Warn("clean up after a failed load", "err", err)
+	}
 }
 
 // lockDir takes an exclusive flock on dir, so two agents never share one

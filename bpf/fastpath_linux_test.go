@@ -699,3 +699,37 @@ func TestScrapeWhileClosing(t *testing.T) {
 	}
 	_ = f2.Remove()
 }
+
+// TestFailedAttachLeavesNothing: when one interface refuses the program
+// (another XDP program holds it) Load fails with ErrNotSupported, and
+// nothing of the fast path stays attached or pinned on the others.
+func TestFailedAttachLeavesNothing(t *testing.T) {
+	l := newLab(t)
+	// In the client namespace: cl holds a foreign XDP program, "free" has
+	// none. Load is asked for both.
+	l.giveClientNAPI(t)
+	clientPin := filepath.Join(filepath.Dir(l.pinDir), "client")
+	ch, err := netlink.NewHandleAt(l.client.Handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	if err := ch.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "free"}, PeerName: "free-peer"}); err != nil {
+		t.Fatalf("add veth: %v", err)
+	}
+	_, err = Load(Options{Interfaces: []string{"free", clientIf}, Attach: AttachGeneric, PinDir: clientPin, Enter: l.client.Do})
+	if !errors.Is(err, ErrNotSupported) {
+		t.Fatalf("Load onto an interface held by another XDP program: %v, want ErrNotSupported", err)
+	}
+	free, err := ch.LinkByName("free")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x := free.Attrs().Xdp; x != nil && x.Attached {
+		t.Fatalf("XDP left attached on the interface that accepted it")
+	}
+	if _, err := os.Stat(clientPin); !errors.Is(err, os.ErrNotExist) {
+		ents, _ := os.ReadDir(clientPin)
+		t.Fatalf("pins left after a failed Load: %v %v", err, ents)
+	}
+}
