@@ -10,6 +10,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -49,10 +50,14 @@ type vipStatus struct {
 	Service string `json:"service"`
 	Mode    string `json:"mode"`
 	Pool    string `json:"pool,omitempty"`
-	// Role is this node's part for the VIP: "announcing" (BGP speaker
-	// running with a config), "not-announced" (bgp mode, BGP off),
-	// "unknown" (layer2 until the owner election reports).
+	// Role is this node's part for the VIP: "announcing" (bgp mode, BGP
+	// speaker running with a config), "not-announced" (bgp mode, BGP
+	// off); for layer2 "owner" (this node answers ARP/NDP), "standby"
+	// (another node, Owner, does), "no-owner" (no healthy candidate) or
+	// "unknown" (no owner election running).
 	Role string `json:"role"`
+	// Owner is the node answering for a layer2 VIP, when known.
+	Owner string `json:"owner,omitempty"`
 	// RxPackets/RxBytes are null until a receive counter exists for the
 	// VIP (vipspeaker_vip_receive_*_total in the registry).
 	RxPackets *uint64 `json:"rxPackets"`
@@ -105,10 +110,36 @@ type statusError struct {
 // configState remembers why the last configuration was refused, for
 // `vipspeaker status`. The zero value is ready to use; a nil *configState
 // records nothing.
+//
+// It also carries the one fact status shows that the agent struct does not
+// hold: the layer2 owner election's view (setL2Owners).
 type configState struct {
 	mu      sync.Mutex
 	lastErr string
 	errTime time.Time
+	owners  func() map[netip.Addr]string
+}
+
+// setL2Owners gives status the layer2 owner election's answer: the node
+// that owns each layer2 VIP (owner.Controller.Owners).
+func (c *configState) setL2Owners(f func() map[netip.Addr]string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.owners = f
+}
+
+// l2Owners returns the owners, and false when no election runs.
+func (c *configState) l2Owners() (map[netip.Addr]string, bool) {
+	if c == nil {
+		return nil, false
+	}
+	c.mu.Lock()
+	f := c.owners
+	c.mu.Unlock()
+	if f == nil {
+		return nil, false
+	}
+	return f(), true
 }
 
 // refused records the problems of a refused configuration.
@@ -190,6 +221,7 @@ func (a *agent) status(cs *configState) statusReport {
 			}
 		}
 	}
+	owners, election := cs.l2Owners()
 	if a.table != nil {
 		for _, v := range a.table.List() {
 			mode := v.Attrs.Mode
@@ -201,7 +233,12 @@ func (a *agent) status(cs *configState) statusReport {
 				Service: v.Attrs.Service,
 				Mode:    string(mode),
 				Pool:    v.Attrs.Pool,
-				Role:    vipRole(mode, r.BGP.Configured && r.BGP.Running),
+			}
+			if mode == routing.ModeLayer2 {
+				vs.Owner = owners[v.Addr]
+				vs.Role = layer2Role(vs.Owner, r.Node, election)
+			} else {
+				vs.Role = bgpRole(r.BGP.Configured && r.BGP.Running)
 			}
 			if n, ok := rx["vipspeaker_vip_receive_packets_total"][vs.Address]; ok {
 				vs.RxPackets = &n
@@ -236,17 +273,26 @@ func (a *agent) status(cs *configState) statusReport {
 	return r
 }
 
-// vipRole is this node's part for a VIP of the given mode.
-func vipRole(mode routing.Mode, bgpRunning bool) string {
-	switch mode {
-	case routing.ModeBGP:
-		if bgpRunning {
-			return "announcing"
-		}
-		return "not-announced"
-	default:
-		// Layer 2 ownership comes with the layer2 work.
+// bgpRole is this node's part for a bgp VIP: every node with the VIP
+// announces it while its speaker runs.
+func bgpRole(bgpRunning bool) string {
+	if bgpRunning {
+		return "announcing"
+	}
+	return "not-announced"
+}
+
+// layer2Role is this node's part for a layer2 VIP owned by owner.
+func layer2Role(owner, node string, election bool) string {
+	switch {
+	case !election:
 		return "unknown"
+	case owner == "":
+		return "no-owner"
+	case owner == node:
+		return "owner"
+	default:
+		return "standby"
 	}
 }
 
@@ -424,9 +470,10 @@ func printStatus(w io.Writer, r *statusReport) error {
 	p("Node %s (vipspeaker %s), %s\n", dash(r.Node), r.Version, ready)
 
 	p("\nVIPs (%d)\n", len(r.VIPs))
-	p("ADDRESS\tSERVICE\tMODE\tPOOL\tROLE\tRX PACKETS\tRX BYTES\n")
+	p("ADDRESS\tSERVICE\tMODE\tPOOL\tROLE\tOWNER\tRX PACKETS\tRX BYTES\n")
 	for _, v := range r.VIPs {
-		p("%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Address, dash(v.Service), v.Mode, dash(v.Pool), v.Role, count(v.RxPackets), count(v.RxBytes))
+		p("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Address, dash(v.Service), v.Mode, dash(v.Pool), v.Role, dash(v.Owner),
+			count(v.RxPackets), count(v.RxBytes))
 	}
 
 	switch {

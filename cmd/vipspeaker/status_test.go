@@ -228,7 +228,17 @@ func TestStatusShowsVIPsPeersAndConfig(t *testing.T) {
 		stVIP("203.0.113.10", "demo/web", routing.ModeBGP),
 		stVIP("203.0.113.11", "demo/dns", ""),
 		stVIP("198.51.100.7", "demo/l2", routing.ModeLayer2),
+		stVIP("198.51.100.8", "demo/l2b", routing.ModeLayer2),
+		stVIP("198.51.100.9", "demo/l2c", routing.ModeLayer2),
 	)
+	// The layer2 owner election's view: this node owns .7, node2 owns .8,
+	// nobody healthy is left for .9.
+	ta.cs.setL2Owners(func() map[netip.Addr]string {
+		return map[netip.Addr]string{
+			netip.MustParseAddr("198.51.100.7"): "node1",
+			netip.MustParseAddr("198.51.100.8"): "node2",
+		}
+	})
 	ta.cs.refused(errors.New("vipspeaker.toml:3: pools[0].addresses: 203.0.113.0/33 is not a prefix"))
 
 	out := stEventually(t, ta.f.runDir, func(out string) error {
@@ -244,10 +254,12 @@ func TestStatusShowsVIPsPeersAndConfig(t *testing.T) {
 		first string
 		cols  []string
 	}{
-		// ADDRESS SERVICE MODE POOL ROLE RX-PACKETS RX-BYTES
-		{"203.0.113.10", []string{"203.0.113.10", "demo/web", "bgp", "public", "announcing", "42", "-"}},
-		{"203.0.113.11", []string{"203.0.113.11", "demo/dns", "bgp", "public", "announcing", "-", "-"}},
-		{"198.51.100.7", []string{"198.51.100.7", "demo/l2", "layer2", "public", "unknown", "-", "-"}},
+		// ADDRESS SERVICE MODE POOL ROLE OWNER RX-PACKETS RX-BYTES
+		{"203.0.113.10", []string{"203.0.113.10", "demo/web", "bgp", "public", "announcing", "-", "42", "-"}},
+		{"203.0.113.11", []string{"203.0.113.11", "demo/dns", "bgp", "public", "announcing", "-", "-", "-"}},
+		{"198.51.100.7", []string{"198.51.100.7", "demo/l2", "layer2", "public", "owner", "node1", "-", "-"}},
+		{"198.51.100.8", []string{"198.51.100.8", "demo/l2b", "layer2", "public", "standby", "node2", "-", "-"}},
+		{"198.51.100.9", []string{"198.51.100.9", "demo/l2c", "layer2", "public", "no-owner", "-", "-", "-"}},
 	} {
 		if got := stRow(out, want.first); strings.Join(got, " ") != strings.Join(want.cols, " ") {
 			t.Errorf("VIP row:\n got %q\nwant %q", got, want.cols)
@@ -258,7 +270,7 @@ func TestStatusShowsVIPsPeersAndConfig(t *testing.T) {
 	if len(peer) != 9 || peer[1] != "65000" || peer[5] != "0" || peer[7] != "-" {
 		t.Errorf("peer row %q: want AS 65000, nothing received, no BFD", peer)
 	}
-	for _, want := range []string{"VIPs (3)", "BGP peers (1, speaker running)", "Node node1", ", ready",
+	for _, want := range []string{"VIPs (5)", "BGP peers (1, speaker running)", "Node node1", ", ready",
 		"last error", "vipspeaker.toml:3: pools[0].addresses", "generation"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status output lacks %q", want)
@@ -277,8 +289,10 @@ func TestStatusShowsVIPsPeersAndConfig(t *testing.T) {
 	if err := json.Unmarshal([]byte(js), &r); err != nil {
 		t.Fatalf("status -o json is not JSON: %v\n%s", err, js)
 	}
-	if len(r.VIPs) != 3 || r.VIPs[1].Address != "203.0.113.10" || r.VIPs[1].Role != "announcing" ||
-		r.VIPs[1].RxPackets == nil || *r.VIPs[1].RxPackets != 42 || r.VIPs[2].RxPackets != nil {
+	// Sorted by address: 198.51.100.7, .8, .9, 203.0.113.10, .11.
+	if len(r.VIPs) != 5 || r.VIPs[3].Address != "203.0.113.10" || r.VIPs[3].Role != "announcing" ||
+		r.VIPs[3].RxPackets == nil || *r.VIPs[3].RxPackets != 42 || r.VIPs[4].RxPackets != nil ||
+		r.VIPs[1].Role != "standby" || r.VIPs[1].Owner != "node2" {
 		t.Errorf("JSON VIPs = %+v", r.VIPs)
 	}
 	if !r.BGP.Configured || !r.BGP.Running || len(r.BGP.Peers) != 1 || r.BGP.Peers[0].State != "established" ||
@@ -315,7 +329,7 @@ func TestStatusWithoutBGP(t *testing.T) {
 		}
 		return nil
 	})
-	ta.set(t, stVIP("203.0.113.20", "demo/web", ""))
+	ta.set(t, stVIP("203.0.113.20", "demo/web", ""), stVIP("198.51.100.20", "demo/l2", routing.ModeLayer2))
 	out := stEventually(t, ta.f.runDir, func(out string) error {
 		if stRow(out, "203.0.113.20") == nil {
 			return errors.New("VIP not listed")
@@ -324,6 +338,9 @@ func TestStatusWithoutBGP(t *testing.T) {
 	})
 	if r := stRow(out, "203.0.113.20"); len(r) < 5 || r[4] != "not-announced" {
 		t.Errorf("a bgp VIP with BGP off: row %q, want role not-announced", r)
+	}
+	if r := stRow(out, "198.51.100.20"); len(r) < 6 || r[4] != "unknown" || r[5] != "-" {
+		t.Errorf("a layer2 VIP with no owner election: row %q, want role unknown", r)
 	}
 	if !strings.Contains(out, "BGP: off (no gobgp.conf)") || strings.Contains(out, "PEER") {
 		t.Errorf("BGP off is not shown as such:\n%s", out)
