@@ -407,3 +407,47 @@ func TestHelmServiceMonitorSelectsPods(t *testing.T) {
 		t.Errorf("ServiceMonitor path %v", p)
 	}
 }
+
+// TestHelmMetricsTextfile: metrics.textfileHostPath mounts the host folder
+// and points --metrics-textfile into it.
+func TestHelmMetricsTextfile(t *testing.T) {
+	requireChart(t)
+	objs := parseObjects(t, helmTemplate(t, "--set", "metrics.textfileHostPath=/var/lib/prometheus/node-exporter"))
+	ds := objs["DaemonSet/vipspeaker-system/vipspeaker"]
+	c := nested(ds, "spec", "template", "spec", "containers").([]any)[0]
+	args, _ := nested(c, "args").([]any)
+	var file string
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(fmt.Sprint(a), "--metrics-textfile="); ok {
+			file = v
+		}
+	}
+	if file == "" || !strings.HasSuffix(file, ".prom") {
+		t.Fatalf("args %v: no --metrics-textfile=*.prom", args)
+	}
+	var mountName string
+	mounts, _ := nested(c, "volumeMounts").([]any)
+	for _, m := range mounts {
+		if mp := fmt.Sprint(nested(m, "mountPath")); mp == filepath.Dir(file) {
+			mountName = fmt.Sprint(nested(m, "name"))
+		}
+	}
+	if mountName == "" {
+		t.Fatalf("nothing is mounted at %s: %v", filepath.Dir(file), mounts)
+	}
+	vols, _ := nested(ds, "spec", "template", "spec", "volumes").([]any)
+	found := false
+	for _, v := range vols {
+		if nested(v, "name") == mountName {
+			found = nested(v, "hostPath", "path") == "/var/lib/prometheus/node-exporter"
+		}
+	}
+	if !found {
+		t.Errorf("volume %s is not the host folder: %v", mountName, vols)
+	}
+	// Off by default: the default render has no textfile.
+	ds = parseObjects(t, helmTemplate(t))["DaemonSet/vipspeaker-system/vipspeaker"]
+	if s := fmt.Sprint(nested(ds, "spec", "template", "spec", "containers")); strings.Contains(s, "metrics-textfile") {
+		t.Errorf("the default render writes a textfile: %s", s)
+	}
+}
