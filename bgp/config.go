@@ -26,8 +26,8 @@ type ConfigError struct {
 
 func (e *ConfigError) Error() string { return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg) }
 
-// Config is a parsed and fully validated gobgp.conf.
-type Config struct {
+// parsedConfig is a parsed and fully validated gobgp.conf.
+type parsedConfig struct {
 	File string
 	set  *oc.BgpConfigSet
 	// passwordFiles maps a neighbor address (or peer-group name) to the file
@@ -71,7 +71,7 @@ func idx(i int) string { return strconv.Itoa(i) }
 
 // parseConfig reads and validates data. Either the config or errors is
 // returned, never both.
-func parseConfig(file string, data []byte) (*Config, []error) {
+func parseConfig(file string, data []byte) (*parsedConfig, []error) {
 	v := &validator{file: file}
 
 	// 1. syntax, with the decoder's own position
@@ -128,7 +128,7 @@ func parseConfig(file string, data []byte) (*Config, []error) {
 	}
 
 	// 5. what the reader accepts but a running speaker must not
-	cfg := &Config{File: file, set: set, passwordFiles: map[string]string{}, pos: v.pos}
+	cfg := &parsedConfig{File: file, set: set, passwordFiles: map[string]string{}, pos: v.pos}
 	checkSemantics(v, cfg)
 	if len(v.errs) > 0 {
 		return nil, v.errs
@@ -371,7 +371,7 @@ func checkReferences(v *validator, raw map[string]any) {
 }
 
 // checkSemantics checks the decoded config.
-func checkSemantics(v *validator, cfg *Config) {
+func checkSemantics(v *validator, cfg *parsedConfig) {
 	c := cfg.set
 	g := &c.Global.Config
 	if g.As == 0 {

@@ -140,7 +140,7 @@ func sortNeighbors(l []oc.Neighbor) {
 // applyLocked makes cfg the running config. Everything was validated; what
 // fails here is GoBGP refusing an operation, which is reported but does not
 // stop the other changes.
-func (s *Server) applyLocked(ctx context.Context, cfg *Config) error {
+func (s *Server) applyLocked(ctx context.Context, cfg *parsedConfig) error {
 	if err := s.resolve(cfg); err != nil {
 		return err
 	}
@@ -271,7 +271,7 @@ func hasMembers(c *oc.BgpConfigSet, pg string) bool {
 
 // restartLocked replaces the GoBGP instance: needed when the global section
 // changed. The VIP paths are added to the new instance before its peers.
-func (s *Server) restartLocked(ctx context.Context, cfg *Config) error {
+func (s *Server) restartLocked(ctx context.Context, cfg *parsedConfig) error {
 	s.log.Warn("global BGP settings changed: restarting the speaker, all sessions reset", "file", cfg.File)
 	old := s.bgp
 	if err := old.StopBgp(ctx, &api.StopBgpRequest{}); err != nil {

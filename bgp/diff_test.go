@@ -7,7 +7,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-func mustParse(t *testing.T, conf string) *Config {
+func mustParse(t *testing.T, conf string) *parsedConfig {
 	t.Helper()
 	cfg, errs := parseConfig("gobgp.conf", []byte(conf))
 	if len(errs) > 0 {

@@ -58,8 +58,8 @@ type Server struct {
 	// opMu serialises everything that changes the speaker: config
 	// application, path changes, start and shutdown.
 	opMu    sync.Mutex
-	pending *Config // accepted, not yet applied (before Run)
-	cur     *Config // applied; router-id resolved
+	pending *parsedConfig // accepted, not yet applied (before Run)
+	cur     *parsedConfig // applied; router-id resolved
 	bgp     *server.BgpServer
 	stopped bool
 	// peersAdded: the neighbors of cur are in GoBGP (Run adds them only
@@ -133,7 +133,7 @@ func (s *Server) Apply(ctx context.Context, file string, data []byte) error {
 
 // checkHost checks what depends on this node rather than on the file: a
 // password needs TCP_MD5SIG.
-func checkHost(cfg *Config) []error {
+func checkHost(cfg *parsedConfig) []error {
 	var errs []error
 	md5 := func(line int, who string) {
 		if err := md5Probe(); err != nil {
@@ -227,7 +227,7 @@ func (s *Server) start(ctx context.Context) error {
 
 // resolve fills what the file may leave to the node: the router-id and the
 // IPv6 next hop.
-func (s *Server) resolve(cfg *Config) error {
+func (s *Server) resolve(cfg *parsedConfig) error {
 	g := &cfg.set.Global.Config
 	addrs := nodeAddrs()
 	if !g.RouterId.IsValid() {
@@ -271,7 +271,7 @@ func (s *Server) resolve(cfg *Config) error {
 	return nil
 }
 
-func (s *Server) startLocked(ctx context.Context, cfg *Config) error {
+func (s *Server) startLocked(ctx context.Context, cfg *parsedConfig) error {
 	if err := os.MkdirAll(s.opts.RunDir, 0o755); err != nil {
 		return fmt.Errorf("create run directory: %w", err)
 	}
