@@ -112,7 +112,7 @@ func diffConfig(old, new *oc.BgpConfigSet) plan {
 		switch {
 		case !ok:
 			p.add = append(p.add, *n)
-		case !o.Equal(n):
+		case !o.Equal(n) && !cosmeticOnly(o, n):
 			p.update = append(p.update, neighborChange{
 				n:      *n,
 				reset:  o.NeedsResendOpenMessage(n),
@@ -131,6 +131,15 @@ func diffConfig(old, new *oc.BgpConfigSet) plan {
 		return neighborKey(&p.update[i].n).Less(neighborKey(&p.update[j].n))
 	})
 	return p
+}
+
+// cosmeticOnly reports whether two neighbor configs differ only in their
+// description, which GoBGP would count as a reason to reset the session.
+func cosmeticOnly(a, b *oc.Neighbor) bool {
+	x, y := *a, *b
+	x.Config.Description, x.State.Description = "", ""
+	y.Config.Description, y.State.Description = "", ""
+	return x.Equal(&y)
 }
 
 func sortNeighbors(l []oc.Neighbor) {

@@ -95,8 +95,11 @@ func TestDiffConfig(t *testing.T) {
 			return s + "[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"198.18.0.9\"\n    peer-as = 65009\n"
 		}, planSummary{Add: []string{"198.18.0.9"}}},
 		{"two neighbors changed at once", func(s string) string {
-			return strings.ReplaceAll(s, "peer-as = 65000", "peer-as = 65000\n    description = \"tor\"")
+			return strings.ReplaceAll(s, "peer-as = 65000", "peer-as = 65000\n    admin-down = true")
 		}, planSummary{Update: []string{"198.18.0.1:reset", "198.18.0.5:reset"}}},
+		{"description only: nothing to do", func(s string) string {
+			return strings.ReplaceAll(s, "peer-as = 65000", "peer-as = 65000\n    description = \"tor\"")
+		}, planSummary{}},
 		{"session parameter: peer-as", func(s string) string {
 			return strings.Replace(s, "peer-as = 65000", "peer-as = 65100", 1)
 		}, planSummary{Update: []string{"198.18.0.1:reset"}}},
