@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -531,12 +532,12 @@ func TestKernelNUDProbeAnswered(t *testing.T) {
 	// The first solicitation for the VIP, unicast or multicast.
 	dump := exec.CommandContext(ctx, "ip", "netns", "exec", c, "tcpdump", "-l", "-n", "-e", "-i", "br0", "-c", "1",
 		fmt.Sprintf("icmp6 and ip6[40] == 135 and (ip6 dst host %s or ip6 dst host %s)", vip6, g))
-	var out bytes.Buffer
-	dump.Stdout, dump.Stderr = &out, &out
+	out := &syncBuffer{}
+	dump.Stdout, dump.Stderr = out, out
 	if err := dump.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond) // tcpdump attaches
+	waitFor(t, 5*time.Second, "tcpdump listening", func() bool { return strings.Contains(out.String(), "listening on") })
 	_, _ = tryRun(3*time.Second, "ip", "netns", "exec", c, "ping", "-c", "1", "-W", "1", vip6.String())
 	waitFor(t, 5*time.Second, "client entry REACHABLE again", func() bool {
 		return strings.Contains(run(t, "ip", "-n", c, "neigh", "show", vip6.String(), "dev", "br0"), "REACHABLE")
@@ -550,4 +551,22 @@ func TestKernelNUDProbeAnswered(t *testing.T) {
 	if got := testutil.ToFloat64(r.m.ndpAdverts.WithLabelValues("eth0", PathUserspace)); got < 1 {
 		t.Errorf("ndp_advertisements_sent_total = %v", got)
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer process and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
