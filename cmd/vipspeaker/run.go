@@ -126,6 +126,48 @@ type agent struct {
 	bgpConf []byte
 	// cfgState remembers why the last configuration was refused (status).
 	cfgState configState
+	l2       *layer2 // nil without layer2 pools
+
+	// The config in force and the last VIPs the source wanted, so a
+	// config change (pools, modes) re-applies the table.
+	vipMu    sync.Mutex
+	cfg      *config.Config
+	lastVIPs []routing.VIP
+	haveVIPs bool
+}
+
+// applyVIPs puts the source's VIPs, with pools and modes from the config,
+// into the table.
+func (a *agent) applyVIPs(ctx context.Context, vips []routing.VIP, partial bool) {
+	a.vipMu.Lock()
+	defer a.vipMu.Unlock()
+	a.lastVIPs, a.haveVIPs = vips, true
+	want := withPools(vips, a.cfg)
+	if partial {
+		want = keepUnaccounted(want, a.table.List())
+		a.log.Warn("some manifests are broken and were never read cleanly: VIPs already on the interface stay until they are fixed")
+	}
+	if err := a.table.Set(ctx, want); err != nil && ctx.Err() == nil {
+		a.log.Error("apply VIPs", "error", err)
+	}
+	a.ready.set("vips", true)
+	a.log.Info("VIP table applied", "vips", len(want))
+}
+
+// setConfig makes c the config in force and re-applies the VIPs under it.
+func (a *agent) setConfig(ctx context.Context, c *config.Config) {
+	a.vipMu.Lock()
+	a.cfg = c
+	vips, have := a.lastVIPs, a.haveVIPs
+	a.vipMu.Unlock()
+	if a.l2 != nil {
+		a.l2.configure(c)
+	} else if len(layer2Interfaces(c)) > 0 {
+		a.log.Warn("layer2 pools were added; the ARP/NDP responder starts at the next restart")
+	}
+	if have {
+		a.applyVIPs(ctx, vips, false)
+	}
 }
 
 func run(ctx context.Context, f *runFlags, log *slog.Logger) error {
@@ -143,10 +185,14 @@ func run(ctx context.Context, f *runFlags, log *slog.Logger) error {
 	if err := os.MkdirAll(f.runDir, 0o755); err != nil {
 		return fmt.Errorf("create run directory: %w", err)
 	}
+	var err error
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a := &agent{f: f, log: log, reg: reg, metrics: newAgentMetrics(reg)}
+	a := &agent{f: f, log: log, reg: reg, metrics: newAgentMetrics(reg), cfg: cfg}
 	a.metrics.reloaded(true)
+	if a.l2, err = a.newLayer2(cfg); err != nil {
+		return err
+	}
 
 	speaker, err := bgp.New(bgp.Options{RunDir: f.runDir, Logger: log, Registerer: reg, NodeName: f.nodeName})
 	if err != nil {
@@ -187,18 +233,13 @@ func run(ctx context.Context, f *runFlags, log *slog.Logger) error {
 	vipEvents := table.Subscribe()
 	defer vipEvents.Close()
 	g.Go(func() error { return speaker.Run(gctx, vipEvents) })
+	if a.l2 != nil {
+		l2Events := table.Subscribe()
+		defer l2Events.Close()
+		g.Go(func() error { return a.l2.run(gctx, l2Events, f.removeVIPsOnExit) })
+	}
 	g.Go(func() error {
-		return src.Run(gctx, func(vips []routing.VIP) {
-			if src.Partial() {
-				vips = keepUnaccounted(vips, table.List())
-				log.Warn("some manifests are broken and were never read cleanly: VIPs already on the interface stay until they are fixed")
-			}
-			if err := table.Set(gctx, vips); err != nil && gctx.Err() == nil {
-				log.Error("apply VIPs", "error", err)
-			}
-			a.ready.set("vips", true)
-			log.Info("VIP table applied", "vips", len(vips))
-		})
+		return src.Run(gctx, func(vips []routing.VIP) { a.applyVIPs(gctx, vips, src.Partial()) })
 	})
 	if f.configDir != "" {
 		a.ready.set("config", true)
@@ -267,6 +308,7 @@ func (a *agent) watchConfig(ctx context.Context, current *config.Config) error {
 			continue
 		}
 		a.metrics.reloaded(true)
+		a.setConfig(ctx, c)
 		if c.Interface != current.Interface {
 			a.log.Warn("the VIP interface changed in vipspeaker.toml; it takes effect at the next restart",
 				"running", current.Interface.Name, "configured", c.Interface.Name)
