@@ -194,9 +194,13 @@ func (s *Server) applyLocked(ctx context.Context, cfg *parsedConfig) error {
 		}
 		s.logPeer("neighbor deleted", n)
 	}
+	for i := range p.del {
+		delete(s.bfdHeld, p.del[i].State.NeighborAddress)
+	}
 	for i := range p.add {
 		n := &p.add[i]
-		if err := b.AddPeer(ctx, &api.AddPeerRequest{Peer: oc.NewPeerFromConfigStruct(n)}); err != nil {
+		held := s.withBFDHeld(*n)
+		if err := b.AddPeer(ctx, &api.AddPeerRequest{Peer: oc.NewPeerFromConfigStruct(&held)}); err != nil {
 			fail(fmt.Errorf("add neighbor %s: %w", n.State.NeighborAddress, err))
 			continue
 		}
@@ -205,7 +209,12 @@ func (s *Server) applyLocked(ctx context.Context, cfg *parsedConfig) error {
 	var softReset []string
 	for i := range p.update {
 		u := &p.update[i]
-		r, err := b.UpdatePeer(ctx, &api.UpdatePeerRequest{Peer: oc.NewPeerFromConfigStruct(&u.n)})
+		n := u.n
+		if s.bfdHeld[n.State.NeighborAddress] || u.reset {
+			// not yet started, or the session restarts: hold BFD again
+			n = s.withBFDHeld(n)
+		}
+		r, err := b.UpdatePeer(ctx, &api.UpdatePeerRequest{Peer: oc.NewPeerFromConfigStruct(&n)})
 		if err != nil {
 			fail(fmt.Errorf("update neighbor %s: %w", u.n.State.NeighborAddress, err))
 			continue

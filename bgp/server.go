@@ -65,9 +65,12 @@ type Server struct {
 	// peersAdded: the neighbors of cur are in GoBGP (Run adds them only
 	// after the first VIPs are in the RIB)
 	peersAdded bool
-	vips       map[netip.Addr]routing.VIP // announced VIPs
-	paths      map[netip.Addr]*apiutil.Path
-	nh6        netip.Addr
+	// bfdHeld: neighbors added with BFD held back until their session has
+	// been Established for bfdHoldOff (see withBFDHeld)
+	bfdHeld map[netip.Addr]bool
+	vips    map[netip.Addr]routing.VIP // announced VIPs
+	paths   map[netip.Addr]*apiutil.Path
+	nh6     netip.Addr
 
 	running   atomic.Pointer[server.BgpServer] // for readers (Peers)
 	ready     atomic.Bool
@@ -91,6 +94,7 @@ func New(opts Options) (*Server, error) {
 		log:        opts.Logger.With("component", "bgp"),
 		configured: make(chan struct{}),
 		vips:       make(map[netip.Addr]routing.VIP),
+		bfdHeld:    make(map[netip.Addr]bool),
 		paths:      make(map[netip.Addr]*apiutil.Path),
 	}
 	s.glog = slog.New(quietHandler{s: s, next: newGoBGPLogger(opts.Logger).Handler()})
@@ -197,6 +201,8 @@ func (s *Server) run(ctx context.Context, vips vipSource) error {
 	s.ready.Store(true)
 	s.log.Info("bgp speaker running", "router-id", s.cur.set.Global.Config.RouterId, "as", s.cur.set.Global.Config.As,
 		"neighbors", len(s.cur.set.Neighbors), "vips", s.announced.Load())
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -204,6 +210,8 @@ func (s *Server) run(ctx context.Context, vips vipSource) error {
 			return nil
 		case <-vips.Ready():
 			s.handle(vips.Next())
+		case <-tick.C:
+			s.releaseBFD(ctx)
 		}
 	}
 }
@@ -359,6 +367,7 @@ func (s *Server) addPeersLocked(ctx context.Context, restarting bool) error {
 		if restarting && n.GracefulRestart.Config.Enabled && !n.GracefulRestart.Config.HelperOnly {
 			n.GracefulRestart.State.LocalRestarting = true
 		}
+		n = s.withBFDHeld(n)
 		if err := s.bgp.AddPeer(ctx, &api.AddPeerRequest{Peer: oc.NewPeerFromConfigStruct(&n)}); err != nil {
 			errs = append(errs, fmt.Errorf("add neighbor %s: %w", n.State.NeighborAddress, err))
 			continue
@@ -366,6 +375,61 @@ func (s *Server) addPeersLocked(ctx context.Context, restarting bool) error {
 		s.logPeer("neighbor added", &n)
 	}
 	return errors.Join(errs...)
+}
+
+// bfdHoldOff is how long a session must have been Established before BFD
+// is started for it.
+const bfdHoldOff = time.Second
+
+// withBFDHeld returns n with BFD off when it is configured, and remembers to
+// turn it on later (releaseBFD). GoBGP v4.8.0 starts BFD with the peer and,
+// when the router's BFD session only appears once BGP is up (FRR creates it
+// then), GoBGP keeps a stale discriminator, never reaches Up, and after the
+// detection time tears the fresh BGP session down with a Cease ("BFD is
+// down"): a flap at every start, and a lost route after a graceful restart.
+// Started once the session is up, BFD comes up at once.
+func (s *Server) withBFDHeld(n oc.Neighbor) oc.Neighbor {
+	if n.Bfd.Config.Enabled {
+		s.bfdHeld[n.State.NeighborAddress] = true
+		n.Bfd.Config.Enabled = false
+	} else {
+		delete(s.bfdHeld, n.State.NeighborAddress)
+	}
+	return n
+}
+
+// releaseBFD turns BFD on for the held neighbors whose session has been
+// Established for bfdHoldOff.
+func (s *Server) releaseBFD(ctx context.Context) {
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	if len(s.bfdHeld) == 0 || s.bgp == nil {
+		return
+	}
+	up := map[netip.Addr]bool{}
+	_ = s.bgp.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
+		if p.GetState().GetSessionState() != api.PeerState_SESSION_STATE_ESTABLISHED {
+			return
+		}
+		if ts := p.GetTimers().GetState().GetUptime(); ts != nil && time.Since(ts.AsTime()) >= bfdHoldOff {
+			if a, err := netip.ParseAddr(p.GetState().GetNeighborAddress()); err == nil {
+				up[a] = true
+			}
+		}
+	})
+	for i := range s.cur.set.Neighbors {
+		n := s.cur.set.Neighbors[i]
+		a := n.State.NeighborAddress
+		if !s.bfdHeld[a] || !up[a] {
+			continue
+		}
+		if _, err := s.bgp.UpdatePeer(ctx, &api.UpdatePeerRequest{Peer: oc.NewPeerFromConfigStruct(&n)}); err != nil {
+			s.log.Warn("start BFD", "peer", a, "err", err)
+			continue
+		}
+		delete(s.bfdHeld, a)
+		s.log.Info("BFD started", "peer", a)
+	}
 }
 
 func (s *Server) logPeer(msg string, n *oc.Neighbor, args ...any) {

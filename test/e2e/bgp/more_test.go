@@ -549,3 +549,51 @@ func TestGoBGPdPeerSeesCommunities(t *testing.T) {
 		return nil
 	})
 }
+
+// Graceful restart and BFD together: kill -9 and restart keeps the route in
+// the router's kernel (the kernel closes the TCP session at once, so FRR is
+// already in graceful-restart helper mode when BFD times out).
+func TestGracefulRestartWithBFDKill9KeepsRoute(t *testing.T) {
+	t.Parallel()
+	tp := newTopo(t, 1)
+	n := tp.nodes[0]
+	tp.startFRR(t, []string{"bgp graceful-restart", "bgp graceful-restart restart-time 30"}, func(n *node) frrNeighbor {
+		return frrNeighbor{as: 65001, extra: []string{"neighbor %[1]s bfd", "neighbor %[1]s bfd profile fast"}}
+	}, fastBFD)
+	n.writeConf(t, n.gobgpConf(65001, "  [neighbors.bfd.config]\n    enabled = true\n    desired-minimum-tx-interval = 100000\n    required-minimum-receive = 100000\n", "", true))
+	n.service(t, "web", "", "203.0.113.10")
+	n.start(t)
+	tp.waitEstablished(t, n)
+	tp.waitKernelRoute(t, "203.0.113.10/32", n.addr4)
+	lab.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
+		out, err := tp.frr.Vtysh("show bfd peers brief")
+		if err != nil || !strings.Contains(out, n.addr4) || !strings.Contains(strings.ToLower(out), "up") {
+			return fmt.Errorf("BFD not up:\n%s %v", out, err)
+		}
+		return nil
+	})
+	before := tp.session(t, n)
+	w := tp.watchKernel("203.0.113.10/32")
+	if err := n.agent.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // BFD (300 ms) has expired by now
+	n.start(t)
+	lab.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if s := tp.session(t, n); s.State != "Established" || s.Established <= before.Established {
+			return fmt.Errorf("no new session yet: %+v", s)
+		}
+		return nil
+	})
+	lab.Eventually(t, 15*time.Second, 20*time.Millisecond, func() error {
+		ps, err := tp.frrPaths("ipv4", "203.0.113.10/32")
+		if err != nil || len(ps) == 0 || ps[0].Stale {
+			return fmt.Errorf("route not refreshed by the new agent: %+v %v", ps, err)
+		}
+		return nil
+	})
+	time.Sleep(time.Second)
+	if gone := w.Stop(); len(gone) > 0 {
+		t.Fatalf("route left the router's kernel during kill -9 and restart with BFD on: %v", gone)
+	}
+}
