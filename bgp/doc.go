@@ -30,6 +30,9 @@
 //   - at start, neighbors with graceful restart are added as restarting
 //     (R and F bits), so peers keep our routes until we resend them; the
 //     deferral-time defaults to 10 s instead of GoBGP's 360 s;
+//   - BFD for a neighbor starts 1 s after its session is Established (GoBGP
+//     v4.8.0 started together with the session keeps a stale discriminator
+//     of FRR's and resets the fresh session with "BFD is down");
 //   - a neighbor's own apply-policy is refused unless it is a
 //     route-server client (GoBGP would silently ignore it); use the global
 //     policy with a neighbor-set;
