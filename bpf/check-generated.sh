@@ -14,7 +14,7 @@ trap 'rm -rf "$tmp"' EXIT
 cp "$root/go.mod" "$root/go.sum" "$tmp/"
 mkdir -p "$tmp/bpf"
 cp -R "$here/." "$tmp/bpf/"
-rm -f "$tmp"/bpf/vip_bpfel.go "$tmp"/bpf/vip_bpfel.o
+rm -f "$tmp"/bpf/vip_bpfe[lb].go "$tmp"/bpf/vip_bpfe[lb].o
 
 if ! (cd "$tmp/bpf" && GOFLAGS=-mod=mod go generate ./gen.go); then
 	echo "check-generated: go generate failed" >&2
@@ -22,7 +22,7 @@ if ! (cd "$tmp/bpf" && GOFLAGS=-mod=mod go generate ./gen.go); then
 fi
 
 status=0
-for f in vip_bpfel.go vip_bpfel.o; do
+for f in vip_bpfel.go vip_bpfel.o vip_bpfeb.go vip_bpfeb.o; do
 	if ! cmp -s "$here/$f" "$tmp/bpf/$f"; then
 		echo "check-generated: bpf/$f differs from a fresh generation; run 'make generate' and commit the result" >&2
 		if [[ $f == *.go ]]; then
