@@ -2,10 +2,10 @@
 //
 // It owns one XDP program (xdp.c, compiled with bpf2go for little- and
 // big-endian targets; the generated vip_bpfel.* and vip_bpfeb.* are
-// committed so `go build` needs no clang,
-// `go generate ./bpf` rebuilds them and check-generated.sh fails when a
-// fresh generation differs), its maps, its XDP links, and the pins of all
-// of these under a bpf filesystem directory (DefaultPinDir).
+// committed so `go build` needs no clang, `go generate ./bpf` rebuilds them,
+// and check-generated.sh fails when a fresh generation differs), its maps,
+// its XDP links, and the pins of all of these under a bpf filesystem
+// directory (DefaultPinDir).
 //
 // What the program does, on every interface it is attached to:
 //
