@@ -582,8 +582,8 @@ func (f *FastPath) applyOwnedLocked() error {
 	return nil
 }
 
-// Owned returns the (VIP, interface index) pairs in the map now, sorted by
-// VIP: what the program answers for while the lease is valid.
+// Owned returns the owned set in the map now: each VIP with the indexes
+// (sorted) of the interfaces it is answered on while the lease is valid.
 func (f *FastPath) Owned() (map[netip.Addr][]int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
