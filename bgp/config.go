@@ -51,6 +51,16 @@ func Validate(file string, data []byte) []error {
 // gobgp.conf does not set one.
 const defaultDeferral = 10
 
+// emptyRouterID matches `router-id = ""` (only [global.config] has the key).
+var emptyRouterID = regexp.MustCompile(`(?m)^([ \t]*)router-id[ \t]*=[ \t]*(""|'')[ \t]*(#.*)?$`)
+
+// blankEmptyRouterID turns an explicitly empty router-id into a comment, so
+// it means what leaving it out means (the node's own address) — GoBGP's
+// reader would refuse the empty string. Lines keep their numbers.
+func blankEmptyRouterID(data []byte) []byte {
+	return emptyRouterID.ReplaceAll(data, []byte("${1}# router-id empty: the node's own address"))
+}
+
 // viperMu serialises GoBGP's config reader: it keeps a package-level map of
 // peer-group member fields.
 var viperMu sync.Mutex
@@ -73,6 +83,7 @@ func idx(i int) string { return strconv.Itoa(i) }
 // returned, never both.
 func parseConfig(file string, data []byte) (*parsedConfig, []error) {
 	v := &validator{file: file}
+	data = blankEmptyRouterID(data)
 
 	// 1. syntax, with the decoder's own position
 	var raw map[string]any

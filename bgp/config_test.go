@@ -44,7 +44,20 @@ func TestValidateAcceptsGoodConfig(t *testing.T) {
 func TestValidateEmptyRouterIDAllowed(t *testing.T) {
 	conf := strings.Replace(base, `  router-id = "198.18.0.2"`+"\n", "", 1)
 	if errs := Validate("gobgp.conf", []byte(conf)); len(errs) != 0 {
-		t.Fatalf("empty router-id rejected: %v", errs)
+		t.Fatalf("absent router-id rejected: %v", errs)
+	}
+	// Written out as empty, as INTERFACE.md documents it.
+	for _, empty := range []string{`  router-id = ""`, `  router-id = ''  # the node's own`} {
+		conf := strings.Replace(base, `  router-id = "198.18.0.2"`, empty, 1)
+		if errs := Validate("gobgp.conf", []byte(conf)); len(errs) != 0 {
+			t.Errorf("%s rejected: %v", empty, errs)
+		}
+		// Line numbers of later problems are unchanged.
+		bad := strings.Replace(conf, "peer-as = 65000", "peer-as = 0", 1)
+		errs := Validate("gobgp.conf", []byte(bad))
+		if len(errs) == 0 || !strings.HasPrefix(errs[0].Error(), "gobgp.conf:8:") {
+			t.Errorf("with %s, a later error is reported as %v, want gobgp.conf:8", empty, errs)
+		}
 	}
 }
 

@@ -13,7 +13,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -360,8 +359,6 @@ func (n *node) waitLog(t *testing.T, subs ...string) {
 		return nil
 	})
 }
-
-func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
 
 func runCtx(t *testing.T, h *lab.Host, argv ...string) string {
 	t.Helper()
