@@ -32,7 +32,8 @@ lint: $(GOLANGCI) ## gofmt, go vet and golangci-lint (depguard enforces ARCHITEC
 	go vet ./...
 	$(GOLANGCI) run --allow-parallel-runners ./...
 
-test: deps lint ## Everything CI runs: deps, lint, then all tests with -race (root: namespaces, FRR, BIRD)
+test: deps lint ## Everything CI runs: deps, lint, bpf2go output up to date, then all tests with -race (root: namespaces, FRR, BIRD)
+	bpf/check-generated.sh
 	go test -race -count=1 -p 2 -timeout $(GO_TEST_TIMEOUT) ./...
 
 demo: deps build ## Start the lab: a router, two nodes running vipspeaker, a client reaching the VIPs

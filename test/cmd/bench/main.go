@@ -40,6 +40,8 @@ func main() {
 	}
 	sections := []section{
 		{"routing", benchRouting},
+		{"bgp", benchBGP},
+		{"bpf", benchBPF},
 	}
 	r := &report{}
 	r.printf("# vipspeaker benchmarks")
