@@ -2,13 +2,18 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"path/filepath"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
+	"github.com/vipspeaker/vipspeaker/bpf"
 	"github.com/vipspeaker/vipspeaker/config"
 	"github.com/vipspeaker/vipspeaker/dataplane"
 	"github.com/vipspeaker/vipspeaker/dataplane/owner"
@@ -25,6 +30,8 @@ const restartWindow = 15 * time.Second
 // responder.
 type layer2 struct {
 	resp *dataplane.Responder
+	fp   *bpf.FastPath // nil: userspace only
+	log  *slog.Logger
 	ms   *owner.Membership
 	ctl  *owner.Controller
 
@@ -80,19 +87,87 @@ func (a *agent) newLayer2(cfg *config.Config) (*layer2, error) {
 	if err != nil {
 		return nil, err
 	}
+	l := &layer2{resp: resp, ms: ms, log: a.log.With("component", "layer2")}
+	if l.fp, err = a.loadFastPath(cfg, ifaces); err != nil {
+		return nil, err
+	}
 	ctl, err := owner.NewController(owner.ControllerOptions{
 		Logger:   a.log,
 		NodeName: a.f.nodeName,
 		Health:   ms,
-		Apply:    resp.SetOwned,
+		Apply:    l.setOwned,
 	})
 	if err != nil {
 		return nil, err
 	}
-	l := &layer2{resp: resp, ms: ms, ctl: ctl}
+	l.ctl = ctl
 	l.configure(cfg)
 	a.cfgState.setL2Owners(ctl.Owners)
 	return l, nil
+}
+
+// loadFastPath loads the XDP responder as [layer2] fast-path asks: off
+// loads nothing; auto falls back to userspace with one log line; xdp makes
+// a refusal fatal. The userspace responder runs either way and answers
+// whatever XDP does not.
+func (a *agent) loadFastPath(cfg *config.Config, ifaces []string) (*bpf.FastPath, error) {
+	if cfg.Layer2.FastPath == config.FastPathOff {
+		return nil, nil
+	}
+	attach := bpf.AttachAuto
+	if anyVeth(ifaces) {
+		// A native XDP_TX reply on veth is dropped unless the peer runs
+		// NAPI (see bpf/doc.go); generic mode sends it through the normal
+		// path. Labs and tests run on veth.
+		attach = bpf.AttachGeneric
+	}
+	fp, err := bpf.Load(bpf.Options{
+		Interfaces: ifaces,
+		Attach:     attach,
+		PinDir:     filepath.Join(bpf.DefaultPinDir, a.f.nodeName),
+		Logger:     a.log,
+		Registerer: a.reg,
+	})
+	switch {
+	case err == nil:
+		a.log.Info("XDP fast path answers ARP/NDP for owned VIPs", "interfaces", ifaces, "attach", string(attach))
+		return fp, nil
+	case cfg.Layer2.FastPath == config.FastPathXDP:
+		return nil, fmt.Errorf("[layer2] fast-path = \"xdp\": %w", err)
+	case errors.Is(err, bpf.ErrNotSupported):
+		a.log.Info("XDP fast path not available; ARP/NDP answered in userspace", "reason", err)
+		return nil, nil
+	default:
+		a.log.Warn("XDP fast path failed to load; ARP/NDP answered in userspace", "error", err)
+		return nil, nil
+	}
+}
+
+// anyVeth reports whether one of the interfaces is a veth.
+func anyVeth(ifaces []string) bool {
+	h, err := netlink.NewHandle()
+	if err != nil {
+		return false
+	}
+	defer h.Close()
+	for _, name := range ifaces {
+		if l, err := h.LinkByName(name); err == nil && l.Type() == "veth" {
+			return true
+		}
+	}
+	return false
+}
+
+// setOwned hands the VIPs this node won to the XDP program first (so it
+// answers before the announcements go out) and then to the userspace
+// responder, which announces them and answers what XDP passes on.
+func (l *layer2) setOwned(owned map[netip.Addr][]string) {
+	if l.fp != nil {
+		if err := l.fp.SetOwned(owned); err != nil {
+			l.log.Warn("XDP fast path: update owned VIPs", "error", err)
+		}
+	}
+	l.resp.SetOwned(owned)
 }
 
 // configure takes a (new) config's layer2 interfaces and pools.
@@ -120,9 +195,13 @@ func (l *layer2) run(ctx context.Context, vips *routing.Subscription, removeOnEx
 	} else {
 		l.ms.SetExitMode(owner.Restart, restartWindow)
 	}
-	errc := make(chan error, 3)
+	parts := []func(context.Context) error{l.resp.Run, l.ms.Run, l.ctl.Run}
+	if l.fp != nil {
+		parts = append(parts, l.fp.Run)
+	}
+	errc := make(chan error, len(parts))
 	var wg sync.WaitGroup
-	for _, f := range []func(context.Context) error{l.resp.Run, l.ms.Run, l.ctl.Run} {
+	for _, f := range parts {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -130,6 +209,7 @@ func (l *layer2) run(ctx context.Context, vips *routing.Subscription, removeOnEx
 		}()
 	}
 	current := map[netip.Addr]routing.VIP{}
+	all := map[netip.Addr]bool{} // every VIP of the node, for the XDP counters
 	var err error
 loop:
 	for {
@@ -142,6 +222,11 @@ loop:
 			}
 		case <-vips.Ready():
 			for _, ev := range vips.Next() {
+				if ev.Kind == routing.Removed {
+					delete(all, ev.VIP.Addr)
+				} else {
+					all[ev.VIP.Addr] = true
+				}
 				if ev.Kind == routing.Removed || ev.VIP.Attrs.Mode != routing.ModeLayer2 {
 					delete(current, ev.VIP.Addr)
 					continue
@@ -149,9 +234,33 @@ loop:
 				current[ev.VIP.Addr] = ev.VIP
 			}
 			l.ctl.SetVIPs(l.ownerVIPs(current))
+			if l.fp != nil {
+				counted := make([]netip.Addr, 0, len(all))
+				for a := range all {
+					counted = append(counted, a)
+				}
+				if cerr := l.fp.SetCounted(counted); cerr != nil {
+					l.log.Warn("XDP fast path: update counted VIPs", "error", cerr)
+				}
+			}
 		}
 	}
 	wg.Wait()
+	if l.fp != nil {
+		if removeOnExit {
+			if rerr := l.fp.Remove(); rerr != nil {
+				l.log.Warn("XDP fast path: remove", "error", rerr)
+			}
+		} else {
+			// Keep answering (when pinned) through the restart window.
+			if rerr := l.fp.RenewLease(restartWindow); rerr != nil {
+				l.log.Warn("XDP fast path: renew lease for the restart", "error", rerr)
+			}
+			if cerr := l.fp.Close(); cerr != nil {
+				l.log.Warn("XDP fast path: close", "error", cerr)
+			}
+		}
+	}
 	if removeOnExit {
 		if cerr := l.resp.Close(); cerr != nil && err == nil {
 			err = cerr
