@@ -219,7 +219,7 @@ func run(ctx context.Context, f *runFlags, log *slog.Logger) error {
 			log.Error("close VIP table", "error", err)
 		}
 	}()
-	src, err := standalone.New(standalone.Options{Dir: f.servicesDir, Logger: log})
+	src, err := standalone.New(standalone.Options{Dir: f.servicesDir, Logger: log, Debounce: 20 * time.Millisecond})
 	if err != nil {
 		return err
 	}
@@ -281,7 +281,7 @@ func keepUnaccounted(want, have []routing.VIP) []routing.VIP {
 // without a restart (the VIP interface) is reported; an invalid config is
 // refused and the last good one stays.
 func (a *agent) watchConfig(ctx context.Context, current *config.Config) error {
-	w, err := newDirWatcher(a.f.configDir, 200*time.Millisecond)
+	w, err := newDirWatcher(a.f.configDir, 50*time.Millisecond)
 	if err != nil {
 		return err
 	}
