@@ -73,6 +73,8 @@ type Options struct {
 	// OnLayer2 receives, on every change, the candidate nodes (sorted) of
 	// each layer2 VIP: the input of the layer2 owner election (optional).
 	OnLayer2 func(map[netip.Addr][]string)
+
+	client kubernetes.Interface // tests: a fake clientset
 }
 
 // Controller watches the API server: it allocates addresses while it holds
@@ -125,6 +127,9 @@ func New(opts Options) (*Controller, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	rc := opts.RESTConfig
+	if opts.client != nil {
+		return newController(opts, opts.client), nil
+	}
 	if rc == nil {
 		var err error
 		if opts.Kubeconfig != "" {
@@ -150,13 +155,17 @@ func New(opts Options) (*Controller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
+	return newController(opts, cs), nil
+}
+
+func newController(opts Options, cs kubernetes.Interface) *Controller {
 	return &Controller{
 		opts:    opts,
 		log:     opts.Logger.With("component", "kube"),
 		cs:      cs,
 		metrics: newMetrics(opts.Registerer),
 		kickC:   make(chan struct{}, 1),
-	}, nil
+	}
 }
 
 // Client is the controller's API client.
