@@ -492,8 +492,11 @@ func printStatus(w io.Writer, r *statusReport) error {
 				st += " (admin down)"
 			}
 			up := "-"
-			if pe.UptimeSeconds > 0 {
+			switch {
+			case pe.UptimeSeconds >= 1:
 				up = (time.Duration(pe.UptimeSeconds) * time.Second).String()
+			case pe.State == "established":
+				up = "<1s"
 			}
 			p("%s\t%d\t%s\t%s\t%d\t%d\t%d\t%s\t%d\n", pe.Peer, pe.PeerAS, st, up,
 				pe.PrefixesSent, pe.PrefixesReceived, pe.PrefixesAccepted, dash(pe.BFD), pe.Flaps)
