@@ -11,7 +11,7 @@ COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 GO_TEST_TIMEOUT ?= 25m
 
-.PHONY: help build deps test unit lint demo demo-down bench generate clean
+.PHONY: help build deps test test-tools lint demo demo-down bench generate clean
 
 help: ## Show the targets and what they do
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,9 +32,13 @@ lint: $(GOLANGCI) ## gofmt, go vet and golangci-lint (depguard enforces ARCHITEC
 	go vet ./...
 	$(GOLANGCI) run --allow-parallel-runners ./...
 
-test: deps lint ## Everything CI runs: deps, lint, bpf2go output up to date, then all tests with -race (root: namespaces, FRR, BIRD)
+test: deps lint test-tools ## Everything CI runs: deps, lint, bpf2go output up to date, then all tests with -race (root: namespaces, FRR, BIRD)
 	bpf/check-generated.sh
 	go test -race -count=1 -p 2 -timeout $(GO_TEST_TIMEOUT) ./...
+
+test-tools: ## Build the test-only tools once per machine (kube-apiserver, helm, kustomize; cached)
+	test/apiserver/build.sh >/dev/null
+	go run ./test/e2e/ops/prebuild
 
 demo: deps build ## Start the lab: a router, two nodes running vipspeaker, a client reaching the VIPs
 	go run ./test/cmd/demo up

@@ -113,6 +113,11 @@ func newTable(opts Options, k kernel) (*Table, error) {
 		published: map[netip.Addr]Attrs{},
 		perMode:   map[Mode]int{ModeBGP: 0, ModeLayer2: 0},
 	}
+	// Both modes have a series from the start: dashboards show 0, not
+	// "no data".
+	for m := range t.perMode {
+		t.metrics.vips.WithLabelValues(string(m)).Set(0)
+	}
 	return t, nil
 }
 
