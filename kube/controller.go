@@ -373,6 +373,7 @@ func (c *Controller) speak(ctx context.Context, apply func([]routing.VIP)) {
 		lastL2    map[netip.Addr][]string
 		lastGood  = map[string]svcAttrs{}
 		invalid   = map[string]bool{}
+		noNode    bool
 	)
 	c.kick()
 	for {
@@ -387,8 +388,11 @@ func (c *Controller) speak(ctx context.Context, apply func([]routing.VIP)) {
 		for _, n := range nodeList {
 			nodes[n.Name] = n
 		}
-		if _, ok := nodes[c.opts.NodeName]; !ok && len(svcs) > 0 {
-			c.log.Warn("this node has no Node object: announcing nothing", "node", c.opts.NodeName)
+		if _, ok := nodes[c.opts.NodeName]; ok == noNode {
+			noNode = !ok
+			if noNode {
+				c.log.Warn("this node has no Node object: announcing nothing", "node", c.opts.NodeName)
+			}
 		}
 		// Forget attributes of Services that are gone.
 		keys := map[string]*corev1.Service{}

@@ -1,0 +1,656 @@
+// Package kube_test runs vipspeaker against a real kube-apiserver (built by
+// test/apiserver/build.sh) and etcd (Debian's etcd-server), served on a lab
+// address, with RBAC on and the agents authenticated as the ServiceAccount
+// the deploy/kustomize manifests bind. Three node namespaces run the agent
+// (kube controller + VIP table + embedded GoBGP) and peer with FRR on a
+// router namespace; the tests look at Service status, Events and FRR's BGP
+// table and kernel.
+package kube_test
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/vipspeaker/vipspeaker/internal/nstest"
+	"github.com/vipspeaker/vipspeaker/kube"
+	"github.com/vipspeaker/vipspeaker/test/lab"
+)
+
+const (
+	apiAddr    = "198.18.10.100"
+	routerAddr = "198.18.10.1"
+	ns         = "e2e"
+)
+
+var nodeAddrs = map[string]string{"n1": "198.18.10.11", "n2": "198.18.10.12", "n3": "198.18.10.13"}
+
+const testTOML = `
+default-class = false
+
+[interface]
+name = "kube-lb0"
+kind = "ifb"
+
+[[pools]]
+name = "public"
+addresses = ["203.0.113.0/28", "2001:db8:100::/124"]
+
+[[pools]]
+name = "tiny"
+addresses = ["198.51.100.200"]
+auto-assign = false
+
+[[pools]]
+name = "migrated"
+addresses = ["198.51.100.0/28"]
+auto-assign = false
+`
+
+const testGoBGP = `
+[global.config]
+  as = 64512
+
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "198.18.10.1"
+    peer-as = 64500
+  [neighbors.timers.config]
+    hold-time = 9
+    keepalive-interval = 3
+    connect-retry = 1
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv4-unicast"
+`
+
+func frrConf() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `hostname router
+log stdout informational
+router bgp 64500
+ bgp router-id %s
+ no bgp ebgp-requires-policy
+ no bgp network import-check
+`, routerAddr)
+	for _, n := range []string{"n1", "n2", "n3"} {
+		a := nodeAddrs[n]
+		fmt.Fprintf(&b, " neighbor %s remote-as 64512\n neighbor %s timers 3 9\n neighbor %s timers connect 2\n", a, a, a)
+	}
+	b.WriteString(" address-family ipv4 unicast\n  maximum-paths 8\n exit-address-family\n!\n")
+	return b.String()
+}
+
+type env struct {
+	l      *lab.Lab
+	c      *cluster
+	cs     kubernetes.Interface
+	frr    *lab.FRR
+	router *lab.Host
+	nodes  map[string]*lab.Host
+	agents map[string]*lab.Process
+	bin    string
+	kcfg   string
+}
+
+func setup(t *testing.T) *env {
+	t.Helper()
+	nstest.RequireRoot(t)
+	if err := lab.HaveFRR(); err != nil {
+		nstest.Skip(t, "%v", err)
+	}
+	bin, err := lab.BuildBinary("./test/e2e/kube/testagent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := lab.New(t)
+	e := &env{l: l, bin: bin, nodes: map[string]*lab.Host{}, agents: map[string]*lab.Process{}}
+	e.router = l.MustHost("router")
+	l.MustBridge(e.router, "br0", []string{routerAddr + "/24"})
+	api := l.MustHost("api")
+	l.MustLinkToBridge(api, "eth0", []string{apiAddr + "/24"}, e.router, "br0")
+	for _, n := range []string{"n1", "n2", "n3"} {
+		h := l.MustHost(n)
+		l.MustLinkToBridge(h, "eth0", []string{nodeAddrs[n] + "/24"}, e.router, "br0")
+		e.nodes[n] = h
+	}
+	e.frr, err = e.router.StartFRR(lab.FRRConfig{BGPd: frrConf()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.c = startCluster(t, l, api, apiAddr)
+	e.cs = e.c.cs
+
+	// The manifests, as a user applies them; the DaemonSet only as a
+	// server-side dry run (no kubelet here to run it).
+	root, err := lab.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.c.applyManifests(t, filepath.Join(root, "deploy", "kustomize"), map[string]bool{"DaemonSet": true})
+	ctx := context.Background()
+	cm, err := e.cs.CoreV1().ConfigMaps(kube.DefaultNamespace).Get(ctx, kube.DefaultConfigMapName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Data = map[string]string{"vipspeaker.toml": testTOML, "gobgp.conf": testGoBGP}
+	if _, err := e.cs.CoreV1().ConfigMaps(kube.DefaultNamespace).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"n1", "n2", "n3"} {
+		e.createNode(t, n)
+	}
+	e.kcfg = e.c.kubeconfig(t, agentToken)
+	for _, n := range []string{"n1", "n2", "n3"} {
+		e.startAgent(t, n)
+	}
+	for _, n := range []string{"n1", "n2", "n3"} {
+		if err := e.frr.WaitEstablished(nodeAddrs[n], 30*time.Second); err != nil {
+			t.Fatalf("FRR and %s: %v", n, err)
+		}
+	}
+	return e
+}
+
+func (e *env) createNode(t *testing.T, name string) {
+	t.Helper()
+	ctx := context.Background()
+	n, err := e.cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
+		LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
+	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: nodeAddrs[name]}}
+	if _, err := e.cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (e *env) setReady(t *testing.T, name string, ready bool) {
+	t.Helper()
+	ctx := context.Background()
+	n, err := e.cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := corev1.ConditionFalse
+	if ready {
+		st = corev1.ConditionTrue
+	}
+	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: st, Reason: "Test",
+		LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
+	if _, err := e.cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (e *env) startAgent(t *testing.T, n string) {
+	t.Helper()
+	p, err := e.nodes[n].Start(fmt.Sprintf("agent-%d", time.Now().UnixNano()%100000), []string{e.bin,
+		"--kubeconfig", e.kcfg, "--node-name", n, "--run-dir", filepath.Join(e.l.Dir(), "run-"+n),
+		"--lease-duration", "4s", "-v", "2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.agents[n] = p
+}
+
+type svcOpt func(*corev1.Service)
+
+func withAnn(k, v string) svcOpt {
+	return func(s *corev1.Service) {
+		if s.Annotations == nil {
+			s.Annotations = map[string]string{}
+		}
+		s.Annotations[k] = v
+	}
+}
+
+func withPort(p int32) svcOpt {
+	return func(s *corev1.Service) {
+		s.Spec.Ports = []corev1.ServicePort{{Name: "p", Port: p, Protocol: corev1.ProtocolTCP}}
+	}
+}
+
+func noClass(s *corev1.Service) { s.Spec.LoadBalancerClass = nil }
+
+func (e *env) createService(t *testing.T, name string, opts ...svcOpt) {
+	t.Helper()
+	class := kube.LoadBalancerClass
+	s := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: corev1.ServiceSpec{
+			Type:              corev1.ServiceTypeLoadBalancer,
+			LoadBalancerClass: &class,
+			Selector:          map[string]string{"app": name},
+			Ports:             []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}},
+		},
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	if _, err := e.cs.CoreV1().Services(ns).Create(context.Background(), s, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create service %s: %v", name, err)
+	}
+}
+
+func (e *env) deleteService(t *testing.T, name string) {
+	t.Helper()
+	if err := e.cs.CoreV1().Services(ns).Delete(context.Background(), name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitIngress waits until the Service's status has n addresses.
+func (e *env) waitIngress(t *testing.T, name string, n int) []netip.Addr {
+	t.Helper()
+	return e.waitIngressWithin(t, name, n, 20*time.Second)
+}
+
+func (e *env) waitIngressWithin(t *testing.T, name string, n int, timeout time.Duration) []netip.Addr {
+	t.Helper()
+	var got []netip.Addr
+	lab.Eventually(t, timeout, 50*time.Millisecond, func() error {
+		s, err := e.cs.CoreV1().Services(ns).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		got = kube.Ingress(s)
+		if len(got) != n {
+			return fmt.Errorf("service %s has ingress %v, want %d addresses", name, got, n)
+		}
+		return nil
+	})
+	return got
+}
+
+func (e *env) service(t *testing.T, name string) *corev1.Service {
+	t.Helper()
+	s, err := e.cs.CoreV1().Services(ns).Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// waitEvent waits for an Event of reason on the Service whose message
+// contains substr, and returns it.
+func (e *env) waitEvent(t *testing.T, name, reason, substr string) corev1.Event {
+	t.Helper()
+	var ev corev1.Event
+	lab.Eventually(t, 20*time.Second, 100*time.Millisecond, func() error {
+		evs, err := e.events(name, reason)
+		if err != nil {
+			return err
+		}
+		for _, x := range evs {
+			if strings.Contains(x.Message, substr) {
+				ev = x
+				return nil
+			}
+		}
+		return fmt.Errorf("no %s event on %s containing %q (have %d %s events)", reason, name, substr, len(evs), reason)
+	})
+	return ev
+}
+
+func (e *env) events(name, reason string) ([]corev1.Event, error) {
+	l, err := e.cs.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{
+		FieldSelector: "involvedObject.name=" + name + ",reason=" + reason})
+	if err != nil {
+		return nil, err
+	}
+	return l.Items, nil
+}
+
+// nextHops returns the next hops of every valid path FRR has for p.
+func (e *env) nextHops(p string) ([]string, error) {
+	rs, err := e.frr.BGPRoutes("ipv4")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, path := range rs[netip.MustParsePrefix(p)] {
+		for _, nh := range path.NextHops {
+			out = append(out, nh.String())
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// waitRoute waits until FRR's BGP table has exactly the nodes' next hops
+// for vip, and (when nodes is non-empty) the kernel route has that many
+// next hops (ECMP).
+func (e *env) waitRoute(t *testing.T, vip netip.Addr, nodes ...string) {
+	t.Helper()
+	var want []string
+	for _, n := range nodes {
+		want = append(want, nodeAddrs[n])
+	}
+	slices.Sort(want)
+	p := netip.PrefixFrom(vip, 32).String()
+	lab.Eventually(t, 30*time.Second, 100*time.Millisecond, func() error {
+		got, err := e.nextHops(p)
+		if err != nil {
+			return err
+		}
+		if !slices.Equal(got, want) {
+			return fmt.Errorf("FRR next hops for %s: %v, want %v", p, got, want)
+		}
+		kr, ok, err := e.router.KernelRoute(p)
+		if err != nil {
+			return err
+		}
+		if len(want) == 0 {
+			if ok {
+				return fmt.Errorf("%s still in the router's kernel: %v", p, kr.Gateways)
+			}
+			return nil
+		}
+		if !ok || len(kr.Gateways) != len(want) {
+			return fmt.Errorf("router kernel route %s: %v (present %v), want %d next hops", p, kr.Gateways, ok, len(want))
+		}
+		return nil
+	})
+}
+
+func TestKube(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+
+	t.Run("AllocateAnnounceECMP", func(t *testing.T) {
+		e.createService(t, "web")
+		vip := e.waitIngress(t, "web", 1)[0]
+		if !netip.MustParsePrefix("203.0.113.0/28").Contains(vip) {
+			t.Errorf("web got %s, outside pool public", vip)
+		}
+		if got := e.service(t, "web").Annotations[kube.AnnotationAllocatedFrom]; got != "public" {
+			t.Errorf("allocated-from = %q, want public", got)
+		}
+		e.waitEvent(t, "web", "AddressAllocated", vip.String())
+		e.waitEvent(t, "web", "Announcing", "node n1")
+		e.waitRoute(t, vip, "n1", "n2", "n3")
+	})
+
+	t.Run("DualStack", func(t *testing.T) {
+		e.createService(t, "dual", func(s *corev1.Service) {
+			s.Spec.IPFamilyPolicy = ptr(corev1.IPFamilyPolicyRequireDualStack)
+			s.Spec.IPFamilies = []corev1.IPFamily{corev1.IPv6Protocol, corev1.IPv4Protocol}
+		})
+		got := e.waitIngress(t, "dual", 2)
+		if !got[0].Is4() || !got[1].Is6() || !netip.MustParsePrefix("2001:db8:100::/124").Contains(got[1]) {
+			t.Errorf("dual got %v, want an IPv4 and an IPv6 of pool public", got)
+		}
+	})
+
+	t.Run("ExternalTrafficPolicyLocal", func(t *testing.T) {
+		e.createService(t, "local", func(s *corev1.Service) {
+			s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+		})
+		vip := e.waitIngress(t, "local", 1)[0]
+		// No endpoint anywhere: nobody announces.
+		time.Sleep(time.Second)
+		if hops, _ := e.nextHops(netip.PrefixFrom(vip, 32).String()); len(hops) != 0 {
+			t.Errorf("announced without any endpoint by %v", hops)
+		}
+		ready := true
+		_, err := e.cs.DiscoveryV1().EndpointSlices(ns).Create(ctx, &discoveryv1.EndpointSlice{
+			ObjectMeta:  metav1.ObjectMeta{Name: "local-1", Labels: map[string]string{discoveryv1.LabelServiceName: "local"}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Endpoints: []discoveryv1.Endpoint{
+				{Addresses: []string{"10.244.2.5"}, NodeName: ptr("n2"), Conditions: discoveryv1.EndpointConditions{Ready: &ready}},
+				{Addresses: []string{"10.244.3.5"}, NodeName: ptr("n3"), Conditions: discoveryv1.EndpointConditions{Ready: ptr(false)}},
+			},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.waitRoute(t, vip, "n2")
+	})
+
+	t.Run("NodeNotReadyWithdrawn", func(t *testing.T) {
+		vip := kube.Ingress(e.service(t, "web"))[0]
+		e.setReady(t, "n3", false)
+		e.waitRoute(t, vip, "n1", "n2")
+		e.waitEvent(t, "web", "Withdrawn", "node n3")
+		e.setReady(t, "n3", true)
+		e.waitRoute(t, vip, "n1", "n2", "n3")
+	})
+
+	t.Run("SharedByKey", func(t *testing.T) {
+		e.createService(t, "share-a", withAnn(kube.AnnotationAllowSharedIP, "k1"), withPort(80))
+		a := e.waitIngress(t, "share-a", 1)
+		e.createService(t, "share-b", withAnn(kube.AnnotationAllowSharedIP, "k1"), withPort(53))
+		b := e.waitIngress(t, "share-b", 1)
+		if a[0] != b[0] {
+			t.Errorf("share-a %v and share-b %v do not share", a, b)
+		}
+		// Same key, clashing port: its own address.
+		e.createService(t, "share-c", withAnn(kube.AnnotationAllowSharedIP, "k1"), withPort(80))
+		if c := e.waitIngress(t, "share-c", 1); c[0] == a[0] {
+			t.Errorf("share-c got the shared %v although port 80 clashes", c)
+		}
+		e.waitRoute(t, a[0], "n1", "n2", "n3")
+	})
+
+	t.Run("ExhaustedThenFreed", func(t *testing.T) {
+		e.createService(t, "tiny-a", withAnn(kube.AnnotationPool, "tiny"))
+		if got := e.waitIngress(t, "tiny-a", 1); got[0].String() != "198.51.100.200" {
+			t.Fatalf("tiny-a got %v", got)
+		}
+		e.createService(t, "tiny-b", withAnn(kube.AnnotationPool, "tiny"))
+		e.waitEvent(t, "tiny-b", "AllocationFailed", "PoolExhausted")
+		e.deleteService(t, "tiny-a")
+		if got := e.waitIngress(t, "tiny-b", 1); got[0].String() != "198.51.100.200" {
+			t.Fatalf("tiny-b got %v after tiny-a freed the address", got)
+		}
+		e.waitEvent(t, "tiny-b", "AddressAllocated", "198.51.100.200")
+		e.waitRoute(t, netip.MustParseAddr("198.51.100.200"), "n1", "n2", "n3")
+	})
+
+	t.Run("BadInput", func(t *testing.T) {
+		cases := []struct {
+			name, reason, msg string
+			opts              []svcOpt
+		}{
+			{"bad-pool", "AllocationFailed", "UnknownPool", []svcOpt{withAnn(kube.AnnotationPool, "nope")}},
+			{"bad-outside", "AllocationFailed", "AddressNotInPool", []svcOpt{withAnn(kube.AnnotationAddresses, "203.0.113.200")}},
+			{"bad-family", "AllocationFailed", "WrongFamily", []svcOpt{withAnn(kube.AnnotationAddresses, "2001:db8:100::5")}},
+			{"bad-community", "InvalidAnnotation", "communities", []svcOpt{withAnn(kube.AnnotationCommunities, "65000:99999")}},
+		}
+		for _, c := range cases {
+			e.createService(t, c.name, c.opts...)
+		}
+		for _, c := range cases {
+			e.waitEvent(t, c.name, c.reason, c.msg)
+		}
+		// A good Service created after them is unaffected.
+		e.createService(t, "after-bad")
+		e.waitIngress(t, "after-bad", 1)
+		for _, c := range cases {
+			if got := kube.Ingress(e.service(t, c.name)); len(got) != 0 {
+				t.Errorf("%s got %v", c.name, got)
+			}
+			// Once per change, not per resync: still one Event each.
+			evs, err := e.events(c.name, c.reason)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(evs) != 1 || evs[0].Count > 1 {
+				t.Errorf("%s: %d %s events (count %d), want one", c.name, len(evs), c.reason, evs[0].Count)
+			}
+		}
+	})
+
+	t.Run("Migration", func(t *testing.T) {
+		// OpenELB: no class, opt-in annotation, its pool and address keys.
+		e.createService(t, "openelb", noClass,
+			withAnn(kube.OpenELBOptIn, "openelb"),
+			withAnn(kube.OpenELBPool, "migrated"),
+			withAnn(kube.OpenELBAddress, "198.51.100.3"),
+			withAnn(kube.OpenELBProtocol, "bgp"))
+		if got := e.waitIngress(t, "openelb", 1); got[0].String() != "198.51.100.3" {
+			t.Errorf("openelb service got %v", got)
+		}
+		// MetalLB: its pool, address and sharing keys.
+		e.createService(t, "metallb-a",
+			withAnn(kube.MetalLBPool, "migrated"),
+			withAnn(kube.MetalLBAddresses, "198.51.100.4"),
+			withAnn(kube.MetalLBAllowSharedIP, "m"), withPort(80))
+		e.createService(t, "metallb-b",
+			withAnn(kube.MetalLBPool, "migrated"),
+			withAnn(kube.MetalLBAllowSharedIP, "m"), withPort(443))
+		if got := e.waitIngress(t, "metallb-a", 1); got[0].String() != "198.51.100.4" {
+			t.Errorf("metallb-a got %v", got)
+		}
+		if got := e.waitIngress(t, "metallb-b", 1); got[0].String() != "198.51.100.4" {
+			t.Errorf("metallb-b got %v, want the address shared by key", got)
+		}
+		// A Service with no class and no opt-in is not ours.
+		e.createService(t, "foreign", noClass)
+		e.waitRoute(t, netip.MustParseAddr("198.51.100.3"), "n1", "n2", "n3")
+		e.waitRoute(t, netip.MustParseAddr("198.51.100.4"), "n1", "n2", "n3")
+		if got := kube.Ingress(e.service(t, "foreign")); len(got) != 0 {
+			t.Errorf("a Service of no class got %v", got)
+		}
+	})
+
+	t.Run("ReleaseOnTypeChange", func(t *testing.T) {
+		e.createService(t, "typechange")
+		vip := e.waitIngress(t, "typechange", 1)[0]
+		e.waitRoute(t, vip, "n1", "n2", "n3")
+		s := e.service(t, "typechange")
+		s.Spec.Type = corev1.ServiceTypeClusterIP
+		s.Spec.LoadBalancerClass = nil
+		for i := range s.Spec.Ports {
+			s.Spec.Ports[i].NodePort = 0
+		}
+		s.Spec.ExternalTrafficPolicy = ""
+		s.Spec.AllocateLoadBalancerNodePorts = nil
+		if _, err := e.cs.CoreV1().Services(ns).Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		e.waitIngress(t, "typechange", 0)
+		e.waitRoute(t, vip)
+		if _, ok := e.service(t, "typechange").Annotations[kube.AnnotationAllocatedFrom]; ok {
+			t.Error("allocated-from annotation left on a ClusterIP Service")
+		}
+	})
+
+	t.Run("LeaderKilledNoAddressMoves", func(t *testing.T) {
+		before := e.allIngress(t)
+		lease, err := e.cs.CoordinationV1().Leases(kube.DefaultNamespace).Get(ctx, kube.DefaultLeaseName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		leader := *lease.Spec.HolderIdentity
+		if err := e.agents[leader].Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		lab.Eventually(t, 30*time.Second, 200*time.Millisecond, func() error {
+			l, err := e.cs.CoordinationV1().Leases(kube.DefaultNamespace).Get(ctx, kube.DefaultLeaseName, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if h := l.Spec.HolderIdentity; h == nil || *h == leader {
+				return fmt.Errorf("lease still held by %s", leader)
+			}
+			return nil
+		})
+		e.createService(t, "after-failover")
+		vip := e.waitIngress(t, "after-failover", 1)[0]
+		after := e.allIngress(t)
+		for k, v := range before {
+			if after[k] != v {
+				t.Errorf("%s moved from %s to %s after the leader died", k, v, after[k])
+			}
+		}
+		for k, v := range before {
+			if v == vip.String() {
+				t.Errorf("the new Service got %s, which %s holds", vip, k)
+			}
+		}
+		e.startAgent(t, leader)
+		e.waitRoute(t, vip, "n1", "n2", "n3")
+	})
+
+	t.Run("APIServerDownRoutesStay", func(t *testing.T) {
+		vip := kube.Ingress(e.service(t, "web"))[0]
+		if err := e.c.api.Stop(); err != nil {
+			t.Logf("stop kube-apiserver: %v", err)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			hops, err := e.nextHops(netip.PrefixFrom(vip, 32).String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(hops) != 3 {
+				t.Fatalf("with the API server down, FRR has %v for %s, want all three nodes", hops, vip)
+			}
+			time.Sleep(time.Second)
+		}
+		e.c.startAPI(t)
+		e.c.waitReady(t, 60*time.Second)
+		// Things work again. After a long outage client-go's reflectors
+		// back off (up to 30 s, with as much jitter) before they list again,
+		// so allow for that.
+		e.createService(t, "after-outage")
+		v := e.waitIngressWithin(t, "after-outage", 1, 120*time.Second)[0]
+		e.waitRoute(t, v, "n1", "n2", "n3")
+		e.waitRoute(t, vip, "n1", "n2", "n3")
+	})
+
+	t.Run("DeleteWithdraws", func(t *testing.T) {
+		vip := kube.Ingress(e.service(t, "web"))[0]
+		e.deleteService(t, "web")
+		e.waitRoute(t, vip)
+		// The address is free again: a new Service asking for it gets it.
+		e.createService(t, "reuse", withAnn(kube.AnnotationAddresses, vip.String()))
+		if got := e.waitIngress(t, "reuse", 1); got[0] != vip {
+			t.Errorf("reuse got %v, want the freed %s", got, vip)
+		}
+		for _, n := range []string{"n1", "n2", "n3"} {
+			if p, ok := e.agents[n]; ok && strings.Contains(p.Log(), "panic") {
+				t.Errorf("agent %s panicked", n)
+			}
+		}
+		_, err := e.cs.CoreV1().Services(ns).Get(ctx, "web", metav1.GetOptions{})
+		if !apierrors.IsNotFound(err) {
+			t.Errorf("web still exists: %v", err)
+		}
+	})
+}
+
+// allIngress maps every Service with addresses to its first address.
+func (e *env) allIngress(t *testing.T) map[string]string {
+	t.Helper()
+	l, err := e.cs.CoreV1().Services(ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for i := range l.Items {
+		if a := kube.Ingress(&l.Items[i]); len(a) > 0 {
+			out[l.Items[i].Name] = a[0].String()
+		}
+	}
+	return out
+}
