@@ -52,7 +52,7 @@ type cluster struct {
 }
 
 // ensureEtcd finds etcd, installing Debian's etcd-server when missing.
-func ensureEtcd(t *testing.T) string {
+func ensureEtcd(t testing.TB) string {
 	t.Helper()
 	if p, err := exec.LookPath("etcd"); err == nil {
 		return p
@@ -72,7 +72,7 @@ func ensureEtcd(t *testing.T) string {
 
 // buildAPIServer builds kube-apiserver with test/apiserver/build.sh (once;
 // the binary is cached).
-func buildAPIServer(t *testing.T) string {
+func buildAPIServer(t testing.TB) string {
 	t.Helper()
 	root, err := lab.ModuleRoot()
 	if err != nil {
@@ -92,7 +92,7 @@ func buildAPIServer(t *testing.T) string {
 	return strings.TrimSpace(string(out))
 }
 
-func writeFile(t *testing.T, path, content string, mode os.FileMode) {
+func writeFile(t testing.TB, path, content string, mode os.FileMode) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), mode); err != nil {
 		t.Fatal(err)
@@ -101,7 +101,7 @@ func writeFile(t *testing.T, path, content string, mode os.FileMode) {
 
 // startCluster runs etcd and kube-apiserver (RBAC on) on host, serving on
 // addr:6443.
-func startCluster(t *testing.T, l *lab.Lab, host *lab.Host, addr string) *cluster {
+func startCluster(t testing.TB, l *lab.Lab, host *lab.Host, addr string) *cluster {
 	t.Helper()
 	etcdBin := ensureEtcd(t)
 	apiBin := buildAPIServer(t)
@@ -156,7 +156,7 @@ func startCluster(t *testing.T, l *lab.Lab, host *lab.Host, addr string) *cluste
 	return c
 }
 
-func (c *cluster) startAPI(t *testing.T) {
+func (c *cluster) startAPI(t testing.TB) {
 	t.Helper()
 	p, err := c.host.Start(fmt.Sprintf("kube-apiserver-%d", time.Now().UnixNano()%1000), c.argv, lab.StopTimeout(10*time.Second))
 	if err != nil {
@@ -177,7 +177,7 @@ func (c *cluster) dial(ctx context.Context, network, address string) (net.Conn, 
 	return conn, err
 }
 
-func (c *cluster) waitReady(t *testing.T, timeout time.Duration) {
+func (c *cluster) waitReady(t testing.TB, timeout time.Duration) {
 	t.Helper()
 	err := lab.Poll(timeout, 250*time.Millisecond, func() error {
 		select {
@@ -209,7 +209,7 @@ func tailLog(s string, n int) string {
 }
 
 // kubeconfig writes a kubeconfig for the agent's token and returns its path.
-func (c *cluster) kubeconfig(t *testing.T, token string) string {
+func (c *cluster) kubeconfig(t testing.TB, token string) string {
 	t.Helper()
 	p := filepath.Join(c.dir, "kubeconfig-"+token)
 	writeFile(t, p, fmt.Sprintf(`apiVersion: v1
@@ -234,7 +234,7 @@ current-context: lab
 // applyManifests server-side-applies every resource file the kustomization
 // lists (with the kustomization's namespace), dry-run when dryRun. It
 // returns the objects applied.
-func (c *cluster) applyManifests(t *testing.T, dir string, dryRunKinds map[string]bool) []*unstructured.Unstructured {
+func (c *cluster) applyManifests(t testing.TB, dir string, dryRunKinds map[string]bool) []*unstructured.Unstructured {
 	t.Helper()
 	var kz struct {
 		Namespace string   `json:"namespace"`

@@ -54,6 +54,11 @@ addresses = ["198.51.100.200"]
 auto-assign = false
 
 [[pools]]
+name = "bench"
+addresses = ["203.0.113.128/25"]
+auto-assign = false
+
+[[pools]]
 name = "migrated"
 addresses = ["198.51.100.0/28"]
 auto-assign = false
@@ -105,7 +110,7 @@ type env struct {
 	kcfg   string
 }
 
-func setup(t *testing.T) *env {
+func setup(t testing.TB) *env {
 	t.Helper()
 	nstest.RequireRoot(t)
 	if err := lab.HaveFRR(); err != nil {
@@ -167,7 +172,7 @@ func setup(t *testing.T) *env {
 	return e
 }
 
-func (e *env) createNode(t *testing.T, name string) {
+func (e *env) createNode(t testing.TB, name string) {
 	t.Helper()
 	ctx := context.Background()
 	n, err := e.cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
@@ -182,7 +187,7 @@ func (e *env) createNode(t *testing.T, name string) {
 	}
 }
 
-func (e *env) setReady(t *testing.T, name string, ready bool) {
+func (e *env) setReady(t testing.TB, name string, ready bool) {
 	t.Helper()
 	ctx := context.Background()
 	n, err := e.cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
@@ -200,7 +205,7 @@ func (e *env) setReady(t *testing.T, name string, ready bool) {
 	}
 }
 
-func (e *env) startAgent(t *testing.T, n string) {
+func (e *env) startAgent(t testing.TB, n string) {
 	t.Helper()
 	p, err := e.nodes[n].Start(fmt.Sprintf("agent-%d", time.Now().UnixNano()%100000), []string{e.bin,
 		"--kubeconfig", e.kcfg, "--node-name", n, "--run-dir", filepath.Join(e.l.Dir(), "run-"+n),
@@ -230,7 +235,7 @@ func withPort(p int32) svcOpt {
 
 func noClass(s *corev1.Service) { s.Spec.LoadBalancerClass = nil }
 
-func (e *env) createService(t *testing.T, name string, opts ...svcOpt) {
+func (e *env) createService(t testing.TB, name string, opts ...svcOpt) {
 	t.Helper()
 	class := kube.LoadBalancerClass
 	s := &corev1.Service{
@@ -250,7 +255,7 @@ func (e *env) createService(t *testing.T, name string, opts ...svcOpt) {
 	}
 }
 
-func (e *env) deleteService(t *testing.T, name string) {
+func (e *env) deleteService(t testing.TB, name string) {
 	t.Helper()
 	if err := e.cs.CoreV1().Services(ns).Delete(context.Background(), name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
@@ -258,12 +263,12 @@ func (e *env) deleteService(t *testing.T, name string) {
 }
 
 // waitIngress waits until the Service's status has n addresses.
-func (e *env) waitIngress(t *testing.T, name string, n int) []netip.Addr {
+func (e *env) waitIngress(t testing.TB, name string, n int) []netip.Addr {
 	t.Helper()
 	return e.waitIngressWithin(t, name, n, 20*time.Second)
 }
 
-func (e *env) waitIngressWithin(t *testing.T, name string, n int, timeout time.Duration) []netip.Addr {
+func (e *env) waitIngressWithin(t testing.TB, name string, n int, timeout time.Duration) []netip.Addr {
 	t.Helper()
 	var got []netip.Addr
 	lab.Eventually(t, timeout, 50*time.Millisecond, func() error {
@@ -280,7 +285,7 @@ func (e *env) waitIngressWithin(t *testing.T, name string, n int, timeout time.D
 	return got
 }
 
-func (e *env) service(t *testing.T, name string) *corev1.Service {
+func (e *env) service(t testing.TB, name string) *corev1.Service {
 	t.Helper()
 	s, err := e.cs.CoreV1().Services(ns).Get(context.Background(), name, metav1.GetOptions{})
 	if err != nil {
@@ -291,7 +296,7 @@ func (e *env) service(t *testing.T, name string) *corev1.Service {
 
 // waitEvent waits for an Event of reason on the Service whose message
 // contains substr, and returns it.
-func (e *env) waitEvent(t *testing.T, name, reason, substr string) corev1.Event {
+func (e *env) waitEvent(t testing.TB, name, reason, substr string) corev1.Event {
 	t.Helper()
 	var ev corev1.Event
 	lab.Eventually(t, 20*time.Second, 100*time.Millisecond, func() error {
@@ -338,7 +343,7 @@ func (e *env) nextHops(p string) ([]string, error) {
 // waitRoute waits until FRR's BGP table has exactly the nodes' next hops
 // for vip, and (when nodes is non-empty) the kernel route has that many
 // next hops (ECMP).
-func (e *env) waitRoute(t *testing.T, vip netip.Addr, nodes ...string) {
+func (e *env) waitRoute(t testing.TB, vip netip.Addr, nodes ...string) {
 	t.Helper()
 	var want []string
 	for _, n := range nodes {
@@ -640,7 +645,7 @@ func TestKube(t *testing.T) {
 }
 
 // allIngress maps every Service with addresses to its first address.
-func (e *env) allIngress(t *testing.T) map[string]string {
+func (e *env) allIngress(t testing.TB) map[string]string {
 	t.Helper()
 	l, err := e.cs.CoreV1().Services(ns).List(context.Background(), metav1.ListOptions{})
 	if err != nil {
@@ -653,4 +658,60 @@ func (e *env) allIngress(t *testing.T) map[string]string {
 		}
 	}
 	return out
+}
+
+// BenchmarkServiceToRoute measures a Service's creation until its VIP is in
+// the router's kernel with all three nodes as next hops (allocation, status
+// write, three speakers, BGP, FRR's zebra), one Service at a time; it
+// reports p50 and p99 in milliseconds, and the p50 of the time until the
+// Service's status carried its address.
+func BenchmarkServiceToRoute(b *testing.B) {
+	e := setup(b)
+	var lat, alloc []time.Duration
+	i := 0
+	for b.Loop() {
+		if i >= 120 {
+			b.Fatal("the bench pool holds 128 addresses; run with -benchtime=100x")
+		}
+		name := fmt.Sprintf("bench-%d", i)
+		i++
+		start := time.Now()
+		e.createService(b, name, withAnn(kube.AnnotationPool, "bench"))
+		var vip netip.Addr
+		err := lab.Poll(20*time.Second, 2*time.Millisecond, func() error {
+			if !vip.IsValid() {
+				s, err := e.cs.CoreV1().Services(ns).Get(context.Background(), name, metav1.GetOptions{})
+				if err != nil {
+					return err
+				}
+				a := kube.Ingress(s)
+				if len(a) == 0 {
+					return fmt.Errorf("%s has no address yet", name)
+				}
+				vip = a[0]
+				alloc = append(alloc, time.Since(start))
+			}
+			kr, ok, err := e.router.KernelRoute(netip.PrefixFrom(vip, 32).String())
+			if err != nil {
+				return err
+			}
+			if !ok || len(kr.Gateways) != 3 {
+				return fmt.Errorf("route for %s not complete: %v", vip, kr.Gateways)
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	slices.Sort(lat)
+	slices.Sort(alloc)
+	if len(lat) > 0 {
+		ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+		b.ReportMetric(ms(alloc[len(alloc)/2]), "status-p50-ms")
+		b.ReportMetric(ms(lat[len(lat)/2]), "p50-ms")
+		b.ReportMetric(ms(lat[(len(lat)*99)/100]), "p99-ms")
+		b.ReportMetric(ms(lat[len(lat)-1]), "max-ms")
+	}
 }
