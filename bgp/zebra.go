@@ -18,7 +18,8 @@ import (
 
 // ZebraGuardOptions configure RunZebraGuard. The zero value means defaults.
 type ZebraGuardOptions struct {
-	// Interval between checks of zebra's socket (default 1 s).
+	// Interval between checks of zebra's socket (default 250 ms; a stat
+	// call each).
 	Interval time.Duration
 }
 
@@ -39,9 +40,13 @@ const zebraReconnectsHelp = "Restarts of the BGP speaker (under graceful restart
 //
 // Without zebra in the config the guard idles. A zebra url over TCP is not
 // watched (logged once).
+//
+// Limit: the socket seen at the first check after a speaker (re)start is
+// taken as the one it connected to, so a zebra restart within Interval of
+// the speaker's start goes unnoticed.
 func (s *Server) RunZebraGuard(ctx context.Context, opts ZebraGuardOptions) error {
 	if opts.Interval == 0 {
-		opts.Interval = time.Second
+		opts.Interval = 250 * time.Millisecond
 	}
 	reconnects := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "vipspeaker_zebra_reconnects_total",
@@ -99,6 +104,7 @@ func (s *Server) RunZebraGuard(ctx context.Context, opts ZebraGuardOptions) erro
 			// a new speaker (start, config restart, or ours): it has just
 			// connected to the socket that is there now
 			watched, ino, path, down = b, cur, p, false
+			log.Info("watching zebra's socket", "socket", p)
 			continue
 		}
 		if b != nil && exists && cur == ino {

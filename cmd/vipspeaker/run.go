@@ -233,6 +233,9 @@ func run(ctx context.Context, f *runFlags, log *slog.Logger) error {
 	vipEvents := table.Subscribe()
 	defer vipEvents.Close()
 	g.Go(func() error { return speaker.Run(gctx, vipEvents) })
+	// With [zebra.config], restarts the speaker when zebra comes back
+	// (GoBGP's zebra client never reconnects); idle otherwise.
+	g.Go(func() error { return speaker.RunZebraGuard(gctx, bgp.ZebraGuardOptions{}) })
 	if a.l2 != nil {
 		l2Events := table.Subscribe()
 		defer l2Events.Close()

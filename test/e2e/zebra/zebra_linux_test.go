@@ -1,0 +1,205 @@
+// Package zebra_test runs the real vipspeaker binary in zebra mode: FRR's
+// zebra runs on the node namespace, GoBGP's zebra client (gobgp.conf
+// [zebra.config]) takes the node's connected routes from it, and a global
+// export policy lets only the VIP range out; FRR bgpd on a router
+// namespace is the peer. Assertions are on the router's kernel and on the
+// node's kernel.
+//
+// Topology: router n1 198.18.1.1/30 — node eth0 198.18.1.2/30. The node
+// also has lan0 with 198.18.50.1/24 (a connected network that is not a VIP)
+// and kube-lb0 carrying the VIPs. The agent's own VIP interface is set to
+// vsp0 in vipspeaker.toml, so the agent's native feed announces nothing
+// and every VIP at the router came through zebra.
+package zebra_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vipspeaker/vipspeaker/internal/nstest"
+	"github.com/vipspeaker/vipspeaker/test/lab"
+)
+
+const routerBGPd = `frr defaults traditional
+hostname router
+log stdout informational
+!
+router bgp 65000
+ bgp router-id 198.18.1.1
+ no bgp ebgp-requires-policy
+ no bgp network import-check
+ bgp graceful-restart
+ neighbor 198.18.1.2 remote-as 65001
+ neighbor 198.18.1.2 timers connect 1
+ address-family ipv4 unicast
+  neighbor 198.18.1.2 default-originate
+ exit-address-family
+!
+`
+
+func gobgpConf(zsock string) string {
+	return fmt.Sprintf(`[global.config]
+  as = 65001
+  router-id = "198.18.1.2"
+
+[zebra.config]
+  enabled = true
+  url = "unix:%s"
+  redistribute-route-type-list = ["connect"]
+  version = 6
+  software-name = "frr8.4"
+
+[[defined-sets.prefix-sets]]
+  prefix-set-name = "vips"
+  [[defined-sets.prefix-sets.prefix-list]]
+    ip-prefix = "203.0.113.0/24"
+    masklength-range = "32..32"
+
+[[policy-definitions]]
+  name = "only-vips"
+  [[policy-definitions.statements]]
+    name = "vips"
+    [policy-definitions.statements.conditions.match-prefix-set]
+      prefix-set = "vips"
+    [policy-definitions.statements.actions]
+      route-disposition = "accept-route"
+
+[global.apply-policy.config]
+  export-policy-list = ["only-vips"]
+  default-export-policy = "reject-route"
+
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "198.18.1.1"
+    peer-as = 65000
+  [neighbors.timers.config]
+    connect-retry = 1
+    hold-time = 9
+    keepalive-interval = 3
+    idle-hold-time-after-reset = 1
+  [neighbors.graceful-restart.config]
+    enabled = true
+    restart-time = 30
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv4-unicast"
+    [neighbors.afi-safis.mp-graceful-restart.config]
+      enabled = true
+`, zsock)
+}
+
+type env struct {
+	l       *lab.Lab
+	router  *lab.Host
+	node    *lab.Host
+	rfrr    *lab.FRR
+	nfrr    *lab.FRR
+	agent   *lab.Process
+	confDir string
+}
+
+func setup(t *testing.T) *env {
+	t.Helper()
+	nstest.RequireRoot(t)
+	if err := lab.HaveFRR(); err != nil {
+		nstest.Skip(t, "%v", err)
+	}
+	bin, err := lab.BuildBinary("./cmd/vipspeaker")
+	if err != nil {
+		t.Fatalf("build vipspeaker: %v", err)
+	}
+	l := lab.New(t)
+	e := &env{l: l, router: l.MustHost("router"), node: l.MustHost("node")}
+	l.MustLink(e.router, "n1", []string{"198.18.1.1/30"}, e.node, "eth0", []string{"198.18.1.2/30"})
+	for _, c := range [][]string{
+		{"ip", "link", "add", "kube-lb0", "type", "ifb"},
+		{"ip", "link", "set", "kube-lb0", "up"},
+		{"ip", "link", "add", "lan0", "type", "ifb"},
+		{"ip", "link", "set", "lan0", "up"},
+		{"ip", "addr", "add", "198.18.50.1/24", "dev", "lan0"},
+	} {
+		e.node.MustRun(c...)
+	}
+	if e.nfrr, err = e.node.StartFRR(lab.FRRConfig{Daemons: []string{"zebra"}, Zebra: "hostname node\nlog stdout informational\n"}); err != nil {
+		t.Fatal(err)
+	}
+	if e.rfrr, err = e.router.StartFRR(lab.FRRConfig{Zebra: "hostname router\nlog stdout informational\n", BGPd: routerBGPd}); err != nil {
+		t.Fatal(err)
+	}
+	base := filepath.Join(l.Dir(), "node")
+	e.confDir = filepath.Join(base, "config")
+	svcDir, runDir := filepath.Join(base, "services"), filepath.Join(base, "run")
+	for _, d := range []string{e.confDir, svcDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	zsock := filepath.Join("/var/run/frr", e.node.NetnsName(), "zserv.api")
+	write(t, filepath.Join(e.confDir, "vipspeaker.toml"), "[interface]\nname = \"vsp0\"\nkind = \"ifb\"\n")
+	write(t, filepath.Join(e.confDir, "gobgp.conf"), gobgpConf(zsock))
+	if e.agent, err = e.node.Start("vipspeaker", []string{bin, "run", "--config-dir", e.confDir,
+		"--services-dir", svcDir, "--run-dir", runDir, "--node-name", "node", "--log-level", "info"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.agent.Signal(syscall.SIGCONT) })
+	if err := e.rfrr.WaitEstablished("198.18.1.2", 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func write(t *testing.T, p, s string) {
+	t.Helper()
+	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func hasRoute(h *lab.Host, prefix string) (bool, error) {
+	_, ok, err := h.KernelRoute(prefix)
+	return ok, err
+}
+
+func waitRoute(t *testing.T, h *lab.Host, prefix string, want bool, within time.Duration) {
+	t.Helper()
+	lab.Eventually(t, within, 20*time.Millisecond, func() error {
+		ok, err := hasRoute(h, prefix)
+		if err != nil {
+			return err
+		}
+		if ok != want {
+			return fmt.Errorf("%s kernel route to %s: %v, want %v", h.Name(), prefix, ok, want)
+		}
+		return nil
+	})
+}
+
+func TestZebraModeRedistributesOnlyVIPsAndImports(t *testing.T) {
+	e := setup(t)
+	e.node.MustRun("ip", "addr", "add", "203.0.113.10/32", "dev", "kube-lb0")
+	waitRoute(t, e.router, "203.0.113.10/32", true, 15*time.Second)
+	// The connected network that is not a VIP never leaves the node.
+	time.Sleep(time.Second)
+	if ok, err := hasRoute(e.router, "198.18.50.0/24"); err != nil || ok {
+		t.Errorf("router has a route to the node's non-VIP network 198.18.50.0/24 (%v, %v)", ok, err)
+	}
+	// The router's default route reaches the node's kernel through zebra.
+	r, ok, err := e.node.KernelRoute("0.0.0.0/0")
+	if err != nil || !ok {
+		lab.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
+			r, ok, err = e.node.KernelRoute("0.0.0.0/0")
+			if err == nil && !ok {
+				err = fmt.Errorf("node kernel has no default route")
+			}
+			return err
+		})
+	}
+	t.Logf("node default route: %+v", r)
+	// Removing the VIP withdraws it.
+	e.node.MustRun("ip", "addr", "del", "203.0.113.10/32", "dev", "kube-lb0")
+	waitRoute(t, e.router, "203.0.113.10/32", false, 15*time.Second)
+}
