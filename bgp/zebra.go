@@ -16,8 +16,30 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// ZebraRecovery is what RunZebraGuard does once a lost zebra is back.
+type ZebraRecovery int
+
+const (
+	// RestartSpeaker restarts the embedded speaker under graceful restart.
+	// It reconnects and refreshes every route, but GoBGP v4.8.0 leaks the
+	// old zebra client's loop, which keeps spinning a CPU until the
+	// process ends (its receive channel is closed and its stop channel is
+	// never closed).
+	RestartSpeaker ZebraRecovery = iota
+	// ReturnError makes RunZebraGuard return ErrZebraLost, so the caller
+	// can restart the whole process (for example exit and let systemd or
+	// the kubelet start it again, peers keeping the routes through
+	// graceful restart): the only way to end the spin.
+	ReturnError
+)
+
+// ErrZebraLost is returned by RunZebraGuard with ReturnError.
+var ErrZebraLost = errors.New("zebra connection lost; GoBGP's zebra client cannot reconnect")
+
 // ZebraGuardOptions configure RunZebraGuard. The zero value means defaults.
 type ZebraGuardOptions struct {
+	// Recovery: RestartSpeaker (default) or ReturnError.
+	Recovery ZebraRecovery
 	// Interval between checks of zebra's socket (default 250 ms; a stat
 	// call each).
 	Interval time.Duration
@@ -35,8 +57,8 @@ const zebraReconnectsHelp = "Restarts of the BGP speaker (under graceful restart
 // graceful restart: peers keep our routes (with graceful restart
 // configured on both sides), the new speaker connects to the new zebra,
 // and the routes are refreshed. Each such restart is logged and counted in
-// vipspeaker_zebra_reconnects_total. The speaker's CPU spin lasts while
-// zebra is down; it ends with the restart.
+// vipspeaker_zebra_reconnects_total. See ZebraRecovery for the CPU spin
+// GoBGP leaves behind, and ReturnError to end it by restarting the process.
 //
 // Without zebra in the config the guard idles. A zebra url over TCP is not
 // watched (logged once).
@@ -66,7 +88,7 @@ func (s *Server) RunZebraGuard(ctx context.Context, opts ZebraGuardOptions) erro
 	log := s.log.With("component", "zebra")
 	var (
 		watched  *server.BgpServer // the instance whose socket inode is known
-		ino      uint64
+		ino      sockID
 		path     string
 		tcpNoted bool
 		down     bool
@@ -99,7 +121,7 @@ func (s *Server) RunZebraGuard(ctx context.Context, opts ZebraGuardOptions) erro
 			}
 			continue
 		}
-		cur, exists := socketInode(p)
+		cur, exists := socketID(p)
 		if b != nil && (b != watched || p != path) {
 			// a new speaker (start, config restart, or ours): it has just
 			// connected to the socket that is there now
@@ -116,6 +138,10 @@ func (s *Server) RunZebraGuard(ctx context.Context, opts ZebraGuardOptions) erro
 				down = true
 			}
 			continue
+		}
+		if opts.Recovery == ReturnError {
+			log.Error("zebra connection lost (zebra restarted): the agent must restart", "socket", p)
+			return fmt.Errorf("%s: %w", p, ErrZebraLost)
 		}
 		log.Warn("zebra connection lost (zebra restarted): restarting the BGP speaker under graceful restart", "socket", p)
 		if err := s.restartForZebra(ctx); err != nil {
@@ -136,16 +162,24 @@ func zebraSocket(url string) (string, bool) {
 	return p, ok && p != ""
 }
 
-func socketInode(p string) (uint64, bool) {
+// sockID tells one socket file from its successor. The inode number alone
+// does not: on ext4 a socket re-created at once often gets the number of
+// the one just removed; the change time differs.
+type sockID struct {
+	ino   uint64
+	ctime int64 // ns
+}
+
+func socketID(p string) (sockID, bool) {
 	fi, err := os.Stat(p)
 	if err != nil {
-		return 0, false
+		return sockID{}, false
 	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
-		return 0, false
+		return sockID{}, false
 	}
-	return st.Ino, true
+	return sockID{ino: st.Ino, ctime: st.Ctim.Sec*1e9 + st.Ctim.Nsec}, true
 }
 
 // zebraAccepts reports whether something listens on the socket.
