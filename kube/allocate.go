@@ -292,35 +292,53 @@ func addrString(as []netip.Addr) string {
 }
 
 // writeStatus sets status.loadBalancer.ingress to addrs and the
-// allocated-from annotation to pool (both removed when addrs is empty).
+// allocated-from annotation to pool (both removed when addrs is empty). The
+// annotation is written before a new status and removed after a cleared
+// one, so the speakers see an address together with its pool and
+// announce it once.
 func (c *Controller) writeStatus(ctx context.Context, svc *corev1.Service, addrs []netip.Addr, pool string) error {
+	if len(addrs) > 0 {
+		if err := c.writeAllocatedFrom(ctx, svc, pool); err != nil {
+			return err
+		}
+	}
 	vip := corev1.LoadBalancerIPModeVIP
 	var ingress []corev1.LoadBalancerIngress
 	for _, a := range addrs {
 		ingress = append(ingress, corev1.LoadBalancerIngress{IP: a.String(), IPMode: &vip})
 	}
-	statusPatch, err := json.Marshal(map[string]any{"status": map[string]any{"loadBalancer": map[string]any{"ingress": ingress}}})
-	if err != nil {
-		return err
-	}
-	cur := Ingress(svc)
-	if !slices.Equal(cur, addrs) {
-		if _, err := c.cs.CoreV1().Services(svc.Namespace).Patch(ctx, svc.Name, types.MergePatchType, statusPatch, metav1.PatchOptions{FieldManager: "vipspeaker"}, "status"); err != nil {
-			return fmt.Errorf("update status of service %s/%s: %w", svc.Namespace, svc.Name, err)
-		}
-	}
-	var ann any = pool
-	if len(addrs) == 0 {
-		ann = nil
-	}
-	if old, ok := svc.Annotations[AnnotationAllocatedFrom]; (ok || ann != nil) && !(ok && ann == any(old)) {
-		p, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{AnnotationAllocatedFrom: ann}}})
+	if !slices.Equal(Ingress(svc), addrs) {
+		p, err := json.Marshal(map[string]any{"status": map[string]any{"loadBalancer": map[string]any{"ingress": ingress}}})
 		if err != nil {
 			return err
 		}
-		if _, err := c.cs.CoreV1().Services(svc.Namespace).Patch(ctx, svc.Name, types.MergePatchType, p, metav1.PatchOptions{FieldManager: "vipspeaker"}); err != nil {
-			return fmt.Errorf("annotate service %s/%s: %w", svc.Namespace, svc.Name, err)
+		if _, err := c.cs.CoreV1().Services(svc.Namespace).Patch(ctx, svc.Name, types.MergePatchType, p, metav1.PatchOptions{FieldManager: "vipspeaker"}, "status"); err != nil {
+			return fmt.Errorf("update status of service %s/%s: %w", svc.Namespace, svc.Name, err)
 		}
+	}
+	if len(addrs) == 0 {
+		return c.writeAllocatedFrom(ctx, svc, "")
+	}
+	return nil
+}
+
+// writeAllocatedFrom sets the allocated-from annotation to pool, or removes
+// it when pool is empty; nothing is written when it already is so.
+func (c *Controller) writeAllocatedFrom(ctx context.Context, svc *corev1.Service, pool string) error {
+	old, ok := svc.Annotations[AnnotationAllocatedFrom]
+	if (pool == "" && !ok) || (pool != "" && ok && old == pool) {
+		return nil
+	}
+	var v any = pool
+	if pool == "" {
+		v = nil
+	}
+	p, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{AnnotationAllocatedFrom: v}}})
+	if err != nil {
+		return err
+	}
+	if _, err := c.cs.CoreV1().Services(svc.Namespace).Patch(ctx, svc.Name, types.MergePatchType, p, metav1.PatchOptions{FieldManager: "vipspeaker"}); err != nil {
+		return fmt.Errorf("annotate service %s/%s: %w", svc.Namespace, svc.Name, err)
 	}
 	return nil
 }

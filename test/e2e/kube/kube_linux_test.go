@@ -476,7 +476,7 @@ func TestKube(t *testing.T) {
 			opts              []svcOpt
 		}{
 			{"bad-pool", "AllocationFailed", "UnknownPool", []svcOpt{withAnn(kube.AnnotationPool, "nope")}},
-			{"bad-outside", "AllocationFailed", "AddressNotInPool", []svcOpt{withAnn(kube.AnnotationAddresses, "203.0.113.200")}},
+			{"bad-outside", "AllocationFailed", "AddressNotInPool", []svcOpt{withAnn(kube.AnnotationAddresses, "198.51.100.250")}},
 			{"bad-family", "AllocationFailed", "WrongFamily", []svcOpt{withAnn(kube.AnnotationAddresses, "2001:db8:100::5")}},
 			{"bad-community", "InvalidAnnotation", "communities", []svcOpt{withAnn(kube.AnnotationCommunities, "65000:99999")}},
 		}
