@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -26,27 +27,58 @@ import (
 	"github.com/vipspeaker/vipspeaker/test/lab"
 )
 
-const routerBGPd = `frr defaults traditional
-hostname router
+// routerBGPd is router i's bgpd config: AS 65100 (two top-of-rack
+// switches of one AS), peering with the node
+// (198.18.i.2, AS 65001), sending it a default route.
+func routerBGPd(i int) string {
+	return fmt.Sprintf(`frr defaults traditional
+hostname router%[1]d
 log stdout informational
 !
-router bgp 65000
- bgp router-id 198.18.1.1
+router bgp 65100
+ bgp router-id 198.18.%[1]d.1
  no bgp ebgp-requires-policy
  no bgp network import-check
  bgp graceful-restart
- neighbor 198.18.1.2 remote-as 65001
- neighbor 198.18.1.2 timers connect 1
+ neighbor 198.18.%[1]d.2 remote-as 65001
+ neighbor 198.18.%[1]d.2 timers connect 1
  address-family ipv4 unicast
-  neighbor 198.18.1.2 default-originate
+  neighbor 198.18.%[1]d.2 default-originate
  exit-address-family
 !
+`, i)
+}
+
+const neighborConf = `[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "198.18.1.1"
+    peer-as = 65100
+  [neighbors.timers.config]
+    connect-retry = 1
+    hold-time = 9
+    keepalive-interval = 3
+    idle-hold-time-after-reset = 1
+  [neighbors.graceful-restart.config]
+    enabled = true
+    restart-time = 30
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv4-unicast"
+    [neighbors.afi-safis.mp-graceful-restart.config]
+      enabled = true
 `
 
-func gobgpConf(zsock string) string {
+func gobgpConf(zsock string, routers int) string {
+	var neighbors string
+	for i := 1; i <= routers; i++ {
+		neighbors += strings.ReplaceAll(neighborConf, "198.18.1.1", fmt.Sprintf("198.18.%d.1", i))
+	}
 	return fmt.Sprintf(`[global.config]
   as = 65001
   router-id = "198.18.1.2"
+
+[global.use-multiple-paths.config]
+  enabled = true
 
 [zebra.config]
   enabled = true
@@ -74,37 +106,23 @@ func gobgpConf(zsock string) string {
   export-policy-list = ["only-vips"]
   default-export-policy = "reject-route"
 
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "198.18.1.1"
-    peer-as = 65000
-  [neighbors.timers.config]
-    connect-retry = 1
-    hold-time = 9
-    keepalive-interval = 3
-    idle-hold-time-after-reset = 1
-  [neighbors.graceful-restart.config]
-    enabled = true
-    restart-time = 30
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv4-unicast"
-    [neighbors.afi-safis.mp-graceful-restart.config]
-      enabled = true
-`, zsock)
+%s`, zsock, neighbors)
 }
 
 type env struct {
 	l       *lab.Lab
-	router  *lab.Host
+	router  *lab.Host // router1
 	node    *lab.Host
-	rfrr    *lab.FRR
+	rfrr    *lab.FRR // router1's
+	rfrrs   []*lab.FRR
 	nfrr    *lab.FRR
 	agent   *lab.Process
 	confDir string
 }
 
-func setup(t *testing.T) *env {
+// setup builds the node and routers router1..routerN (N ≥ 1), node eth(i-1)
+// linked to router i.
+func setup(t *testing.T, routers int) *env {
 	t.Helper()
 	nstest.RequireRoot(t)
 	if err := lab.HaveFRR(); err != nil {
@@ -115,8 +133,14 @@ func setup(t *testing.T) *env {
 		t.Fatalf("build vipspeaker: %v", err)
 	}
 	l := lab.New(t)
-	e := &env{l: l, router: l.MustHost("router"), node: l.MustHost("node")}
-	l.MustLink(e.router, "n1", []string{"198.18.1.1/30"}, e.node, "eth0", []string{"198.18.1.2/30"})
+	e := &env{l: l, node: l.MustHost("node")}
+	var rhosts []*lab.Host
+	for i := 1; i <= routers; i++ {
+		r := l.MustHost(fmt.Sprintf("router%d", i))
+		l.MustLink(r, "n1", []string{fmt.Sprintf("198.18.%d.1/30", i)}, e.node, fmt.Sprintf("eth%d", i-1), []string{fmt.Sprintf("198.18.%d.2/30", i)})
+		rhosts = append(rhosts, r)
+	}
+	e.router = rhosts[0]
 	for _, c := range [][]string{
 		{"ip", "link", "add", "kube-lb0", "type", "ifb"},
 		{"ip", "link", "set", "kube-lb0", "up"},
@@ -129,9 +153,15 @@ func setup(t *testing.T) *env {
 	if e.nfrr, err = e.node.StartFRR(lab.FRRConfig{Daemons: []string{"zebra"}, Zebra: "hostname node\nlog stdout informational\n"}); err != nil {
 		t.Fatal(err)
 	}
-	if e.rfrr, err = e.router.StartFRR(lab.FRRConfig{Zebra: "hostname router\nlog stdout informational\n", BGPd: routerBGPd}); err != nil {
-		t.Fatal(err)
+	var rfrrs []*lab.FRR
+	for i, r := range rhosts {
+		f, err := r.StartFRR(lab.FRRConfig{Zebra: "log stdout informational\n", BGPd: routerBGPd(i + 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rfrrs = append(rfrrs, f)
 	}
+	e.rfrr, e.rfrrs = rfrrs[0], rfrrs
 	base := filepath.Join(l.Dir(), "node")
 	e.confDir = filepath.Join(base, "config")
 	svcDir, runDir := filepath.Join(base, "services"), filepath.Join(base, "run")
@@ -142,14 +172,16 @@ func setup(t *testing.T) *env {
 	}
 	zsock := filepath.Join("/var/run/frr", e.node.NetnsName(), "zserv.api")
 	write(t, filepath.Join(e.confDir, "vipspeaker.toml"), "[interface]\nname = \"vsp0\"\nkind = \"ifb\"\n")
-	write(t, filepath.Join(e.confDir, "gobgp.conf"), gobgpConf(zsock))
+	write(t, filepath.Join(e.confDir, "gobgp.conf"), gobgpConf(zsock, routers))
 	if e.agent, err = e.node.Start("vipspeaker", []string{bin, "run", "--config-dir", e.confDir,
 		"--services-dir", svcDir, "--run-dir", runDir, "--node-name", "node", "--log-level", "info"}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = e.agent.Signal(syscall.SIGCONT) })
-	if err := e.rfrr.WaitEstablished("198.18.1.2", 20*time.Second); err != nil {
-		t.Fatal(err)
+	for i, f := range rfrrs {
+		if err := f.WaitEstablished(fmt.Sprintf("198.18.%d.2", i+1), 20*time.Second); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return e
 }
@@ -181,7 +213,7 @@ func waitRoute(t *testing.T, h *lab.Host, prefix string, want bool, within time.
 }
 
 func TestZebraModeRedistributesOnlyVIPsAndImports(t *testing.T) {
-	e := setup(t)
+	e := setup(t, 1)
 	e.node.MustRun("ip", "addr", "add", "203.0.113.10/32", "dev", "kube-lb0")
 	waitRoute(t, e.router, "203.0.113.10/32", true, 15*time.Second)
 	// The connected network that is not a VIP never leaves the node.
@@ -207,7 +239,7 @@ func TestZebraModeRedistributesOnlyVIPsAndImports(t *testing.T) {
 }
 
 func TestZebraRestartRecovers(t *testing.T) {
-	e := setup(t)
+	e := setup(t, 1)
 	e.node.MustRun("ip", "addr", "add", "203.0.113.10/32", "dev", "kube-lb0")
 	waitRoute(t, e.router, "203.0.113.10/32", true, 15*time.Second)
 	lab.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
@@ -270,4 +302,37 @@ func TestZebraRestartRecovers(t *testing.T) {
 	})
 	// GoBGP v4.8.0 leaves the old zebra client spinning after the speaker
 	// restart (see bgp.ZebraRecovery); the CPU is not asserted here.
+}
+
+// Two routers send a default route: the node's kernel gets an ECMP default
+// through zebra (GoBGP with use-multiple-paths hands both next hops to
+// zebra); when one router shuts its session, the default follows the
+// other.
+func TestZebraModeECMPDefault(t *testing.T) {
+	e := setup(t, 2)
+	want := func(gws ...string) func() error {
+		return func() error {
+			r, ok, err := e.node.KernelRoute("0.0.0.0/0")
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return fmt.Errorf("node kernel has no default route")
+			}
+			var got []string
+			for _, g := range r.Gateways {
+				got = append(got, g.String())
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, gws) || r.Protocol != "bgp" {
+				return fmt.Errorf("node default via %v proto %s, want via %v proto bgp", got, r.Protocol, gws)
+			}
+			return nil
+		}
+	}
+	lab.Eventually(t, 15*time.Second, 50*time.Millisecond, want("198.18.1.1", "198.18.2.1"))
+	if out, err := e.rfrrs[1].Vtysh("configure terminal", "router bgp 65100", "neighbor 198.18.2.2 shutdown"); err != nil {
+		t.Fatalf("shut router2's session: %v\n%s", err, out)
+	}
+	lab.Eventually(t, 20*time.Second, 50*time.Millisecond, want("198.18.1.1"))
 }
