@@ -149,7 +149,7 @@ func New(opts Options) (*Controller, error) {
 		rc.UserAgent = "vipspeaker/" + opts.NodeName
 	}
 	if rc.QPS == 0 {
-		rc.QPS, rc.Burst = 50, 100
+		rc.QPS, rc.Burst = 200, 400
 	}
 	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
