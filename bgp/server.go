@@ -183,8 +183,11 @@ func (s *Server) run(ctx context.Context, vips vipSource) error {
 		return nil
 	case <-s.configured:
 	}
-	if err := s.start(ctx); err != nil {
+	if err := s.startWhenZebraUp(ctx); err != nil {
 		return err
+	}
+	if s.running.Load() == nil {
+		return nil // cancelled while waiting for zebra
 	}
 	// The VIPs present now go into the RIB before any peer is added, so a
 	// restarted speaker sends them in its first UPDATEs (graceful restart).

@@ -240,3 +240,45 @@ func (s *Server) restartForZebra(ctx context.Context) error {
 	}
 	return s.addPeersLocked(ctx, true)
 }
+
+// zebraRetry is how often startWhenZebraUp tries again.
+var zebraRetry = time.Second
+
+// startWhenZebraUp is start, tried again every zebraRetry while the only
+// thing missing is zebra (its socket absent or refusing, as when the agent
+// starts before FRR): the agent waits and says why, instead of exiting. A
+// config applied meanwhile is the one tried next. Other errors are
+// returned at once.
+func (s *Server) startWhenZebraUp(ctx context.Context) error {
+	var last string
+	for {
+		s.opMu.Lock()
+		cfg := s.pending
+		s.opMu.Unlock()
+		err := s.start(ctx)
+		if err == nil {
+			if last != "" {
+				s.log.Info("zebra is up: bgp speaker started", "component", "zebra")
+			}
+			return nil
+		}
+		if cfg == nil || !cfg.set.Zebra.Config.Enabled || !strings.Contains(err.Error(), "enable zebra:") {
+			return err
+		}
+		s.opMu.Lock()
+		if s.pending == nil { // no newer config: try this one again
+			s.pending = cfg
+		}
+		s.opMu.Unlock()
+		if msg := err.Error(); msg != last {
+			s.log.Warn("zebra is not up yet; bgp waits for it and keeps trying", "component", "zebra",
+				"url", cfg.set.Zebra.Config.Url, "err", err)
+			last = msg
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(zebraRetry):
+		}
+	}
+}

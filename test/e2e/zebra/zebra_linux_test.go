@@ -336,3 +336,54 @@ func TestZebraModeECMPDefault(t *testing.T) {
 	}
 	lab.Eventually(t, 20*time.Second, 50*time.Millisecond, want("198.18.1.1"))
 }
+
+// The agent started before FRR's zebra waits for it, says why, and once
+// zebra is up announces the VIPs it redistributes.
+func TestZebraModeStartsBeforeZebra(t *testing.T) {
+	nstest.RequireRoot(t)
+	if err := lab.HaveFRR(); err != nil {
+		nstest.Skip(t, "%v", err)
+	}
+	bin, err := lab.BuildBinary("./cmd/vipspeaker")
+	if err != nil {
+		t.Fatalf("build vipspeaker: %v", err)
+	}
+	l := lab.New(t)
+	router, node := l.MustHost("router1"), l.MustHost("node")
+	l.MustLink(router, "n1", []string{"198.18.1.1/30"}, node, "eth0", []string{"198.18.1.2/30"})
+	node.MustRun("ip", "link", "add", "kube-lb0", "type", "ifb")
+	node.MustRun("ip", "link", "set", "kube-lb0", "up")
+	node.MustRun("ip", "addr", "add", "203.0.113.10/32", "dev", "kube-lb0")
+	rfrr, err := router.StartFRR(lab.FRRConfig{Zebra: "log stdout informational\n", BGPd: routerBGPd(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(l.Dir(), "node")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(dir, "vipspeaker.toml"), "[interface]\nname = \"vsp0\"\nkind = \"ifb\"\n")
+	write(t, filepath.Join(dir, "gobgp.conf"), gobgpConf(filepath.Join("/var/run/frr", node.NetnsName(), "zserv.api"), 1))
+	agent, err := node.Start("vipspeaker", []string{bin, "run", "--config-dir", dir, "--services-dir", dir,
+		"--run-dir", filepath.Join(dir, "run"), "--node-name", "node", "--log-level", "info"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lab.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
+		if !strings.Contains(agent.Log(), "zebra is not up yet") {
+			return fmt.Errorf("agent has not said it waits for zebra")
+		}
+		return nil
+	})
+	time.Sleep(2 * time.Second)
+	if agent.Exited() {
+		t.Fatalf("agent exited while zebra was not up:\n%s", agent.Log())
+	}
+	if _, err := node.StartFRR(lab.FRRConfig{Daemons: []string{"zebra"}, Zebra: "log stdout informational\n"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rfrr.WaitEstablished("198.18.1.2", 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	waitRoute(t, router, "203.0.113.10/32", true, 15*time.Second)
+}
