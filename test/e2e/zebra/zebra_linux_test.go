@@ -68,7 +68,19 @@ const neighborConf = `[[neighbors]]
       enabled = true
 `
 
+// gobgpConf is the node's gobgp.conf; zsock "" leaves zebra out (native
+// mode).
 func gobgpConf(zsock string, routers int) string {
+	zebra := ""
+	if zsock != "" {
+		zebra = fmt.Sprintf(`[zebra.config]
+  enabled = true
+  url = "unix:%s"
+  redistribute-route-type-list = ["connect"]
+  version = 6
+  software-name = "frr8.4"
+`, zsock)
+	}
 	var neighbors string
 	for i := 1; i <= routers; i++ {
 		neighbors += strings.ReplaceAll(neighborConf, "198.18.1.1", fmt.Sprintf("198.18.%d.1", i))
@@ -80,13 +92,7 @@ func gobgpConf(zsock string, routers int) string {
 [global.use-multiple-paths.config]
   enabled = true
 
-[zebra.config]
-  enabled = true
-  url = "unix:%s"
-  redistribute-route-type-list = ["connect"]
-  version = 6
-  software-name = "frr8.4"
-
+%s
 [[defined-sets.prefix-sets]]
   prefix-set-name = "vips"
   [[defined-sets.prefix-sets.prefix-list]]
@@ -106,7 +112,7 @@ func gobgpConf(zsock string, routers int) string {
   export-policy-list = ["only-vips"]
   default-export-policy = "reject-route"
 
-%s`, zsock, neighbors)
+%s`, zebra, neighbors)
 }
 
 type env struct {
@@ -118,11 +124,18 @@ type env struct {
 	nfrr    *lab.FRR
 	agent   *lab.Process
 	confDir string
+	svcDir  string
 }
 
 // setup builds the node and routers router1..routerN (N ≥ 1), node eth(i-1)
 // linked to router i.
-func setup(t *testing.T, routers int) *env {
+func setup(t testing.TB, routers int) *env {
+	return setupMode(t, routers, true)
+}
+
+// setupMode is setup; without zebra the node runs no FRR and the agent
+// announces the VIPs of its Services natively.
+func setupMode(t testing.TB, routers int, zebra bool) *env {
 	t.Helper()
 	nstest.RequireRoot(t)
 	if err := lab.HaveFRR(); err != nil {
@@ -150,8 +163,10 @@ func setup(t *testing.T, routers int) *env {
 	} {
 		e.node.MustRun(c...)
 	}
-	if e.nfrr, err = e.node.StartFRR(lab.FRRConfig{Daemons: []string{"zebra"}, Zebra: "hostname node\nlog stdout informational\n"}); err != nil {
-		t.Fatal(err)
+	if zebra {
+		if e.nfrr, err = e.node.StartFRR(lab.FRRConfig{Daemons: []string{"zebra"}, Zebra: "hostname node\nlog stdout informational\n"}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	var rfrrs []*lab.FRR
 	for i, r := range rhosts {
@@ -165,12 +180,16 @@ func setup(t *testing.T, routers int) *env {
 	base := filepath.Join(l.Dir(), "node")
 	e.confDir = filepath.Join(base, "config")
 	svcDir, runDir := filepath.Join(base, "services"), filepath.Join(base, "run")
+	e.svcDir = svcDir
 	for _, d := range []string{e.confDir, svcDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	zsock := filepath.Join("/var/run/frr", e.node.NetnsName(), "zserv.api")
+	zsock := ""
+	if zebra {
+		zsock = filepath.Join("/var/run/frr", e.node.NetnsName(), "zserv.api")
+	}
 	write(t, filepath.Join(e.confDir, "vipspeaker.toml"), "[interface]\nname = \"vsp0\"\nkind = \"ifb\"\n")
 	write(t, filepath.Join(e.confDir, "gobgp.conf"), gobgpConf(zsock, routers))
 	if e.agent, err = e.node.Start("vipspeaker", []string{bin, "run", "--config-dir", e.confDir,
@@ -186,7 +205,7 @@ func setup(t *testing.T, routers int) *env {
 	return e
 }
 
-func write(t *testing.T, p, s string) {
+func write(t testing.TB, p, s string) {
 	t.Helper()
 	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
 		t.Fatal(err)
@@ -198,7 +217,7 @@ func hasRoute(h *lab.Host, prefix string) (bool, error) {
 	return ok, err
 }
 
-func waitRoute(t *testing.T, h *lab.Host, prefix string, want bool, within time.Duration) {
+func waitRoute(t testing.TB, h *lab.Host, prefix string, want bool, within time.Duration) {
 	t.Helper()
 	lab.Eventually(t, within, 20*time.Millisecond, func() error {
 		ok, err := hasRoute(h, prefix)
@@ -386,4 +405,68 @@ func TestZebraModeStartsBeforeZebra(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitRoute(t, router, "203.0.113.10/32", true, 15*time.Second)
+}
+
+// BenchmarkVIPToRouterKernel measures, in the same run, the time from a
+// VIP appearing on the node until the router's kernel routes it: in zebra
+// mode (address added to kube-lb0, redistributed by FRR's zebra) and in
+// native mode (a Service manifest written to the agent's services folder,
+// announced by the agent itself). Run with -benchtime=Nx, N ≤ 100.
+func BenchmarkVIPToRouterKernel(b *testing.B) {
+	ez := setupMode(b, 1, true)
+	en := setupMode(b, 1, false)
+	var zl, nl []time.Duration
+	i := 0
+	for b.Loop() {
+		if i >= 100 {
+			b.Fatal("at most 100 iterations (one /32 each in 203.0.113.0/24 and 203.0.113.128/25)")
+		}
+		vz := fmt.Sprintf("203.0.113.%d/32", i+1)
+		start := time.Now()
+		ez.node.MustRun("ip", "addr", "add", vz, "dev", "kube-lb0")
+		if err := lab.Poll(20*time.Second, 2*time.Millisecond, func() error { return routed(ez.router, vz) }); err != nil {
+			b.Fatal(err)
+		}
+		zl = append(zl, time.Since(start))
+
+		vn := fmt.Sprintf("203.0.113.%d", 101+i%100)
+		start = time.Now()
+		write(b, filepath.Join(en.svcDir, fmt.Sprintf("bench-%d.yaml", i)), fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata:
+  name: bench-%d
+  namespace: demo
+  annotations:
+    vipspeaker.io/addresses: %q
+spec:
+  type: LoadBalancer
+  ports:
+  - port: 80
+`, i, vn))
+		if err := lab.Poll(20*time.Second, 2*time.Millisecond, func() error { return routed(en.router, vn+"/32") }); err != nil {
+			b.Fatal(err)
+		}
+		nl = append(nl, time.Since(start))
+		i++
+	}
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	for _, m := range []struct {
+		name string
+		l    []time.Duration
+	}{{"zebra", zl}, {"native", nl}} {
+		if len(m.l) == 0 {
+			continue
+		}
+		slices.Sort(m.l)
+		b.ReportMetric(ms(m.l[len(m.l)/2]), m.name+"-p50-ms")
+		b.ReportMetric(ms(m.l[(len(m.l)*99)/100]), m.name+"-p99-ms")
+	}
+}
+
+func routed(h *lab.Host, prefix string) error {
+	ok, err := hasRoute(h, prefix)
+	if err == nil && !ok {
+		err = fmt.Errorf("%s has no route to %s", h.Name(), prefix)
+	}
+	return err
 }
