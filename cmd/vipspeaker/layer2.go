@@ -35,8 +35,22 @@ type layer2 struct {
 	ms   *owner.Membership
 	ctl  *owner.Controller
 
-	mu    sync.Mutex
-	pools map[string][]string // pool name -> layer2 interfaces
+	mu       sync.Mutex
+	pools    map[string][]string     // pool name -> layer2 interfaces
+	eligible map[netip.Addr][]string // cluster mode: candidate nodes per VIP
+	kick     chan struct{}
+}
+
+// setEligible takes the candidate nodes of each layer2 VIP (Ready, not
+// excluded, with a local endpoint under externalTrafficPolicy: Local).
+func (l *layer2) setEligible(m map[netip.Addr][]string) {
+	l.mu.Lock()
+	l.eligible = m
+	l.mu.Unlock()
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
 }
 
 // layer2Interfaces is the union of the layer2 pools' interfaces, sorted.
@@ -87,7 +101,7 @@ func (a *agent) newLayer2(cfg *config.Config) (*layer2, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &layer2{resp: resp, ms: ms, log: a.log.With("component", "layer2")}
+	l := &layer2{resp: resp, ms: ms, log: a.log.With("component", "layer2"), kick: make(chan struct{}, 1)}
 	if l.fp, err = a.loadFastPath(cfg, ifaces); err != nil {
 		return nil, err
 	}
@@ -220,6 +234,8 @@ loop:
 			if err != nil {
 				break loop
 			}
+		case <-l.kick:
+			l.ctl.SetVIPs(l.ownerVIPs(current))
 		case <-vips.Ready():
 			for _, ev := range vips.Next() {
 				if ev.Kind == routing.Removed {
@@ -277,8 +293,19 @@ func (l *layer2) ownerVIPs(current map[netip.Addr]routing.VIP) []owner.VIP {
 	out := make([]owner.VIP, 0, len(current))
 	for a, v := range current {
 		// Eligible nil: every healthy speaker (standalone mode has no
-		// node readiness or endpoints to narrow it).
-		out = append(out, owner.VIP{Addr: a, Interfaces: l.pools[v.Attrs.Pool]})
+		// node readiness or endpoints to narrow it). In a cluster, a VIP
+		// the API has not told us about yet also goes to every healthy
+		// speaker.
+		var elig []string
+		if l.eligible != nil {
+			if e, ok := l.eligible[a]; ok {
+				elig = e
+				if elig == nil {
+					elig = []string{}
+				}
+			}
+		}
+		out = append(out, owner.VIP{Addr: a, Eligible: elig, Interfaces: l.pools[v.Attrs.Pool]})
 	}
 	slices.SortFunc(out, func(x, y owner.VIP) int { return x.Addr.Compare(y.Addr) })
 	return out

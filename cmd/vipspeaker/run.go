@@ -23,12 +23,16 @@ import (
 
 	"github.com/vipspeaker/vipspeaker/bgp"
 	"github.com/vipspeaker/vipspeaker/config"
+	"github.com/vipspeaker/vipspeaker/kube"
 	"github.com/vipspeaker/vipspeaker/kube/standalone"
 	"github.com/vipspeaker/vipspeaker/routing"
 )
 
 type runFlags struct {
 	servicesDir      string
+	kubeconfig       string
+	namespace        string
+	leaseDuration    time.Duration
 	configDir        string
 	nodeName         string
 	runDir           string
@@ -44,6 +48,9 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	fs := flag.NewFlagSet("vipspeaker run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.servicesDir, "services-dir", "", "standalone mode: a directory of Service manifests (YAML, several documents per file allowed), watched")
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "cluster mode: a kubeconfig file (default: the in-cluster config); cluster mode is on unless --services-dir is given")
+	fs.StringVar(&f.namespace, "namespace", "", "cluster mode: the namespace of the ConfigMap vipspeaker-config and the allocator's Lease (default: $POD_NAMESPACE, then vipspeaker-system)")
+	fs.DurationVar(&f.leaseDuration, "lease-duration", 15*time.Second, "cluster mode: how long the allocator's Lease lasts without renewal (a new allocator takes over after it)")
 	fs.StringVar(&f.configDir, "config-dir", "", "a directory holding vipspeaker.toml and gobgp.conf, watched")
 	fs.StringVar(&f.nodeName, "node-name", "", "this node's name (default: $NODE_NAME, then the hostname)")
 	fs.StringVar(&f.runDir, "run-dir", "/run/vipspeaker", "directory for the agent's sockets (vipspeaker.sock, gobgp.sock)")
@@ -68,8 +75,11 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 		}
 		f.nodeName = h
 	}
-	if f.servicesDir == "" {
-		return nil, errors.New("--services-dir is required (in-cluster mode comes with the Kubernetes issue)")
+	if f.servicesDir != "" && f.kubeconfig != "" {
+		return nil, errors.New("--services-dir (standalone mode) and --kubeconfig (cluster mode) exclude each other")
+	}
+	if f.namespace == "" {
+		f.namespace = os.Getenv("POD_NAMESPACE")
 	}
 	return f, nil
 }
@@ -190,16 +200,26 @@ func run(ctx context.Context, f *runFlags, log *slog.Logger) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a := &agent{f: f, log: log, reg: reg, metrics: newAgentMetrics(reg), cfg: cfg}
 	a.metrics.reloaded(true)
-	if a.l2, err = a.newLayer2(cfg); err != nil {
-		return err
-	}
-
 	speaker, err := bgp.New(bgp.Options{RunDir: f.runDir, Logger: log, Registerer: reg, NodeName: f.nodeName})
 	if err != nil {
 		return err
 	}
 	a.bgp = speaker
-	if err := a.applyBGP(ctx, true); err != nil {
+
+	var ctrl *kube.Controller
+	if f.servicesDir == "" {
+		// Cluster mode: the ConfigMap is the configuration.
+		if ctrl, err = a.newKube(); err != nil {
+			return err
+		}
+		if err := a.initialClusterConfig(ctx, ctrl); err != nil {
+			return err
+		}
+		cfg = a.cfg
+	} else if err := a.applyBGP(ctx, true); err != nil {
+		return err
+	}
+	if a.l2, err = a.newLayer2(cfg); err != nil {
 		return err
 	}
 
@@ -219,12 +239,24 @@ func run(ctx context.Context, f *runFlags, log *slog.Logger) error {
 			log.Error("close VIP table", "error", err)
 		}
 	}()
-	src, err := standalone.New(standalone.Options{Dir: f.servicesDir, Logger: log, Debounce: 20 * time.Millisecond})
-	if err != nil {
-		return err
+	// The source of desired VIPs: a manifest directory (standalone) or the
+	// API server (cluster mode).
+	var runSource func(ctx context.Context) error
+	if f.servicesDir != "" {
+		src, err := standalone.New(standalone.Options{Dir: f.servicesDir, Logger: log, Debounce: 20 * time.Millisecond})
+		if err != nil {
+			return err
+		}
+		runSource = func(ctx context.Context) error {
+			return src.Run(ctx, func(vips []routing.VIP) { a.applyVIPs(ctx, vips, src.Partial()) })
+		}
+	} else {
+		runSource = func(ctx context.Context) error {
+			return ctrl.Run(ctx, func(vips []routing.VIP) { a.applyVIPs(ctx, vips, false) })
+		}
 	}
 
-	log.Info("vipspeaker starting", "node", f.nodeName, "services_dir", f.servicesDir,
+	log.Info("vipspeaker starting", "node", f.nodeName, "services_dir", f.servicesDir, "cluster", f.servicesDir == "",
 		"config_dir", f.configDir, "interface", table.Interface(), "version", version)
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -241,14 +273,12 @@ func run(ctx context.Context, f *runFlags, log *slog.Logger) error {
 		defer l2Events.Close()
 		g.Go(func() error { return a.l2.run(gctx, l2Events, f.removeVIPsOnExit) })
 	}
-	g.Go(func() error {
-		return src.Run(gctx, func(vips []routing.VIP) { a.applyVIPs(gctx, vips, src.Partial()) })
-	})
-	if f.configDir != "" {
-		a.ready.set("config", true)
+	g.Go(func() error { return runSource(gctx) })
+	a.ready.set("config", true)
+	if f.configDir != "" && f.servicesDir != "" {
+		// In cluster mode the ConfigMap is the configuration; a
+		// --config-dir only seeds the start.
 		g.Go(func() error { return a.watchConfig(gctx, cfg) })
-	} else {
-		a.ready.set("config", true)
 	}
 	if f.metricsAddr != "" {
 		g.Go(func() error { return a.serveHTTP(gctx) })
@@ -340,10 +370,19 @@ func (a *agent) applyBGP(ctx context.Context, initial bool) error {
 	if err != nil {
 		return fmt.Errorf("read %s: %w", path, err)
 	}
-	if a.bgpConf != nil && string(data) == string(a.bgpConf) {
+	return a.applyBGPData(ctx, path, data, initial)
+}
+
+// applyBGPData hands a gobgp.conf (named name in messages) to the speaker
+// when it differs from the last one given.
+func (a *agent) applyBGPData(ctx context.Context, name string, data []byte, initial bool) error {
+	a.bgpMu.Lock()
+	same := a.bgpConf != nil && string(data) == string(a.bgpConf)
+	a.bgpMu.Unlock()
+	if same {
 		return nil
 	}
-	if err := a.bgp.Apply(ctx, path, data); err != nil {
+	if err := a.bgp.Apply(ctx, name, data); err != nil {
 		if initial {
 			return fmt.Errorf("gobgp.conf is invalid; nothing was started:\n%w", err)
 		}

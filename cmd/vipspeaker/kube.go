@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/vipspeaker/vipspeaker/config"
+	"github.com/vipspeaker/vipspeaker/kube"
+)
+
+// configMapName names a key of the ConfigMap in messages.
+func (a *agent) configMapName(key string) string {
+	ns := a.f.namespace
+	if ns == "" {
+		ns = kube.DefaultNamespace
+	}
+	return ns + "/" + kube.DefaultConfigMapName + "/" + key
+}
+
+// newKube builds the cluster-mode controller: the ConfigMap feeds the
+// config (validated as in standalone mode; a bad one is refused whole and
+// the last good stays), the Services feed the VIPs.
+func (a *agent) newKube() (*kube.Controller, error) {
+	return kube.New(kube.Options{
+		Kubeconfig:    a.f.kubeconfig,
+		NodeName:      a.f.nodeName,
+		Namespace:     a.f.namespace,
+		LeaseDuration: a.f.leaseDuration,
+		Logger:        a.log,
+		Registerer:    a.reg,
+		OnConfig: func(vipspeakerTOML, gobgpConf []byte) error {
+			return a.clusterConfig(context.Background(), vipspeakerTOML, gobgpConf, false)
+		},
+		OnConfigRejected: func(err error) {
+			a.metrics.reloaded(false)
+			a.cfgState.refused(err)
+		},
+		OnLayer2: func(candidates map[netip.Addr][]string) {
+			if a.l2 != nil {
+				a.l2.setEligible(candidates)
+			}
+		},
+	})
+}
+
+// clusterConfig applies the ConfigMap's two keys. vipspeaker.toml absent
+// means defaults; gobgp.conf absent leaves BGP as it is.
+func (a *agent) clusterConfig(ctx context.Context, vipspeakerTOML, gobgpConf []byte, initial bool) error {
+	c := config.Default()
+	if vipspeakerTOML != nil {
+		var errs []error
+		c, errs = config.Parse(a.configMapName(config.FileName), vipspeakerTOML)
+		if len(errs) > 0 {
+			return errors.Join(errs...)
+		}
+	}
+	if gobgpConf != nil {
+		if err := a.applyBGPData(ctx, a.configMapName(kube.GoBGPConfKey), gobgpConf, initial); err != nil {
+			return err
+		}
+	}
+	if initial {
+		a.vipMu.Lock()
+		a.cfg = c
+		a.vipMu.Unlock()
+	} else {
+		a.setConfig(ctx, c)
+		a.metrics.reloaded(true)
+	}
+	a.ready.set("config", true)
+	return nil
+}
+
+// initialClusterConfig reads the ConfigMap once before anything starts, so
+// the VIP interface, the layer2 parts and BGP start with it. An API server
+// that cannot be reached leaves the defaults; the watch applies the
+// ConfigMap when it arrives. An invalid ConfigMap at start stops the agent
+// with every problem listed, as an invalid config directory does.
+func (a *agent) initialClusterConfig(ctx context.Context, ctrl *kube.Controller) error {
+	ns := a.f.namespace
+	if ns == "" {
+		ns = kube.DefaultNamespace
+	}
+	gctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cm, err := ctrl.Client().CoreV1().ConfigMaps(ns).Get(gctx, kube.DefaultConfigMapName, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		a.log.Info("no ConfigMap yet; starting with defaults", "configmap", ns+"/"+kube.DefaultConfigMapName)
+		return nil
+	case err != nil:
+		a.log.Warn("cannot read the ConfigMap at start; starting with defaults, the watch applies it later", "error", err)
+		return nil
+	}
+	var toml, gobgp []byte
+	if v, ok := cm.Data[config.FileName]; ok {
+		toml = []byte(v)
+	}
+	if v, ok := cm.Data[kube.GoBGPConfKey]; ok {
+		gobgp = []byte(v)
+	}
+	if err := a.clusterConfig(ctx, toml, gobgp, true); err != nil {
+		return fmt.Errorf("ConfigMap %s/%s is invalid; nothing was started:\n%w", ns, kube.DefaultConfigMapName, err)
+	}
+	return nil
+}
