@@ -151,3 +151,60 @@ func TestRunImportECMPAndWithdraw(t *testing.T) {
 		t.Error("VIP 203.0.113.10 not at the peer: the check above proves nothing")
 	}
 }
+
+// After a speaker restart the reported routes are stale: one the new
+// speaker learns again stays (no call when unchanged), the other is
+// withdrawn once the stale time is over.
+func TestImportWatchStaleAfterRestart(t *testing.T) {
+	log := &importLog{state: map[string]string{}}
+	w := &importWatch{fn: log.fn, reported: map[netip.Prefix][]netip.Addr{}, stale: map[netip.Prefix]time.Time{}}
+	a, b := netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("198.51.100.0/24")
+	nh := []netip.Addr{netip.MustParseAddr("198.18.0.2")}
+	w.report(a, nh)
+	w.report(b, nh)
+	for p := range w.reported {
+		w.stale[p] = time.Now()
+	}
+	w.report(a, nh) // relearned, same next hop
+	w.expire(time.Hour)
+	if err := log.want(map[string]string{"0.0.0.0/0": "[198.18.0.2]", "198.51.100.0/24": "[198.18.0.2]"})(); err != nil {
+		t.Fatalf("before the stale time: %v", err)
+	}
+	w.expire(0)
+	if err := log.want(map[string]string{"0.0.0.0/0": "[198.18.0.2]"})(); err != nil {
+		t.Fatalf("after the stale time: %v", err)
+	}
+}
+
+func TestMultipathNextHops(t *testing.T) {
+	mk := func(peer, nh string, best bool, med uint32, asPath ...uint32) *apiutil.Path {
+		nhAttr, err := bgppkt.NewPathAttributeNextHop(netip.MustParseAddr(nh))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := &apiutil.Path{Best: best, Attrs: []bgppkt.PathAttributeInterface{
+			bgppkt.NewPathAttributeOrigin(0), nhAttr, bgppkt.NewPathAttributeMultiExitDisc(med),
+			bgppkt.NewPathAttributeAsPath([]bgppkt.AsPathParamInterface{bgppkt.NewAs4PathParam(bgppkt.BGP_ASPATH_ATTR_TYPE_SEQ, asPath)}),
+		}}
+		if peer != "" {
+			p.PeerAddress = netip.MustParseAddr(peer)
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		name  string
+		paths []*apiutil.Path
+		want  string
+	}{
+		{"two equal", []*apiutil.Path{mk("198.18.0.2", "198.18.0.2", true, 0, 65100), mk("198.18.0.3", "198.18.0.3", false, 0, 65100)}, "[198.18.0.2 198.18.0.3]"},
+		{"worse MED left out", []*apiutil.Path{mk("198.18.0.2", "198.18.0.2", true, 0, 65100), mk("198.18.0.3", "198.18.0.3", false, 10, 65100)}, "[198.18.0.2]"},
+		{"longer AS path left out", []*apiutil.Path{mk("198.18.0.2", "198.18.0.2", true, 0, 65100), mk("198.18.0.3", "198.18.0.3", false, 0, 65100, 65200)}, "[198.18.0.2]"},
+		{"other neighbouring AS left out", []*apiutil.Path{mk("198.18.0.2", "198.18.0.2", true, 0, 65100), mk("198.18.0.3", "198.18.0.3", false, 0, 65101)}, "[198.18.0.2]"},
+		{"best is ours", []*apiutil.Path{mk("", "0.0.0.0", true, 0), mk("198.18.0.3", "198.18.0.3", false, 0, 65100)}, "[]"},
+		{"no best", []*apiutil.Path{mk("198.18.0.3", "198.18.0.3", false, 0, 65100)}, "[]"},
+	} {
+		if got := fmt.Sprint(multipathNextHops(tc.paths)); got != tc.want {
+			t.Errorf("%s: got %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}
