@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -62,6 +63,7 @@ func (c *Controller) runElection(ctx context.Context) {
 
 // allocState is the allocator's state for one term of leadership.
 type allocState struct {
+	mu      sync.Mutex // held while deciding, not while writing
 	alloc   *allocator.Allocator
 	gen     uint64
 	failed  map[string]string // service -> last failure message
@@ -97,6 +99,20 @@ func (c *Controller) allocate(ctx context.Context) {
 	c.log.Info("allocator rebuilt from the services", "services", len(svcs))
 	stop := context.AfterFunc(ctx, func() { c.queue.Add("") }) // wake Get
 	defer stop()
+	// Decisions are taken one at a time under st.mu; the API writes of
+	// different Services proceed in parallel (the queue never hands one
+	// key to two workers).
+	var wg sync.WaitGroup
+	for range allocWorkers {
+		wg.Go(func() { c.work(ctx, st) })
+	}
+	wg.Wait()
+}
+
+// allocWorkers is how many Services' status writes may be in flight.
+const allocWorkers = 4
+
+func (c *Controller) work(ctx context.Context, st *allocState) {
 	for {
 		key, quit := c.queue.Get()
 		if quit {
@@ -104,9 +120,8 @@ func (c *Controller) allocate(ctx context.Context) {
 		}
 		if ctx.Err() != nil {
 			c.queue.Done(key)
-			if key != "" {
-				c.queue.Add(key) // for the next leader term
-			}
+			// Kept for the next term; "" wakes the next worker.
+			c.queue.Add(key)
 			return
 		}
 		if key == "" {
@@ -168,6 +183,8 @@ func (c *Controller) released(st *allocState) {
 // process brings one Service's allocation up to date. An error means
 // "retry later".
 func (c *Controller) process(ctx context.Context, st *allocState, key string) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
 	c.syncPools(st)
 	defer c.updateInUse(st)
 	ns, name, err := cache.SplitMetaNamespaceKey(key)
@@ -199,7 +216,10 @@ func (c *Controller) process(ctx context.Context, st *allocState, key string) er
 		if _, ours := svc.Annotations[AnnotationAllocatedFrom]; ours {
 			// It stopped being ours (type or class changed): take back
 			// what we wrote.
-			if err := c.writeStatus(ctx, svc, nil, ""); err != nil {
+			st.mu.Unlock()
+			err := c.writeStatus(ctx, svc, nil, "")
+			st.mu.Lock()
+			if err != nil {
 				return err
 			}
 			c.log.Info("service is no longer a vipspeaker LoadBalancer: addresses released", "service", key, "addresses", addrString(current))
@@ -255,7 +275,10 @@ func (c *Controller) process(ctx context.Context, st *allocState, key string) er
 	}
 	delete(st.failed, key)
 	if !slices.Equal(res.Addrs, current) || svc.Annotations[AnnotationAllocatedFrom] != res.Pool {
-		if err := c.writeStatus(ctx, svc, res.Addrs, res.Pool); err != nil {
+		st.mu.Unlock()
+		err := c.writeStatus(ctx, svc, res.Addrs, res.Pool)
+		st.mu.Lock()
+		if err != nil {
 			// Undo, so a retry starts from what the Service carries.
 			st.alloc.Release(key)
 			if before != nil {

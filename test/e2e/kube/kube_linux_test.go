@@ -623,10 +623,10 @@ func TestKube(t *testing.T) {
 		e.c.startAPI(t)
 		e.c.waitReady(t, 60*time.Second)
 		// Things work again. After a long outage client-go's reflectors
-		// back off (up to 30 s, with as much jitter) before they list again,
+		// back off (up to 30 s, plus as much jitter) before they list again,
 		// so allow for that.
 		e.createService(t, "after-outage")
-		v := e.waitIngressWithin(t, "after-outage", 1, 120*time.Second)[0]
+		v := e.waitIngressWithin(t, "after-outage", 1, 180*time.Second)[0]
 		e.waitRoute(t, v, "n1", "n2", "n3")
 		e.waitRoute(t, vip, "n1", "n2", "n3")
 	})
