@@ -84,3 +84,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	return m, nil
 }
+
+// AddFastPathCounts adds to the reply counters, with path="xdp", what the
+// eBPF fast path sent on iface since the caller last asked (deltas): the
+// program counts in its own maps, and this family is the one place
+// operators read replies from, whichever path sent them.
+func (r *Responder) AddFastPathCounts(iface string, arpReplies, ndpAdverts, gratuitous uint64) {
+	r.m.arpReplies.WithLabelValues(iface, PathXDP).Add(float64(arpReplies))
+	r.m.ndpAdverts.WithLabelValues(iface, PathXDP).Add(float64(ndpAdverts))
+	if gratuitous > 0 {
+		r.m.gratuitous.WithLabelValues(iface).Add(float64(gratuitous))
+	}
+}

@@ -225,11 +225,20 @@ func (l *layer2) run(ctx context.Context, vips *routing.Subscription, removeOnEx
 	current := map[netip.Addr]routing.VIP{}
 	all := map[netip.Addr]bool{} // every VIP of the node, for the XDP counters
 	var err error
+	var fpTick <-chan time.Time
+	if l.fp != nil {
+		t := time.NewTicker(2 * time.Second)
+		defer t.Stop()
+		fpTick = t.C
+	}
+	fpSeen := map[string][3]uint64{} // per interface: the fast path's counts at the last look
 loop:
 	for {
 		select {
 		case <-ctx.Done():
 			break loop
+		case <-fpTick:
+			l.fastPathCounts(fpSeen)
 		case err = <-errc:
 			if err != nil {
 				break loop
@@ -285,6 +294,23 @@ loop:
 		err = derr
 	}
 	return err
+}
+
+// fastPathCounts moves what the XDP program sent since the last look into
+// the reply counters (path="xdp"). The first look after a start is the
+// baseline: a pinned program's counts carry over from the previous agent.
+func (l *layer2) fastPathCounts(seen map[string][3]uint64) {
+	for name := range l.fp.Interfaces() {
+		arp, ndp, garp, err := l.fp.SentCounts(name)
+		if err != nil {
+			continue
+		}
+		now := [3]uint64{arp, ndp, garp}
+		if last, ok := seen[name]; ok && now[0] >= last[0] && now[1] >= last[1] && now[2] >= last[2] {
+			l.resp.AddFastPathCounts(name, now[0]-last[0], now[1]-last[1], now[2]-last[2])
+		}
+		seen[name] = now
+	}
 }
 
 func (l *layer2) ownerVIPs(current map[netip.Addr]routing.VIP) []owner.VIP {
