@@ -57,6 +57,16 @@ type Config struct {
 	Layer2       Layer2
 	Membership   Membership
 	PeerNodes    []PeerNodes
+	// ImportToKernel: write the best BGP paths learned from peers into a
+	// kernel table (nodes without FRR; with FRR, zebra does it).
+	ImportToKernel ImportToKernel
+}
+
+// ImportToKernel is the [import-to-kernel] section.
+type ImportToKernel struct {
+	Enabled bool
+	// Table is the kernel routing table (default 254, main).
+	Table int
 }
 
 // Interface is where the VIPs live.
@@ -115,7 +125,8 @@ type PeerNodes struct {
 // Default is the configuration used when there is no vipspeaker.toml.
 func Default() *Config {
 	return &Config{
-		Interface: Interface{Name: DefaultInterfaceName, Kind: DefaultInterfaceKind},
+		Interface:      Interface{Name: DefaultInterfaceName, Kind: DefaultInterfaceKind},
+		ImportToKernel: ImportToKernel{Table: 254},
 		Layer2: Layer2{
 			GratuitousCount:    DefaultGratuitousCount,
 			GratuitousInterval: DefaultGratuitousInterval,

@@ -29,8 +29,9 @@ func errStrings(errs []error) []string {
 
 func TestDefaults(t *testing.T) {
 	want := &Config{
-		Interface: Interface{Name: "kube-lb0", Kind: KindDummy},
-		Layer2:    Layer2{GratuitousCount: 3, GratuitousInterval: 500 * time.Millisecond, FastPath: FastPathAuto},
+		Interface:      Interface{Name: "kube-lb0", Kind: KindDummy},
+		Layer2:         Layer2{GratuitousCount: 3, GratuitousInterval: 500 * time.Millisecond, FastPath: FastPathAuto},
+		ImportToKernel: ImportToKernel{Table: 254},
 	}
 	got, errs := Parse("vipspeaker.toml", []byte("# nothing set\n"))
 	if len(errs) > 0 {
@@ -53,6 +54,10 @@ func TestDefaults(t *testing.T) {
 func TestParseFull(t *testing.T) {
 	const doc = `
 default-class = true
+
+[import-to-kernel]
+enabled = true
+table = 100
 
 [interface]
 name = "vip0"
@@ -106,7 +111,8 @@ node-selector = "topology.kubernetes.io/zone in (rack1, rack2)"
 				Layer2:     PoolLayer2{Interfaces: []string{"eth0", "eth1"}},
 			},
 		},
-		Layer2: Layer2{GratuitousCount: 0, GratuitousInterval: time.Second, FastPath: FastPathOff},
+		Layer2:         Layer2{GratuitousCount: 0, GratuitousInterval: time.Second, FastPath: FastPathOff},
+		ImportToKernel: ImportToKernel{Enabled: true, Table: 100},
 		Membership: Membership{
 			Join:       []string{"198.18.0.2", "198.18.0.3:7946", "speaker-3.example"},
 			SecretFile: "/etc/vipspeaker/secret/key",

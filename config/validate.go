@@ -25,6 +25,7 @@ type fileConfig struct {
 	Layer2       fileLayer2      `toml:"layer2"`
 	Membership   fileMembership  `toml:"membership"`
 	PeerNodes    []filePeerNodes `toml:"peer-nodes"`
+	Import       fileImport      `toml:"import-to-kernel"`
 }
 
 type fileInterface struct {
@@ -81,9 +82,24 @@ func (v *validator) errorf(field string, alsoAt []string, format string, args ..
 	})
 }
 
+type fileImport struct {
+	Enabled bool   `toml:"enabled"`
+	Table   *int64 `toml:"table"`
+}
+
 func (v *validator) build(raw *fileConfig) *Config {
 	cfg := Default()
 	cfg.DefaultClass = raw.DefaultClass
+	cfg.ImportToKernel.Enabled = raw.Import.Enabled
+	if t := raw.Import.Table; t != nil {
+		// 0 is "unspecified" to the kernel, 253-255 are its own tables
+		// (default, main, local): main (254) is allowed, the others not.
+		if *t <= 0 || *t > 0xFFFFFFFF || *t == 253 || *t == 255 {
+			v.errorf("import-to-kernel.table", nil, "%d is not a routing table for imported routes (1..2^32-1, not 253 or 255)", *t)
+		} else {
+			cfg.ImportToKernel.Table = int(*t)
+		}
+	}
 
 	if raw.Interface.Name != nil {
 		cfg.Interface.Name = *raw.Interface.Name

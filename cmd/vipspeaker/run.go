@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
+	"k8s.io/klog/v2"
 
 	"github.com/vipspeaker/vipspeaker/bgp"
 	"github.com/vipspeaker/vipspeaker/config"
@@ -113,6 +114,8 @@ func runCommand(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "vipspeaker run: %v\n", err)
 		return 2
 	}
+	// client-go logs through klog: route it into the same slog logger.
+	klog.SetSlogLogger(log.With("component", "client-go"))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, f, log); err != nil {
@@ -274,6 +277,11 @@ func run(ctx context.Context, f *runFlags, log *slog.Logger) error {
 		g.Go(func() error { return a.l2.run(gctx, l2Events, f.removeVIPsOnExit) })
 	}
 	g.Go(func() error { return runSource(gctx) })
+	if cfg.ImportToKernel.Enabled {
+		if err := a.runImport(gctx, g, cfg.ImportToKernel.Table); err != nil {
+			return err
+		}
+	}
 	a.ready.set("config", true)
 	if f.configDir != "" && f.servicesDir != "" {
 		// In cluster mode the ConfigMap is the configuration; a
@@ -293,6 +301,42 @@ func run(ctx context.Context, f *runFlags, log *slog.Logger) error {
 		return nil
 	}
 	return err
+}
+
+// runImport writes the best paths learned from peers into a kernel table
+// (protocol bgp) for nodes without FRR. At exit the routes stay unless the
+// agent leaves for good (--remove-vips-on-exit); a restarted agent re-learns
+// them and, two minutes in, removes the ones no peer sent again.
+func (a *agent) runImport(ctx context.Context, g *errgroup.Group, table int) error {
+	im, err := routing.NewImporter(routing.ImportOptions{Table: table, Logger: a.log})
+	if err != nil {
+		return err
+	}
+	a.log.Info("importing BGP routes into the kernel", "table", table)
+	g.Go(func() error {
+		defer func() {
+			var err error
+			if a.f.removeVIPsOnExit {
+				err = im.Close()
+			} else {
+				err = im.Release()
+			}
+			if err != nil {
+				a.log.Warn("kernel import: close", "error", err)
+			}
+		}()
+		go func() {
+			select {
+			case <-ctx.Done():
+			case <-time.After(2 * time.Minute):
+				if err := im.PruneStale(); err != nil {
+					a.log.Warn("kernel import: remove routes no peer sent again", "error", err)
+				}
+			}
+		}()
+		return a.bgp.RunImport(ctx, im.Update, bgp.ImportOptions{})
+	})
+	return nil
 }
 
 // keepUnaccounted adds to want every VIP of have that want lacks, with its

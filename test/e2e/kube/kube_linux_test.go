@@ -124,7 +124,7 @@ func setup(t testing.TB) *env {
 	if err := lab.HaveFRR(); err != nil {
 		nstest.Skip(t, "%v", err)
 	}
-	bin, err := lab.BuildBinary("./test/e2e/kube/testagent")
+	bin, err := lab.BuildBinary("./cmd/vipspeaker")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,9 +215,9 @@ func (e *env) setReady(t testing.TB, name string, ready bool) {
 
 func (e *env) startAgent(t testing.TB, n string) {
 	t.Helper()
-	p, err := e.nodes[n].Start(fmt.Sprintf("agent-%d", time.Now().UnixNano()%100000), []string{e.bin,
+	p, err := e.nodes[n].Start(fmt.Sprintf("agent-%d", time.Now().UnixNano()%100000), []string{e.bin, "run",
 		"--kubeconfig", e.kcfg, "--node-name", n, "--run-dir", filepath.Join(e.l.Dir(), "run-"+n),
-		"--lease-duration", "4s", "-v", "2"})
+		"--lease-duration", "4s", "--metrics-addr", "", "--log-level", "debug"})
 	if err != nil {
 		t.Fatal(err)
 	}
