@@ -109,3 +109,24 @@ func TestVersion(t *testing.T) {
 		}
 	}
 }
+
+// The gobgp.conf example in docs/zebra.md must stay valid.
+func TestZebraDocExampleIsValid(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/zebra.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "```toml\n")
+	if !ok {
+		t.Fatal("docs/zebra.md has no ```toml block")
+	}
+	conf, _, _ := strings.Cut(rest, "```")
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "gobgp.conf"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := dispatch([]string{"check", dir}, &out, &errb); code != 0 {
+		t.Errorf("the example in docs/zebra.md is refused:\n%s%s", out.String(), errb.String())
+	}
+}
