@@ -22,11 +22,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vipspeaker/vipspeaker/test/bench/report"
 	"github.com/vipspeaker/vipspeaker/test/lab"
 )
-
-// Printf adds a line to the report.
-type Printf func(format string, args ...any)
 
 type bench struct {
 	l      *lab.Lab
@@ -48,9 +46,9 @@ const (
 	basePeer  = "198.18.2.1"
 )
 
-// Run measures and reports through printf. With only, just the sections
+// Run measures and adds lines and figures to r. With only, just the sections
 // whose name (vip, policy, cold) contains one of them run.
-func Run(printf Printf, only ...string) (err error) {
+func Run(r *report.Report, only ...string) (err error) {
 	only = slices.DeleteFunc(only, func(s string) bool { return s == "" })
 	want := func(name string) bool {
 		if len(only) == 0 {
@@ -91,17 +89,17 @@ func Run(printf Printf, only ...string) (err error) {
 		return err
 	}
 	if want("vip") || want("policy") {
-		if err := b.vipLatency(printf); err != nil {
+		if err := b.vipLatency(r); err != nil {
 			return fmt.Errorf("vip latency: %w", err)
 		}
 	}
 	if want("policy") {
-		if err := b.policyLatency(printf); err != nil {
+		if err := b.policyLatency(r); err != nil {
 			return fmt.Errorf("policy latency: %w", err)
 		}
 	}
 	if want("cold") {
-		if err := b.coldStart(printf, 10000); err != nil {
+		if err := b.coldStart(r, 10000); err != nil {
 			return fmt.Errorf("cold start: %w", err)
 		}
 	}
@@ -220,7 +218,7 @@ func (b *bench) waitRoute(prefix string, timeout time.Duration) error {
 	})
 }
 
-func (b *bench) vipLatency(printf Printf) error {
+func (b *bench) vipLatency(r *report.Report) error {
 	const n = 200
 	if err := writeAtomic(filepath.Join(b.conf, "gobgp.conf"), b.agentConf(50)); err != nil {
 		return err
@@ -245,11 +243,11 @@ func (b *bench) vipLatency(printf Printf) error {
 		agent = append(agent, time.Since(start))
 		seen[a] = time.Now()
 	}
-	printf("- VIP added (Service manifest written) → route in the router's kernel, %d additions: p50 %s, p99 %s, max %s (targets p50 ≤ 50 ms, p99 ≤ 150 ms)",
+	r.Printf("- VIP added (Service manifest written) → route in the router's kernel, %d additions: p50 %s, p99 %s, max %s (targets p50 ≤ 50 ms, p99 ≤ 150 ms)",
 		len(agent), ms(pct(agent, 50)), ms(pct(agent, 99)), ms(pct(agent, 100)))
 	inAgent, atRouter := splitFromLog(b.proc.Log(), seen)
 	if len(inAgent) > 0 {
-		printf("  - of which VIP in the table → UPDATE sent by the agent (its log, ms resolution): p50 %s, p99 %s; UPDATE sent → route in the router's kernel (FRR bgpd + zebra): p50 %s, p99 %s; the rest is the manifest watcher (100 ms debounce) and the VIP table",
+		r.Printf("  - of which VIP in the table → UPDATE sent by the agent (its log, ms resolution): p50 %s, p99 %s; UPDATE sent → route in the router's kernel (FRR bgpd + zebra): p50 %s, p99 %s; the rest is the manifest watcher (100 ms debounce) and the VIP table",
 			ms(pct(inAgent, 50)), ms(pct(inAgent, 99)), ms(pct(atRouter, 50)), ms(pct(atRouter, 99)))
 	}
 
@@ -283,9 +281,19 @@ func (b *bench) vipLatency(printf Printf) error {
 		}
 		base = append(base, time.Since(start))
 	}
-	printf("- baseline, gobgpd %s fed by `gobgp global rib add` → route in the router's kernel, %d additions: p50 %s, p99 %s (of which the CLI call p50 %s)",
+	r.Printf("- baseline, gobgpd %s fed by `gobgp global rib add` → route in the router's kernel, %d additions: p50 %s, p99 %s (of which the CLI call p50 %s)",
 		lab.GoBGPVersion(), len(base), ms(pct(base, 50)), ms(pct(base, 99)), ms(pct(cli, 50)))
-	printf("- ratio agent/gobgpd p50: %.2f", float64(pct(agent, 50))/float64(pct(base, 50)))
+	r.Printf("- ratio agent/gobgpd p50: %.2f", float64(pct(agent, 50))/float64(pct(base, 50)))
+	r.Add(report.Figure{Name: "VIP added (manifest written) → route in the router's kernel", Unit: "ms", Samples: len(agent),
+		P50: report.F(report.Ms(pct(agent, 50))), P99: report.F(report.Ms(pct(agent, 99))),
+		Baseline: &report.Baseline{Name: "gobgpd fed by `gobgp global rib add`", P50: report.F(report.Ms(pct(base, 50))), P99: report.F(report.Ms(pct(base, 99)))},
+		Target:   &report.Target{Text: "p50 ≤ 50 ms, p99 ≤ 150 ms", Checks: []report.Check{report.AtMost("p50", 50), report.AtMost("p99", 150)}}})
+	if len(inAgent) > 0 {
+		r.Add(report.Figure{Name: "of which VIP in the table → UPDATE sent (agent log)", Unit: "ms", Samples: len(inAgent),
+			P50: report.F(report.Ms(pct(inAgent, 50))), P99: report.F(report.Ms(pct(inAgent, 99)))})
+		r.Add(report.Figure{Name: "of which UPDATE sent → route in the router's kernel (FRR)", Unit: "ms", Samples: len(atRouter),
+			P50: report.F(report.Ms(pct(atRouter, 50))), P99: report.F(report.Ms(pct(atRouter, 99)))})
+	}
 	return g.Stop()
 }
 
@@ -317,7 +325,7 @@ func (b *bench) med(prefix string) (int, error) {
 	return doc.Paths[0].Metric, nil
 }
 
-func (b *bench) policyLatency(printf Printf) error {
+func (b *bench) policyLatency(r *report.Report) error {
 	const n = 20
 	before, err := b.neighbor(agentAddr)
 	if err != nil {
@@ -352,19 +360,24 @@ func (b *bench) policyLatency(printf Printf) error {
 	if err != nil {
 		return err
 	}
-	printf("- policy change (gobgp.conf rewritten, new MED) → new MED in FRR's table, %d changes: p50 %s, p99 %s; session resets: %d (includes the config watcher's 200 ms debounce and vtysh polling; target p50 ≤ 100 ms, zero resets)",
+	r.Printf("- policy change (gobgp.conf rewritten, new MED) → new MED in FRR's table, %d changes: p50 %s, p99 %s; session resets: %d (includes the config watcher's 200 ms debounce and vtysh polling; target p50 ≤ 100 ms, zero resets)",
 		n, ms(pct(d, 50)), ms(pct(d, 99)), after.Established-before.Established)
+	r.Add(report.Figure{Name: "policy change (gobgp.conf rewritten) → new MED in FRR's table", Unit: "ms", Samples: len(d),
+		P50: report.F(report.Ms(pct(d, 50))), P99: report.F(report.Ms(pct(d, 99))),
+		Target: &report.Target{Text: "p50 ≤ 100 ms", Checks: []report.Check{report.AtMost("p50", 100)}}})
+	r.Add(report.Figure{Name: "BGP session resets caused by those policy changes", Unit: "resets", Value: report.F(float64(after.Established - before.Established)),
+		Target: &report.Target{Text: "0", Checks: []report.Check{report.AtMost("value", 0)}}})
 	if at := appliedTimes(b.proc.Log()); len(at) >= k0+n {
 		var inner []time.Duration
 		for i := range n {
 			inner = append(inner, max(0, seenAt[i].Sub(at[k0+i])))
 		}
-		printf("  - of which config applied by the agent (its log) → new MED seen in FRR's table (polled with vtysh, ~20-40 ms per call): p50 %s, p99 %s", ms(pct(inner, 50)), ms(pct(inner, 99)))
+		r.Printf("  - of which config applied by the agent (its log) → new MED seen in FRR's table (polled with vtysh, ~20-40 ms per call): p50 %s, p99 %s", ms(pct(inner, 50)), ms(pct(inner, 99)))
 	}
 	return nil
 }
 
-func (b *bench) coldStart(printf Printf, n int) error {
+func (b *bench) coldStart(r *report.Report, n int) error {
 	if b.proc == nil {
 		if err := b.startAgent(); err != nil {
 			return err
@@ -426,8 +439,12 @@ func (b *bench) coldStart(printf Printf, n int) error {
 	}
 	total := time.Since(start)
 	rss := rssMiB(b.proc.PID())
-	printf("- %d VIPs from a cold start (agent started, %d manifests) → all in FRR's BGP table: %s (target ≤ 5 s); agent RSS then: %.0f MiB (target ≤ 200 MiB)",
+	r.Printf("- %d VIPs from a cold start (agent started, %d manifests) → all in FRR's BGP table: %s (target ≤ 5 s); agent RSS then: %.0f MiB (target ≤ 200 MiB)",
 		n, n/perFile, ms(total), rss)
+	r.Add(report.Figure{Name: fmt.Sprintf("%d VIPs from a cold start → all in FRR's BGP table", n), Unit: "ms", Value: report.F(report.Ms(total)),
+		Target: &report.Target{Text: "≤ 5 s", Checks: []report.Check{report.AtMost("value", 5000)}}})
+	r.Add(report.Figure{Name: fmt.Sprintf("agent RSS with %d VIPs announced", n), Unit: "MiB", Value: report.F(rss),
+		Target: &report.Target{Text: "≤ 200 MiB", Checks: []report.Check{report.AtMost("value", 200)}}})
 	var milestones []string
 	for _, l := range strings.Split(b.proc.Log(), "\n") {
 		ts, ok := logTime(l)
@@ -446,9 +463,9 @@ func (b *bench) coldStart(printf Printf, n int) error {
 		}
 	}
 	if len(milestones) > 0 {
-		printf("  - agent log milestones: %s", strings.Join(milestones, "; "))
+		r.Printf("  - agent log milestones: %s", strings.Join(milestones, "; "))
 	}
-	printf("- baseline gobgpd at %d paths: not measured (feeding it through its CLI takes one process per path)", n)
+	r.Printf("- baseline gobgpd at %d paths: not measured (feeding it through its CLI takes one process per path)", n)
 	return b.proc.Stop()
 }
 

@@ -22,6 +22,7 @@ import (
 
 	"github.com/vipspeaker/vipspeaker/bpf"
 	"github.com/vipspeaker/vipspeaker/dataplane"
+	"github.com/vipspeaker/vipspeaker/test/bench/report"
 )
 
 // benchBPF compares the XDP fast path with the userspace responder on one
@@ -29,7 +30,7 @@ import (
 // flood from the same generator, the time from taking over 1,000 VIPs to
 // the last gratuitous frame seen by the client, and the program's cost per
 // packet passing through (with and without a counted VIP).
-func benchBPF(r *report) error {
+func benchBPF(r *report.Report) error {
 	l, err := newBPFLab()
 	if err != nil {
 		return err
@@ -65,16 +66,16 @@ func benchBPF(r *report) error {
 	}
 
 	const flood = 50000
-	r.printf("ARP flood: %d requests for one VIP, each from its own sender address, generated in the client's kernel (XDP live frames);", flood)
-	r.printf("replies timed in the client's kernel (XDP sink). Latency is per request, send to reply, over the answered ones.")
-	r.printf("")
-	r.printf("| path | offered req/s | answered | replies/s | p50 | p99 | machine CPU per 1,000 replies |")
-	r.printf("|---|---|---|---|---|---|---|")
+	r.Printf("ARP flood: %d requests for one VIP, each from its own sender address, generated in the client's kernel (XDP live frames);", flood)
+	r.Printf("replies timed in the client's kernel (XDP sink). Latency is per request, send to reply, over the answered ones.")
+	r.Printf("")
+	r.Printf("| path | offered req/s | answered | replies/s | p50 | p99 | machine CPU per 1,000 replies |")
+	r.Printf("|---|---|---|---|---|---|---|")
 	xf, err := l.arpFlood(vip, flood)
 	if err != nil {
 		return fmt.Errorf("xdp flood: %w", err)
 	}
-	r.printf("| xdp (native) | %.0f | %d | %.0f | %s | %s | %s |", xf.offered, xf.answered, xf.rate(), ms(xf.p50), ms(xf.p99), ms(xf.cpuPer1000()))
+	r.Printf("| xdp (native) | %.0f | %d | %.0f | %s | %s | %s |", xf.offered, xf.answered, xf.rate(), ms(xf.p50), ms(xf.p99), ms(xf.cpuPer1000()))
 
 	// Gratuitous frames, XDP live frames.
 	xdpT, err := l.takeovers(frames, nil, func() error {
@@ -122,10 +123,10 @@ func benchBPF(r *report) error {
 	if err != nil {
 		return fmt.Errorf("userspace flood: %w", err)
 	}
-	r.printf("| userspace | %.0f | %d | %.0f | %s | %s | %s |", uf.offered, uf.answered, uf.rate(), ms(uf.p50), ms(uf.p99), ms(uf.cpuPer1000()))
+	r.Printf("| userspace | %.0f | %d | %.0f | %s | %s | %s |", uf.offered, uf.answered, uf.rate(), ms(uf.p50), ms(uf.p99), ms(uf.cpuPer1000()))
 	if uf.rate() > 0 {
-		r.printf("")
-		r.printf("XDP/userspace reply rate: %.1f×", xf.rate()/uf.rate())
+		r.Printf("")
+		r.Printf("XDP/userspace reply rate: %.1f×", xf.rate()/uf.rate())
 	}
 
 	userT, err := l.takeovers(frames, func() error {
@@ -147,11 +148,11 @@ func benchBPF(r *report) error {
 	if err != nil {
 		return fmt.Errorf("packet socket takeover: %w", err)
 	}
-	r.printf("")
-	r.printf("Takeover of 1,000 VIPs (250 IPv4 × 2 gratuitous ARP + 750 IPv6 × 1 unsolicited NA = %d frames), time from the call to the last frame arriving at the client (timed in its kernel):", frames)
-	r.printf("")
-	r.printf("| path | rounds with every frame | median | min | max |")
-	r.printf("|---|---|---|---|---|")
+	r.Printf("")
+	r.Printf("Takeover of 1,000 VIPs (250 IPv4 × 2 gratuitous ARP + 750 IPv6 × 1 unsolicited NA = %d frames), time from the call to the last frame arriving at the client (timed in its kernel):", frames)
+	r.Printf("")
+	r.Printf("| path | rounds with every frame | median | min | max |")
+	r.Printf("|---|---|---|---|---|")
 	for _, row := range []struct {
 		name string
 		t    takeoverTimes
@@ -160,21 +161,46 @@ func benchBPF(r *report) error {
 		{"packet socket (dataplane SetOwned, one round; includes joining 750 solicited-node groups)", userT},
 		{"packet socket floor (prebuilt frames, one sendto each)", rawT},
 	} {
-		r.printf("| %s | %d/%d | %s | %s | %s |", row.name, row.t.complete, takeoverRounds,
+		r.Printf("| %s | %d/%d | %s | %s | %s |", row.name, row.t.complete, takeoverRounds,
 			ms(percentile(row.t.times, 50)), ms(percentile(row.t.times, 0)), ms(percentile(row.t.times, 100)))
 	}
 	if x := percentile(xdpT.times, 50); x > 0 {
-		r.printf("")
-		r.printf("live frames speed-up (medians): %.1f× against the responder, %.1f× against the packet-socket floor",
+		r.Printf("")
+		r.Printf("live frames speed-up (medians): %.1f× against the responder, %.1f× against the packet-socket floor",
 			float64(percentile(userT.times, 50))/float64(x), float64(percentile(rawT.times, 50))/float64(x))
 	}
-	r.printf("")
-	r.printf("Program cost on IPv4 UDP passing through (bpf_stats run time / runs, %d packets each):", cost.packets)
-	r.printf("")
-	r.printf("| traffic | ns per packet |")
-	r.printf("|---|---|")
-	r.printf("| to a counted VIP | %.0f |", cost.counted)
-	r.printf("| to an address that is not a VIP | %.0f |", cost.other)
+	r.Add(report.Figure{Name: "ARP replies per second under a flood, XDP", Unit: "replies/s", Value: report.F(xf.rate()),
+		Baseline: &report.Baseline{Name: "userspace responder, same flood", Value: report.F(uf.rate())},
+		Target:   &report.Target{Text: "≥ 5× the userspace rate", Checks: []report.Check{report.AtLeast("ratio", 5)}}})
+	r.Add(report.Figure{Name: "ARP reply latency under the flood, XDP", Unit: "ms", Samples: xf.answered,
+		P50: report.F(report.Ms(xf.p50)), P99: report.F(report.Ms(xf.p99)),
+		Baseline: &report.Baseline{Name: "userspace responder", P50: report.F(report.Ms(uf.p50)), P99: report.F(report.Ms(uf.p99))}})
+	r.Add(report.Figure{Name: "machine CPU per 1,000 replies under the flood, XDP", Unit: "ms", Value: report.F(report.Ms(xf.cpuPer1000())),
+		Baseline: &report.Baseline{Name: "userspace responder", Value: report.F(report.Ms(uf.cpuPer1000()))},
+		Target:   &report.Target{Text: "lower CPU than userspace", Checks: []report.Check{report.AtMost("ratio", 1)}}})
+	takeover := func(t takeoverTimes) (*float64, *float64) {
+		return report.F(report.Ms(percentile(t.times, 50))), report.F(report.Ms(percentile(t.times, 99)))
+	}
+	xp50, xp99 := takeover(xdpT)
+	up50, up99 := takeover(userT)
+	fp50, fp99 := takeover(rawT)
+	r.Add(report.Figure{Name: "takeover of 1,000 VIPs → last gratuitous frame at the client, XDP live frames", Unit: "ms", Samples: len(xdpT.times),
+		P50: xp50, P99: xp99,
+		Baseline: &report.Baseline{Name: "packet socket through the userspace responder", P50: up50, P99: up99},
+		Target:   &report.Target{Text: "≥ 5× faster (ratio ≤ 0.2)", Checks: []report.Check{report.AtMost("ratio", 0.2)}}})
+	r.Add(report.Figure{Name: "the same against the packet-socket floor (prebuilt frames)", Unit: "ms", Samples: len(xdpT.times),
+		P50: xp50, P99: xp99,
+		Baseline: &report.Baseline{Name: "one sendto per prebuilt frame", P50: fp50, P99: fp99},
+		Target:   &report.Target{Text: "≥ 5× faster (ratio ≤ 0.2)", Checks: []report.Check{report.AtMost("ratio", 0.2)}}})
+	r.Add(report.Figure{Name: "program cost per packet to a counted VIP", Unit: "ns", Value: report.F(cost.counted),
+		Baseline: &report.Baseline{Name: "to an address that is not a VIP", Value: report.F(cost.other)}})
+	r.Printf("")
+	r.Printf("Program cost on IPv4 UDP passing through (bpf_stats run time / runs, %d packets each):", cost.packets)
+	r.Printf("")
+	r.Printf("| traffic | ns per packet |")
+	r.Printf("|---|---|")
+	r.Printf("| to a counted VIP | %.0f |", cost.counted)
+	r.Printf("| to an address that is not a VIP | %.0f |", cost.other)
 	return nil
 }
 

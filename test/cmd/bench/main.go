@@ -1,82 +1,81 @@
-// Command bench measures vipspeaker on this machine and writes the results,
-// with the machine and the date, to bench/results.md. `make bench` runs it.
-// It needs root (it makes network namespaces).
+// Command bench measures vipspeaker on this machine and writes one report,
+// bench/RESULTS.md with bench/RESULTS.json beside it: the machine, kernel
+// and date; every figure as p50/p99 (or a value) with its baseline
+// measured in the same run and its target marked met or missed; and a
+// section on how far one node and one cluster go, computed from the
+// measured costs. `make bench` runs it; it needs root (network namespaces,
+// FRR, XDP). -only runs the sections whose name contains the word.
 package main
 
 import (
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/vipspeaker/vipspeaker/test/bench/report"
 )
 
-// section is one group of measurements; each adds lines to the report.
+// section is one group of measurements.
 type section struct {
 	name string
-	run  func(r *report) error
+	run  func(r *report.Report) error
 }
 
-type report struct {
-	lines []string
-}
-
-func (r *report) printf(format string, args ...any) {
-	line := fmt.Sprintf(format, args...)
-	fmt.Println(line)
-	r.lines = append(r.lines, line)
+func sections() []section {
+	return []section{
+		{"routing", benchRouting},
+		{"bgp", benchBGP},
+		{"bfd", bfdBench.run},
+		{"zebra", zebraBench.run},
+		{"layer2", layer2Bench.run},
+		{"bpf", benchBPF},
+		{"kube", benchKube},
+	}
 }
 
 func main() {
-	out := flag.String("out", "bench/results.md", "where to write the results")
-	only := flag.String("only", "", "run only the sections whose name contains this")
+	out := flag.String("out", "bench/RESULTS.md", "where to write the report (the JSON goes beside it)")
+	only := flag.String("only", "", "run only the sections whose name contains this (comma-separated)")
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "bench: needs root (network namespaces)")
 		os.Exit(1)
 	}
-	sections := []section{
-		{"routing", benchRouting},
-		{"bgp", benchBGP},
-		{"bpf", benchBPF},
-	}
-	r := &report{}
-	r.printf("# vipspeaker benchmarks")
-	r.printf("")
-	r.printf("- date: %s", time.Now().UTC().Format(time.RFC3339))
-	r.printf("- machine: %s", machine())
-	r.printf("- go: %s", runtime.Version())
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		r.printf("- load average at start (the machine is shared; compare ratios from one run): %s", strings.Join(strings.Fields(string(b))[:3], " "))
-	}
-	r.printf("")
-	failed := false
-	for _, s := range sections {
-		if *only != "" && !strings.Contains(s.name, *only) {
+	r := report.New(machine())
+	for _, s := range sections() {
+		if *only != "" && !slices.ContainsFunc(strings.Split(*only, ","), func(o string) bool { return strings.Contains(s.name, o) }) {
 			continue
 		}
-		r.printf("## %s", s.name)
-		r.printf("")
+		r.Section(s.name)
+		start := time.Now()
 		if err := s.run(r); err != nil {
-			r.printf("FAILED: %v", err)
-			failed = true
+			r.Fail(s.name, err)
 		}
-		r.printf("")
+		r.Printf("")
+		r.Printf("(section took %.0f s)", time.Since(start).Seconds())
+		r.Printf("")
 	}
-	if err := os.WriteFile(*out, []byte(strings.Join(r.lines, "\n")+"\n"), 0o644); err != nil {
+	scale := scaleOnPaper(r)
+	jsonPath := strings.TrimSuffix(*out, filepath.Ext(*out)) + ".json"
+	if err := r.Write(*out, jsonPath, scale, nil); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
-	fmt.Println("results written to", *out)
-	if failed {
+	fmt.Println("results written to", *out, "and", jsonPath)
+	if f := r.Failures(); len(f) > 0 {
+		fmt.Fprintf(os.Stderr, "bench: %d sections failed to measure: %s\n", len(f), strings.Join(f, "; "))
 		os.Exit(1)
 	}
 }
 
-func machine() string {
+func machine() report.Machine {
 	host, _ := os.Hostname()
 	cpu := "unknown cpu"
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
@@ -88,18 +87,23 @@ func machine() string {
 		}
 	}
 	kernel, _ := exec.Command("uname", "-r").Output()
-	return fmt.Sprintf("%s, %d cores (%s), kernel %s", host, runtime.NumCPU(), cpu, strings.TrimSpace(string(kernel)))
+	load := ""
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		load = strings.Join(strings.Fields(string(b))[:3], " ")
+	}
+	return report.Machine{Host: host, CPU: cpu, Cores: runtime.NumCPU(), Kernel: strings.TrimSpace(string(kernel)), Go: runtime.Version(), LoadAvg: load}
 }
 
-// percentile returns the p-th percentile (0–100) of ds.
+// percentile returns the p-th percentile (0–100) of ds, nearest rank (so
+// the p99 of fewer than 100 samples is their maximum).
 func percentile(ds []time.Duration, p float64) time.Duration {
 	if len(ds) == 0 {
 		return 0
 	}
 	s := slices.Clone(ds)
 	slices.Sort(s)
-	i := int(float64(len(s)-1) * p / 100)
-	return s[i]
+	i := int(math.Ceil(p/100*float64(len(s)))) - 1
+	return s[max(0, min(i, len(s)-1))]
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond)) }

@@ -16,6 +16,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/vipspeaker/vipspeaker/routing"
+	"github.com/vipspeaker/vipspeaker/test/bench/report"
 )
 
 // benchNS creates a named namespace for a measurement and returns its path
@@ -75,7 +76,7 @@ func startTable(path string) (*runningTable, error) {
 	return &runningTable{Table: tb, stop: func() { cancel(); <-done; tb.Close() }}, nil
 }
 
-func benchRouting(r *report) error {
+func benchRouting(r *report.Report) error {
 	const n = 10000
 	ctx := context.Background()
 	path, cleanup, err := benchNS("routing")
@@ -90,7 +91,7 @@ func benchRouting(r *report) error {
 	if err != nil {
 		return err
 	}
-	r.printf("- kernel floor, `ip -batch` adding the same %d IPv4 /32s to one interface: %s", n, ms(floor))
+	r.Printf("- kernel floor, `ip -batch` adding the same %d IPv4 /32s to one interface: %s", n, ms(floor))
 
 	// 1. cold: 10,000 VIPs onto an empty interface.
 	tb, err := startTable(path)
@@ -102,7 +103,10 @@ func benchRouting(r *report) error {
 		return err
 	}
 	cold := time.Since(start)
-	r.printf("- apply %d VIPs cold: %s (%d netlink writes; %.2f× the ip -batch floor; target < 2 s)", n, ms(cold), tb.Writes(), float64(cold)/float64(floor))
+	r.Printf("- apply %d VIPs cold: %s (%d netlink writes; %.2f× the ip -batch floor; target < 2 s)", n, ms(cold), tb.Writes(), float64(cold)/float64(floor))
+	r.Add(report.Figure{Name: fmt.Sprintf("%d VIPs applied to a cold interface", n), Unit: "ms", Value: report.F(report.Ms(cold)),
+		Baseline: &report.Baseline{Name: "`ip -batch` of the same addresses", Value: report.F(report.Ms(floor))},
+		Target:   &report.Target{Text: "< 2 s", Checks: []report.Check{report.AtMost("value", 2000)}}})
 
 	// 2. incremental: one more VIP with 10,000 present, 200 times.
 	var incs []time.Duration
@@ -113,7 +117,10 @@ func benchRouting(r *report) error {
 		}
 		incs = append(incs, time.Since(start))
 	}
-	r.printf("- add one VIP with %d present (200 trials): p50 %s, p99 %s (target < 5 ms)", n, ms(percentile(incs, 50)), ms(percentile(incs, 99)))
+	r.Printf("- add one VIP with %d present (200 trials): p50 %s, p99 %s (target < 5 ms)", n, ms(percentile(incs, 50)), ms(percentile(incs, 99)))
+	r.Add(report.Figure{Name: fmt.Sprintf("one VIP added with %d present", n), Unit: "ms", Samples: len(incs),
+		P50: report.F(report.Ms(percentile(incs, 50))), P99: report.F(report.Ms(percentile(incs, 99))),
+		Target: &report.Target{Text: "< 5 ms", Checks: []report.Check{report.AtMost("p99", 5)}}})
 
 	// 3. repair: an outside `ip addr del` until the VIP is back.
 	var repairs []time.Duration
@@ -158,7 +165,10 @@ func benchRouting(r *report) error {
 		}
 		repairs = append(repairs, time.Since(start))
 	}
-	r.printf("- VIP restored after an outside removal (20 trials): p50 %s, p99 %s (target < 100 ms)", ms(percentile(repairs, 50)), ms(percentile(repairs, 99)))
+	r.Printf("- VIP restored after an outside removal (20 trials): p50 %s, p99 %s (target < 100 ms)", ms(percentile(repairs, 50)), ms(percentile(repairs, 99)))
+	r.Add(report.Figure{Name: "VIP restored after `ip addr del`", Unit: "ms", Samples: len(repairs),
+		P50: report.F(report.Ms(percentile(repairs, 50))), P99: report.F(report.Ms(percentile(repairs, 99))),
+		Target: &report.Target{Text: "< 100 ms", Checks: []report.Check{report.AtMost("p99", 100)}}})
 	wantNow := vips[:n+200]
 	tb.stop()
 
@@ -174,7 +184,10 @@ func benchRouting(r *report) error {
 		return err
 	}
 	set := time.Since(start)
-	r.printf("- restart adopting %d VIPs: ready in %s, first Set in %s, %d netlink writes (target 0)", len(wantNow), ms(ready), ms(set), tb2.Writes())
+	r.Printf("- restart adopting %d VIPs: ready in %s, first Set in %s, %d netlink writes (target 0)", len(wantNow), ms(ready), ms(set), tb2.Writes())
+	r.Add(report.Figure{Name: fmt.Sprintf("netlink writes when a restarted agent adopts %d VIPs", len(wantNow)), Unit: "writes", Value: report.F(float64(tb2.Writes())),
+		Target: &report.Target{Text: "0 (no flap)", Checks: []report.Check{report.AtMost("value", 0)}}})
+	r.Add(report.Figure{Name: fmt.Sprintf("restart adopting %d VIPs: ready", len(wantNow)), Unit: "ms", Value: report.F(report.Ms(ready))})
 	tb2.stop()
 	return nil
 }

@@ -48,7 +48,7 @@ type topo struct {
 	bin    string
 }
 
-func newTopo(t *testing.T, nodes int) *topo {
+func newTopo(t testing.TB, nodes int) *topo {
 	t.Helper()
 	nstest.RequireRoot(t)
 	if err := lab.HaveFRR(); err != nil {
@@ -99,7 +99,7 @@ type frrNeighbor struct {
 
 // startFRR starts zebra, bgpd (and bfdd when bfdd is set) on the router,
 // peering with every node over IPv4 for both address families.
-func (tp *topo) startFRR(t *testing.T, global []string, per func(n *node) frrNeighbor, bfdd string) {
+func (tp *topo) startFRR(t testing.TB, global []string, per func(n *node) frrNeighbor, bfdd string) {
 	t.Helper()
 	var b strings.Builder
 	b.WriteString("frr defaults traditional\nhostname router\nlog stdout informational\n!\nrouter bgp 65000\n bgp router-id 198.18.0.1\n no bgp ebgp-requires-policy\n no bgp network import-check\n")
@@ -166,7 +166,7 @@ func (n *node) gobgpConf(as int, extraNeighbor, extra string, gr bool) string {
 %s%s`, as, n.peer4, grConf, extraNeighbor, mpgr, mpgr, extra)
 }
 
-func writeFile(t *testing.T, path, content string) {
+func writeFile(t testing.TB, path, content string) {
 	t.Helper()
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
@@ -177,14 +177,14 @@ func writeFile(t *testing.T, path, content string) {
 	}
 }
 
-func (n *node) writeConf(t *testing.T, conf string) {
+func (n *node) writeConf(t testing.TB, conf string) {
 	t.Helper()
 	writeFile(t, filepath.Join(n.confDir, "gobgp.conf"), conf)
 }
 
 // service writes a Service manifest asking for addrs, with communities
 // (comma separated, "" for none).
-func (n *node) service(t *testing.T, name, communities string, addrs ...string) {
+func (n *node) service(t testing.TB, name, communities string, addrs ...string) {
 	t.Helper()
 	ann := fmt.Sprintf("    vipspeaker.io/addresses: %q\n", strings.Join(addrs, ","))
 	if communities != "" {
@@ -203,14 +203,14 @@ metadata:
 `, name, ann))
 }
 
-func (n *node) removeService(t *testing.T, name string) {
+func (n *node) removeService(t testing.TB, name string) {
 	t.Helper()
 	if err := os.Remove(filepath.Join(n.svcDir, name+".yaml")); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func (n *node) start(t *testing.T) {
+func (n *node) start(t testing.TB) {
 	t.Helper()
 	n.starts++
 	p, err := n.h.Start(fmt.Sprintf("vipspeaker-%d", n.starts), []string{n.bin, "run",
@@ -234,7 +234,7 @@ func (tp *topo) kernelRoute(prefix string) (lab.KernelRoute, bool) {
 
 // waitKernelRoute waits until the router's kernel routes prefix via exactly
 // the gateways given (in any order).
-func (tp *topo) waitKernelRoute(t *testing.T, prefix string, gws ...string) {
+func (tp *topo) waitKernelRoute(t testing.TB, prefix string, gws ...string) {
 	t.Helper()
 	lab.Eventually(t, 20*time.Second, 20*time.Millisecond, func() error {
 		r, ok := tp.kernelRoute(prefix)
@@ -255,7 +255,7 @@ func (tp *topo) waitKernelRoute(t *testing.T, prefix string, gws ...string) {
 	})
 }
 
-func (tp *topo) waitNoKernelRoute(t *testing.T, prefix string) {
+func (tp *topo) waitNoKernelRoute(t testing.TB, prefix string) {
 	t.Helper()
 	lab.Eventually(t, 20*time.Second, 20*time.Millisecond, func() error {
 		if r, ok := tp.kernelRoute(prefix); ok {
@@ -322,7 +322,7 @@ type frrSession struct {
 	Dropped     int // connectionsDropped
 }
 
-func (tp *topo) session(t *testing.T, n *node) frrSession {
+func (tp *topo) session(t testing.TB, n *node) frrSession {
 	t.Helper()
 	var doc map[string]json.RawMessage
 	if err := tp.frr.VtyshJSON("show bgp neighbors "+n.addr4+" json", &doc); err != nil {
@@ -339,7 +339,7 @@ func (tp *topo) session(t *testing.T, n *node) frrSession {
 	return frrSession{State: s.BgpState, Established: s.ConnectionsEstablished, Dropped: s.ConnectionsDropped}
 }
 
-func (tp *topo) waitEstablished(t *testing.T, n *node) {
+func (tp *topo) waitEstablished(t testing.TB, n *node) {
 	t.Helper()
 	if err := tp.frr.WaitEstablished(n.addr4, 30*time.Second); err != nil {
 		t.Fatal(err)
@@ -347,7 +347,7 @@ func (tp *topo) waitEstablished(t *testing.T, n *node) {
 }
 
 // waitLog waits until the agent's log holds every one of subs.
-func (n *node) waitLog(t *testing.T, subs ...string) {
+func (n *node) waitLog(t testing.TB, subs ...string) {
 	t.Helper()
 	lab.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
 		log := n.agent.Log()
@@ -360,7 +360,7 @@ func (n *node) waitLog(t *testing.T, subs ...string) {
 	})
 }
 
-func runCtx(t *testing.T, h *lab.Host, argv ...string) string {
+func runCtx(t testing.TB, h *lab.Host, argv ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"time"
+
+	"github.com/vipspeaker/vipspeaker/test/bench/report"
+)
+
+// The sections measured by Go benchmarks in the packages that own the
+// labs (each reports p50/p99 with b.ReportMetric).
+
+// bfd: a frozen agent (SIGSTOP) noticed by FRR with BFD (100 ms × 3)
+// against the hold timer alone (3 s), nodes frozen at the same moment.
+var bfdBench = goBench{
+	pkg: "./test/e2e/bgp", bench: "^BenchmarkBFDvsHoldTimer$", benchtime: "10x", timeout: 15 * time.Minute,
+	figures: func(r *report.Report, res benchResults) {
+		const b = "BenchmarkBFDvsHoldTimer"
+		r.Add(report.Figure{Name: "frozen agent → its route gone from the router's kernel, BFD 100 ms × 3", Unit: "ms", Samples: 10,
+			P50: res.get(b, "bfd-p50-ms"), P99: res.get(b, "bfd-p99-ms"),
+			Baseline: &report.Baseline{Name: "hold timer 3 s, no BFD", P50: res.get(b, "hold-p50-ms"), P99: res.get(b, "hold-p99-ms")},
+			Target:   &report.Target{Text: "p99 < 1 s", Checks: []report.Check{report.AtMost("p99", 1000)}}})
+	},
+}
+
+// zebra: VIP on the node → route in the router's kernel, with FRR's zebra
+// redistributing kube-lb0 against the agent announcing it itself.
+var zebraBench = goBench{
+	pkg: "./test/e2e/zebra", bench: "^BenchmarkVIPToRouterKernel$", benchtime: "30x", timeout: 15 * time.Minute,
+	figures: func(r *report.Report, res benchResults) {
+		const b = "BenchmarkVIPToRouterKernel"
+		r.Add(report.Figure{Name: "VIP on the node → route in the router's kernel, zebra mode", Unit: "ms", Samples: 30,
+			P50: res.get(b, "zebra-p50-ms"), P99: res.get(b, "zebra-p99-ms"),
+			Baseline: &report.Baseline{Name: "native mode (the agent announces)", P50: res.get(b, "native-p50-ms"), P99: res.get(b, "native-p99-ms")}})
+	},
+}
+
+// layer2: the client's view of a failover, from stopping the owner's agent
+// to the first ARP reply from the new owner (probing every 5 ms).
+var layer2Bench = goBench{
+	pkg: "./dataplane", bench: "^BenchmarkClientFailover$", benchtime: "20x", timeout: 15 * time.Minute,
+	figures: func(r *report.Report, res benchResults) {
+		r.Add(report.Figure{Name: "L2 failover seen by the client, owner's agent killed (kill -9)", Unit: "ms", Samples: 20,
+			P50: res.get("BenchmarkClientFailover/kill", "p50-ms"), P99: res.get("BenchmarkClientFailover/kill", "p99-ms"),
+			Target: &report.Target{Text: "p99 ≤ 1 s", Checks: []report.Check{report.AtMost("p99", 1000)}},
+			Note:   "MetalLB v0.15.2 with memberlist took 5.5–6.4 s in this lab (LAB.md; not re-measured in this run)"})
+		r.Add(report.Figure{Name: "L2 failover seen by the client, owner leaving gracefully", Unit: "ms", Samples: 20,
+			P50: res.get("BenchmarkClientFailover/leave", "p50-ms"), P99: res.get("BenchmarkClientFailover/leave", "p99-ms"),
+			Target: &report.Target{Text: "p99 ≤ 100 ms", Checks: []report.Check{report.AtMost("p99", 100)}}})
+	},
+}
+
+// kube: Services against a real kube-apiserver, three agents, FRR.
+var kubeBenches = []goBench{{
+	pkg: "./test/e2e/kube", bench: "^BenchmarkServiceToRoute$", benchtime: "100x", timeout: 20 * time.Minute,
+	figures: func(r *report.Report, res benchResults) {
+		const b = "BenchmarkServiceToRoute"
+		r.Add(report.Figure{Name: "Service created → route in FRR's kernel via all 3 nodes", Unit: "ms", Samples: 100,
+			P50: res.get(b, "p50-ms"), P99: res.get(b, "p99-ms"),
+			Target: &report.Target{Text: "p50 ≤ 40 ms, p99 ≤ 80 ms", Checks: []report.Check{report.AtMost("p50", 40), report.AtMost("p99", 80)}},
+			Note:   "MetalLB v0.15.2 measured p50 83 ms, max 93 ms in this lab (LAB.md; not re-measured in this run)"})
+		r.Add(report.Figure{Name: "of which: Service created → status carries the address", Unit: "ms", P50: res.get(b, "status-p50-ms")})
+	},
+}, {
+	pkg: "./test/e2e/kube", bench: "^BenchmarkBulkServices$", benchtime: "1x", timeout: 20 * time.Minute,
+	figures: func(r *report.Report, res benchResults) {
+		const b = "BenchmarkBulkServices"
+		r.Add(report.Figure{Name: "Services announced per second (bulk create, all routes at FRR)", Unit: "Services/s", Value: res.get(b, "services/s"),
+			Target: &report.Target{Text: "≥ 5× MetalLB's 220 in 11.9 s (≥ 92.4/s)", Checks: []report.Check{report.AtLeast("value", 5*220/11.9)}}})
+		r.Add(report.Figure{Name: "agents' largest RSS after the bulk run", Unit: "MB", Value: res.get(b, "agent-max-rss-MB"),
+			Note: "MetalLB here: controller 59 MB and speaker 63 MB at 220 Services"})
+	},
+}}
+
+func benchKube(r *report.Report) error {
+	var first error
+	for _, g := range kubeBenches {
+		if err := g.run(r); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
