@@ -8,10 +8,13 @@
 package nstest
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/vishvananda/netns"
@@ -35,7 +38,32 @@ func RequireRoot(t testing.TB) {
 	}
 }
 
-var seq atomic.Uint64
+var (
+	seq   atomic.Uint64
+	sweep sync.Once
+)
+
+// sweepStale removes the namespaces that test processes which died without
+// cleaning up (kill -9, a timeout's panic) left under /var/run/netns: the
+// names carry the pid of their process, so only dead processes' are taken.
+func sweepStale(t testing.TB) {
+	ents, err := os.ReadDir("/var/run/netns")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		var pid, n int
+		if c, _ := fmt.Sscanf(e.Name(), "vst%d-%d", &pid, &n); c != 2 || e.Name() != fmt.Sprintf("vst%d-%d", pid, n) {
+			continue
+		}
+		if pid == os.Getpid() || !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+			continue
+		}
+		if err := netns.DeleteNamed(e.Name()); err != nil {
+			t.Logf("remove stale namespace %s: %v", e.Name(), err)
+		}
+	}
+}
 
 // NS is a named network namespace that lives for one test.
 type NS struct {
@@ -50,10 +78,12 @@ type NS struct {
 func (n *NS) Path() string { return "/var/run/netns/" + n.Name }
 
 // New creates a fresh named network namespace, with loopback up, and removes
-// it when the test ends.
+// it when the test ends. The first New of a process also removes namespaces
+// left by test processes that are gone.
 func New(t testing.TB) *NS {
 	t.Helper()
 	RequireRoot(t)
+	sweep.Do(func() { sweepStale(t) })
 	name := fmt.Sprintf("vst%d-%d", os.Getpid(), seq.Add(1))
 	var (
 		h   netns.NsHandle
