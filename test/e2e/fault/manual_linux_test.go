@@ -1,0 +1,67 @@
+package fault_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vipspeaker/vipspeaker/test/lab"
+)
+
+// An operator deletes the VIP from kube-lb0 by hand (ip addr del), and
+// later deletes kube-lb0 itself (ip link del): each time the agent puts
+// the interface and the address back, the router keeps or regains the
+// route and the client pings the VIP again, within the bound. Lost pings
+// and route gaps are reported.
+func TestVIPDeletedByHandIsPutBack(t *testing.T) {
+	b := newBGPLab(t, bgpOptions{})
+	b.start(t)
+	waitRoute(t, b.router, vipPrefix, routeBound)
+	b.waitFreshSession(t, 0, routeBound)
+	p := startPinger(t, b.client, vip)
+
+	for _, fault := range []struct {
+		name string
+		argv []string
+	}{
+		{"ip addr del", []string{"ip", "addr", "del", vipPrefix, "dev", "kube-lb0"}},
+		{"ip link del", []string{"ip", "link", "del", "kube-lb0"}},
+	} {
+		w := watchRoute(b.router, vipPrefix)
+		from := time.Now()
+		run(t, b.node, fault.argv...)
+		lab.Eventually(t, routeBound, 5*time.Millisecond, func() error {
+			out, err := b.node.Run(t.Context(), "ip", "-o", "addr", "show", "dev", "kube-lb0")
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(out, " "+vipPrefix+" ") {
+				return fmt.Errorf("kube-lb0 lacks %s:\n%s", vipPrefix, out)
+			}
+			link := run(t, b.node, "ip", "-o", "link", "show", "dev", "kube-lb0")
+			if !strings.Contains(link, ",UP") && !strings.Contains(link, "<UP") {
+				return fmt.Errorf("kube-lb0 is not up: %s", link)
+			}
+			return nil
+		})
+		repaired := time.Since(from)
+		waitRoute(t, b.router, vipPrefix, routeBound)
+		pings := waitPings(t, p, routeBound, fault.name)
+		time.Sleep(time.Second)
+		if err := hasRoute(b.router, vipPrefix); err != nil {
+			t.Errorf("after %s: %v", fault.name, err)
+		}
+		w.Stop()
+		r := p.Stop()
+		t.Logf("%s: the VIP was back on kube-lb0 after %v; pings answered again %v after the repair; router's route %v; client: %v",
+			fault.name, repaired.Round(time.Millisecond), pings.Round(time.Millisecond), w, r)
+		if fault.name == "ip addr del" {
+			// Next fault, next count.
+			p = startPinger(t, b.client, vip)
+		}
+	}
+	if b.agent.Exited() {
+		t.Errorf("the agent exited:\n%s", tail(b.agent.Log(), 20))
+	}
+}
