@@ -47,6 +47,32 @@ type PingResult struct {
 	// request), LostAt their send times, both in sending order.
 	LostSeq []int
 	LostAt  []time.Time
+	// SentAt is the send time of every request, by index.
+	SentAt []time.Time
+}
+
+// Since is the result for the requests sent at or after t only (the
+// duplicates and send errors of the whole run are kept).
+func (r PingResult) Since(t time.Time) PingResult {
+	first := len(r.SentAt)
+	for i, at := range r.SentAt {
+		if !at.Before(t) {
+			first = i
+			break
+		}
+	}
+	out := r
+	out.SentAt = r.SentAt[first:]
+	out.Sent = len(out.SentAt)
+	out.LostSeq, out.LostAt = nil, nil
+	for i, seq := range r.LostSeq {
+		if seq >= first {
+			out.LostSeq = append(out.LostSeq, seq)
+			out.LostAt = append(out.LostAt, r.LostAt[i])
+		}
+	}
+	out.Received = out.Sent - len(out.LostSeq)
+	return out
 }
 
 // Lost is the number of unanswered requests.
@@ -249,7 +275,8 @@ func (p *Pinger) Stop() PingResult {
 		<-p.readDone
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		r := PingResult{Dst: p.dst, Interval: p.interval, Sent: len(p.sentAt), Duplicates: p.dups, SendErrors: p.errs}
+		r := PingResult{Dst: p.dst, Interval: p.interval, Sent: len(p.sentAt), Duplicates: p.dups, SendErrors: p.errs,
+			SentAt: p.sentAt}
 		for i, g := range p.got {
 			if g {
 				r.Received++

@@ -320,9 +320,19 @@ func waitRoute(t *testing.T, h *lab.Host, prefix string, within time.Duration) t
 	return time.Since(start)
 }
 
+// pinger is a lab.Pinger whose count starts once the VIP answered.
+type pinger struct {
+	*lab.Pinger
+	from time.Time
+}
+
+// result stops the pinger and returns what it saw since the VIP first
+// answered 20 requests in a row.
+func (p *pinger) result() lab.PingResult { return p.Stop().Since(p.from) }
+
 // startPinger pings addr from h every 10 ms and waits until it is
 // answered.
-func startPinger(t *testing.T, h *lab.Host, addr string) *lab.Pinger {
+func startPinger(t *testing.T, h *lab.Host, addr string) *pinger {
 	t.Helper()
 	p, err := h.StartPinger(addr, pingInterval)
 	if err != nil {
@@ -332,12 +342,12 @@ func startPinger(t *testing.T, h *lab.Host, addr string) *lab.Pinger {
 	if err := p.WaitReplies(20, routeBound); err != nil {
 		t.Fatalf("the client cannot ping the VIP before any fault: %v", err)
 	}
-	return p
+	return &pinger{Pinger: p, from: time.Now()}
 }
 
 // waitPings waits until the VIP answers 20 requests in a row again and
 // returns how long that took.
-func waitPings(t *testing.T, p *lab.Pinger, within time.Duration, what string) time.Duration {
+func waitPings(t *testing.T, p *pinger, within time.Duration, what string) time.Duration {
 	t.Helper()
 	start := time.Now()
 	if err := p.WaitReplies(20, within); err != nil {

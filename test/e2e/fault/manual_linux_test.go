@@ -53,7 +53,7 @@ func TestVIPDeletedByHandIsPutBack(t *testing.T) {
 			t.Errorf("after %s: %v", fault.name, err)
 		}
 		w.Stop()
-		r := p.Stop()
+		r := p.result()
 		t.Logf("%s: the VIP was back on kube-lb0 after %v; pings answered again %v after the repair; router's route %v; client: %v",
 			fault.name, repaired.Round(time.Millisecond), pings.Round(time.Millisecond), w, r)
 		if fault.name == "ip addr del" {

@@ -30,7 +30,7 @@ func TestKill9RestartsBGPVIPLosesNoPing(t *testing.T) {
 	// Past FRR's End-of-RIB handling of the last session: a stale route
 	// would be flushed in this window.
 	time.Sleep(2 * time.Second)
-	r := p.Stop()
+	r := p.result()
 	t.Logf("%d kill -9 restarts, fresh session after each: %v", kills, restarts)
 	t.Logf("BGP VIP %s: %v", vip, r)
 	if r.Sent < 100*kills {
@@ -73,7 +73,7 @@ func TestKill9RestartsLayer2VIPWithinFailoverBudget(t *testing.T) {
 		waitPings(t, p, routeBound, fmt.Sprintf("kill -9 of node%d's agent", o))
 		time.Sleep(2 * time.Second)
 	}
-	r := p.Stop()
+	r := p.result()
 	at = append(at, time.Now().Add(time.Hour))
 	per := make([]int, kills)
 	worst := 0

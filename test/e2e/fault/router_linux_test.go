@@ -58,7 +58,7 @@ func TestRouterFRRKilledAndRestartedRecovers(t *testing.T) {
 	}
 	waitPings(t, p, 10*time.Second, "the router's FRR restart (3 s later)")
 	w.Stop()
-	r := p.Stop()
+	r := p.result()
 	t.Logf("FRR restarted in %v; session Established after %v; route installed by the new zebra after %v; pings answered again %v after that",
 		restarted.Round(time.Millisecond), session.Round(time.Millisecond), installed.Round(time.Millisecond), pings.Round(time.Millisecond))
 	t.Logf("router's kernel route to %s: %v", vipPrefix, w)
@@ -97,7 +97,7 @@ func TestNodeZebraRestartKeepsVIPReachable(t *testing.T) {
 	waitPings(t, p, 10*time.Second, "the node's zebra restart (3 s later)")
 	w.Stop()
 	back4.Stop()
-	r := p.Stop()
+	r := p.result()
 	t.Logf("zebra restarted in %v; the client's pings answered again %v after the restart began (%v after zebra was back)",
 		restarted.Round(time.Millisecond), back.Round(time.Millisecond), pings.Round(time.Millisecond))
 	t.Logf("router's kernel route to %s: %v", vipPrefix, w)
