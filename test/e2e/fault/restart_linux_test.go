@@ -37,7 +37,9 @@ func TestKill9RestartsBGPVIPLosesNoPing(t *testing.T) {
 		t.Errorf("only %d pings sent during %d restarts: the measurement is too short to mean anything", r.Sent, kills)
 	}
 	if r.Lost() != 0 {
-		t.Errorf("%d pings to the BGP VIP were lost during %d kill -9 restarts (graceful restart must lose none); lost requests #%v", r.Lost(), kills, r.LostSeq)
+		n, d := r.LongestOutage()
+		t.Errorf("%d pings to the BGP VIP were lost during %d kill -9 restarts, the longest outage %d requests (%v); graceful restart must lose none",
+			r.Lost(), kills, n, d.Round(time.Millisecond))
 	}
 	if err := hasRoute(b.router, vipPrefix); err != nil {
 		t.Error(err)
@@ -54,8 +56,9 @@ func TestKill9RestartsLayer2VIPWithinFailoverBudget(t *testing.T) {
 	tp := newL2Lab(t, nil)
 	tp.start(t, 0)
 	tp.start(t, 1)
-	tp.waitOneOwner(t)
+	owner := tp.waitOneOwner(t)
 	p := startPinger(t, tp.client, vip)
+	t.Logf("node%d answers ARP for %s; the client sends to node%d", owner, vip, tp.clientsOwner(t))
 
 	var at []time.Time
 	var victims []int
