@@ -68,11 +68,18 @@ func TestRouterFRRKilledAndRestartedRecovers(t *testing.T) {
 	}
 }
 
-// FRR's zebra on a node in zebra mode restarts: the router keeps or
+// FRR's zebra on a node in zebra mode restarts — stopped cleanly
+// (SIGTERM) or killed (kill -9), then started again: the router keeps or
 // regains the VIP's route and the client pings the VIP again within 30 s
 // (the way back to the client is the router's default route, which the
 // node's zebra installs). Lost pings and route gaps are reported.
 func TestNodeZebraRestartKeepsVIPReachable(t *testing.T) {
+	for _, how := range []string{"sigterm", "kill9"} {
+		t.Run(how, func(t *testing.T) { nodeZebraRestart(t, how == "kill9") })
+	}
+}
+
+func nodeZebraRestart(t *testing.T, kill bool) {
 	b := newBGPLab(t, bgpOptions{zebra: true})
 	b.start(t)
 	waitRoute(t, b.node, "0.0.0.0/0", routeBound) // the router's default, through zebra
@@ -83,6 +90,9 @@ func TestNodeZebraRestartKeepsVIPReachable(t *testing.T) {
 	back4 := watchRoute(b.node, "0.0.0.0/0")
 
 	start := time.Now()
+	if kill {
+		kill9(t, b.nodeFRR.Process("zebra"))
+	}
 	if err := b.nodeFRR.Restart("zebra"); err != nil {
 		t.Fatal(err)
 	}
