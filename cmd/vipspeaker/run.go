@@ -184,6 +184,9 @@ func (a *agent) setConfig(ctx context.Context, c *config.Config) {
 }
 
 func run(ctx context.Context, f *runFlags, log *slog.Logger) error {
+	if err := checkPrivileges(log); err != nil {
+		return err
+	}
 	cfg := config.Default()
 	if f.configDir != "" {
 		c, errs := config.LoadDir(f.configDir)

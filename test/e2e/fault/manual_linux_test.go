@@ -1,0 +1,75 @@
+package fault_test
+
+import (
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/vipspeaker/vipspeaker/test/lab"
+)
+
+// An operator deletes the VIP from kube-lb0 by hand (ip addr del), and
+// later deletes kube-lb0 itself (ip link del): each time the agent puts
+// the interface and the address back, the router keeps or regains the
+// route and the client pings the VIP again, within the bound. Lost pings
+// and route gaps are reported.
+func TestVIPDeletedByHandIsPutBack(t *testing.T) {
+	b := newBGPLab(t, bgpOptions{})
+	b.start(t)
+	waitRoute(t, b.router, vipPrefix, routeBound)
+	b.waitFreshSession(t, 0, routeBound)
+	p := startPinger(t, b.client, vip)
+
+	for _, fault := range []struct {
+		name string
+		argv []string
+	}{
+		{"ip addr del", []string{"ip", "addr", "del", vipPrefix, "dev", "kube-lb0"}},
+		{"ip link del", []string{"ip", "link", "del", "kube-lb0"}},
+	} {
+		w := watchRoute(b.router, vipPrefix)
+		from := time.Now()
+		run(t, b.node, fault.argv...)
+		lab.Eventually(t, routeBound, 5*time.Millisecond, func() error {
+			nl := b.node.Netlink()
+			link, err := nl.LinkByName("kube-lb0")
+			if err != nil {
+				return fmt.Errorf("no kube-lb0: %w", err)
+			}
+			if link.Attrs().Flags&net.FlagUp == 0 {
+				return fmt.Errorf("kube-lb0 is not up")
+			}
+			addrs, err := nl.AddrList(link, netlink.FAMILY_V4)
+			if err != nil {
+				return err
+			}
+			for _, a := range addrs {
+				if a.IPNet.String() == vipPrefix {
+					return nil
+				}
+			}
+			return fmt.Errorf("kube-lb0 lacks %s: %v", vipPrefix, addrs)
+		})
+		repaired := time.Since(from)
+		waitRoute(t, b.router, vipPrefix, routeBound)
+		pings := waitPings(t, p, routeBound, fault.name)
+		time.Sleep(time.Second)
+		if err := hasRoute(b.router, vipPrefix); err != nil {
+			t.Errorf("after %s: %v", fault.name, err)
+		}
+		w.Stop()
+		r := p.result()
+		t.Logf("%s: the VIP was back on kube-lb0 after %v; 20 pings in a row answered %v after the repair (200 ms at the least); router's route %v; client: %v",
+			fault.name, repaired.Round(time.Millisecond), pings.Round(time.Millisecond), w, r)
+		if fault.name == "ip addr del" {
+			// Next fault, next count.
+			p = startPinger(t, b.client, vip)
+		}
+	}
+	if b.agent.Exited() {
+		t.Errorf("the agent exited:\n%s", tail(b.agent.Log(), 20))
+	}
+}
