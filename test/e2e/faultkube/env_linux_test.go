@@ -1,0 +1,587 @@
+package faultkube_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/vipspeaker/vipspeaker/internal/nstest"
+	"github.com/vipspeaker/vipspeaker/kube"
+	"github.com/vipspeaker/vipspeaker/test/lab"
+	"github.com/vipspeaker/vipspeaker/test/lab/kubeapi"
+)
+
+// Lab addresses (LAB.md): one segment for the router, the API server and
+// the nodes; the client sits behind the router on its own link.
+const (
+	routerAddr  = "198.18.10.1"
+	routerAddr6 = "2001:db8:10::1"
+	apiAddr     = "198.18.10.100"
+	clientAddr  = "198.18.20.2"
+	clientNet   = "198.18.20.0/24"
+	clientNet6  = "2001:db8:20::/64"
+	svcNS       = "e2e"
+	metricsPort = "9472"
+)
+
+var (
+	nodeNames  = []string{"n1", "n2"}
+	nodeAddrs  = map[string]string{"n1": "198.18.10.11", "n2": "198.18.10.12"}
+	nodeAddrs6 = map[string]string{"n1": "2001:db8:10::11", "n2": "2001:db8:10::12"}
+)
+
+// baseTOML is the ConfigMap's vipspeaker.toml: pool public (IPv4, auto)
+// and bulk6 (IPv6, by annotation) — 1,000 IPv4 VIPs do not fit in the lab's
+// two /24s.
+const baseTOML = `default-class = false
+
+[interface]
+name = "kube-lb0"
+kind = "ifb"
+
+[[pools]]
+name = "public"
+addresses = ["203.0.113.0/28"]
+
+[[pools]]
+name = "bulk6"
+addresses = ["2001:db8:200::/116"]
+auto-assign = false
+`
+
+// baseGoBGP peers with the router over IPv4 (ipv4-unicast) and IPv6
+// (ipv6-unicast), so each family's next hop is the node's own address.
+const baseGoBGP = `[global.config]
+  as = 64512
+
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "198.18.10.1"
+    peer-as = 64500
+  [neighbors.timers.config]
+    hold-time = 9
+    keepalive-interval = 3
+    connect-retry = 1
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv4-unicast"
+
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "2001:db8:10::1"
+    peer-as = 64500
+  [neighbors.timers.config]
+    hold-time = 9
+    keepalive-interval = 3
+    connect-retry = 1
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv6-unicast"
+`
+
+func frrConf() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "hostname router\nlog stdout informational\nrouter bgp 64500\n bgp router-id %s\n no bgp ebgp-requires-policy\n no bgp network import-check\n no bgp default ipv4-unicast\n", routerAddr)
+	for _, n := range nodeNames {
+		for _, a := range []string{nodeAddrs[n], nodeAddrs6[n]} {
+			fmt.Fprintf(&b, " neighbor %s remote-as 64512\n neighbor %s timers 3 9\n neighbor %s timers connect 2\n", a, a, a)
+		}
+	}
+	b.WriteString(" address-family ipv4 unicast\n  maximum-paths 8\n")
+	for _, n := range nodeNames {
+		fmt.Fprintf(&b, "  neighbor %s activate\n", nodeAddrs[n])
+	}
+	b.WriteString(" exit-address-family\n address-family ipv6 unicast\n  maximum-paths 8\n")
+	for _, n := range nodeNames {
+		fmt.Fprintf(&b, "  neighbor %s activate\n", nodeAddrs6[n])
+	}
+	b.WriteString(" exit-address-family\n!\n")
+	return b.String()
+}
+
+// env is one lab: router (FRR), API server, two nodes with agents, client.
+type env struct {
+	l      *lab.Lab
+	api    *kubeapi.Server
+	cs     kubernetes.Interface
+	frr    *lab.FRR
+	router *lab.Host
+	client *lab.Host
+	nodes  map[string]*lab.Host
+	agents map[string]*lab.Process
+	bin    string
+	kcfg   string
+}
+
+func setup(t *testing.T) *env {
+	t.Helper()
+	nstest.RequireRoot(t)
+	if err := lab.HaveFRR(); err != nil {
+		nstest.Skip(t, "%v", err)
+	}
+	bin, err := lab.BuildBinary("./cmd/vipspeaker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := lab.New(t)
+	e := &env{l: l, bin: bin, nodes: map[string]*lab.Host{}, agents: map[string]*lab.Process{}}
+	e.router = l.MustHost("router")
+	if err := e.router.EnableForwarding(); err != nil {
+		t.Fatal(err)
+	}
+	l.MustBridge(e.router, "br0", []string{routerAddr + "/24", routerAddr6 + "/64"})
+	apiHost := l.MustHost("api")
+	l.MustLinkToBridge(apiHost, "eth0", []string{apiAddr + "/24"}, e.router, "br0")
+	for _, n := range nodeNames {
+		h := l.MustHost(n)
+		l.MustLinkToBridge(h, "eth0", []string{nodeAddrs[n] + "/24", nodeAddrs6[n] + "/64"}, e.router, "br0")
+		// Replies to the client go back through the router.
+		if err := h.AddRoute(clientNet, routerAddr); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.AddRoute(clientNet6, routerAddr6); err != nil {
+			t.Fatal(err)
+		}
+		e.nodes[n] = h
+	}
+	e.client = l.MustHost("client")
+	l.MustLink(e.client, "eth0", []string{clientAddr + "/24", "2001:db8:20::2/64"}, e.router, "eth1", []string{"198.18.20.1/24", "2001:db8:20::1/64"})
+	if err := e.client.AddRoute("default", "198.18.20.1"); err != nil {
+		t.Fatal(err)
+	}
+	e.frr, err = e.router.StartFRR(lab.FRRConfig{BGPd: frrConf()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.api = kubeapi.Start(t, apiHost, apiAddr, kubeapi.Options{})
+	e.cs = e.api.Client()
+
+	// RBAC, namespace, ServiceAccount and ConfigMap as a user applies them;
+	// the DaemonSet as a dry run (no kubelet here).
+	root, err := lab.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.api.ApplyKustomization(filepath.Join(root, "deploy", "kustomize"), "DaemonSet"); err != nil {
+		t.Fatal(err)
+	}
+	e.setConfigMap(t, baseTOML, baseGoBGP)
+	ctx := context.Background()
+	if _, err := e.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: svcNS}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodeNames {
+		e.createNode(t, n)
+	}
+	if e.kcfg, err = e.api.Kubeconfig(kubeapi.AgentToken); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodeNames {
+		e.startAgent(t, n)
+	}
+	for _, n := range nodeNames {
+		for _, a := range []string{nodeAddrs[n], nodeAddrs6[n]} {
+			if err := e.frr.WaitEstablished(a, 60*time.Second); err != nil {
+				t.Fatalf("FRR and %s (%s): %v", n, a, err)
+			}
+		}
+	}
+	return e
+}
+
+func (e *env) setConfigMap(t *testing.T, toml, gobgp string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	cm, err := e.cs.CoreV1().ConfigMaps(kube.DefaultNamespace).Get(ctx, kube.DefaultConfigMapName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Data = map[string]string{"vipspeaker.toml": toml, kube.GoBGPConfKey: gobgp}
+	if _, err := e.cs.CoreV1().ConfigMaps(kube.DefaultNamespace).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (e *env) createNode(t *testing.T, name string) {
+	t.Helper()
+	ctx := context.Background()
+	n, err := e.cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
+		LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
+	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: nodeAddrs[name]}}
+	if _, err := e.cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (e *env) startAgent(t *testing.T, n string) {
+	t.Helper()
+	p, err := e.nodes[n].Start("agent", []string{e.bin, "run",
+		"--kubeconfig", e.kcfg, "--node-name", n, "--run-dir", filepath.Join(e.l.Dir(), "run-"+n),
+		"--lease-duration", "4s", "--metrics-addr", net.JoinHostPort(nodeAddrs[n], metricsPort), "--log-level", "info"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.agents[n] = p
+}
+
+// checkAgentsAlive fails the test when an agent exited (a crash or a
+// fatal error is a finding of its own).
+func (e *env) checkAgentsAlive(t *testing.T) {
+	t.Helper()
+	for _, n := range nodeNames {
+		if p := e.agents[n]; p.Exited() {
+			t.Errorf("agent on %s exited: %v", n, p.Wait())
+		}
+	}
+}
+
+type svcOpt func(*corev1.Service)
+
+func withAnn(k, v string) svcOpt {
+	return func(s *corev1.Service) {
+		if s.Annotations == nil {
+			s.Annotations = map[string]string{}
+		}
+		s.Annotations[k] = v
+	}
+}
+
+func ipv6Only(s *corev1.Service) {
+	single := corev1.IPFamilyPolicySingleStack
+	s.Spec.IPFamilyPolicy = &single
+	s.Spec.IPFamilies = []corev1.IPFamily{corev1.IPv6Protocol}
+}
+
+func newService(name string, opts ...svcOpt) *corev1.Service {
+	class := kube.LoadBalancerClass
+	s := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: svcNS},
+		Spec: corev1.ServiceSpec{
+			Type:              corev1.ServiceTypeLoadBalancer,
+			LoadBalancerClass: &class,
+			Ports:             []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}},
+		},
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+func (e *env) createService(t *testing.T, name string, opts ...svcOpt) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := e.cs.CoreV1().Services(svcNS).Create(ctx, newService(name, opts...), metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create service %s: %v", name, err)
+	}
+}
+
+// waitIngress waits until the Service's status has one address.
+func (e *env) waitIngress(t *testing.T, name string, timeout time.Duration) netip.Addr {
+	t.Helper()
+	var got []netip.Addr
+	lab.Eventually(t, timeout, 100*time.Millisecond, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s, err := e.cs.CoreV1().Services(svcNS).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		got = kube.Ingress(s)
+		if len(got) != 1 {
+			return fmt.Errorf("service %s has ingress %v, want one address", name, got)
+		}
+		return nil
+	})
+	return got[0]
+}
+
+// waitEvent waits for an Event of reason on object name in namespace ns
+// whose message contains every one of substrs, and returns its message.
+func (e *env) waitEvent(t *testing.T, ns, name, reason string, timeout time.Duration, substrs ...string) string {
+	t.Helper()
+	var msg string
+	lab.Eventually(t, timeout, 200*time.Millisecond, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		l, err := e.cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + name + ",reason=" + reason})
+		if err != nil {
+			return err
+		}
+	next:
+		for _, ev := range l.Items {
+			for _, s := range substrs {
+				if !strings.Contains(ev.Message, s) {
+					continue next
+				}
+			}
+			msg = ev.Message
+			return nil
+		}
+		var have []string
+		for _, ev := range l.Items {
+			have = append(have, ev.Message)
+		}
+		return fmt.Errorf("no %s event on %s/%s containing %q; have %q", reason, ns, name, substrs, have)
+	})
+	return msg
+}
+
+// gateways returns the router kernel's next hops for vip (sorted), nil
+// when there is no route.
+func (e *env) gateways(vip netip.Addr) ([]string, error) {
+	kr, ok, err := e.router.KernelRoute(netip.PrefixFrom(vip, vip.BitLen()).String())
+	if err != nil || !ok {
+		return nil, err
+	}
+	var out []string
+	for _, g := range kr.Gateways {
+		out = append(out, g.String())
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// waitRouted waits until the router's kernel routes vip through both
+// nodes (ECMP), or has no route to it when want is false.
+func (e *env) waitRouted(t *testing.T, vip netip.Addr, want bool, timeout time.Duration) {
+	t.Helper()
+	lab.Eventually(t, timeout, 100*time.Millisecond, func() error {
+		gws, err := e.gateways(vip)
+		if err != nil {
+			return err
+		}
+		if want && len(gws) != len(nodeNames) {
+			return fmt.Errorf("router kernel route to %s: next hops %v, want one per node (%d)", vip, gws, len(nodeNames))
+		}
+		if !want && gws != nil {
+			return fmt.Errorf("router kernel still routes %s via %v", vip, gws)
+		}
+		return nil
+	})
+}
+
+// routeWatch polls the router's kernel every 20 ms and counts the polls
+// in which a watched VIP had no route or fewer next hops than nodes.
+type routeWatch struct {
+	e     *env
+	vips  []netip.Addr
+	stop  chan struct{}
+	done  chan struct{}
+	mu    sync.Mutex
+	polls int
+	gaps  []string // "vip at +1.23s: next hops [...]"
+	start time.Time
+}
+
+func (e *env) watchRoutes(vips ...netip.Addr) *routeWatch {
+	w := &routeWatch{e: e, vips: vips, stop: make(chan struct{}), done: make(chan struct{}), start: time.Now()}
+	go func() {
+		defer close(w.done)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			rs, err := e.router.KernelRoutes()
+			if err == nil {
+				hops := map[netip.Prefix]int{}
+				for _, r := range rs {
+					hops[r.Dst] = len(r.Gateways)
+				}
+				w.mu.Lock()
+				w.polls++
+				for _, v := range w.vips {
+					if n := hops[netip.PrefixFrom(v, v.BitLen())]; n != len(nodeNames) && len(w.gaps) < 20 {
+						w.gaps = append(w.gaps, fmt.Sprintf("%s at +%s: %d next hops", v, time.Since(w.start).Round(time.Millisecond), n))
+					}
+				}
+				w.mu.Unlock()
+			}
+			select {
+			case <-w.stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return w
+}
+
+// Stop ends the watch and returns how many polls ran and the gaps seen.
+func (w *routeWatch) Stop() (int, []string) {
+	select {
+	case <-w.stop:
+	default:
+		close(w.stop)
+	}
+	<-w.done
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.polls, append([]string(nil), w.gaps...)
+}
+
+// metrics scrapes an agent's /metrics (dialled from inside its node) and
+// returns every sample as "name{labels}" → value.
+func (e *env) metrics(node string) (map[string]float64, error) {
+	body, err := e.get(node, "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(strings.NewReader(body))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		out[line[:i]] = v
+	}
+	return out, sc.Err()
+}
+
+var httpClients sync.Map // node -> *http.Client
+
+func (e *env) httpClient(node string) *http.Client {
+	key := fmt.Sprintf("%p/%s", e, node)
+	if c, ok := httpClients.Load(key); ok {
+		return c.(*http.Client)
+	}
+	h := e.nodes[node]
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var conn net.Conn
+			err := h.Do(func() error {
+				var err error
+				conn, err = (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, network, addr)
+				return err
+			})
+			return conn, err
+		},
+		MaxIdleConnsPerHost: 2,
+		// Plain text: a gzip-compressed scrape leaves compressors in the
+		// agent's sync.Pool, heap the memory test would count.
+		DisableCompression: true,
+	}}
+	httpClients.Store(key, c)
+	return c
+}
+
+func (e *env) get(node, path string) (string, error) {
+	resp, err := e.httpClient(node).Get("http://" + net.JoinHostPort(nodeAddrs[node], metricsPort) + path)
+	if err != nil {
+		return "", fmt.Errorf("agent on %s: GET %s: %w", node, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", fmt.Errorf("agent on %s: GET %s: %w", node, path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("agent on %s: GET %s: %s: %s", node, path, resp.Status, b)
+	}
+	return string(b), nil
+}
+
+// waitMetric waits until the agent's sample key has value want.
+func (e *env) waitMetric(t *testing.T, node, key string, want float64, timeout time.Duration) {
+	t.Helper()
+	lab.Eventually(t, timeout, 200*time.Millisecond, func() error {
+		m, err := e.metrics(node)
+		if err != nil {
+			return err
+		}
+		v, ok := m[key]
+		if !ok || v != want {
+			return fmt.Errorf("agent on %s: %s = %v (present %v), want %v", node, key, v, ok, want)
+		}
+		return nil
+	})
+}
+
+// frrSession is what FRR says about one BGP session.
+type frrSession struct {
+	State       string
+	Established int // connectionsEstablished
+	Dropped     int // connectionsDropped
+	Up          time.Duration
+	At          time.Time // when FRR was asked
+}
+
+func (e *env) session(t *testing.T, peer string) frrSession {
+	t.Helper()
+	var doc map[string]json.RawMessage
+	at := time.Now()
+	if err := e.frr.VtyshJSON("show bgp neighbors "+peer+" json", &doc); err != nil {
+		t.Fatal(err)
+	}
+	var s struct {
+		BgpState               string `json:"bgpState"`
+		ConnectionsEstablished int    `json:"connectionsEstablished"`
+		ConnectionsDropped     int    `json:"connectionsDropped"`
+		UpMsec                 int64  `json:"bgpTimerUpMsec"`
+	}
+	if err := json.Unmarshal(doc[peer], &s); err != nil {
+		t.Fatalf("FRR neighbor %s: %v", peer, err)
+	}
+	return frrSession{State: s.BgpState, Established: s.ConnectionsEstablished, Dropped: s.ConnectionsDropped,
+		Up: time.Duration(s.UpMsec) * time.Millisecond, At: at}
+}
+
+// sessions returns FRR's view of every node session.
+func (e *env) sessions(t *testing.T) map[string]frrSession {
+	t.Helper()
+	out := map[string]frrSession{}
+	for _, n := range nodeNames {
+		for _, a := range []string{nodeAddrs[n], nodeAddrs6[n]} {
+			out[a] = e.session(t, a)
+		}
+	}
+	return out
+}
+
+// rssKB reads VmRSS of a process, in kB.
+func rssKB(pid int) (int, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			if f := strings.Fields(rest); len(f) > 0 {
+				return strconv.Atoi(f[0])
+			}
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
+}

@@ -1,0 +1,17 @@
+// Package kubeapi runs a real Kubernetes API server for lab tests: etcd
+// (Debian's etcd-server) and kube-apiserver v1.37.2 (built once by
+// test/apiserver/build.sh into the cache folder) inside a lab host, serving
+// on a lab address so agents in other lab namespaces reach it, with RBAC on
+// and static bearer tokens (an admin in system:masters, and the agent's
+// ServiceAccount identity the deploy/kustomize manifests bind).
+//
+// The API server can be stopped and started again on the same etcd
+// (Server.Stop, Server.Start), which is how a test takes the API away from
+// the agents for a while. Server.ApplyKustomization server-side-applies the
+// resources a kustomization lists, as a user would.
+//
+// What it needs: root and network namespaces (package lab), etcd on $PATH
+// (or apt-get, tried once), the Go toolchain and module proxy (or a warm
+// cache) for kube-apiserver. Missing tools skip the test (fail under
+// CI=true, see nstest.Skip).
+package kubeapi
