@@ -156,7 +156,7 @@ func (s *Server) RunZebraGuard(ctx context.Context, opts ZebraGuardOptions) erro
 				continue
 			}
 			if opts.Recovery == ReturnError {
-				log.Error("zebra connection lost: the agent must restart to reconnect (GoBGP's zebra client cannot)", "url", z.Url)
+				// the caller says what it does about it
 				return fmt.Errorf("%s: %w", z.Url, ErrZebraLost)
 			}
 		}
@@ -231,21 +231,22 @@ func (s *Server) waitZebraVIPs(ctx context.Context) {
 		want[v.Prefix()] = true
 	}
 	s.opMu.Unlock()
-	start := time.Now()
+	start, n := time.Now(), len(want)
 	missing := waitPaths(ctx, b, want, zebraVIPWait)
 	if len(missing) > 0 {
 		s.log.Warn("zebra has not redistributed every VIP; adding peers anyway", "component", "zebra",
 			"missing", len(missing), "example", missing[0], "waited", time.Since(start).Round(time.Millisecond))
 		return
 	}
-	if len(want) > 0 {
-		s.log.Info("zebra redistributed the VIPs", "component", "zebra", "vips", len(want),
+	if n > 0 {
+		s.log.Info("zebra redistributed the VIPs", "component", "zebra", "vips", n,
 			"waited", time.Since(start).Round(time.Millisecond))
 	}
 }
 
 // waitPaths polls the global RIB of b until it has a path for every prefix
-// of want or within passed; it returns the prefixes still missing.
+// of want or within passed; it returns the prefixes still missing. It
+// deletes the prefixes found from want.
 func waitPaths(ctx context.Context, b *server.BgpServer, want map[netip.Prefix]bool, within time.Duration) []netip.Prefix {
 	deadline := time.Now().Add(within)
 	for {

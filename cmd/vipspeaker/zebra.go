@@ -39,8 +39,8 @@ func (a *agent) runZebraGuard(ctx context.Context) error {
 	}
 	n := prior + 1
 	argv, env := os.Args, withEnv(os.Environ(), zebraReconnectsEnv, strconv.FormatUint(n, 10))
-	a.log.Warn("re-executing vipspeaker to reconnect to zebra; BGP sessions drop, graceful-restart peers keep the routes",
-		"component", "zebra", "reconnects", n)
+	a.log.Warn("zebra connection lost: re-executing vipspeaker to reconnect (GoBGP's zebra client cannot); BGP sessions drop, graceful-restart peers keep the routes",
+		"component", "zebra", "error", err, "reconnects", n)
 	if err := zebraExec("/proc/self/exe", argv, env); err != nil {
 		return fmt.Errorf("re-execute vipspeaker after the zebra connection was lost: %w", err)
 	}

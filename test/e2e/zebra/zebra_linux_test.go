@@ -514,7 +514,7 @@ func TestZebraRestartRecovers(t *testing.T) {
 		t.Fatalf("%v\nagent log:\n%s", err, e.agent.Log())
 	}
 	t.Logf("zebra restarted; agent reconnected and session up again %v later", time.Since(restarted).Round(time.Millisecond))
-	for _, w := range []string{"re-executing vipspeaker to reconnect to zebra", "zebra redistributed the VIPs"} {
+	for _, w := range []string{"zebra connection lost: re-executing vipspeaker to reconnect", "zebra redistributed the VIPs"} {
 		if !strings.Contains(e.agent.Log(), w) {
 			t.Errorf("the agent did not log %q", w)
 		}
