@@ -483,7 +483,8 @@ const clkTck = 100
 // Zebra restarts: GoBGP's zebra client cannot reconnect, so the agent
 // re-executes itself (same PID); the router keeps the VIP routes through
 // graceful restart (its kernel polled every 10 ms), the new process
-// reconnects, counts the recovery, and does not spin a CPU.
+// reconnects, counts the recovery, and does not spin a CPU. Then zebra is
+// killed and stays down for 3 s: same recovery, the count reaches 2.
 func TestZebraRestartRecovers(t *testing.T) {
 	e := setup(t, 1)
 	e.service(t, "web", "203.0.113.10", "2001:db8:100::10")
@@ -541,18 +542,57 @@ func TestZebraRestartRecovers(t *testing.T) {
 	e.service(t, "api", "203.0.113.11")
 	waitRoute(t, e.router, "203.0.113.11/32", true, 15*time.Second)
 	waitRoute(t, e.router, "203.0.113.10/32", true, 15*time.Second)
-	if gaps := w.finish(); len(gaps) > 0 {
-		t.Errorf("the router's kernel lost VIP routes during the recovery:\n%s", strings.Join(gaps, "\n"))
-	}
 	// The recovery is counted (the agent serves metrics on :9472 in its
 	// namespace).
-	lab.Eventually(t, 5*time.Second, 100*time.Millisecond, func() error {
+	e.waitMetric(t, "vipspeaker_zebra_reconnects_total 1")
+
+	// Zebra killed (its socket file stays) and down for 3 s: the agent
+	// re-executes at once, the new process waits for zebra and says so,
+	// the router keeps the routes meanwhile (graceful restart), and the
+	// count carried across the re-executions reaches 2.
+	if err := e.nfrr.Process("zebra").Kill(); err != nil {
+		t.Fatal(err)
+	}
+	lab.Eventually(t, 15*time.Second, 50*time.Millisecond, func() error {
+		if strings.Count(e.agent.Log(), "zebra connection lost: re-executing") < 2 || !strings.Contains(e.agent.Log(), "zebra is not up yet") {
+			return fmt.Errorf("the agent has not re-executed and waited for the killed zebra")
+		}
+		return nil
+	})
+	time.Sleep(3 * time.Second)
+	if err := e.nfrr.Restart("zebra"); err != nil {
+		t.Fatal(err)
+	}
+	lab.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
+		if e.agent.Exited() {
+			return fmt.Errorf("%w: the agent exited:\n%s", lab.ErrGiveUp, e.agent.Log())
+		}
+		if strings.Count(e.agent.Log(), "reconnected to zebra") < 2 {
+			return fmt.Errorf("agent has not reconnected to the restarted zebra")
+		}
+		return nil
+	})
+	if err := e.rfrr.WaitEstablished("198.18.1.2", 30*time.Second); err != nil {
+		t.Fatalf("%v\nagent log:\n%s", err, e.agent.Log())
+	}
+	e.waitMetric(t, "vipspeaker_zebra_reconnects_total 2")
+	waitRoute(t, e.router, "203.0.113.10/32", true, 15*time.Second)
+	waitRoute(t, e.router, "2001:db8:100::10/128", true, 15*time.Second)
+	if gaps := w.finish(); len(gaps) > 0 {
+		t.Errorf("the router's kernel lost VIP routes during the recoveries:\n%s", strings.Join(gaps, "\n"))
+	}
+}
+
+// waitMetric waits until the agent's /metrics holds line.
+func (e *env) waitMetric(t testing.TB, line string) {
+	t.Helper()
+	lab.Eventually(t, 10*time.Second, 100*time.Millisecond, func() error {
 		out, err := e.node.Run(context.Background(), "curl", "-s", "--max-time", "2", "http://127.0.0.1:9472/metrics")
 		if err != nil {
 			return err
 		}
-		if !strings.Contains(out, "vipspeaker_zebra_reconnects_total 1\n") {
-			return fmt.Errorf("no vipspeaker_zebra_reconnects_total 1 in the agent's metrics")
+		if !strings.Contains(out, line+"\n") {
+			return fmt.Errorf("no %q in the agent's metrics", line)
 		}
 		return nil
 	})
