@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/vipspeaker/vipspeaker/bgp"
 	"github.com/vipspeaker/vipspeaker/config"
@@ -18,8 +19,11 @@ import (
 // counting.
 const zebraReconnectsEnv = "VIPSPEAKER_ZEBRA_RECONNECTS"
 
-// zebraExec replaces the process image; tests replace it.
+// zebraExec replaces the process image.
 var zebraExec = syscall.Exec
+
+// zebraReexecSpacing is the least time between two re-executions.
+const zebraReexecSpacing = 5 * time.Second
 
 // runZebraGuard watches the zebra connection (idle without [zebra.config])
 // and, when it is lost, re-executes the agent: GoBGP v4.8.0's zebra client
@@ -32,10 +36,22 @@ var zebraExec = syscall.Exec
 // redistributed the VIPs again. It returns only on ctx's end or when the
 // exec fails.
 func (a *agent) runZebraGuard(ctx context.Context) error {
+	started := time.Now()
 	prior := zebraReconnects(os.Getenv(zebraReconnectsEnv))
 	err := a.bgp.RunZebraGuard(ctx, bgp.ZebraGuardOptions{Recovery: bgp.ReturnError, PriorReconnects: prior})
 	if !errors.Is(err, bgp.ErrZebraLost) || ctx.Err() != nil {
 		return err
+	}
+	// A zebra that drops every connection soon after it is made must not
+	// turn this into a loop of executions.
+	if wait := zebraReexecSpacing - time.Since(started); prior > 0 && wait > 0 {
+		a.log.Warn("zebra connection lost again soon after the last re-execution; waiting before the next",
+			"component", "zebra", "wait", wait.Round(time.Millisecond))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
 	}
 	n := prior + 1
 	argv, env := os.Args, withEnv(os.Environ(), zebraReconnectsEnv, strconv.FormatUint(n, 10))
