@@ -77,9 +77,11 @@ type Server struct {
 	// failure GoBGP logs for it afterwards means zebra is gone (noteZebraLog)
 	zebraUp   atomic.Bool
 	zebraLost chan struct{} // signalled by noteZebraLog, read by RunZebraGuard
-	ready     atomic.Bool
-	announced atomic.Int64
-	quiet     atomic.Bool // drop GoBGP's complaint about a second stop
+	// nativeUpdates counts the paths the native feed added or deleted
+	nativeUpdates prometheus.Counter
+	ready         atomic.Bool
+	announced     atomic.Int64
+	quiet         atomic.Bool // drop GoBGP's complaint about a second stop
 }
 
 // New returns a Server. It starts nothing.
@@ -101,10 +103,17 @@ func New(opts Options) (*Server, error) {
 		bfdHeld:    make(map[netip.Addr]bool),
 		paths:      make(map[netip.Addr]*apiutil.Path),
 		zebraLost:  make(chan struct{}, 1),
+		nativeUpdates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vipspeaker_bgp_native_vip_updates_total",
+			Help: "VIP paths the agent's own feed added to or withdrew from the BGP speaker (none in zebra mode, where the VIP paths are zebra's).",
+		}),
 	}
 	s.glog = slog.New(quietHandler{s: s, next: newGoBGPLogger(opts.Logger).Handler()})
 	if opts.Registerer != nil {
 		if err := opts.Registerer.Register(newCollector(s)); err != nil {
+			return nil, fmt.Errorf("register bgp metrics: %w", err)
+		}
+		if err := opts.Registerer.Register(s.nativeUpdates); err != nil {
 			return nil, fmt.Errorf("register bgp metrics: %w", err)
 		}
 	}
@@ -541,6 +550,7 @@ func (s *Server) pushPaths(add, del []*apiutil.Path) {
 	if s.zebraModeLocked() {
 		return
 	}
+	s.nativeUpdates.Add(float64(len(add) + len(del)))
 	if len(del) > 0 {
 		if err := s.bgp.DeletePath(apiutil.DeletePathRequest{Paths: del}); err != nil {
 			s.log.Error("withdraw vips", "count", len(del), "err", err)

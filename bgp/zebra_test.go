@@ -2,13 +2,22 @@ package bgp
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	api "github.com/osrg/gobgp/v4/api"
+	"github.com/osrg/gobgp/v4/pkg/apiutil"
+	"github.com/osrg/gobgp/v4/pkg/config/oc"
+	bgppkt "github.com/osrg/gobgp/v4/pkg/packet/bgp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/vipspeaker/vipspeaker/routing"
 )
 
 // The guard's restart itself (restartForZebra) is tested in
@@ -137,5 +146,53 @@ func TestNoteZebraLog(t *testing.T) {
 	}
 	if s.zebraUp.Load() {
 		t.Error("zebra still marked connected")
+	}
+}
+
+// The native feed adds the VIPs' paths (and counts them) unless the
+// running config is in zebra mode, where it adds and withdraws nothing.
+func TestNativeFeedOffInZebraMode(t *testing.T) {
+	s, src, _, _ := startServer(t, ourConfig{port: freePort(t, "127.0.0.1")}, prometheus.NewRegistry())
+	rib := func() []string {
+		var got []string
+		for _, fam := range []bgppkt.Family{bgppkt.RF_IPv4_UC, bgppkt.RF_IPv6_UC} {
+			_ = s.running.Load().ListPath(apiutil.ListPathRequest{TableType: api.TableType_TABLE_TYPE_GLOBAL, Family: fam},
+				func(n bgppkt.NLRI, _ []*apiutil.Path) { got = append(got, n.String()) })
+		}
+		slices.Sort(got)
+		return got
+	}
+	src.push(routing.Event{Kind: routing.Added, VIP: vip("203.0.113.10")}, routing.Event{Kind: routing.Added, VIP: vip("2001:db8:100::10")})
+	eventually(t, 5*time.Second, "native paths", func() error {
+		if got := rib(); !slices.Equal(got, []string{"2001:db8:100::10/128", "203.0.113.10/32"}) {
+			return fmt.Errorf("RIB %v", got)
+		}
+		return nil
+	})
+	if got := testutil.ToFloat64(s.nativeUpdates); got != 2 {
+		t.Errorf("native updates = %v, want 2", got)
+	}
+
+	// the same speaker, now configured for zebra
+	s.opMu.Lock()
+	z := *s.cur
+	z.set = new(oc.BgpConfigSet)
+	*z.set = *s.cur.set
+	z.set.Zebra.Config.Enabled = true
+	s.cur = &z
+	s.opMu.Unlock()
+	src.push(routing.Event{Kind: routing.Added, VIP: vip("203.0.113.11")}, routing.Event{Kind: routing.Removed, VIP: vip("203.0.113.10")})
+	eventually(t, 5*time.Second, "events handled", func() error {
+		if n := s.announcedCount(); n != 2 {
+			return fmt.Errorf("%d VIPs known, want 2", n)
+		}
+		return nil
+	})
+	time.Sleep(200 * time.Millisecond)
+	if got := rib(); !slices.Equal(got, []string{"2001:db8:100::10/128", "203.0.113.10/32"}) {
+		t.Errorf("in zebra mode the native feed changed the RIB: %v", got)
+	}
+	if got := testutil.ToFloat64(s.nativeUpdates); got != 2 {
+		t.Errorf("native updates = %v in zebra mode, want still 2", got)
 	}
 }

@@ -326,7 +326,7 @@ func (e *env) agentRIB(t testing.TB, family string) map[string][]ribPath {
 	return rib
 }
 
-// fromZebra checks that the agent's RIB holds prefix only as zebra's
+// fromZebra checks that the agent's RIB holds prefix as zebra's
 // redistribution: a locally originated path carrying a MULTI_EXIT_DISC
 // (type 4), the metric of zebra's route, which the native feed's paths
 // never carry.
@@ -367,13 +367,16 @@ func TestZebraModeRedistributesOnlyVIPsAndImports(t *testing.T) {
 		}
 		return nil
 	})
-	// The paths are zebra's.
+	// The paths in the agent's RIB are zebra's, and the native feed never
+	// added one (a path it added would have been replaced by zebra's, so
+	// its counter is what shows it stayed off).
 	if err := e.fromZebra(t, "ipv4", "203.0.113.10/32"); err != nil {
 		t.Error(err)
 	}
 	if err := e.fromZebra(t, "ipv6", "2001:db8:100::10/128"); err != nil {
 		t.Error(err)
 	}
+	e.waitMetric(t, "vipspeaker_bgp_native_vip_updates_total 0")
 	// The connected networks that are not VIPs reach the agent's RIB from
 	// zebra (so the export policy is what holds them back) and never leave
 	// the node.
@@ -397,10 +400,12 @@ func TestZebraModeRedistributesOnlyVIPsAndImports(t *testing.T) {
 		}
 		return err
 	})
-	// Removing the Service withdraws the VIPs.
+	// Removing the Service withdraws the VIPs (zebra withdraws them: the
+	// native feed withdraws nothing either).
 	e.removeService(t, "web")
 	waitRoute(t, e.router, "203.0.113.10/32", false, 15*time.Second)
 	waitRoute(t, e.router, "2001:db8:100::10/128", false, 15*time.Second)
+	e.waitMetric(t, "vipspeaker_bgp_native_vip_updates_total 0")
 	for _, p := range []string{"198.18.50.0/24", "2001:db8:50::/64"} {
 		if ok, err := hasRoute(e.router, p); err != nil || ok {
 			t.Errorf("router has a route to the node's non-VIP network %s (%v, %v)", p, ok, err)
