@@ -72,10 +72,16 @@ type Server struct {
 	paths   map[netip.Addr]*apiutil.Path
 	nh6     netip.Addr
 
-	running   atomic.Pointer[server.BgpServer] // for readers (Peers)
-	ready     atomic.Bool
-	announced atomic.Int64
-	quiet     atomic.Bool // drop GoBGP's complaint about a second stop
+	running atomic.Pointer[server.BgpServer] // for readers (Peers)
+	// zebraUp: the running speaker's zebra client has connected; a read
+	// failure GoBGP logs for it afterwards means zebra is gone (noteZebraLog)
+	zebraUp   atomic.Bool
+	zebraLost chan struct{} // signalled by noteZebraLog, read by RunZebraGuard
+	// nativeUpdates counts the paths the native feed added or deleted
+	nativeUpdates prometheus.Counter
+	ready         atomic.Bool
+	announced     atomic.Int64
+	quiet         atomic.Bool // drop GoBGP's complaint about a second stop
 }
 
 // New returns a Server. It starts nothing.
@@ -96,10 +102,18 @@ func New(opts Options) (*Server, error) {
 		vips:       make(map[netip.Addr]routing.VIP),
 		bfdHeld:    make(map[netip.Addr]bool),
 		paths:      make(map[netip.Addr]*apiutil.Path),
+		zebraLost:  make(chan struct{}, 1),
+		nativeUpdates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vipspeaker_bgp_native_vip_updates_total",
+			Help: "VIP paths the agent's own feed added to or withdrew from the BGP speaker (none in zebra mode, where the VIP paths are zebra's).",
+		}),
 	}
 	s.glog = slog.New(quietHandler{s: s, next: newGoBGPLogger(opts.Logger).Handler()})
 	if opts.Registerer != nil {
 		if err := opts.Registerer.Register(newCollector(s)); err != nil {
+			return nil, fmt.Errorf("register bgp metrics: %w", err)
+		}
+		if err := opts.Registerer.Register(s.nativeUpdates); err != nil {
 			return nil, fmt.Errorf("register bgp metrics: %w", err)
 		}
 	}
@@ -197,6 +211,9 @@ func (s *Server) run(ctx context.Context, vips vipSource) error {
 	case <-time.After(300 * time.Millisecond):
 	case <-ctx.Done():
 	}
+	// In zebra mode the VIP paths are zebra's redistribution: wait (bounded)
+	// until they are in the RIB, for the same reason.
+	s.waitZebraVIPs(ctx)
 	if err := s.addPeers(ctx); err != nil {
 		s.shutdown()
 		return err
@@ -265,6 +282,7 @@ func (s *Server) resolve(cfg *parsedConfig) error {
 	}
 	if s.opts.NextHop6.IsValid() {
 		cfg.nh6 = s.opts.NextHop6
+		addZebraNextHop6(cfg)
 		return nil
 	}
 	var v4 []netip.Addr
@@ -279,6 +297,7 @@ func (s *Server) resolve(cfg *parsedConfig) error {
 		}
 	}
 	cfg.nh6 = chooseNextHop6(addrs, v4)
+	addZebraNextHop6(cfg)
 	return nil
 }
 
@@ -304,6 +323,7 @@ func (s *Server) startLocked(ctx context.Context, cfg *parsedConfig) error {
 	if err := b.StartBgp(ctx, &api.StartBgpRequest{Global: oc.NewGlobalFromConfigStruct(&cfg.set.Global)}); err != nil {
 		return fail(fmt.Errorf("start bgp: %w", err))
 	}
+	s.zebraUp.Store(false)
 	if z := cfg.set.Zebra.Config; z.Enabled {
 		if err := b.EnableZebra(ctx, &api.EnableZebraRequest{
 			Url:                  z.Url,
@@ -316,6 +336,7 @@ func (s *Server) startLocked(ctx context.Context, cfg *parsedConfig) error {
 		}); err != nil {
 			return fail(fmt.Errorf("enable zebra: %w", err))
 		}
+		s.zebraUp.Store(true)
 	}
 	if err := setPolicies(ctx, b, cfg.set); err != nil {
 		return fail(err)
@@ -521,7 +542,15 @@ func (s *Server) handle(evs []routing.Event) {
 	s.announced.Store(int64(len(s.vips)))
 }
 
+// pushPaths is the native feed: it adds and deletes VIP paths in the RIB.
+// In zebra mode it does nothing: the VIP paths are zebra's redistribution
+// of the VIP interface's connected routes (see zebraModeLocked). Callers
+// hold opMu.
 func (s *Server) pushPaths(add, del []*apiutil.Path) {
+	if s.zebraModeLocked() {
+		return
+	}
+	s.nativeUpdates.Add(float64(len(add) + len(del)))
 	if len(del) > 0 {
 		if err := s.bgp.DeletePath(apiutil.DeletePathRequest{Paths: del}); err != nil {
 			s.log.Error("withdraw vips", "count", len(del), "err", err)
@@ -612,7 +641,9 @@ func (s *Server) shutdown() {
 // withdrawAll deletes every VIP path and waits until each established peer
 // has been sent an UPDATE since (its sent-update counter moved), or ctx ends.
 func (s *Server) withdrawAll(ctx context.Context) {
-	if len(s.paths) == 0 {
+	if len(s.paths) == 0 || s.zebraModeLocked() {
+		// zebra mode: no path of ours to withdraw; the Cease at stop
+		// takes zebra's away
 		return
 	}
 	before := map[string]uint64{}
@@ -669,6 +700,7 @@ func (h quietHandler) Handle(ctx context.Context, r slog.Record) error {
 	if h.s.quiet.Load() && r.Message == "failed to stop BGP server" {
 		return nil
 	}
+	h.s.noteZebraLog(r)
 	return h.next.Handle(ctx, r)
 }
 func (h quietHandler) WithAttrs(as []slog.Attr) slog.Handler {

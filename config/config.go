@@ -154,7 +154,8 @@ func (e *Error) Error() string {
 	return loc + ": " + e.Field + ": " + e.Msg
 }
 
-// LoadDir reads FileName from dir. A missing file yields Default() and no
+// LoadDir reads FileName from dir and checks it against the gobgp.conf
+// beside it (CheckWithGoBGP). A missing file yields Default() and no
 // error. On any error the returned Config is nil.
 func LoadDir(dir string) (*Config, []error) {
 	file := filepath.Join(dir, FileName)
@@ -165,7 +166,14 @@ func LoadDir(dir string) (*Config, []error) {
 	if err != nil {
 		return nil, []error{&Error{File: file, Msg: fmt.Sprintf("read: %v", unwrapPath(err))}}
 	}
-	return Parse(file, data)
+	c, errs := Parse(file, data)
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	if errs := checkDirGoBGP(dir, file, data, c); len(errs) > 0 {
+		return nil, errs
+	}
+	return c, nil
 }
 
 func unwrapPath(err error) error {

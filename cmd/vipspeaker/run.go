@@ -262,6 +262,9 @@ func run(ctx context.Context, f *runFlags, log *slog.Logger) error {
 		}
 	}
 
+	if err := a.checkImportWithZebra(cfg); err != nil {
+		return err
+	}
 	log.Info("vipspeaker starting", "node", f.nodeName, "services_dir", f.servicesDir, "cluster", f.servicesDir == "",
 		"config_dir", f.configDir, "interface", table.Interface(), "version", version)
 
@@ -271,9 +274,9 @@ func run(ctx context.Context, f *runFlags, log *slog.Logger) error {
 	vipEvents := table.Subscribe()
 	defer vipEvents.Close()
 	g.Go(func() error { return speaker.Run(gctx, vipEvents) })
-	// With [zebra.config], restarts the speaker when zebra comes back
-	// (GoBGP's zebra client never reconnects); idle otherwise.
-	g.Go(func() error { return speaker.RunZebraGuard(gctx, bgp.ZebraGuardOptions{}) })
+	// With [zebra.config], re-executes the agent when the zebra connection
+	// is lost (GoBGP's zebra client never reconnects); idle otherwise.
+	g.Go(func() error { return a.runZebraGuard(gctx) })
 	if a.l2 != nil {
 		l2Events := table.Subscribe()
 		defer l2Events.Close()

@@ -1,0 +1,69 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// GoBGPFileName is GoBGP's config file beside FileName in a config
+// directory (package bgp owns its contents).
+const GoBGPFileName = "gobgp.conf"
+
+// CheckWithGoBGP checks what vipspeaker.toml and gobgp.conf decide
+// together: c, parsed from file (data), against the gobgp.conf read from
+// gobgpFile (gobgp). Of gobgp.conf only [zebra.config] enabled is read; a
+// gobgp.conf that does not parse is package bgp's to report, and yields no
+// error here.
+//
+// [import-to-kernel] enabled = true and [zebra.config] enabled = true are
+// refused together: with zebra, GoBGP hands the routes learned from peers
+// to zebra, which installs them in the kernel with protocol bgp; the
+// native import would write the same prefixes into a kernel table with
+// the same protocol, and whichever wrote last would win, each removing the
+// other's route on withdrawal. On a node with FRR, zebra is the one to
+// write the kernel's routes.
+func CheckWithGoBGP(file string, data []byte, c *Config, gobgpFile string, gobgp []byte) []error {
+	if c == nil || !c.ImportToKernel.Enabled || !zebraEnabled(gobgp) {
+		return nil
+	}
+	return []error{&Error{
+		File:  file,
+		Line:  indexPositions(data).lineOf("import-to-kernel.enabled", "import-to-kernel"),
+		Field: "import-to-kernel.enabled",
+		Msg: fmt.Sprintf("[import-to-kernel] enabled = true and [zebra.config] enabled = true in %s exclude each other: "+
+			"both would write the routes learned from peers into the kernel; with FRR on the node let zebra install them "+
+			"(remove [import-to-kernel]), without FRR turn zebra off", gobgpFile),
+	}}
+}
+
+// zebraEnabled reads [zebra.config] enabled from a gobgp.conf.
+func zebraEnabled(gobgp []byte) bool {
+	var f struct {
+		Zebra struct {
+			Config struct {
+				Enabled bool `toml:"enabled"`
+			} `toml:"config"`
+		} `toml:"zebra"`
+	}
+	if err := toml.NewDecoder(bytes.NewReader(gobgp)).Decode(&f); err != nil {
+		return false
+	}
+	return f.Zebra.Config.Enabled
+}
+
+// checkDirGoBGP is CheckWithGoBGP for the gobgp.conf in dir, if any.
+func checkDirGoBGP(dir, file string, data []byte, c *Config) []error {
+	gf := filepath.Join(dir, GoBGPFileName)
+	gobgp, err := os.ReadFile(gf)
+	if errors.Is(err, fs.ErrNotExist) || err != nil {
+		// unreadable: reported by whoever loads gobgp.conf
+		return nil
+	}
+	return CheckWithGoBGP(file, data, c, gf, gobgp)
+}
