@@ -29,8 +29,8 @@ var zebraBench = goBench{
 	figures: func(r *report.Report, res benchResults) {
 		const b = "BenchmarkVIPToRouterKernel"
 		r.Add(report.Figure{Name: "VIP on the node → route in the router's kernel, zebra mode", Unit: "ms", Samples: 30,
-			P50: res.get(b, "zebra-p50-ms"), P99: res.get(b, "zebra-p99-ms"),
-			Baseline: &report.Baseline{Name: "native mode (the agent announces)", P50: res.get(b, "native-p50-ms"), P99: res.get(b, "native-p99-ms")}})
+			P50: res.get(b, "zebra_p50_ms"), P99: res.get(b, "zebra_p99_ms"),
+			Baseline: &report.Baseline{Name: "native mode (the agent announces)", P50: res.get(b, "native_p50_ms"), P99: res.get(b, "native_p99_ms")}})
 	},
 }
 
