@@ -13,7 +13,9 @@
 //     parameters changed;
 //   - one BGP path per VIP of the routing table (IPv4 and IPv6), next hop this
 //     node, communities from the Service, marked as external so GoBGP never
-//     hands it to zebra, withdrawn by the path itself (never by UUID);
+//     hands it to zebra, withdrawn by the path itself (never by UUID) —
+//     except in zebra mode, where the VIP paths come only from zebra's
+//     redistribution of the VIP interface (docs/zebra.md);
 //   - graceful restart on shutdown (peers keep the routes) or, without it,
 //     withdrawing everything and waiting until the withdrawals are sent;
 //   - peer status and metrics.
