@@ -151,6 +151,9 @@ func (a *agent) loadFastPath(cfg *config.Config, ifaces []string) (*bpf.FastPath
 	switch {
 	case err == nil:
 		a.log.Info("XDP fast path answers ARP/NDP for owned VIPs", "interfaces", ifaces, "attach", string(attach))
+		if attach == bpf.AttachGeneric {
+			a.log.Info("a layer2 interface is a veth: gratuitous announcements sent as XDP live frames reach the peer only if it runs NAPI (an XDP program or GRO on the peer)")
+		}
 		return fp, nil
 	case cfg.Layer2.FastPath == config.FastPathXDP:
 		return nil, fmt.Errorf("[layer2] fast-path = \"xdp\": %w", err)

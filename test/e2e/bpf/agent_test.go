@@ -325,16 +325,24 @@ func (al *agentLab) owner(addr string) int {
 	return idx
 }
 
-// scrape returns node i's /metrics text.
+// scrape returns the /metrics text of the agent on h.
 func scrape(t *testing.T, h *lab.Host) string {
 	t.Helper()
+	out, err := tryScrape(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func tryScrape(h *lab.Host) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	out, err := h.Run(ctx, "curl", "-s", "--max-time", "3", "http://127.0.0.1:9472/metrics")
 	if err != nil {
-		t.Fatalf("scrape %s: %v", h.Name(), err)
+		return "", fmt.Errorf("scrape %s: %w", h.Name(), err)
 	}
-	return out
+	return out, nil
 }
 
 var seriesRE = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})?\s+(\S+)$`)
@@ -403,7 +411,10 @@ func TestAgentResolvesThroughXDP(t *testing.T) {
 		return sum(text, name, map[string]string{"path": path}) - sum(before, name, map[string]string{"path": path})
 	}
 	lab.Eventually(t, 10*time.Second, 500*time.Millisecond, func() error {
-		now := scrape(t, al.nodes[0])
+		now, err := tryScrape(al.nodes[0])
+		if err != nil {
+			return err
+		}
 		if d := delta(now, "vipspeaker_arp_replies_sent_total", "xdp"); d != n {
 			return fmt.Errorf("ARP replies path=xdp rose by %v, want %d", d, n)
 		}
@@ -577,7 +588,10 @@ func TestAgentTakeoverAnnouncesThroughXDP(t *testing.T) {
 		t.Errorf("captured %d announcement frames in all, want %d", n, want)
 	}
 	lab.Eventually(t, 10*time.Second, 500*time.Millisecond, func() error {
-		m := scrape(t, al.nodes[0])
+		m, err := tryScrape(al.nodes[0])
+		if err != nil {
+			return err
+		}
 		if v := sum(m, "vipspeaker_gratuitous_sent_total", map[string]string{"path": "xdp"}); v != float64(want) {
 			return fmt.Errorf("gratuitous_sent_total{path=xdp} = %v, want %d", v, want)
 		}
@@ -901,7 +915,10 @@ func TestAgentWithoutCapBPF(t *testing.T) {
 		t.Fatalf("arping: %v, want 3 replies", got)
 	}
 	lab.Eventually(t, 10*time.Second, 300*time.Millisecond, func() error {
-		m := scrape(t, al.nodes[0])
+		m, err := tryScrape(al.nodes[0])
+		if err != nil {
+			return err
+		}
 		if v := sum(m, "vipspeaker_arp_replies_sent_total", map[string]string{"path": "userspace"}); v < 3 {
 			return fmt.Errorf("ARP replies path=userspace = %v, want ≥ 3", v)
 		}
@@ -1008,7 +1025,11 @@ spec:
 		t.Fatal(err)
 	}
 	attached := func(iface string) float64 {
-		return sum(scrape(t, node), "vipspeaker_xdp_attached", map[string]string{"interface": iface})
+		m, err := tryScrape(node)
+		if err != nil {
+			return -1
+		}
+		return sum(m, "vipspeaker_xdp_attached", map[string]string{"interface": iface})
 	}
 	lab.Eventually(t, 20*time.Second, 300*time.Millisecond, func() error {
 		if p.Exited() {
