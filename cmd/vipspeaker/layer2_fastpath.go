@@ -36,6 +36,9 @@ type fastPathState struct {
 	// layer2.mu).
 	l2ifaces, appliedL2, appliedUp []string
 	applied                        bool
+	// refresh serialises refreshUplinks (the run loop and config reloads
+	// both call it), so an older lookup never overwrites a newer one.
+	refresh sync.Mutex
 	// gateOpen closes once the VIP table has settled after a start;
 	// ready once that and the membership are ready (the controller's
 	// Ready).
@@ -222,6 +225,8 @@ func (l *layer2) refreshUplinks() {
 	if l.fp == nil {
 		return
 	}
+	l.fast.refresh.Lock()
+	defer l.fast.refresh.Unlock()
 	var up []string
 	if l.a != nil && l.a.bgp != nil {
 		up = uplinksOf(l.a.bgp.Peers())
