@@ -49,7 +49,7 @@ const (
 )
 
 type agentLab struct {
-	t      *testing.T
+	t      testing.TB
 	l      *lab.Lab
 	bin    string
 	client *lab.Host
@@ -73,7 +73,7 @@ type labOpts struct {
 // into it (eth0 198.18.2.1x), a layer2 pool over 203.0.113.0/24,
 // 198.51.100.0/24 and 2001:db8:100::/64, and the Service web with
 // agentVIP4 and agentVIP6.
-func newAgentLab(t *testing.T, n int, o labOpts) *agentLab {
+func newAgentLab(t testing.TB, n int, o labOpts) *agentLab {
 	t.Helper()
 	nstest.RequireRoot(t)
 	for _, tool := range []string{"arping", "ndisc6", "ping", "curl"} {
@@ -142,7 +142,7 @@ join = [%s]
 
 // mountBPFFS mounts a bpf filesystem of the test's own in a temporary
 // folder, unmounted (lazily) at the end.
-func mountBPFFS(t *testing.T) string {
+func mountBPFFS(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	if err := unix.Mount("bpf", dir, "bpf", 0, "mode=0700"); err != nil {
@@ -152,7 +152,7 @@ func mountBPFFS(t *testing.T) string {
 	return dir
 }
 
-func writeAtomic(t *testing.T, path, content string) {
+func writeAtomic(t testing.TB, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path+".tmp", []byte(content), 0o644); err != nil {
 		t.Fatal(err)
@@ -326,7 +326,7 @@ func (al *agentLab) owner(addr string) int {
 }
 
 // scrape returns the /metrics text of the agent on h.
-func scrape(t *testing.T, h *lab.Host) string {
+func scrape(t testing.TB, h *lab.Host) string {
 	t.Helper()
 	out, err := tryScrape(h)
 	if err != nil {
@@ -618,7 +618,7 @@ type arpProber struct {
 	readDone chan struct{}
 }
 
-func startProber(t *testing.T, h *lab.Host, ifname string, src, target netip.Addr, every time.Duration) *arpProber {
+func startProber(t testing.TB, h *lab.Host, ifname string, src, target netip.Addr, every time.Duration) *arpProber {
 	t.Helper()
 	p := &arpProber{every: every, replies: map[string]int{}, stopSend: make(chan struct{}),
 		sendDone: make(chan struct{}), readDone: make(chan struct{})}
@@ -946,7 +946,7 @@ func TestAgentWithoutCapBPF(t *testing.T) {
 	}
 }
 
-func readFile(t *testing.T, p string) string {
+func readFile(t testing.TB, p string) string {
 	t.Helper()
 	b, err := os.ReadFile(p)
 	if err != nil {
