@@ -70,7 +70,10 @@
 // non-Ethernet links. It looks them up again every 2 s and on every config
 // change (gobgp.conf or vipspeaker.toml), and calls SetInterfaces with the
 // layer2 interfaces and these uplinks. A node with only BGP pools loads
-// the program for the counters alone.
+// the program for the counters alone. Count-only interfaces are always
+// attached in generic (skb) mode: a native attach makes many drivers
+// rebuild their rings (a link flap under the BGP session), and counting
+// does not need native speed.
 //
 // Metrics: this package registers vipspeaker_vip_receive_packets_total and
 // vipspeaker_vip_receive_bytes_total{vip} (read from the per-CPU map at

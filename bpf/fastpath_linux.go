@@ -413,10 +413,15 @@ func (f *FastPath) linkLocked(a *attached) error {
 		}
 	}
 	modes := []link.XDPAttachFlags{link.XDPDriverMode, link.XDPGenericMode}
-	switch f.attach {
-	case AttachNative:
+	switch {
+	case a.flags&flagAnswer == 0:
+		// Count only (a BGP uplink): generic mode, whatever the option.
+		// A native attach makes many drivers rebuild their rings, a
+		// link flap under the BGP session, and counting needs no speed.
+		modes = modes[1:]
+	case f.attach == AttachNative:
 		modes = modes[:1]
-	case AttachGeneric:
+	case f.attach == AttachGeneric:
 		modes = modes[1:]
 	}
 	var errs []error

@@ -972,7 +972,8 @@ const uplinkGoBGP = `[global.config]
 // the gobgp.conf neighbor through (found with a route lookup, recomputed
 // when gobgp.conf changes): a router sending N pings to a VIP shows as
 // exactly N packets and their bytes in vipspeaker_vip_receive_*_total, for
-// IPv4 and IPv6. The neighbor needs no BGP session for this.
+// IPv4 and IPv6. The uplink gets the program in generic mode. The neighbor
+// needs no BGP session for this.
 func TestAgentCountsBGPUplinkTraffic(t *testing.T) {
 	t.Parallel()
 	nstest.RequireRoot(t)
@@ -1042,6 +1043,10 @@ spec:
 	})
 	if v := attached("eth2"); v != 0 {
 		t.Errorf("the fast path is on eth2 too, where no neighbor is")
+	}
+	// Count only: generic mode, so attaching never resets an uplink's NIC.
+	if v := sum(scrape(t, node), "vipspeaker_xdp_attached", map[string]string{"interface": "eth1", "mode": "generic"}); v != 1 {
+		t.Errorf("the fast path is not attached to eth1 in generic mode")
 	}
 	for _, c := range []struct {
 		vip   string
