@@ -833,6 +833,9 @@ func TestAgentGoneStopsAnswering(t *testing.T) {
 	if firstNew == 0 {
 		t.Fatalf("node%d never took %s over", other, agentVIP4)
 	}
+	if !strings.Contains(al.agents[other].Log(), "speaker restarting; keeping its VIPs") {
+		t.Errorf("node%d did not hold node%d's VIPs for its announced restart window", other, o)
+	}
 	if firstNew < 10*time.Second {
 		t.Errorf("node%d took over %v after the stop, inside the restart window (15 s)", other, firstNew)
 	}
