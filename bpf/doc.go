@@ -53,6 +53,27 @@
 // unsolicited NA to all-nodes) and returns XDP_TX. One call therefore sends
 // the frames of up to 4096 jobs. Measured pitfalls (LAB.md): no DataOut in
 // live mode; batch size 64; the context must name the interface.
+// AnnounceOwned also returns the VIPs it skipped because the owned map does
+// not hold them on that interface (or the lease has lapsed): the agent
+// hands each gratuitous round of dataplane's responder to it
+// (dataplane.Announcer) and sends what it skipped, or the whole round when
+// the call fails, through the packet socket. Since the agent updates the
+// owned map before the responder announces, a VIP is announced only once
+// the program answers for it.
+//
+// BGP uplinks (decision): VIP traffic is also counted, with the program
+// attached count-only (no ARP/NDP answered there), on the interfaces the
+// BGP sessions use. The agent takes them from the running speaker's
+// neighbors: for a neighbor given by interface (unnumbered) that
+// interface, for one given by address the interface of the kernel's route
+// to it (netlink route get, as `ip route get`), skipping loopback and
+// non-Ethernet links. It looks them up again every 2 s and on every config
+// change (gobgp.conf or vipspeaker.toml), and calls SetInterfaces with the
+// layer2 interfaces and these uplinks. A node with only BGP pools loads
+// the program for the counters alone. Count-only interfaces are always
+// attached in generic (skb) mode: a native attach makes many drivers
+// rebuild their rings (a link flap under the BGP session), and counting
+// does not need native speed.
 //
 // Metrics: this package registers vipspeaker_vip_receive_packets_total and
 // vipspeaker_vip_receive_bytes_total{vip} (read from the per-CPU map at
@@ -66,8 +87,13 @@
 // Lease and restarts in practice: Run renews the lease every quarter of
 // Options.Lease (default 1 s), so a node whose agent dies unannounced stops
 // answering within a second, about when the other speakers' membership
-// declares it dead. For a planned restart the agent renews the lease for
-// its announced restart window, then calls Close.
+// declares it dead. For a planned restart (SIGTERM) the agent renews the
+// lease for its announced restart window as soon as its context ends,
+// before the rest of it winds down, then calls Close. The next agent keeps
+// the owned set it finds pinned until its VIP table has settled; one found
+// with a lapsed lease is emptied before the lease is renewed, so a stale
+// set never answers again. A final stop (--remove-vips-on-exit) calls
+// Remove: nothing stays attached or pinned.
 //
 // Veth and native XDP_TX (the early probe where the reply never reached the
 // peer): on veth, a frame sent with XDP_TX by a native-mode program (and
@@ -84,9 +110,11 @@
 //
 // What it needs from the kernel: XDP programs with hash, array, per-CPU
 // hash and array-of-maps maps (no kernel BTF: the program uses no CO-RE;
-// kernel ≥ 5.10 recommended, 5.18 for live frames), CAP_BPF and CAP_NET_ADMIN (or CAP_SYS_ADMIN), a bpf
-// filesystem mounted at the pin directory's parent for restarts (without
-// one the fast path still runs, unpinned), and bpf links for XDP (5.9).
-// Load returns an error wrapping ErrNotSupported when any of this is
-// refused, and the caller falls back to the userspace responder.
+// kernel ≥ 5.10 recommended, 5.18 for live frames), CAP_BPF and
+// CAP_NET_ADMIN (or CAP_SYS_ADMIN; Load checks the effective set first and
+// names the missing capability), a bpf filesystem under the pin directory
+// (its nearest existing ancestor) for restarts (without one the fast path
+// still runs, unpinned, and Load logs "pinning unavailable"), and bpf links
+// for XDP (5.9). Load returns an error wrapping ErrNotSupported when any of
+// this is refused, and the caller falls back to the userspace responder.
 package bpf

@@ -139,6 +139,9 @@ func Load(opts Options) (*FastPath, error) {
 	if f.enter == nil {
 		f.enter = func(fn func() error) error { return fn() }
 	}
+	if err := checkCaps(); err != nil {
+		return nil, err
+	}
 	ncpu, err := ebpf.PossibleCPU()
 	if err != nil {
 		return nil, fmt.Errorf("%w: possible CPUs: %w", ErrNotSupported, err)
@@ -152,7 +155,7 @@ func Load(opts Options) (*FastPath, error) {
 	if pinDir == "" {
 		pinDir = DefaultPinDir
 	}
-	if onBPFFS(filepath.Dir(pinDir)) {
+	if onBPFFS(existingAncestor(pinDir)) {
 		if err := os.MkdirAll(pinDir, 0o700); err != nil {
 			return nil, fmt.Errorf("create pin directory %s: %w", pinDir, err)
 		}
@@ -162,7 +165,9 @@ func Load(opts Options) (*FastPath, error) {
 		}
 		f.pinDir, f.lock = pinDir, lock
 	} else {
-		log.Warn("no bpf filesystem for pinning; the fast path ends with this process", "dir", filepath.Dir(pinDir))
+		log.Warn("pinning unavailable: no bpf filesystem mounted there (mount -t bpf bpf /sys/fs/bpf); "+
+			"the XDP fast path is detached when this process exits, so an agent restart is not carried by it",
+			"dir", pinDir)
 	}
 
 	spec, err := loadVip()
@@ -408,10 +413,15 @@ func (f *FastPath) linkLocked(a *attached) error {
 		}
 	}
 	modes := []link.XDPAttachFlags{link.XDPDriverMode, link.XDPGenericMode}
-	switch f.attach {
-	case AttachNative:
+	switch {
+	case a.flags&flagAnswer == 0:
+		// Count only (a BGP uplink): generic mode, whatever the option.
+		// A native attach makes many drivers rebuild their rings, a
+		// link flap under the BGP session, and counting needs no speed.
+		modes = modes[1:]
+	case f.attach == AttachNative:
 		modes = modes[:1]
-	case AttachGeneric:
+	case f.attach == AttachGeneric:
 		modes = modes[1:]
 	}
 	var errs []error
@@ -851,30 +861,54 @@ func (f *FastPath) leaseLocked() (time.Duration, error) {
 // given up meanwhile is skipped. It returns the frames sent. The dataplane
 // calls it once per round, in place of its packet-socket sends.
 func (f *FastPath) Announce(iface string, vips []netip.Addr) (int, error) {
+	n, _, err := f.AnnounceOwned(iface, vips)
+	return n, err
+}
+
+// AnnounceOwned is Announce that also returns the VIPs it did not announce
+// because the owned map does not hold them on iface, or the lease has
+// lapsed: the caller sends those through its packet socket when it
+// considers them owned. It returns the frames sent.
+func (f *FastPath) AnnounceOwned(iface string, vips []netip.Addr) (int, []netip.Addr, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
-		return 0, errClosed
+		return 0, nil, errClosed
 	}
 	a := f.ifaces[iface]
 	if a == nil || a.flags&flagAnswer == 0 {
-		return 0, fmt.Errorf("announce on %s: not a layer2 interface of the fast path", iface)
+		return 0, nil, fmt.Errorf("announce on %s: not a layer2 interface of the fast path", iface)
 	}
+	set, valid, err := f.ownedSetLocked()
+	if err != nil {
+		return 0, nil, fmt.Errorf("announce on %s: %w", iface, err)
+	}
+	defer set.Close()
 	var arp, na []vipJob
+	var missed []netip.Addr
 	for _, v := range vips {
 		if !v.IsValid() {
 			continue
 		}
 		v = v.Unmap()
+		var one uint8
+		k := vipKey{Ifindex: uint32(a.index), Addr: key16(v)}
+		if !valid || set.Lookup(&k, &one) != nil {
+			missed = append(missed, v)
+			continue
+		}
 		if v.Is4() {
 			arp = append(arp, vipJob{Addr: key16(v), Form: formARPRequest}, vipJob{Addr: key16(v), Form: formARPReply})
 		} else {
 			na = append(na, vipJob{Addr: key16(v), Form: formNA})
 		}
 	}
+	if len(arp)+len(na) == 0 {
+		return 0, missed, nil
+	}
 	before, err := f.ifCounters(a.index)
 	if err != nil {
-		return 0, fmt.Errorf("announce on %s: %w", iface, err)
+		return 0, missed, fmt.Errorf("announce on %s: %w", iface, err)
 	}
 	for len(arp)+len(na) > 0 {
 		jobs, size := arp, arpFrameLen
@@ -885,7 +919,7 @@ func (f *FastPath) Announce(iface string, vips []netip.Addr) (int, error) {
 			jobs = jobs[:maxJobs]
 		}
 		if err := f.run(a.index, jobs, size); err != nil {
-			return 0, fmt.Errorf("announce on %s: %w", iface, err)
+			return 0, missed, fmt.Errorf("announce on %s: %w", iface, err)
 		}
 		if size == arpFrameLen {
 			arp = arp[len(jobs):]
@@ -895,9 +929,59 @@ func (f *FastPath) Announce(iface string, vips []netip.Addr) (int, error) {
 	}
 	after, err := f.ifCounters(a.index)
 	if err != nil {
-		return 0, fmt.Errorf("announce on %s: %w", iface, err)
+		return 0, missed, fmt.Errorf("announce on %s: %w", iface, err)
 	}
-	return int(after.Garp + after.Una - before.Garp - before.Una), nil
+	return int(after.Garp + after.Una - before.Garp - before.Una), missed, nil
+}
+
+// ownedSetLocked opens the owned set in slot 0 and says whether the lease
+// is valid now.
+func (f *FastPath) ownedSetLocked() (*ebpf.Map, bool, error) {
+	var id ebpf.MapID
+	if err := f.objs.VsOwned.Lookup(uint32(0), &id); err != nil {
+		return nil, false, fmt.Errorf("read owned set: %w", err)
+	}
+	set, err := ebpf.NewMapFromID(id)
+	if err != nil {
+		return nil, false, fmt.Errorf("open owned set: %w", err)
+	}
+	d, err := f.leaseLocked()
+	if err != nil {
+		set.Close()
+		return nil, false, err
+	}
+	return set, d > 0, nil
+}
+
+// checkCaps refuses early, with the reason, when the process lacks the
+// capabilities to load and attach XDP programs: CAP_BPF (or CAP_SYS_ADMIN)
+// and CAP_NET_ADMIN (or CAP_SYS_ADMIN).
+func checkCaps() error {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return nil // cannot tell; let the kernel decide
+	}
+	var eff uint64
+	found := false
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%x", &eff); err == nil {
+				found = true
+			}
+			break
+		}
+	}
+	if !found {
+		return nil
+	}
+	has := func(c int) bool { return eff&(1<<uint(c)) != 0 }
+	switch {
+	case !has(unix.CAP_BPF) && !has(unix.CAP_SYS_ADMIN):
+		return fmt.Errorf("%w: no CAP_BPF (nor CAP_SYS_ADMIN): this process may not load eBPF programs", ErrNotSupported)
+	case !has(unix.CAP_NET_ADMIN) && !has(unix.CAP_SYS_ADMIN):
+		return fmt.Errorf("%w: no CAP_NET_ADMIN (nor CAP_SYS_ADMIN): this process may not attach XDP programs", ErrNotSupported)
+	}
+	return nil
 }
 
 // run writes jobs into the job table and runs the program once per job on
@@ -1065,8 +1149,27 @@ func (f *FastPath) removeLocked() error {
 		if err := os.Remove(f.pinDir); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("remove pin directory %s: %w", f.pinDir, err))
 		}
+		// The parent too when this was its last agent (it fails, harmlessly,
+		// while another agent's directory is in it).
+		if parent := filepath.Dir(f.pinDir); onBPFFS(parent) {
+			_ = os.Remove(parent)
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// existingAncestor returns dir or its nearest ancestor that exists.
+func existingAncestor(dir string) string {
+	for {
+		if _, err := os.Stat(dir); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return dir
+		}
+		dir = parent
+	}
 }
 
 // onBPFFS reports whether dir is on a bpf filesystem.

@@ -27,9 +27,12 @@ func (*FastPath) Traffic() (map[netip.Addr]Traffic, error)   { return nil, ErrNo
 func (*FastPath) RenewLease(time.Duration) error             { return ErrNotSupported }
 func (*FastPath) LeaseRemaining() (time.Duration, error)     { return 0, ErrNotSupported }
 func (*FastPath) Announce(string, []netip.Addr) (int, error) { return 0, ErrNotSupported }
-func (*FastPath) Run(context.Context) error                  { return ErrNotSupported }
-func (*FastPath) Close() error                               { return nil }
-func (*FastPath) Remove() error                              { return nil }
+func (*FastPath) AnnounceOwned(string, []netip.Addr) (int, []netip.Addr, error) {
+	return 0, nil, ErrNotSupported
+}
+func (*FastPath) Run(context.Context) error { return ErrNotSupported }
+func (*FastPath) Close() error              { return nil }
+func (*FastPath) Remove() error             { return nil }
 func (*FastPath) SentCounts(string) (arpReplies, ndpAdverts, gratuitous uint64, err error) {
 	return 0, 0, 0, ErrNotSupported
 }

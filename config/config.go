@@ -104,6 +104,10 @@ type Layer2 struct {
 	GratuitousCount    int
 	GratuitousInterval time.Duration
 	FastPath           FastPath
+	// PinDir is a directory on a bpf filesystem under which the XDP fast
+	// path pins its program and maps (one sub-directory per node name), so
+	// they outlive an agent restart. Empty: /sys/fs/bpf/vipspeaker.
+	PinDir string
 }
 
 // Membership is the [membership] section.

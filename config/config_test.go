@@ -263,11 +263,12 @@ func TestParseErrors(t *testing.T) {
 		},
 		{
 			name: "layer2 section",
-			doc:  "[layer2]\ngratuitous-count = -1\ngratuitous-interval = \"5 s\"\nfast-path = \"fast\"\n",
+			doc:  "[layer2]\ngratuitous-count = -1\ngratuitous-interval = \"5 s\"\nfast-path = \"fast\"\npin-dir = \"bpf/here\"\n",
 			want: []string{
 				`f.toml:2: layer2.gratuitous-count: -1 is out of range 0..100`,
 				`f.toml:3: layer2.gratuitous-interval: "5 s" is not a duration (like "500ms")`,
 				`f.toml:4: layer2.fast-path: "fast" is not auto, xdp or off`,
+				`f.toml:5: layer2.pin-dir: "bpf/here" is not an absolute path`,
 			},
 		},
 		{

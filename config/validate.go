@@ -51,6 +51,7 @@ type fileLayer2 struct {
 	GratuitousCount    *int64  `toml:"gratuitous-count"`
 	GratuitousInterval *string `toml:"gratuitous-interval"`
 	FastPath           *string `toml:"fast-path"`
+	PinDir             string  `toml:"pin-dir"`
 }
 
 type fileMembership struct {
@@ -143,6 +144,13 @@ func (v *validator) build(raw *fileConfig) *Config {
 			cfg.Layer2.FastPath = f
 		default:
 			v.errorf("layer2.fast-path", nil, "%q is not auto, xdp or off", *s)
+		}
+	}
+	if d := raw.Layer2.PinDir; d != "" {
+		if !filepath.IsAbs(d) {
+			v.errorf("layer2.pin-dir", nil, "%q is not an absolute path", d)
+		} else {
+			cfg.Layer2.PinDir = filepath.Clean(d)
 		}
 	}
 

@@ -46,8 +46,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"interface", "path"}),
 		gratuitous: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vipspeaker_gratuitous_sent_total",
-			Help: "Gratuitous ARP frames (request and reply forms count one each) and unsolicited neighbour advertisements sent.",
-		}, []string{"interface"}),
+			Help: "Gratuitous ARP frames (request and reply forms count one each) and unsolicited neighbour advertisements sent, by interface and path (userspace: the packet socket; xdp: BPF_PROG_RUN live frames).",
+		}, []string{"interface", "path"}),
 		conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vipspeaker_l2_conflicts_total",
 			Help: "Frames from another station claiming a VIP this node owns (ARP reply or gratuitous ARP, neighbour advertisement, or a request sourced from the VIP).",
@@ -92,7 +92,5 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 func (r *Responder) AddFastPathCounts(iface string, arpReplies, ndpAdverts, gratuitous uint64) {
 	r.m.arpReplies.WithLabelValues(iface, PathXDP).Add(float64(arpReplies))
 	r.m.ndpAdverts.WithLabelValues(iface, PathXDP).Add(float64(ndpAdverts))
-	if gratuitous > 0 {
-		r.m.gratuitous.WithLabelValues(iface).Add(float64(gratuitous))
-	}
+	r.m.gratuitous.WithLabelValues(iface, PathXDP).Add(float64(gratuitous))
 }

@@ -48,6 +48,11 @@ type Options struct {
 	// the originals from here and its Close restores them), e.g.
 	// /run/vipspeaker/layer2-sysctls.json. Empty: memory only.
 	StateFile string
+	// Announcer, when set, sends the gratuitous rounds in place of the
+	// packet sockets (the XDP fast path's live frames); what it reports as
+	// not announced goes out through the packet socket, as does a whole
+	// round when it fails.
+	Announcer Announcer
 	// Enter runs fn inside the network namespace that holds the layer2
 	// interfaces, on a locked OS thread: the packet sockets are opened and
 	// the sysctls written there (an AF_PACKET socket keeps the namespace it
@@ -55,6 +60,16 @@ type Options struct {
 	// right for the agent (it runs inside the node's namespace). Tests pass
 	// nstest's (*NS).Do.
 	Enter func(fn func() error) error
+}
+
+// Announcer sends one round of gratuitous announcements for vips out of
+// iface: for an IPv4 VIP a gratuitous ARP request and reply, for an IPv6
+// VIP an unsolicited neighbour advertisement with Override. It returns the
+// VIPs it did not announce (not owned in its own view), which the
+// responder then sends through its packet socket. Frames it sends are
+// counted by its owner (AddFastPathCounts), not by the responder.
+type Announcer interface {
+	AnnounceOwned(iface string, vips []netip.Addr) (sent int, missed []netip.Addr, err error)
 }
 
 // Responder answers ARP requests and neighbour solicitations for the VIPs
@@ -73,6 +88,10 @@ type Responder struct {
 	queueNum    uint16
 	stateFile   string
 	corr        *corrector
+	announcer   Announcer
+	// announceErr is the last Announcer error logged (under mu), so a
+	// failing fast path is logged once, not every round.
+	announceErr string
 	// listen opens an interface (replaceable in tests).
 	listen func(name string) (*port, error)
 
@@ -174,6 +193,7 @@ func New(opts Options) (*Responder, error) {
 		r.enter = func(fn func() error) error { return fn() }
 	}
 	r.staleWindow, r.queueNum, r.stateFile = opts.StaleWindow, opts.QueueNum, opts.StateFile
+	r.announcer = opts.Announcer
 	if r.staleWindow == 0 {
 		r.staleWindow = DefaultStaleWindow
 	}
@@ -516,7 +536,17 @@ func (r *Responder) announce(p *port, vips []netip.Addr) {
 			case <-t.C:
 			}
 		}
+		round := make([]netip.Addr, 0, len(vips))
 		for _, v := range vips {
+			if p.owns(v) {
+				round = append(round, v)
+			}
+		}
+		if r.announcer != nil && len(round) > 0 && p.ctx.Err() == nil {
+			round = r.announceFast(p, round)
+		}
+		ok := r.m.gratuitous.WithLabelValues(p.name, PathUserspace)
+		for _, v := range round {
 			if p.ctx.Err() != nil {
 				return
 			}
@@ -525,7 +555,7 @@ func (r *Responder) announce(p *port, vips []netip.Addr) {
 			}
 			if v.Is4() {
 				for _, f := range gratuitousARP(p.mac, v) {
-					r.send(p, p.arp, f, r.m.gratuitous.WithLabelValues(p.name))
+					r.send(p, p.arp, f, ok)
 				}
 				continue
 			}
@@ -534,9 +564,35 @@ func (r *Responder) announce(p *port, vips []netip.Addr) {
 				r.log.Error("build unsolicited NA", "vip", v, "err", err)
 				continue
 			}
-			r.send(p, p.ndp, f, r.m.gratuitous.WithLabelValues(p.name))
+			r.send(p, p.ndp, f, ok)
 		}
 	}
+}
+
+// announceFast hands one round to the Announcer and returns what is left
+// for the packet socket: the VIPs it did not announce, or all of them when
+// it failed (logged once per distinct error).
+func (r *Responder) announceFast(p *port, vips []netip.Addr) []netip.Addr {
+	n, missed, err := r.announcer.AnnounceOwned(p.name, vips)
+	r.mu.Lock()
+	logErr := err != nil && err.Error() != r.announceErr
+	if err != nil {
+		r.announceErr = err.Error()
+	} else {
+		r.announceErr = ""
+	}
+	r.mu.Unlock()
+	if err != nil {
+		if logErr {
+			r.log.Warn("fast-path announcements failed; sending them through the packet socket", "iface", p.name, "err", err)
+		}
+		return vips
+	}
+	if len(missed) > 0 {
+		r.log.Debug("fast path did not announce some owned VIPs; sending them through the packet socket", "iface", p.name, "count", len(missed))
+	}
+	r.log.Debug("gratuitous round sent through the fast path", "iface", p.name, "frames", n, "vips", len(vips)-len(missed))
+	return missed
 }
 
 func (r *Responder) send(p *port, c packetConn, frame []byte, ok prometheus.Counter) {

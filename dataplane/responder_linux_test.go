@@ -340,10 +340,10 @@ func TestGratuitousUpdatesClientNeighbours(t *testing.T) {
 		})
 	}
 	waitFor(t, 3*time.Second, "9 gratuitous frames", func() bool {
-		return testutil.ToFloat64(r.m.gratuitous.WithLabelValues("eth0")) == 9
+		return testutil.ToFloat64(r.m.gratuitous.WithLabelValues("eth0", PathUserspace)) == 9
 	})
 	time.Sleep(200 * time.Millisecond)
-	if got := testutil.ToFloat64(r.m.gratuitous.WithLabelValues("eth0")); got != 9 {
+	if got := testutil.ToFloat64(r.m.gratuitous.WithLabelValues("eth0", PathUserspace)); got != 9 {
 		t.Errorf("gratuitous_sent_total = %v, want 9 (3 rounds x (2 ARP + 1 NA))", got)
 	}
 }

@@ -34,6 +34,8 @@ type layer2 struct {
 	log  *slog.Logger
 	ms   *owner.Membership
 	ctl  *owner.Controller
+	a    *agent
+	fast fastPathState // announcer, uplinks, start-up gate (layer2_fastpath.go)
 
 	mu       sync.Mutex
 	pools    map[string][]string     // pool name -> layer2 interfaces
@@ -70,8 +72,10 @@ func layer2Interfaces(cfg *config.Config) []string {
 func (a *agent) newLayer2(cfg *config.Config) (*layer2, error) {
 	ifaces := layer2Interfaces(cfg)
 	if len(ifaces) == 0 {
-		return nil, nil
+		// No layer2 pool: at most the fast path, counting on the BGP uplinks.
+		return a.newCountingOnly(cfg)
 	}
+	ann := &fastAnnouncer{}
 	count := cfg.Layer2.GratuitousCount
 	if count == 0 {
 		count = -1 // configured as none; 0 would mean the default
@@ -82,6 +86,7 @@ func (a *agent) newLayer2(cfg *config.Config) (*layer2, error) {
 		GratuitousCount:    count,
 		GratuitousInterval: cfg.Layer2.GratuitousInterval,
 		StateFile:          filepath.Join(a.f.runDir, "layer2-sysctls.json"),
+		Announcer:          ann,
 	})
 	if err != nil {
 		return nil, err
@@ -101,14 +106,15 @@ func (a *agent) newLayer2(cfg *config.Config) (*layer2, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &layer2{resp: resp, ms: ms, log: a.log.With("component", "layer2"), kick: make(chan struct{}, 1)}
+	l := &layer2{resp: resp, ms: ms, a: a, log: a.log.With("component", "layer2"), kick: make(chan struct{}, 1)}
 	if l.fp, err = a.loadFastPath(cfg, ifaces); err != nil {
 		return nil, err
 	}
+	ann.fp = l.fp
 	ctl, err := owner.NewController(owner.ControllerOptions{
 		Logger:   a.log,
 		NodeName: a.f.nodeName,
-		Health:   ms,
+		Health:   l.gatedHealth(ms),
 		Apply:    l.setOwned,
 	})
 	if err != nil {
@@ -138,13 +144,16 @@ func (a *agent) loadFastPath(cfg *config.Config, ifaces []string) (*bpf.FastPath
 	fp, err := bpf.Load(bpf.Options{
 		Interfaces: ifaces,
 		Attach:     attach,
-		PinDir:     filepath.Join(bpf.DefaultPinDir, a.f.nodeName),
+		PinDir:     pinDir(cfg, a.f.nodeName),
 		Logger:     a.log,
 		Registerer: a.reg,
 	})
 	switch {
 	case err == nil:
 		a.log.Info("XDP fast path answers ARP/NDP for owned VIPs", "interfaces", ifaces, "attach", string(attach))
+		if attach == bpf.AttachGeneric {
+			a.log.Info("a layer2 interface is a veth: gratuitous announcements sent as XDP live frames reach the peer only if it runs NAPI (an XDP program or GRO on the peer)")
+		}
 		return fp, nil
 	case cfg.Layer2.FastPath == config.FastPathXDP:
 		return nil, fmt.Errorf("[layer2] fast-path = \"xdp\": %w", err)
@@ -195,7 +204,10 @@ func (l *layer2) configure(cfg *config.Config) {
 	l.mu.Lock()
 	l.pools = pools
 	l.mu.Unlock()
-	l.resp.SetInterfaces(layer2Interfaces(cfg))
+	l.configureFastPath(cfg)
+	if l.resp != nil {
+		l.resp.SetInterfaces(layer2Interfaces(cfg))
+	}
 }
 
 // run follows the VIP table and runs the responder, the membership and the
@@ -204,6 +216,9 @@ func (l *layer2) configure(cfg *config.Config) {
 // once, and restore the sysctls. Otherwise announce a restart window and
 // keep the sysctls for the next agent.
 func (l *layer2) run(ctx context.Context, vips *routing.Subscription, removeOnExit bool) error {
+	if l.resp == nil {
+		return l.runCounting(ctx, vips, removeOnExit)
+	}
 	if removeOnExit {
 		l.ms.SetExitMode(owner.Leave, 0)
 	} else {
@@ -211,7 +226,14 @@ func (l *layer2) run(ctx context.Context, vips *routing.Subscription, removeOnEx
 	}
 	parts := []func(context.Context) error{l.resp.Run, l.ms.Run, l.ctl.Run}
 	if l.fp != nil {
-		parts = append(parts, l.fp.Run)
+		parts = append(parts, l.fastPathRun(removeOnExit))
+	}
+	gate := l.startGate(ctx)
+	// The baseline of the program's counts (a pinned program's carry over
+	// from the previous agent), taken before this agent sends anything.
+	fpSeen := map[string][3]uint64{} // per interface: the fast path's counts at the last look
+	if l.fp != nil {
+		l.fastPathCounts(fpSeen)
 	}
 	errc := make(chan error, len(parts))
 	var wg sync.WaitGroup
@@ -231,7 +253,6 @@ func (l *layer2) run(ctx context.Context, vips *routing.Subscription, removeOnEx
 		defer t.Stop()
 		fpTick = t.C
 	}
-	fpSeen := map[string][3]uint64{} // per interface: the fast path's counts at the last look
 loop:
 	for {
 		select {
@@ -239,6 +260,13 @@ loop:
 			break loop
 		case <-fpTick:
 			l.fastPathCounts(fpSeen)
+			l.refreshUplinks()
+		case <-gate.tableReady:
+			gate.tableReady = nil
+			l.applyEvents(vips.Next(), current, all, gate)
+		case <-gate.limit:
+			gate.limit = nil
+			gate.open(l, "start-up limit reached")
 		case err = <-errc:
 			if err != nil {
 				break loop
@@ -246,28 +274,7 @@ loop:
 		case <-l.kick:
 			l.ctl.SetVIPs(l.ownerVIPs(current))
 		case <-vips.Ready():
-			for _, ev := range vips.Next() {
-				if ev.Kind == routing.Removed {
-					delete(all, ev.VIP.Addr)
-				} else {
-					all[ev.VIP.Addr] = true
-				}
-				if ev.Kind == routing.Removed || ev.VIP.Attrs.Mode != routing.ModeLayer2 {
-					delete(current, ev.VIP.Addr)
-					continue
-				}
-				current[ev.VIP.Addr] = ev.VIP
-			}
-			l.ctl.SetVIPs(l.ownerVIPs(current))
-			if l.fp != nil {
-				counted := make([]netip.Addr, 0, len(all))
-				for a := range all {
-					counted = append(counted, a)
-				}
-				if cerr := l.fp.SetCounted(counted); cerr != nil {
-					l.log.Warn("XDP fast path: update counted VIPs", "error", cerr)
-				}
-			}
+			l.applyEvents(vips.Next(), current, all, gate)
 		}
 	}
 	wg.Wait()
@@ -277,10 +284,8 @@ loop:
 				l.log.Warn("XDP fast path: remove", "error", rerr)
 			}
 		} else {
-			// Keep answering (when pinned) through the restart window.
-			if rerr := l.fp.RenewLease(restartWindow); rerr != nil {
-				l.log.Warn("XDP fast path: renew lease for the restart", "error", rerr)
-			}
+			// Pinned, it keeps answering through the restart window
+			// (lease renewed when ctx ended, see fastPathRun).
 			if cerr := l.fp.Close(); cerr != nil {
 				l.log.Warn("XDP fast path: close", "error", cerr)
 			}
