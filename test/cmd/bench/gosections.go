@@ -71,6 +71,29 @@ var kubeBenches = []goBench{{
 	},
 }}
 
+// restart: the owner's agent restarted (SIGTERM, start again) while the
+// client sends an ARP request every 10 ms; the pinned XDP responder keeps
+// answering while the agent is away.
+var restartBench = goBench{
+	pkg: "./test/e2e/bpf", bench: "^BenchmarkAgentRestartGap$", benchtime: "10x", timeout: 15 * time.Minute,
+	figures: func(r *report.Report, res benchResults) {
+		const b = "BenchmarkAgentRestartGap"
+		r.Add(report.Figure{Name: "L2 owner's agent restarted: ARP requests left unanswered (10 restarts, one request per 10 ms)", Unit: "requests", Value: res.get(b, "unanswered"),
+			Target: &report.Target{Text: "0", Checks: []report.Check{report.AtMost("value", 0)}}})
+		r.Add(report.Figure{Name: "longest gap between ARP replies during a restart", Unit: "ms", Samples: 10,
+			P50: res.get(b, "gap_p50_ms"), P99: res.get(b, "gap_max_ms")})
+		r.Add(report.Figure{Name: "agent away during the restart", Unit: "ms", P50: res.get(b, "restart_p50_ms")})
+	},
+}
+
+func benchLayer2(r *report.Report) error {
+	err := layer2Bench.run(r)
+	if rerr := restartBench.run(r); err == nil {
+		err = rerr
+	}
+	return err
+}
+
 func benchKube(r *report.Report) error {
 	var first error
 	for _, g := range kubeBenches {

@@ -34,7 +34,7 @@ func sections() []section {
 		{"bgp", benchBGP},
 		{"bfd", bfdBench.run},
 		{"zebra", zebraBench.run},
-		{"layer2", layer2Bench.run},
+		{"layer2", benchLayer2},
 		{"bpf", benchBPF},
 		{"kube", benchKube},
 	}
