@@ -122,7 +122,8 @@ type Allocator struct {
 	bySvc  map[string]*svcUse
 	// cursor remembers where the last free-address search of a pool and
 	// family ended, so a long run of allocations does not rescan the used
-	// start of the pool every time.
+	// start of the pool every time; Release moves it back to a freed
+	// address, so the lowest free address is always the next one given.
 	cursor map[cursorKey]netip.Addr
 }
 
@@ -220,11 +221,24 @@ func (a *Allocator) Release(service string) bool {
 			delete(au.holders, service)
 			if len(au.holders) == 0 {
 				delete(a.byAddr, addr)
+				a.rewind(au.pool, addr)
 			}
 		}
 	}
 	delete(a.bySvc, service)
 	return true
+}
+
+// rewind moves a pool's search cursor back to a freed address below it, so
+// the next Service gets the lowest free address, as with MetalLB. Every
+// address before the cursor is in use; that stays true. Reusing freed
+// addresses first also keeps the set of prefixes ever announced as small
+// as the peak in use (GoBGP keeps a little state per prefix it has seen).
+func (a *Allocator) rewind(pool string, addr netip.Addr) {
+	ck := cursorKey{pool: pool, fam: FamilyOf(addr)}
+	if c, ok := a.cursor[ck]; ok && addr.Less(c) {
+		a.cursor[ck] = addr
+	}
 }
 
 // clash reports why the Service may not use addr with key and ports, or "".

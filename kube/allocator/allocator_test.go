@@ -515,3 +515,43 @@ func TestKeepProtectsAddresses(t *testing.T) {
 		t.Errorf("kept %v although another service holds it", got)
 	}
 }
+
+// Freed addresses are given out again first, lowest first, as MetalLB does:
+// churning Services in a large pool reuse a small set of addresses instead
+// of walking through the pool.
+func TestFreedAddressesReusedLowestFirst(t *testing.T) {
+	a := New(pools(t, `
+[[pools]]
+name = "big"
+addresses = ["2001:db8:100::/112"]
+`))
+	v6 := func(name string) Request {
+		r := svc(name)
+		r.Families = []Family{IPv6}
+		return r
+	}
+	for round := range 3 {
+		var got []netip.Addr
+		for i := range 5 {
+			got = append(got, mustAssign(t, a, v6(fmt.Sprintf("r%d-%d", round, i))).Addrs...)
+		}
+		want := addrs("2001:db8:100::", "2001:db8:100::1", "2001:db8:100::2", "2001:db8:100::3", "2001:db8:100::4")
+		if diff := cmp.Diff(want, got, cmp.Comparer(func(x, y netip.Addr) bool { return x == y })); diff != "" {
+			t.Fatalf("round %d: addresses (-want +got):\n%s", round, diff)
+		}
+		for i := range 5 {
+			a.Release(fmt.Sprintf("default/r%d-%d", round, i))
+		}
+	}
+	// A hole in the middle is filled before the end grows.
+	for i := range 4 {
+		mustAssign(t, a, v6(fmt.Sprintf("h%d", i)))
+	}
+	a.Release("default/h1")
+	if got := mustAssign(t, a, v6("fill")).Addrs; fmt.Sprint(got) != "[2001:db8:100::1]" {
+		t.Errorf("fill got %v, want the freed 2001:db8:100::1", got)
+	}
+	if got := mustAssign(t, a, v6("next")).Addrs; fmt.Sprint(got) != "[2001:db8:100::4]" {
+		t.Errorf("next got %v, want 2001:db8:100::4", got)
+	}
+}
