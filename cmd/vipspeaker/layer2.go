@@ -82,6 +82,7 @@ func (a *agent) newLayer2(cfg *config.Config) (*layer2, error) {
 		GratuitousCount:    count,
 		GratuitousInterval: cfg.Layer2.GratuitousInterval,
 		StateFile:          filepath.Join(a.f.runDir, "layer2-sysctls.json"),
+		OnConflict:         a.layer2Conflict,
 	})
 	if err != nil {
 		return nil, err
@@ -97,6 +98,7 @@ func (a *agent) newLayer2(cfg *config.Config) (*layer2, error) {
 		BindAddr:   bind,
 		Join:       cfg.Membership.Join,
 		SecretFile: cfg.Membership.SecretFile,
+		Key:        a.cluster.memberKey, // cluster mode: secret:NAME/KEY
 	})
 	if err != nil {
 		return nil, err

@@ -463,6 +463,19 @@ func TestKube(t *testing.T) {
 		e.waitRoute(t, a[0], "n1", "n2", "n3")
 	})
 
+	t.Run("RestartNoNewAnnouncing", func(t *testing.T) {
+		// An agent restarted with nothing changed does not say again
+		// what it said before (it reads its earlier Events at start).
+		e.waitEvent(t, "share-a", "Announcing", "node n2 ")
+		before := e.nodeEvents(t, "share-a", "Announcing", "n2")
+		e.restartAgent(t, "n2")
+		time.Sleep(3 * time.Second) // Events are sent asynchronously
+		after := e.nodeEvents(t, "share-a", "Announcing", "n2")
+		if !slices.Equal(before, after) {
+			t.Errorf("Announcing Events of n2 on share-a before the restart %v, after %v: want no new one", before, after)
+		}
+	})
+
 	t.Run("ExhaustedThenFreed", func(t *testing.T) {
 		e.createService(t, "tiny-a", withAnn(kube.AnnotationPool, "tiny"))
 		if got := e.waitIngress(t, "tiny-a", 1); got[0].String() != "198.51.100.200" {
@@ -650,6 +663,51 @@ func TestKube(t *testing.T) {
 			t.Errorf("web still exists: %v", err)
 		}
 	})
+
+	// Last: it leaves the sessions with MD5 passwords.
+	t.Run("SecretBGPPassword", func(t *testing.T) { e.testSecretBGPPassword(t) })
+}
+
+// nodeEvents lists the Events of reason on the Service sent by node, as
+// "name count" strings, sorted.
+func (e *env) nodeEvents(t testing.TB, name, reason, node string) []string {
+	t.Helper()
+	evs, err := e.events(name, reason)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, ev := range evs {
+		if strings.HasPrefix(ev.Message, "node "+node+" ") {
+			out = append(out, fmt.Sprintf("%s %d", ev.Name, ev.Count))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// restartAgent stops node's agent (SIGTERM, as a rolling update does) and
+// starts it again; it returns once the new agent applied its first VIP set
+// and its BGP session is up.
+func (e *env) restartAgent(t testing.TB, node string) {
+	t.Helper()
+	if err := e.agents[node].Stop(); err != nil {
+		t.Logf("stop agent %s: %v", node, err)
+	}
+	e.startAgent(t, node)
+	p := e.agents[node]
+	lab.Eventually(t, 60*time.Second, 100*time.Millisecond, func() error {
+		if p.Exited() {
+			return fmt.Errorf("agent %s exited:\n%s", node, tailLog(p.Log(), 20))
+		}
+		if !strings.Contains(p.Log(), "VIP table applied") {
+			return fmt.Errorf("agent %s has not applied its VIPs yet", node)
+		}
+		return nil
+	})
+	if err := e.frr.WaitEstablished(nodeAddrs[node], 60*time.Second); err != nil {
+		t.Fatalf("FRR and %s after the restart: %v", node, err)
+	}
 }
 
 // allIngress maps every Service with addresses to its first address.
