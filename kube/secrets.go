@@ -3,8 +3,11 @@ package kube
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -24,8 +27,8 @@ const secretSyncTimeout = 10 * time.Second
 type secretWatch struct {
 	inf    cache.SharedIndexInformer
 	cancel context.CancelFunc
-	// version is the resourceVersion ("" when absent) the last
-	// configuration pass resolved against.
+	// version identifies what the last configuration pass read (see
+	// secretVersion).
 	version string
 }
 
@@ -83,11 +86,7 @@ func (c *Controller) SecretValue(ctx context.Context, name, key string) ([]byte,
 	obj, ok, _ := w.inf.GetStore().GetByKey(ns + "/" + name)
 	sec, _ := obj.(*corev1.Secret)
 	s.mu.Lock()
-	if ok && sec != nil {
-		w.version = sec.ResourceVersion
-	} else {
-		w.version = ""
-	}
+	w.version = secretVersion(sec)
 	s.mu.Unlock()
 	if !ok || sec == nil {
 		return nil, fmt.Errorf("secret %s/%s not found", ns, name)
@@ -170,13 +169,11 @@ func (c *Controller) secretsMoved() bool {
 		if !w.inf.HasSynced() {
 			continue
 		}
-		v := ""
+		var sec *corev1.Secret
 		if obj, ok, _ := w.inf.GetStore().GetByKey(c.opts.Namespace + "/" + name); ok {
-			if sec, _ := obj.(*corev1.Secret); sec != nil {
-				v = sec.ResourceVersion
-			}
+			sec, _ = obj.(*corev1.Secret)
 		}
-		if v != w.version {
+		if secretVersion(sec) != w.version {
 			return true
 		}
 	}
@@ -218,4 +215,19 @@ func (c *Controller) runSecrets(ctx context.Context) {
 		c.log.Info("a Secret named by the configuration changed: applying the ConfigMap again", "configmap", c.opts.Namespace+"/"+c.opts.ConfigMapName)
 		c.reloadConfig(cm)
 	}
+}
+
+// secretVersion identifies a Secret's content without holding it: "" when
+// absent, else a hash of its keys and values.
+func secretVersion(sec *corev1.Secret) string {
+	if sec == nil {
+		return ""
+	}
+	keys := slices.Sorted(maps.Keys(sec.Data))
+	h := sha256.New()
+	for _, k := range keys {
+		fmt.Fprintf(h, "%d:%s%d:", len(k), k, len(sec.Data[k]))
+		h.Write(sec.Data[k])
+	}
+	return "present:" + hex.EncodeToString(h.Sum(nil))
 }

@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +17,15 @@ type told struct {
 	uid  types.UID
 	desc string // "announces 203.0.113.1 (bgp)", the message after "node N "
 	what string // "203.0.113.1 (bgp)", for the Withdrawn message
+	// a is the announcement desc was made from (hasA false when seeded
+	// from an Event): compared first, so an unchanged Service costs no
+	// formatting.
+	a    announcement
+	hasA bool
+}
+
+func (a announcement) equal(b announcement) bool {
+	return a.mode == b.mode && slices.Equal(a.addrs, b.addrs)
 }
 
 // Verbs of the Announcing message.
