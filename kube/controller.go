@@ -161,7 +161,11 @@ func New(opts Options) (*Controller, error) {
 		rc.UserAgent = "vipspeaker/" + opts.NodeName
 	}
 	if rc.QPS == 0 {
-		rc.QPS, rc.Burst = 200, 400
+		// The allocator makes two writes per Service and each agent one
+		// Event (the allocator two): at 200/s client-go's own limiter
+		// capped bulk creation near 50 Services/s. The API server's
+		// priority and fairness still protects it.
+		rc.QPS, rc.Burst = 600, 1200
 	}
 	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
@@ -424,9 +428,9 @@ func (c *Controller) speak(ctx context.Context, apply func([]routing.VIP)) {
 		case <-c.kickC:
 		}
 		// A pass looks at every Service. With thousands changing at once,
-		// rest as long as the last pass took, so the changes that come
-		// meanwhile are taken together and the agent leaves half a CPU
-		// to the rest of the node (a few µs with a few Services).
+		// rest as long as the last pass took (at most 50 ms), so the
+		// changes that come meanwhile are taken together and the agent
+		// leaves CPU to the rest of the node (no rest below 1 ms).
 		if pause > 0 {
 			select {
 			case <-ctx.Done():
@@ -520,7 +524,7 @@ func (c *Controller) speak(ctx context.Context, apply func([]routing.VIP)) {
 		c.metrics.announced.Set(float64(len(res.services)))
 		pause = 0
 		if d := time.Since(passStart); d > time.Millisecond {
-			pause = min(d, 200*time.Millisecond)
+			pause = min(d, 50*time.Millisecond)
 		}
 		if c.opts.OnLayer2 != nil && !mapsEqual(lastL2, res.layer2) {
 			c.opts.OnLayer2(res.layer2)
