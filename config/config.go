@@ -115,7 +115,13 @@ type Membership struct {
 	// Join are "host" or "host:port" of other speakers (standalone mode).
 	Join []string
 	// SecretFile holds the memberlist encryption key; empty: no encryption.
+	// It is the text of secret-file as written, also when that is a
+	// secret:NAME/KEY reference (then SecretRef is set too).
 	SecretFile string
+	// SecretRef is set when secret-file is secret:NAME/KEY: a key of a
+	// Secret in the agent's namespace, read through the API server in
+	// cluster mode. Standalone mode cannot resolve it.
+	SecretRef SecretRef
 }
 
 // PeerNodes restricts gobgp.conf neighbors to the nodes a label selector

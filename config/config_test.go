@@ -286,7 +286,21 @@ func TestParseErrors(t *testing.T) {
 				`f.toml:2: membership.join[0]: "198.18.0.2:0": port "0" is not 1..65535`,
 				`f.toml:2: membership.join[1]: empty address`,
 				`f.toml:2: membership.join[2]: ":7946" has no host`,
-				`f.toml:3: membership.secret-file: "key" is not an absolute path`,
+				`f.toml:3: membership.secret-file: "key" is not an absolute path (or secret:NAME/KEY in cluster mode)`,
+			},
+		},
+		{
+			name: "membership secret references",
+			doc:  "[membership]\nsecret-file = \"secret:Bad_Name/key\"\n",
+			want: []string{
+				`f.toml:2: membership.secret-file: "secret:Bad_Name/key": "Bad_Name" is not a Secret name: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')`,
+			},
+		},
+		{
+			name: "membership secret reference without key",
+			doc:  "[membership]\nsecret-file = \"secret:memberlist\"\n",
+			want: []string{
+				`f.toml:2: membership.secret-file: "secret:memberlist": want secret:NAME/KEY (a Secret in the agent's namespace and one of its keys)`,
 			},
 		},
 		{
@@ -388,5 +402,28 @@ func TestExampleConfig(t *testing.T) {
 	v4, v6 := cfg.Pools[0].Size()
 	if v4 != 16+11 || v6 != 256 {
 		t.Errorf("public pool size = %d v4, %d v6; want 27, 256", v4, v6)
+	}
+}
+
+func TestSecretRef(t *testing.T) {
+	cfg, errs := Parse("f.toml", []byte("[membership]\nsecret-file = \"secret:memberlist/key.txt\"\n"))
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	want := SecretRef{Name: "memberlist", Key: "key.txt"}
+	if cfg.Membership.SecretRef != want || cfg.Membership.SecretFile != "secret:memberlist/key.txt" {
+		t.Errorf("membership = %+v, want SecretRef %+v and the text kept", cfg.Membership, want)
+	}
+	if got := want.String(); got != "secret:memberlist/key.txt" {
+		t.Errorf("String() = %q", got)
+	}
+	cfg, errs = Parse("f.toml", []byte("[membership]\nsecret-file = \"/etc/key\"\n"))
+	if len(errs) > 0 || !cfg.Membership.SecretRef.IsZero() {
+		t.Errorf("a path: %v, ref %+v", errs, cfg.Membership.SecretRef)
+	}
+	for _, s := range []string{"secret:a/", "secret:/k", "secret:a/b/c"} {
+		if _, ok, err := ParseSecretRef(s); !ok || err == nil {
+			t.Errorf("ParseSecretRef(%q): ok %v err %v, want a refusal", s, ok, err)
+		}
 	}
 }

@@ -37,7 +37,9 @@
 //   - gratuitous-count is 0..100 (0 sends none); gratuitous-interval is a Go
 //     duration between 1ms and 1m.
 //   - membership.join entries are "host" or "host:port"; secret-file must be
-//     an absolute path. Neither is looked up here (check must not touch the
+//     an absolute path, or secret:NAME/KEY (a key of a Secret in the agent's
+//     namespace, resolved through the API server in cluster mode only; see
+//     ParseSecretRef). Neither is looked up here (check must not touch the
 //     system).
 //   - A [[peer-nodes]] entry needs at least one neighbor address and a
 //     non-empty label selector; a neighbor may appear in one entry only (a

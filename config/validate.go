@@ -160,8 +160,16 @@ func (v *validator) build(raw *fileConfig) *Config {
 		}
 	}
 	cfg.Membership.Join = raw.Membership.Join
-	if s := raw.Membership.SecretFile; s != "" && !filepath.IsAbs(s) {
-		v.errorf("membership.secret-file", nil, "%q is not an absolute path", s)
+	if s := raw.Membership.SecretFile; s != "" {
+		ref, isRef, err := ParseSecretRef(s)
+		switch {
+		case err != nil:
+			v.errorf("membership.secret-file", nil, "%v", err)
+		case isRef:
+			cfg.Membership.SecretRef = ref
+		case !filepath.IsAbs(s):
+			v.errorf("membership.secret-file", nil, "%q is not an absolute path (or secret:NAME/KEY in cluster mode)", s)
+		}
 	}
 	cfg.Membership.SecretFile = raw.Membership.SecretFile
 

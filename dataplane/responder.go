@@ -60,6 +60,10 @@ type Options struct {
 	// right for the agent (it runs inside the node's namespace). Tests pass
 	// nstest's (*NS).Do.
 	Enter func(fn func() error) error
+	// OnConflict, when set, hears of another station (mac) claiming an
+	// owned VIP on iface, as often as that is logged (at most every 10 s per
+	// VIP and interface). It must not block.
+	OnConflict func(vip netip.Addr, iface string, mac net.HardwareAddr)
 }
 
 // Announcer sends one round of gratuitous announcements for vips out of
@@ -93,7 +97,8 @@ type Responder struct {
 	// failing fast path is logged once, not every round.
 	announceErr string
 	// listen opens an interface (replaceable in tests).
-	listen func(name string) (*port, error)
+	listen     func(name string) (*port, error)
+	onConflict func(netip.Addr, string, net.HardwareAddr)
 
 	mu      sync.Mutex
 	ifaces  map[string]bool
@@ -201,6 +206,7 @@ func New(opts Options) (*Responder, error) {
 		r.queueNum = DefaultQueueNum
 	}
 	r.listen = r.listenPort
+	r.onConflict = opts.OnConflict
 	return r, nil
 }
 
@@ -671,5 +677,8 @@ func (r *Responder) conflict(p *port, vip netip.Addr, frame []byte) {
 	if !seen {
 		r.log.Warn("another station claims an owned VIP", "vip", vip, "iface", p.name,
 			"mac", net.HardwareAddr(frame[6:12]).String())
+		if r.onConflict != nil {
+			r.onConflict(vip, p.name, slices.Clone(net.HardwareAddr(frame[6:12])))
+		}
 	}
 }

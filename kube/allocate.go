@@ -92,6 +92,13 @@ func (c *Controller) allocate(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		if len(s.Status.LoadBalancer.Ingress) == 0 {
+			// Everything held is known now: the rest only needs new
+			// addresses, which the workers write in parallel (the
+			// queue keeps the order).
+			c.queue.Add(ServiceKey(s))
+			continue
+		}
 		if err := c.process(ctx, st, ServiceKey(s)); err != nil {
 			c.queue.AddRateLimited(ServiceKey(s))
 		}
@@ -110,7 +117,7 @@ func (c *Controller) allocate(ctx context.Context) {
 }
 
 // allocWorkers is how many Services' status writes may be in flight.
-const allocWorkers = 4
+const allocWorkers = 8
 
 func (c *Controller) work(ctx context.Context, st *allocState) {
 	for {
@@ -316,15 +323,11 @@ func addrString(as []netip.Addr) string {
 
 // writeStatus sets status.loadBalancer.ingress to addrs and the
 // allocated-from annotation to pool (both removed when addrs is empty). The
-// annotation is written before a new status and removed after a cleared
-// one, so the speakers see an address together with its pool and
-// announce it once.
+// status goes first: it is what the speakers announce from, so a new
+// Service's address is on its way after one API write; the speakers take
+// the pool from the address until the annotation follows (the same pool:
+// pools do not overlap), so nothing is announced twice.
 func (c *Controller) writeStatus(ctx context.Context, svc *corev1.Service, addrs []netip.Addr, pool string) error {
-	if len(addrs) > 0 {
-		if err := c.writeAllocatedFrom(ctx, svc, pool); err != nil {
-			return err
-		}
-	}
 	vip := corev1.LoadBalancerIPModeVIP
 	var ingress []corev1.LoadBalancerIngress
 	for _, a := range addrs {
@@ -339,10 +342,7 @@ func (c *Controller) writeStatus(ctx context.Context, svc *corev1.Service, addrs
 			return fmt.Errorf("update status of service %s/%s: %w", svc.Namespace, svc.Name, err)
 		}
 	}
-	if len(addrs) == 0 {
-		return c.writeAllocatedFrom(ctx, svc, "")
-	}
-	return nil
+	return c.writeAllocatedFrom(ctx, svc, pool)
 }
 
 // writeAllocatedFrom sets the allocated-from annotation to pool, or removes

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
@@ -73,6 +74,10 @@ type Options struct {
 	// OnLayer2 receives, on every change, the candidate nodes (sorted) of
 	// each layer2 VIP: the input of the layer2 owner election (optional).
 	OnLayer2 func(map[netip.Addr][]string)
+	// OnNodeAddrs receives every Node's InternalIP addresses (Node name to
+	// addresses) after the caches synced and whenever they change: the
+	// layer2 membership joins the other speakers through them (optional).
+	OnNodeAddrs func(map[string][]string)
 
 	client kubernetes.Interface // tests: a fake clientset
 }
@@ -98,6 +103,13 @@ type Controller struct {
 	queue      workqueue.TypedRateLimitingInterface[string]
 	recorder   record.EventRecorder
 	kickC      chan struct{}
+
+	secrets   secrets
+	conflicts conflicts
+	resync    resync
+	// synced is set once the caches synced (services, nodes and recorder
+	// usable from other goroutines).
+	synced atomic.Bool
 }
 
 // New checks the options and builds the API client; it starts nothing.
@@ -149,7 +161,11 @@ func New(opts Options) (*Controller, error) {
 		rc.UserAgent = "vipspeaker/" + opts.NodeName
 	}
 	if rc.QPS == 0 {
-		rc.QPS, rc.Burst = 200, 400
+		// The allocator makes two writes per Service and each agent one
+		// Event (the allocator two): at 200/s client-go's own limiter
+		// capped bulk creation near 50 Services/s. The API server's
+		// priority and fairness still protects it.
+		rc.QPS, rc.Burst = 600, 1200
 	}
 	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
@@ -165,6 +181,8 @@ func newController(opts Options, cs kubernetes.Interface) *Controller {
 		cs:      cs,
 		metrics: newMetrics(opts.Registerer),
 		kickC:   make(chan struct{}, 1),
+		secrets: secrets{changed: make(chan struct{}, 1)},
+		resync:  resync{kick: make(chan struct{}, 1)},
 	}
 }
 
@@ -215,6 +233,9 @@ func (c *Controller) Run(ctx context.Context, apply func([]routing.VIP)) error {
 	c.queue = workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 		workqueue.TypedRateLimitingQueueConfig[string]{Name: "vipspeaker-allocator"})
 	defer c.queue.ShutDown()
+	var resyncWG sync.WaitGroup
+	defer func() { cancel(); resyncWG.Wait() }()
+	resyncWG.Go(func() { c.runResync(ctx) })
 
 	synced := false
 	var syncMu sync.Mutex
@@ -267,6 +288,11 @@ func (c *Controller) Run(ctx context.Context, apply func([]routing.VIP)) error {
 	syncMu.Lock()
 	synced = true
 	syncMu.Unlock()
+	c.secrets.mu.Lock()
+	c.secrets.runCtx = ctx
+	c.secrets.mu.Unlock()
+	c.synced.Store(true)
+	defer c.synced.Store(false)
 	cm, err := c.cms.ConfigMaps(c.opts.Namespace).Get(c.opts.ConfigMapName)
 	if err != nil {
 		cm = nil
@@ -275,6 +301,7 @@ func (c *Controller) Run(ctx context.Context, apply func([]routing.VIP)) error {
 	c.log.Info("caches synced", "services", len(svcInf.Informer().GetStore().ListKeys()))
 
 	var wg sync.WaitGroup
+	wg.Go(func() { c.runSecrets(ctx) })
 	if !c.opts.NoAllocator {
 		wg.Go(func() { c.runElection(ctx) })
 	}
@@ -295,6 +322,16 @@ func (c *Controller) kick() {
 // loadConfig validates and adopts a ConfigMap's content; cm nil means there
 // is none.
 func (c *Controller) loadConfig(cm *corev1.ConfigMap, initial bool) {
+	c.processConfig(cm, initial, false)
+}
+
+// reloadConfig runs the ConfigMap through OnConfig again although its text
+// did not change (a Secret it names did).
+func (c *Controller) reloadConfig(cm *corev1.ConfigMap) {
+	c.processConfig(cm, false, true)
+}
+
+func (c *Controller) processConfig(cm *corev1.ConfigMap, initial, force bool) {
 	c.cfgMu.Lock()
 	defer c.cfgMu.Unlock()
 	if cm == nil {
@@ -315,7 +352,7 @@ func (c *Controller) loadConfig(cm *corev1.ConfigMap, initial bool) {
 	tomlText, hasTOML := cm.Data[config.FileName]
 	gobgpText, hasGoBGP := cm.Data[GoBGPConfKey]
 	raw := [2]string{tomlText, gobgpText}
-	if c.cfgRaw != nil && *c.cfgRaw == raw {
+	if c.cfgRaw != nil && *c.cfgRaw == raw && !force {
 		return
 	}
 	c.cfgRaw = &raw
@@ -336,7 +373,11 @@ func (c *Controller) loadConfig(cm *corev1.ConfigMap, initial bool) {
 		if hasGoBGP {
 			g = []byte(gobgpText)
 		}
+		// The Secrets OnConfig reads are watched from now on; the others
+		// no longer.
+		c.beginSecretPass()
 		err = c.opts.OnConfig(t, g)
+		c.endSecretPass()
 	}
 	if err != nil {
 		c.log.Error("ConfigMap refused: the last good configuration stays", "configmap", cm.Namespace+"/"+cm.Name, "error", err)
@@ -356,9 +397,11 @@ func (c *Controller) adopt(cfg *config.Config) {
 	c.cfgGen.Add(1)
 	if c.services != nil {
 		svcs, _ := c.services.List(everything)
-		for _, s := range svcs {
-			c.queue.Add(ServiceKey(s))
+		keys := make([]string, len(svcs))
+		for i, s := range svcs {
+			keys[i] = ServiceKey(s)
 		}
+		c.requeue(keys)
 	}
 	c.kick()
 }
@@ -369,19 +412,33 @@ func (c *Controller) speak(ctx context.Context, apply func([]routing.VIP)) {
 	var (
 		last      []routing.VIP
 		applied   bool
-		announced = map[string]announcement{}
+		said      = c.seedTold(ctx)
 		lastL2    map[netip.Addr][]string
+		lastAddrs map[string][]string
 		lastGood  = map[string]svcAttrs{}
 		invalid   = map[string]bool{}
 		noNode    bool
 	)
 	c.kick()
+	var pause time.Duration
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-c.kickC:
 		}
+		// A pass looks at every Service. With thousands changing at once,
+		// rest as long as the last pass took (at most 50 ms), so the
+		// changes that come meanwhile are taken together and the agent
+		// leaves CPU to the rest of the node (no rest below 1 ms).
+		if pause > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(pause):
+			}
+		}
+		passStart := time.Now()
 		svcs, _ := c.services.List(everything)
 		nodeList, _ := c.nodes.List(everything)
 		nodes := make(map[string]*corev1.Node, len(nodeList))
@@ -392,6 +449,12 @@ func (c *Controller) speak(ctx context.Context, apply func([]routing.VIP)) {
 			noNode = !ok
 			if noNode {
 				c.log.Warn("this node has no Node object: announcing nothing", "node", c.opts.NodeName)
+			}
+		}
+		if c.opts.OnNodeAddrs != nil {
+			if addrs := nodeAddrs(nodeList); !maps.EqualFunc(addrs, lastAddrs, slices.Equal) || lastAddrs == nil {
+				c.opts.OnNodeAddrs(addrs)
+				lastAddrs = addrs
 			}
 		}
 		// Forget attributes of Services that are gone.
@@ -425,28 +488,44 @@ func (c *Controller) speak(ctx context.Context, apply func([]routing.VIP)) {
 			c.metrics.apply.Inc()
 			c.log.Debug("VIPs applied", "vips", len(res.vips))
 		}
+		// Events once per change: what this node said before (also before
+		// a restart, see seedTold) is not said again.
 		for k, a := range res.services {
-			if old, ok := announced[k]; ok && slices.Equal(old.addrs, a.addrs) && old.mode == a.mode {
+			s := keys[k]
+			if s == nil {
 				continue
 			}
-			if s := keys[k]; s != nil {
-				verb := "announces"
-				if a.mode == routing.ModeLayer2 {
-					verb = "is a layer2 candidate for"
-				}
-				c.recorder.Eventf(s, corev1.EventTypeNormal, "Announcing", "node %s %s %s", c.opts.NodeName, verb, a)
+			t, ok := said[k]
+			if ok && t.uid == s.UID && t.hasA && t.a.equal(a) {
+				continue
 			}
+			verb := verbAnnounces
+			if a.mode == routing.ModeLayer2 {
+				verb = verbCandidate
+			}
+			desc := verb + " " + a.String()
+			if ok && t.uid == s.UID && t.desc == desc {
+				t.a, t.hasA = a, true
+				said[k] = t
+				continue
+			}
+			c.recorder.Eventf(s, corev1.EventTypeNormal, "Announcing", "node %s %s", c.opts.NodeName, desc)
+			said[k] = told{uid: s.UID, desc: desc, what: a.String(), a: a, hasA: true}
 		}
-		for k, a := range announced {
+		for k, t := range said {
 			if _, ok := res.services[k]; ok {
 				continue
 			}
-			if s := keys[k]; s != nil {
-				c.recorder.Eventf(s, corev1.EventTypeNormal, "Withdrawn", "node %s withdrew %s", c.opts.NodeName, a)
+			if s := keys[k]; s != nil && s.UID == t.uid {
+				c.recorder.Eventf(s, corev1.EventTypeNormal, "Withdrawn", "node %s withdrew %s", c.opts.NodeName, t.what)
 			}
+			delete(said, k)
 		}
-		announced = res.services
-		c.metrics.announced.Set(float64(len(announced)))
+		c.metrics.announced.Set(float64(len(res.services)))
+		pause = 0
+		if d := time.Since(passStart); d > time.Millisecond {
+			pause = min(d, 50*time.Millisecond)
+		}
 		if c.opts.OnLayer2 != nil && !mapsEqual(lastL2, res.layer2) {
 			c.opts.OnLayer2(res.layer2)
 			lastL2 = res.layer2

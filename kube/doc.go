@@ -1,8 +1,9 @@
 // Package kube connects vipspeaker to a Kubernetes API server.
 //
 // A Controller (New, then Run) watches Services, EndpointSlices and Nodes
-// cluster-wide and the ConfigMap vipspeaker-config in its own namespace
-// (vipspeaker-system). It has two roles:
+// cluster-wide and the ConfigMap vipspeaker-config (and the Secrets it
+// names) in its own namespace (vipspeaker-system). Node InternalIPs go to
+// Options.OnNodeAddrs (the layer2 membership's peers in a cluster). It has two roles:
 //
 //   - allocator, on one agent at a time (a coordination.k8s.io Lease,
 //     vipspeaker-allocator): it gives each Service it handles addresses from
@@ -33,9 +34,25 @@
 // Events on the Service, once per change: AddressAllocated,
 // AllocationFailed (reason: message), InvalidAnnotation (allocator leader);
 // Announcing (node, addresses, mode) and Withdrawn (every speaker, as its
-// own decision changes). An invalid ConfigMap gives InvalidConfig on the
-// ConfigMap and keeps the last good configuration; a deleted ConfigMap keeps
-// it too.
+// own decision changes; at start a speaker reads its own earlier Events, so
+// a restart with nothing changed repeats none); AddressConflict (Warning)
+// when the layer2 responder reports another station answering for an owned
+// VIP (ReportConflict; once per episode). An invalid ConfigMap gives
+// InvalidConfig on the ConfigMap and keeps the last good configuration; a
+// deleted ConfigMap keeps it too.
+//
+// Secrets: OnConfig reads the Secrets the configuration names
+// (secret:NAME/KEY) with SecretValue; only those, only in the controller's
+// namespace, each through its own field-selected watch. A change to one
+// runs the ConfigMap through OnConfig again; the Secrets a pass no longer
+// asks for are no longer watched.
+//
+// A configuration change re-checks every Service, fed to the allocator's
+// queue in small batches while it is nearly empty, so a Service created
+// meanwhile is not held up by thousands of unchanged ones. The status is
+// written before the allocated-from annotation (one API write before the
+// speakers can announce); until the annotation arrives the speakers take
+// the pool from the address.
 //
 // When the API server is unreachable the informers' caches keep their
 // content, so the speaker keeps announcing the last known state; nothing is

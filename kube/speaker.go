@@ -126,6 +126,13 @@ func decide(in announceInput) announceResult {
 			in.lastGood[key] = attrs
 		}
 		pool := svc.Annotations[AnnotationAllocatedFrom]
+		if pool == "" && in.cfg != nil {
+			// The allocator writes the status first and the annotation
+			// right after: the pool of the address says the same.
+			if p := in.cfg.PoolOf(addrs[0]); p != nil {
+				pool = p.Name
+			}
+		}
 		mode := attrs.mode
 		if mode == "" && in.cfg != nil {
 			if p := in.cfg.Pool(pool); p != nil {

@@ -76,7 +76,7 @@ func TestDecideNodes(t *testing.T) {
 		want string
 	}{
 		{"n1", "203.0.113.1 demo/web bgp bgp [] [];"},
-		{"n2", "203.0.113.1 demo/web bgp bgp [] [];203.0.113.2 demo/loc bgp  [] [];"},
+		{"n2", "203.0.113.1 demo/web bgp bgp [] [];203.0.113.2 demo/loc bgp bgp [] [];"},
 		{"n3", ""}, // NotReady
 		{"n4", ""}, // excluded
 		{"n5", ""}, // no Node object
@@ -107,8 +107,8 @@ func TestDecideLayer2AndSharing(t *testing.T) {
 	nodes := nodesMap(node("n1", true), node("n2", true), node("n3", false))
 	res := decide(announceInput{node: "n1", cfg: cfg, services: svcs, nodes: nodes,
 		endpoints: func(string, string) map[string]bool { return nil }, lastGood: map[string]svcAttrs{}})
-	want := "198.51.100.7 demo/l2 layer2  [] [];198.51.100.8 demo/forced bgp  [] [];" +
-		"203.0.113.5 demo/a,demo/b bgp  [65000:1 65000:2] [1:2:3];"
+	want := "198.51.100.7 demo/l2 layer2 l2 [] [];198.51.100.8 demo/forced bgp l2 [] [];" +
+		"203.0.113.5 demo/a,demo/b bgp bgp [65000:1 65000:2] [1:2:3];"
 	if got := vipsString(res.vips); got != want {
 		t.Errorf("VIPs\n got %s\nwant %s", got, want)
 	}
@@ -126,11 +126,11 @@ func TestDecideInvalidKeepsLastGood(t *testing.T) {
 			endpoints: func(string, string) map[string]bool { return nil }, lastGood: good})
 	}
 	res := in(lbService("s", status("203.0.113.1"), ann(AnnotationCommunities, "65000:1")))
-	if got := vipsString(res.vips); got != "203.0.113.1 demo/s bgp  [65000:1] [];" {
+	if got := vipsString(res.vips); got != "203.0.113.1 demo/s bgp bgp [65000:1] [];" {
 		t.Fatalf("first: %s", got)
 	}
 	res = in(lbService("s", status("203.0.113.1"), ann(AnnotationCommunities, "65000:1,bogus")))
-	if got := vipsString(res.vips); got != "203.0.113.1 demo/s bgp  [65000:1] [];" {
+	if got := vipsString(res.vips); got != "203.0.113.1 demo/s bgp bgp [65000:1] [];" {
 		t.Errorf("after a malformed community: %s, want the last good attributes", got)
 	}
 	res = in(lbService("new", status("203.0.113.2"), ann(AnnotationMode, "anycast")))

@@ -52,6 +52,7 @@ func checkCommand(args []string, stdout, stderr io.Writer) int {
 	for _, e := range errs {
 		fmt.Fprintln(stdout, e)
 	}
+	noteSecretRefs(stdout, path) // kube_check.go
 	if len(errs) > 0 {
 		return 1
 	}

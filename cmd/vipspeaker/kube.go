@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -23,10 +24,33 @@ func (a *agent) configMapName(key string) string {
 	return ns + "/" + kube.DefaultConfigMapName + "/" + key
 }
 
+// cluster is the cluster-mode state of an agent.
+type cluster struct {
+	ctrl *kube.Controller
+	// memberKey is the layer2 membership key derived from the Secret that
+	// [membership] secret-file names (secret:NAME/KEY) at start; nil
+	// otherwise.
+	memberKey []byte
+	// joinFromAPI: [membership] join was empty at start, so the layer2
+	// membership joins the other nodes' InternalIPs (kube_peers.go).
+	joinFromAPI bool
+	// family of the membership's address (the first layer2 interface's).
+	joinV6 bool
+}
+
 // newKube builds the cluster-mode controller: the ConfigMap feeds the
 // config (validated as in standalone mode; a bad one is refused whole and
 // the last good stays), the Services feed the VIPs.
 func (a *agent) newKube() (*kube.Controller, error) {
+	ctrl, err := a.newKubeController()
+	if err != nil {
+		return nil, err
+	}
+	a.cluster.ctrl = ctrl
+	return ctrl, nil
+}
+
+func (a *agent) newKubeController() (*kube.Controller, error) {
 	return kube.New(kube.Options{
 		Kubeconfig:    a.f.kubeconfig,
 		NodeName:      a.f.nodeName,
@@ -46,6 +70,7 @@ func (a *agent) newKube() (*kube.Controller, error) {
 				a.l2.setEligible(candidates)
 			}
 		},
+		OnNodeAddrs: a.nodeAddrsChanged,
 	})
 }
 
@@ -59,6 +84,28 @@ func (a *agent) clusterConfig(ctx context.Context, vipspeakerTOML, gobgpConf []b
 		if len(errs) > 0 {
 			return errors.Join(errs...)
 		}
+	}
+	// Secrets named by the ConfigMap (secret:NAME/KEY): every reference is
+	// read before anything is applied; one that cannot be read refuses
+	// the whole ConfigMap.
+	key, err := a.membershipKey(ctx, c)
+	if err != nil {
+		return err
+	}
+	if gobgpConf != nil {
+		var errs []error
+		if gobgpConf, errs = a.resolveBGPSecrets(ctx, gobgpConf); len(errs) > 0 {
+			return errors.Join(errs...)
+		}
+	}
+	if initial {
+		a.cluster.memberKey = key
+		if err := a.initialPeers(ctx, c); err != nil {
+			return err
+		}
+	} else if !bytes.Equal(key, a.cluster.memberKey) {
+		a.log.Warn("the layer2 membership key changed; it takes effect when the agent restarts (restart the DaemonSet)",
+			"field", "membership.secret-file", "secret", c.Membership.SecretRef.String())
 	}
 	if gobgpConf != nil {
 		if err := a.applyBGPData(ctx, a.configMapName(kube.GoBGPConfKey), gobgpConf, initial); err != nil {

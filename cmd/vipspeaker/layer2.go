@@ -87,6 +87,7 @@ func (a *agent) newLayer2(cfg *config.Config) (*layer2, error) {
 		GratuitousInterval: cfg.Layer2.GratuitousInterval,
 		StateFile:          filepath.Join(a.f.runDir, "layer2-sysctls.json"),
 		Announcer:          ann,
+		OnConflict:         a.layer2Conflict,
 	})
 	if err != nil {
 		return nil, err
@@ -102,6 +103,7 @@ func (a *agent) newLayer2(cfg *config.Config) (*layer2, error) {
 		BindAddr:   bind,
 		Join:       cfg.Membership.Join,
 		SecretFile: cfg.Membership.SecretFile,
+		Key:        a.cluster.memberKey, // cluster mode: secret:NAME/KEY
 	})
 	if err != nil {
 		return nil, err

@@ -140,6 +140,7 @@ type agent struct {
 	// cfgState remembers why the last configuration was refused (status).
 	cfgState configState
 	l2       *layer2 // nil without layer2 pools
+	cluster  cluster // cluster mode only (kube*.go)
 
 	// The config in force and the last VIPs the source wanted, so a
 	// config change (pools, modes) re-applies the table.

@@ -327,20 +327,30 @@ func (ms *Membership) Run(ctx context.Context) error {
 	}
 }
 
+// SetJoin replaces the speakers to join (in a cluster: the other nodes'
+// addresses, from the API server); Run joins those not yet members at its
+// next retry.
+func (ms *Membership) SetJoin(peers []string) {
+	j := normalizeJoin(peers)
+	ms.mu.Lock()
+	ms.join = j
+	ms.mu.Unlock()
+}
+
 // joinMissing joins the configured speakers that are not members now.
 func (ms *Membership) joinMissing() {
-	if len(ms.join) == 0 {
+	ms.mu.Lock()
+	list, join := ms.list, ms.join
+	ms.mu.Unlock()
+	if len(join) == 0 {
 		return
 	}
-	ms.mu.Lock()
-	list := ms.list
-	ms.mu.Unlock()
 	known := map[string]bool{}
 	for _, n := range list.Members() {
 		known[net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))] = true
 	}
 	var todo []string
-	for _, j := range ms.join {
+	for _, j := range join {
 		if !known[j] {
 			todo = append(todo, j)
 		}

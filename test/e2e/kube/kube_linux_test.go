@@ -89,7 +89,28 @@ const testGoBGP = `
       afi-safi-name = "ipv4-unicast"
 `
 
-func frrConf() string {
+// setupOpts vary the lab for benchmarks.
+type setupOpts struct {
+	// v6: IPv6 on the LAN, the ipv6-unicast family on every session and
+	// a large IPv6 pool "bulk6" (2001:db8:5000::/112), for thousands of
+	// VIPs.
+	v6 bool
+}
+
+const bulk6Pool = `
+[[pools]]
+name = "bulk6"
+addresses = ["2001:db8:5000::/112"]
+auto-assign = false
+`
+
+var routerAddr6 = "2001:db8:10::1"
+
+func nodeAddr6(n string) string {
+	return "2001:db8:10::" + strings.TrimPrefix(nodeAddrs[n], "198.18.10.")
+}
+
+func frrConfWith(o setupOpts) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `hostname router
 log stdout informational
@@ -102,7 +123,15 @@ router bgp 64500
 		a := nodeAddrs[n]
 		fmt.Fprintf(&b, " neighbor %s remote-as 64512\n neighbor %s timers 3 9\n neighbor %s timers connect 2\n", a, a, a)
 	}
-	b.WriteString(" address-family ipv4 unicast\n  maximum-paths 8\n exit-address-family\n!\n")
+	b.WriteString(" address-family ipv4 unicast\n  maximum-paths 8\n exit-address-family\n")
+	if o.v6 {
+		b.WriteString(" address-family ipv6 unicast\n  maximum-paths 8\n")
+		for _, n := range []string{"n1", "n2", "n3"} {
+			fmt.Fprintf(&b, "  neighbor %s activate\n", nodeAddrs[n])
+		}
+		b.WriteString(" exit-address-family\n")
+	}
+	b.WriteString("!\n")
 	return b.String()
 }
 
@@ -118,7 +147,9 @@ type env struct {
 	kcfg   string
 }
 
-func setup(t testing.TB) *env {
+func setup(t testing.TB) *env { return setupWith(t, setupOpts{}) }
+
+func setupWith(t testing.TB, o setupOpts) *env {
 	t.Helper()
 	nstest.RequireRoot(t)
 	if err := lab.HaveFRR(); err != nil {
@@ -138,8 +169,14 @@ func setup(t testing.TB) *env {
 		h := l.MustHost(n)
 		l.MustLinkToBridge(h, "eth0", []string{nodeAddrs[n] + "/24"}, e.router, "br0")
 		e.nodes[n] = h
+		if o.v6 {
+			h.MustRun("ip", "addr", "add", nodeAddr6(n)+"/64", "dev", "eth0", "nodad")
+		}
 	}
-	e.frr, err = e.router.StartFRR(lab.FRRConfig{BGPd: frrConf()})
+	if o.v6 {
+		e.router.MustRun("ip", "addr", "add", routerAddr6+"/64", "dev", "br0", "nodad")
+	}
+	e.frr, err = e.router.StartFRR(lab.FRRConfig{BGPd: frrConfWith(o)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,6 +196,10 @@ func setup(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	cm.Data = map[string]string{"vipspeaker.toml": testTOML, "gobgp.conf": testGoBGP}
+	if o.v6 {
+		cm.Data["vipspeaker.toml"] += bulk6Pool
+		cm.Data["gobgp.conf"] += "  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"ipv6-unicast\"\n"
+	}
 	if _, err := e.cs.CoreV1().ConfigMaps(kube.DefaultNamespace).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -394,9 +435,13 @@ func TestKube(t *testing.T) {
 		if !netip.MustParsePrefix("203.0.113.0/28").Contains(vip) {
 			t.Errorf("web got %s, outside pool public", vip)
 		}
-		if got := e.service(t, "web").Annotations[kube.AnnotationAllocatedFrom]; got != "public" {
-			t.Errorf("allocated-from = %q, want public", got)
-		}
+		// The annotation follows the status.
+		lab.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
+			if got := e.service(t, "web").Annotations[kube.AnnotationAllocatedFrom]; got != "public" {
+				return fmt.Errorf("allocated-from = %q, want public", got)
+			}
+			return nil
+		})
 		e.waitEvent(t, "web", "AddressAllocated", vip.String())
 		e.waitEvent(t, "web", "Announcing", "node n1")
 		e.waitRoute(t, vip, "n1", "n2", "n3")
@@ -461,6 +506,19 @@ func TestKube(t *testing.T) {
 			t.Errorf("share-c got the shared %v although port 80 clashes", c)
 		}
 		e.waitRoute(t, a[0], "n1", "n2", "n3")
+	})
+
+	t.Run("RestartNoNewAnnouncing", func(t *testing.T) {
+		// An agent restarted with nothing changed does not say again
+		// what it said before (it reads its earlier Events at start).
+		e.waitEvent(t, "share-a", "Announcing", "node n2 ")
+		before := e.nodeEvents(t, "share-a", "Announcing", "n2")
+		e.restartAgent(t, "n2")
+		time.Sleep(3 * time.Second) // Events are sent asynchronously
+		after := e.nodeEvents(t, "share-a", "Announcing", "n2")
+		if !slices.Equal(before, after) {
+			t.Errorf("Announcing Events of n2 on share-a before the restart %v, after %v: want no new one", before, after)
+		}
 	})
 
 	t.Run("ExhaustedThenFreed", func(t *testing.T) {
@@ -562,9 +620,12 @@ func TestKube(t *testing.T) {
 		}
 		e.waitIngress(t, "typechange", 0)
 		e.waitRoute(t, vip)
-		if _, ok := e.service(t, "typechange").Annotations[kube.AnnotationAllocatedFrom]; ok {
-			t.Error("allocated-from annotation left on a ClusterIP Service")
-		}
+		lab.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
+			if _, ok := e.service(t, "typechange").Annotations[kube.AnnotationAllocatedFrom]; ok {
+				return fmt.Errorf("allocated-from annotation left on a ClusterIP Service")
+			}
+			return nil
+		})
 	})
 
 	t.Run("LeaderKilledNoAddressMoves", func(t *testing.T) {
@@ -650,6 +711,51 @@ func TestKube(t *testing.T) {
 			t.Errorf("web still exists: %v", err)
 		}
 	})
+
+	// Last: it leaves the sessions with MD5 passwords.
+	t.Run("SecretBGPPassword", func(t *testing.T) { e.testSecretBGPPassword(t) })
+}
+
+// nodeEvents lists the Events of reason on the Service sent by node, as
+// "name count" strings, sorted.
+func (e *env) nodeEvents(t testing.TB, name, reason, node string) []string {
+	t.Helper()
+	evs, err := e.events(name, reason)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, ev := range evs {
+		if strings.HasPrefix(ev.Message, "node "+node+" ") {
+			out = append(out, fmt.Sprintf("%s %d", ev.Name, ev.Count))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// restartAgent stops node's agent (SIGTERM, as a rolling update does) and
+// starts it again; it returns once the new agent applied its first VIP set
+// and its BGP session is up.
+func (e *env) restartAgent(t testing.TB, node string) {
+	t.Helper()
+	if err := e.agents[node].Stop(); err != nil {
+		t.Logf("stop agent %s: %v", node, err)
+	}
+	e.startAgent(t, node)
+	p := e.agents[node]
+	lab.Eventually(t, 60*time.Second, 100*time.Millisecond, func() error {
+		if p.Exited() {
+			return fmt.Errorf("agent %s exited:\n%s", node, tailLog(p.Log(), 20))
+		}
+		if !strings.Contains(p.Log(), "VIP table applied") {
+			return fmt.Errorf("agent %s has not applied its VIPs yet", node)
+		}
+		return nil
+	})
+	if err := e.frr.WaitEstablished(nodeAddrs[node], 60*time.Second); err != nil {
+		t.Fatalf("FRR and %s after the restart: %v", node, err)
+	}
 }
 
 // allIngress maps every Service with addresses to its first address.
@@ -671,56 +777,31 @@ func (e *env) allIngress(t testing.TB) map[string]string {
 // BenchmarkServiceToRoute measures a Service's creation until its VIP is in
 // the router's kernel with all three nodes as next hops (allocation, status
 // write, three speakers, BGP, FRR's zebra), one Service at a time; it
-// reports p50 and p99 in milliseconds, and the p50 of the time until the
-// Service's status carried its address.
+// reports p50 and p99 in milliseconds, the p50 of the time until the
+// Service's status carried its address, and a breakdown from the agents'
+// logs (see breakdown).
 func BenchmarkServiceToRoute(b *testing.B) {
 	e := setup(b)
 	var lat, alloc []time.Duration
+	var rounds []round
 	i := 0
 	for b.Loop() {
 		if i >= 120 {
 			b.Fatal("the bench pool holds 128 addresses; run with -benchtime=100x")
 		}
-		name := fmt.Sprintf("bench-%d", i)
+		r := e.timeToRoute(b, fmt.Sprintf("bench-%d", i), withAnn(kube.AnnotationPool, "bench"))
 		i++
-		start := time.Now()
-		e.createService(b, name, withAnn(kube.AnnotationPool, "bench"))
-		var vip netip.Addr
-		err := lab.Poll(20*time.Second, 2*time.Millisecond, func() error {
-			if !vip.IsValid() {
-				s, err := e.cs.CoreV1().Services(ns).Get(context.Background(), name, metav1.GetOptions{})
-				if err != nil {
-					return err
-				}
-				a := kube.Ingress(s)
-				if len(a) == 0 {
-					return fmt.Errorf("%s has no address yet", name)
-				}
-				vip = a[0]
-				alloc = append(alloc, time.Since(start))
-			}
-			kr, ok, err := e.router.KernelRoute(netip.PrefixFrom(vip, 32).String())
-			if err != nil {
-				return err
-			}
-			if !ok || len(kr.Gateways) != 3 {
-				return fmt.Errorf("route for %s not complete: %v", vip, kr.Gateways)
-			}
-			return nil
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		lat = append(lat, time.Since(start))
+		rounds = append(rounds, r)
+		lat = append(lat, r.ended.Sub(r.start))
+		alloc = append(alloc, r.status.Sub(r.start))
 	}
-	slices.Sort(lat)
-	slices.Sort(alloc)
+	b.StopTimer()
 	if len(lat) > 0 {
-		ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-		b.ReportMetric(ms(alloc[len(alloc)/2]), "status-p50-ms")
-		b.ReportMetric(ms(lat[len(lat)/2]), "p50-ms")
-		b.ReportMetric(ms(lat[(len(lat)*99)/100]), "p99-ms")
-		b.ReportMetric(ms(lat[len(lat)-1]), "max-ms")
+		b.ReportMetric(ms(pct(alloc, 50)), "status_p50_ms")
+		b.ReportMetric(ms(pct(lat, 50)), "p50_ms")
+		b.ReportMetric(ms(pct(lat, 99)), "p99_ms")
+		b.ReportMetric(ms(pct(lat, 100)), "max_ms")
+		e.breakdown(b, rounds)
 	}
 }
 
@@ -791,9 +872,9 @@ func BenchmarkBulkServices(b *testing.B) {
 			b.Fatal(err)
 		}
 		all := time.Since(start)
-		b.ReportMetric(created.Seconds(), "create-s")
-		b.ReportMetric(all.Seconds(), "all-announced-s")
-		b.ReportMetric(float64(n)/all.Seconds(), "services/s")
+		b.ReportMetric(created.Seconds(), "create_s")
+		b.ReportMetric(all.Seconds(), "all_announced_s")
+		b.ReportMetric(float64(n)/all.Seconds(), "services_per_s")
 	}
 	maxRSS := 0
 	for _, p := range e.agents {
@@ -801,7 +882,7 @@ func BenchmarkBulkServices(b *testing.B) {
 			maxRSS = kb
 		}
 	}
-	b.ReportMetric(float64(maxRSS)/1024, "agent-max-rss-MB")
+	b.ReportMetric(float64(maxRSS)/1024, "agent_max_rss_MiB")
 }
 
 // rssKB reads VmRSS of a process, in kB (0 when unknown).

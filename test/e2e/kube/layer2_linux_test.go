@@ -1,0 +1,255 @@
+package kube_test
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/vipspeaker/vipspeaker/internal/nstest"
+	"github.com/vipspeaker/vipspeaker/test/lab"
+)
+
+// The layer2 cluster: a LAN bridge on the client, the API server, two
+// nodes and a rogue station on it.
+const (
+	l2Client = "198.18.20.1"
+	l2API    = "198.18.20.100"
+	l2Rogue  = "198.18.20.50"
+)
+
+var l2Nodes = map[string]string{"n1": "198.18.20.11", "n2": "198.18.20.12"}
+
+// No [membership] join: the speakers find each other through the Nodes'
+// InternalIPs. The membership key comes from a Secret.
+const l2TOML = `
+default-class = false
+
+[interface]
+name = "kube-lb0"
+kind = "ifb"
+
+[[pools]]
+name = "flat"
+addresses = ["203.0.113.64/28"]
+mode = "layer2"
+  [pools.layer2]
+  interfaces = ["eth0"]
+
+[layer2]
+gratuitous-count = 2
+gratuitous-interval = "100ms"
+fast-path = "off"
+
+[membership]
+secret-file = "secret:memberlist/key"
+`
+
+type l2env struct {
+	e      *env
+	client *lab.Host
+	rogue  *lab.Host
+	macs   map[string]string // node -> eth0 MAC
+}
+
+func setupLayer2(t *testing.T) *l2env {
+	t.Helper()
+	nstest.RequireRoot(t)
+	for _, tool := range []string{"arping", "ping"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			nstest.Skip(t, "%s is not installed (Debian package arping / iputils-ping)", tool)
+		}
+	}
+	bin, err := lab.BuildBinary("./cmd/vipspeaker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := lab.New(t)
+	e := &env{l: l, bin: bin, nodes: map[string]*lab.Host{}, agents: map[string]*lab.Process{}}
+	le := &l2env{e: e, client: l.MustHost("client"), rogue: l.MustHost("rogue"), macs: map[string]string{}}
+	l.MustBridge(le.client, "br0", []string{l2Client + "/24"})
+	le.client.MustRun("ip", "route", "add", "203.0.113.64/28", "dev", "br0")
+	api := l.MustHost("api")
+	l.MustLinkToBridge(api, "eth0", []string{l2API + "/24"}, le.client, "br0")
+	l.MustLinkToBridge(le.rogue, "eth0", []string{l2Rogue + "/24"}, le.client, "br0")
+	for _, n := range []string{"n1", "n2"} {
+		h := l.MustHost(n)
+		l.MustLinkToBridge(h, "eth0", []string{l2Nodes[n] + "/24"}, le.client, "br0")
+		e.nodes[n] = h
+		le.macs[n] = strings.TrimSpace(h.MustRun("cat", "/sys/class/net/eth0/address"))
+	}
+	e.c = startCluster(t, l, api, l2API)
+	e.cs = e.c.cs
+	root, err := lab.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.c.applyManifests(t, filepath.Join(root, "deploy", "kustomize"), map[string]bool{"DaemonSet": true})
+	e.setSecret(t, "memberlist", map[string]string{"key": "layer2-e2e-membership-secret-0123456789"})
+	e.setConfigMap(t, l2TOML, "")
+	ctx := context.Background()
+	if _, err := e.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"n1", "n2"} {
+		node, err := e.cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		node.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
+			LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
+		node.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: l2Nodes[n]}}
+		if _, err := e.cs.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.kcfg = e.c.kubeconfig(t, agentToken)
+	for _, n := range []string{"n1", "n2"} {
+		e.startAgent(t, n)
+	}
+	for _, n := range []string{"n1", "n2"} {
+		p := e.agents[n]
+		lab.Eventually(t, 60*time.Second, 100*time.Millisecond, func() error {
+			if p.Exited() {
+				return fmt.Errorf("agent %s exited:\n%s", n, tailLog(p.Log(), 30))
+			}
+			if !strings.Contains(p.Log(), "answering ARP/NDP on layer2 interface") {
+				return fmt.Errorf("agent %s: no layer2 responder yet", n)
+			}
+			return nil
+		})
+	}
+	return le
+}
+
+// arping asks the LAN for addr from the client and returns the MACs that
+// answered.
+func (le *l2env) arping(addr string) []string {
+	out, _ := le.client.Run(context.Background(), "arping", "-i", "br0", "-c", "3", "-W", "0.2", "-w", "3", "-r", addr)
+	seen := map[string]bool{}
+	var macs []string
+	for _, f := range strings.Fields(strings.ToLower(out)) {
+		if len(f) == 17 && strings.Count(f, ":") == 5 && !seen[f] {
+			seen[f] = true
+			macs = append(macs, f)
+		}
+	}
+	return macs
+}
+
+// owner waits until exactly one node answers for addr, and returns it.
+func (le *l2env) owner(t *testing.T, addr string) string {
+	t.Helper()
+	var owner string
+	lab.Eventually(t, 20*time.Second, 200*time.Millisecond, func() error {
+		got := le.arping(addr)
+		if len(got) != 1 {
+			return fmt.Errorf("answers for %s from %v, want exactly one", addr, got)
+		}
+		for n, m := range le.macs {
+			if m == got[0] {
+				owner = n
+				return nil
+			}
+		}
+		return fmt.Errorf("%s answered by %s, not a node's eth0", addr, got[0])
+	})
+	return owner
+}
+
+// Two agents in layer2 mode with no [membership] join: they find each other
+// through the Nodes' InternalIPs (and encrypt with the key of the Secret the
+// ConfigMap names), so exactly one answers ARP for the VIP. A rogue station
+// claiming the VIP gives one AddressConflict Event on the Service per
+// episode. kill -9 of the owner's agent: the other node answers and the
+// client's neighbour table holds its MAC.
+func TestKubeLayer2(t *testing.T) {
+	le := setupLayer2(t)
+	e := le.e
+	for n, p := range e.agents {
+		other := l2Nodes["n1"]
+		if n == "n1" {
+			other = l2Nodes["n2"]
+		}
+		if !strings.Contains(p.Log(), "layer2 membership joins the other nodes (from the API server)") || !strings.Contains(p.Log(), other) {
+			t.Errorf("agent %s does not join %s from the Nodes:\n%s", n, other, tailLog(p.Log(), 30))
+		}
+		if !strings.Contains(p.Log(), "encrypted=true") {
+			t.Errorf("agent %s: membership not encrypted with the Secret's key:\n%s", n, tailLog(p.Log(), 30))
+		}
+	}
+	e.createService(t, "flat-web")
+	vip := e.waitIngress(t, "flat-web", 1)[0].String()
+	owner := le.owner(t, vip)
+	for range 3 {
+		if got := le.arping(vip); len(got) != 1 || got[0] != le.macs[owner] {
+			t.Fatalf("answers for %s: %v, want only %s's %s", vip, got, owner, le.macs[owner])
+		}
+	}
+
+	t.Run("ConflictEvent", func(t *testing.T) {
+		rogueMAC := strings.TrimSpace(le.rogue.MustRun("cat", "/sys/class/net/eth0/address"))
+		claim := func() {
+			// ARP requests with the VIP as sender: the rogue claims it.
+			_, _ = le.rogue.Run(context.Background(), "arping", "-i", "eth0", "-S", vip, "-c", "2", "-W", "0.1", "-w", "2", l2Client)
+		}
+		claim()
+		ev := e.waitEvent(t, "flat-web", "AddressConflict", rogueMAC)
+		for _, want := range []string{vip, "eth0", "node " + owner} {
+			if !strings.Contains(ev.Message, want) {
+				t.Errorf("AddressConflict %q does not mention %q", ev.Message, want)
+			}
+		}
+		if ev.Type != corev1.EventTypeWarning {
+			t.Errorf("AddressConflict is of type %s, want Warning", ev.Type)
+		}
+		// The same episode, past the responder's 10 s log interval: no
+		// second Event.
+		for range 3 {
+			time.Sleep(4 * time.Second)
+			claim()
+		}
+		time.Sleep(2 * time.Second)
+		evs, err := e.events("flat-web", "AddressConflict")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) != 1 || evs[0].Count != 1 {
+			t.Errorf("%d AddressConflict Events (first count %d) for one episode, want one", len(evs), evs[0].Count)
+		}
+		if !strings.Contains(e.agents[owner].Log(), "address conflict reported") {
+			t.Errorf("the owner did not log the conflict")
+		}
+	})
+
+	t.Run("OwnerKilledOtherAnswers", func(t *testing.T) {
+		other := "n1"
+		if owner == "n1" {
+			other = "n2"
+		}
+		if err := e.agents[owner].Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		lab.Eventually(t, 20*time.Second, 50*time.Millisecond, func() error {
+			got := le.arping(vip)
+			if len(got) != 1 || got[0] != le.macs[other] {
+				return fmt.Errorf("answers %v, want only %s's %s", got, other, le.macs[other])
+			}
+			return nil
+		})
+		t.Logf("%s answers %v after %s's agent was killed", other, time.Since(start).Round(time.Millisecond), owner)
+		_, _ = le.client.Run(context.Background(), "ip", "neigh", "flush", "dev", "br0", "to", vip)
+		lab.Eventually(t, 10*time.Second, 200*time.Millisecond, func() error { return le.client.Ping(vip) })
+		if out := le.client.MustRun("ip", "neigh", "show", vip, "dev", "br0"); !strings.Contains(out, le.macs[other]) {
+			t.Errorf("the client's neighbour table has %q for %s, want %s's %s", out, vip, other, le.macs[other])
+		}
+	})
+}
