@@ -199,11 +199,17 @@ const epsByService = "service"
 // When the API server becomes unreachable the caches keep their content, so
 // nothing is withdrawn for that reason. While this agent holds the Lease it
 // also allocates addresses (unless Options.NoAllocator).
+// eventCacheSize bounds each of the event correlator's caches.
+const eventCacheSize = 512
+
 func (c *Controller) Run(ctx context.Context, apply func([]routing.VIP)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	bc := record.NewBroadcaster(record.WithContext(ctx))
+	// The event correlator keeps three LRU caches keyed per object; at
+	// client-go's default of 4,096 entries each they hold a few MB after a
+	// burst of Services. 512 still folds repeats of the same Event.
+	bc := record.NewBroadcaster(record.WithContext(ctx), record.WithCorrelatorOptions(record.CorrelatorOptions{LRUCacheSize: eventCacheSize}))
 	bc.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.cs.CoreV1().Events("")})
 	defer bc.Shutdown()
 	c.recorder = bc.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "vipspeaker", Host: c.opts.NodeName})
