@@ -109,6 +109,11 @@ func checkManifest(path string) []error {
 		if dataNode == nil {
 			continue
 		}
+		var (
+			tomlData, bgpData []byte
+			tomlCfg           *config.Config
+			tomlOffset        int
+		)
 		for i := 0; i+1 < len(dataNode.Content); i += 2 {
 			k, v := dataNode.Content[i], dataNode.Content[i+1]
 			// Content of a block scalar starts on the line after its key.
@@ -118,14 +123,20 @@ func checkManifest(path string) []error {
 			}
 			switch k.Value {
 			case vipspeakerTOML:
-				_, cerrs := config.Parse(path, []byte(v.Value))
+				c, cerrs := config.Parse(path, []byte(v.Value))
 				errs = append(errs, shiftLines(cerrs, offset)...)
+				if len(cerrs) == 0 {
+					tomlData, tomlCfg, tomlOffset = []byte(v.Value), c, offset
+				}
 			case gobgpConf:
-				errs = append(errs, shiftLines(bgp.Validate(path, []byte(v.Value)), offset)...)
+				bgpData = []byte(v.Value)
+				errs = append(errs, shiftLines(bgp.Validate(path, bgpData), offset)...)
 			default:
 				errs = append(errs, fmt.Errorf("%s:%d: data.%s: unknown key; the ConfigMap holds %s and %s", path, k.Line, k.Value, gobgpConf, vipspeakerTOML))
 			}
 		}
+		// Settings of the two keys that exclude each other.
+		errs = append(errs, shiftLines(config.CheckWithGoBGP(path, tomlData, tomlCfg, path+" (data."+gobgpConf+")", bgpData), tomlOffset)...)
 	}
 	if !found {
 		errs = append(errs, fmt.Errorf("%s: no ConfigMap in this file", path))

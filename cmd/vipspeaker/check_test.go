@@ -130,3 +130,37 @@ func TestZebraDocExampleIsValid(t *testing.T) {
 		t.Errorf("the example in docs/zebra.md is refused:\n%s%s", out.String(), errb.String())
 	}
 }
+
+// A ConfigMap asking for both the native import and zebra is refused at the
+// line of [import-to-kernel] enabled, as `vipspeaker check DIR` does.
+func TestCheckConfigMapImportWithZebraRefused(t *testing.T) {
+	const cm = `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: vipspeaker-config
+  namespace: vipspeaker-system
+data:
+  gobgp.conf: |
+    [global.config]
+      as = 65001
+    [zebra.config]
+      enabled = true
+      url = "unix:/var/run/frr/zserv.api"
+      version = 6
+      software-name = "frr8.4"
+  vipspeaker.toml: |
+    [import-to-kernel]
+    enabled = true
+`
+	path := filepath.Join(t.TempDir(), "cm.yaml")
+	if err := os.WriteFile(path, []byte(cm), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := dispatch([]string{"check", path}, &out, &errb); code != 1 {
+		t.Fatalf("exit %d, want 1; stdout:\n%s", code, out.String())
+	}
+	if want := path + ":17: import-to-kernel.enabled"; !strings.Contains(out.String(), want) {
+		t.Errorf("output lacks %q:\n%s", want, out.String())
+	}
+}

@@ -84,6 +84,9 @@ func (a *agent) clusterConfig(ctx context.Context, vipspeakerTOML, gobgpConf []b
 		if len(errs) > 0 {
 			return errors.Join(errs...)
 		}
+		if errs := config.CheckWithGoBGP(a.configMapName(config.FileName), vipspeakerTOML, c, a.configMapName(kube.GoBGPConfKey), gobgpConf); len(errs) > 0 {
+			return errors.Join(errs...)
+		}
 	}
 	// Secrets named by the ConfigMap (secret:NAME/KEY): every reference is
 	// read before anything is applied; one that cannot be read refuses
