@@ -68,8 +68,8 @@ func scaleOnPaper(r *report.Report) []string {
 		say("- Per peer BFD detection: %s.", missing)
 	}
 	say("- Paths at the router: every announcing node is a path per VIP (ECMP), so the router holds VIPs × nodes paths: 1,000 VIPs on 100 nodes is 100,000 paths. Narrow it with `externalTrafficPolicy: Local` or `[[peer-nodes]]` (racks); the router's FIB ECMP width (FRR's default multipath 64 on Debian's build) is the next limit.")
-	if rate, ok := val("kube", "Services announced per second"); ok {
-		say("- API load per node: each agent keeps watches on Services, EndpointSlices, Nodes and its ConfigMap (plus the Secrets it names); it writes nothing unless it holds the allocator Lease. One leader writes each Service's status once. Bulk creation here announced %.0f Services/s across 3 nodes; with N nodes the API server fans every Service change out N times over existing watches, the usual DaemonSet cost (kube-proxy pays the same).", rate)
+	if rate, ok := val("kube", "announced per second"); ok {
+		say("- API load per node: each agent keeps watches on Services, EndpointSlices, Nodes and its ConfigMap (plus the Secrets it names); it writes nothing unless it holds the allocator Lease. One leader writes each Service's status once. Starting on 5,000 existing Services, 3 agents announced %.0f Services/s; with N nodes the API server fans every Service change out N times over existing watches, the usual DaemonSet cost (kube-proxy pays the same).", rate)
 	} else {
 		say("- API load per node: watches on Services, EndpointSlices, Nodes and the ConfigMap; no writes except by the allocator leader. Bulk rate: %s.", missing)
 	}
