@@ -100,6 +100,11 @@ type FastPath struct {
 	// owned is the last set given to SetOwned (nil: none yet, the pinned
 	// set stays), applied again when interfaces change.
 	owned map[netip.Addr][]string
+	// ownedSet is the inner map in the owned slot when this process put it
+	// there; its descriptor is kept because reopening a map by ID needs
+	// CAP_SYS_ADMIN, which the DaemonSet does not grant. nil while the
+	// slot holds a set pinned by a previous agent.
+	ownedSet *ebpf.Map
 }
 
 // Load loads the program (reusing pinned maps, so the owned set, the lease
@@ -243,11 +248,44 @@ func (f *FastPath) ensureOwnedSet() error {
 	if err != nil {
 		return fmt.Errorf("%w: create owned set: %w", ErrNotSupported, err)
 	}
-	defer set.Close()
 	if err := f.objs.VsOwned.Put(uint32(0), set); err != nil {
+		set.Close()
 		return fmt.Errorf("install owned set: %w", err)
 	}
+	f.keepOwnedSet(set)
 	return nil
+}
+
+// keepOwnedSet records the set now in the owned slot, closing the
+// previous one's descriptor (the kernel frees a replaced set once no
+// program run uses it).
+func (f *FastPath) keepOwnedSet(set *ebpf.Map) {
+	if f.ownedSet != nil {
+		_ = f.ownedSet.Close()
+	}
+	f.ownedSet = set
+}
+
+// openOwnedSet returns a descriptor of the set in the owned slot, for the
+// caller to close: a duplicate of the one this process keeps, or, for a
+// set a previous agent pinned, one opened by ID (CAP_SYS_ADMIN).
+func (f *FastPath) openOwnedSet() (*ebpf.Map, error) {
+	if f.ownedSet != nil {
+		set, err := f.ownedSet.Clone()
+		if err != nil {
+			return nil, fmt.Errorf("open owned set: %w", err)
+		}
+		return set, nil
+	}
+	var id ebpf.MapID
+	if err := f.objs.VsOwned.Lookup(uint32(0), &id); err != nil {
+		return nil, fmt.Errorf("read owned set: %w", err)
+	}
+	set, err := ebpf.NewMapFromID(id)
+	if err != nil {
+		return nil, fmt.Errorf("open owned set (the previous agent's, by ID; needs CAP_SYS_ADMIN until this agent sets its own): %w", err)
+	}
+	return set, nil
 }
 
 // SetInterfaces attaches the program to the named interfaces (layer2 ones
@@ -579,16 +617,18 @@ func (f *FastPath) applyOwnedLocked() error {
 	if err != nil {
 		return fmt.Errorf("create owned set: %w", err)
 	}
-	defer set.Close()
 	one := uint8(1)
 	for _, k := range keys {
 		if err := set.Put(&k, &one); err != nil {
+			set.Close()
 			return fmt.Errorf("fill owned set: %w", err)
 		}
 	}
 	if err := f.objs.VsOwned.Put(uint32(0), set); err != nil {
+		set.Close()
 		return fmt.Errorf("swap owned set: %w", err)
 	}
+	f.keepOwnedSet(set)
 	return nil
 }
 
@@ -600,13 +640,9 @@ func (f *FastPath) Owned() (map[netip.Addr][]int, error) {
 	if f.closed {
 		return nil, errClosed
 	}
-	var id ebpf.MapID
-	if err := f.objs.VsOwned.Lookup(uint32(0), &id); err != nil {
-		return nil, fmt.Errorf("read owned set: %w", err)
-	}
-	set, err := ebpf.NewMapFromID(id)
+	set, err := f.openOwnedSet()
 	if err != nil {
-		return nil, fmt.Errorf("open owned set: %w", err)
+		return nil, err
 	}
 	defer set.Close()
 	out := map[netip.Addr][]int{}
@@ -937,13 +973,9 @@ func (f *FastPath) AnnounceOwned(iface string, vips []netip.Addr) (int, []netip.
 // ownedSetLocked opens the owned set in slot 0 and says whether the lease
 // is valid now.
 func (f *FastPath) ownedSetLocked() (*ebpf.Map, bool, error) {
-	var id ebpf.MapID
-	if err := f.objs.VsOwned.Lookup(uint32(0), &id); err != nil {
-		return nil, false, fmt.Errorf("read owned set: %w", err)
-	}
-	set, err := ebpf.NewMapFromID(id)
+	set, err := f.openOwnedSet()
 	if err != nil {
-		return nil, false, fmt.Errorf("open owned set: %w", err)
+		return nil, false, err
 	}
 	d, err := f.leaseLocked()
 	if err != nil {
@@ -1038,6 +1070,10 @@ func (f *FastPath) closeHandles() {
 		if a.link != nil {
 			_ = a.link.Close()
 		}
+	}
+	if f.ownedSet != nil {
+		_ = f.ownedSet.Close()
+		f.ownedSet = nil
 	}
 	f.objs.Close()
 	f.unlock()
