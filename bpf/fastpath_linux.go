@@ -105,6 +105,9 @@ type FastPath struct {
 	// CAP_SYS_ADMIN, which the DaemonSet does not grant. nil while the
 	// slot holds a set pinned by a previous agent.
 	ownedSet *ebpf.Map
+	// ownedKeys is what ownedSet holds (this process filled it), so
+	// AnnounceOwned checks ownership without a syscall per VIP.
+	ownedKeys map[vipKey]bool
 }
 
 // Load loads the program (reusing pinned maps, so the owned set, the lease
@@ -252,18 +255,18 @@ func (f *FastPath) ensureOwnedSet() error {
 		set.Close()
 		return fmt.Errorf("install owned set: %w", err)
 	}
-	f.keepOwnedSet(set)
+	f.keepOwnedSet(set, map[vipKey]bool{})
 	return nil
 }
 
-// keepOwnedSet records the set now in the owned slot, closing the
-// previous one's descriptor (the kernel frees a replaced set once no
-// program run uses it).
-func (f *FastPath) keepOwnedSet(set *ebpf.Map) {
+// keepOwnedSet records the set now in the owned slot and its keys,
+// closing the previous one's descriptor (the kernel frees a replaced set
+// once no program run uses it).
+func (f *FastPath) keepOwnedSet(set *ebpf.Map, keys map[vipKey]bool) {
 	if f.ownedSet != nil {
 		_ = f.ownedSet.Close()
 	}
-	f.ownedSet = set
+	f.ownedSet, f.ownedKeys = set, keys
 }
 
 // openOwnedSet returns a descriptor of the set in the owned slot, for the
@@ -628,7 +631,7 @@ func (f *FastPath) applyOwnedLocked() error {
 		set.Close()
 		return fmt.Errorf("swap owned set: %w", err)
 	}
-	f.keepOwnedSet(set)
+	f.keepOwnedSet(set, seen)
 	return nil
 }
 
@@ -915,11 +918,29 @@ func (f *FastPath) AnnounceOwned(iface string, vips []netip.Addr) (int, []netip.
 	if a == nil || a.flags&flagAnswer == 0 {
 		return 0, nil, fmt.Errorf("announce on %s: not a layer2 interface of the fast path", iface)
 	}
-	set, valid, err := f.ownedSetLocked()
-	if err != nil {
-		return 0, nil, fmt.Errorf("announce on %s: %w", iface, err)
+	// Owned: from the keys this process put in the set, or, for a set a
+	// previous agent pinned, from the map itself.
+	var (
+		valid bool
+		owns  func(k vipKey) bool
+	)
+	if f.ownedKeys != nil {
+		d, err := f.leaseLocked()
+		if err != nil {
+			return 0, nil, fmt.Errorf("announce on %s: %w", iface, err)
+		}
+		valid, owns = d > 0, func(k vipKey) bool { return f.ownedKeys[k] }
+	} else {
+		set, v, err := f.ownedSetLocked()
+		if err != nil {
+			return 0, nil, fmt.Errorf("announce on %s: %w", iface, err)
+		}
+		defer set.Close()
+		valid, owns = v, func(k vipKey) bool {
+			var one uint8
+			return set.Lookup(&k, &one) == nil
+		}
 	}
-	defer set.Close()
 	var arp, na []vipJob
 	var missed []netip.Addr
 	for _, v := range vips {
@@ -927,9 +948,8 @@ func (f *FastPath) AnnounceOwned(iface string, vips []netip.Addr) (int, []netip.
 			continue
 		}
 		v = v.Unmap()
-		var one uint8
 		k := vipKey{Ifindex: uint32(a.index), Addr: key16(v)}
-		if !valid || set.Lookup(&k, &one) != nil {
+		if !valid || !owns(k) {
 			missed = append(missed, v)
 			continue
 		}
@@ -1073,7 +1093,7 @@ func (f *FastPath) closeHandles() {
 	}
 	if f.ownedSet != nil {
 		_ = f.ownedSet.Close()
-		f.ownedSet = nil
+		f.ownedSet, f.ownedKeys = nil, nil
 	}
 	f.objs.Close()
 	f.unlock()
