@@ -1,0 +1,208 @@
+package sidebyside
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/vipspeaker/vipspeaker/kube"
+	"github.com/vipspeaker/vipspeaker/test/lab"
+	"github.com/vipspeaker/vipspeaker/test/lab/kubeapi"
+)
+
+// vipspeakerSys runs `vipspeaker run` on every node as the DaemonSet
+// would, with the ServiceAccount's token and the manifests from
+// deploy/kustomize. BGP: BFD 100 ms × 3 and graceful restart with the
+// router. L2: the XDP fast path pinned in the lab's bpffs.
+type vipspeakerSys struct {
+	bin      string
+	kcfg     string
+	speakers map[string]*lab.Process
+}
+
+func newVipspeaker(t testing.TB) *vipspeakerSys {
+	t.Helper()
+	bin, err := lab.BuildBinary("./cmd/vipspeaker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &vipspeakerSys{bin: bin, speakers: map[string]*lab.Process{}}
+}
+
+func (v *vipspeakerSys) Name() string { return "vipspeaker" }
+
+func (v *vipspeakerSys) RouterNeighbor(addr string) []string {
+	return []string{"neighbor " + addr + " bfd", "neighbor " + addr + " bfd profile fast"}
+}
+
+func (v *vipspeakerSys) RouterGlobal() string {
+	return "bfd\n profile fast\n  receive-interval 100\n  transmit-interval 100\n  detect-multiplier 3\n !\n!\n"
+}
+
+func (v *vipspeakerSys) toml(e *env) string {
+	return fmt.Sprintf(`default-class = true
+
+[interface]
+name = "kube-lb0"
+kind = "ifb"
+
+[[pools]]
+name = "bgp"
+addresses = [%q]
+
+[[pools]]
+name = "l2"
+addresses = [%q]
+mode = "layer2"
+auto-assign = false
+  [pools.layer2]
+  interfaces = ["eth0"]
+
+[layer2]
+fast-path = "auto"
+pin-dir = %q
+
+[membership]
+secret-file = "secret:memberlist/key"
+`, bgpPool, l2Pool, filepath.Join(e.bpffs, "vipspeaker"))
+}
+
+// gobgp is the agents' gobgp.conf: the router with BFD and graceful
+// restart; with a community, an export policy adds it to every VIP of the
+// BGP pool.
+func (v *vipspeakerSys) gobgp(community string) string {
+	policy := ""
+	if community != "" {
+		policy = fmt.Sprintf(`
+[global.apply-policy.config]
+  export-policy-list = ["tag-vips"]
+  default-export-policy = "accept-route"
+
+[[defined-sets.prefix-sets]]
+  prefix-set-name = "vips"
+  [[defined-sets.prefix-sets.prefix-list]]
+    ip-prefix = %q
+    masklength-range = "32..32"
+
+[[policy-definitions]]
+  name = "tag-vips"
+  [[policy-definitions.statements]]
+    name = "tag"
+    [policy-definitions.statements.conditions.match-prefix-set]
+      prefix-set = "vips"
+    [policy-definitions.statements.actions]
+      route-disposition = "accept-route"
+    [policy-definitions.statements.actions.bgp-actions.set-community]
+      options = "add"
+      [policy-definitions.statements.actions.bgp-actions.set-community.set-community-method]
+        communities-list = [%q]
+`, bgpPool, community)
+	}
+	return fmt.Sprintf(`[global.config]
+  as = %d
+%s
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = %q
+    peer-as = %d
+  [neighbors.timers.config]
+    connect-retry = 1
+    hold-time = 3
+    keepalive-interval = 1
+    idle-hold-time-after-reset = 1
+  [neighbors.bfd.config]
+    enabled = true
+    desired-minimum-tx-interval = 100000
+    required-minimum-receive = 100000
+    detection-multiplier = 3
+  [neighbors.graceful-restart.config]
+    enabled = true
+    restart-time = 30
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv4-unicast"
+    [neighbors.afi-safis.mp-graceful-restart.config]
+      enabled = true
+`, nodeAS, policy, routerAddr, routerAS)
+}
+
+func (v *vipspeakerSys) Install(t testing.TB, e *env) {
+	t.Helper()
+	root, err := lab.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// RBAC, namespace, ServiceAccount, ConfigMap as a user applies them;
+	// the DaemonSet as a dry run (no kubelet here).
+	if err := e.api.ApplyKustomization(filepath.Join(root, "deploy", "kustomize"), "DaemonSet"); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "memberlist", Namespace: kube.DefaultNamespace},
+		StringData: map[string]string{"key": "side-by-side-membership-secret-0123456789"}}
+	if _, err := e.cs.CoreV1().Secrets(kube.DefaultNamespace).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	v.setConfigMap(t, e, v.toml(e), v.gobgp(""))
+	if v.kcfg, err = e.api.Kubeconfig(kubeapi.AgentToken); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (v *vipspeakerSys) setConfigMap(t testing.TB, e *env, toml, gobgp string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	cm, err := e.cs.CoreV1().ConfigMaps(kube.DefaultNamespace).Get(ctx, kube.DefaultConfigMapName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Data = map[string]string{"vipspeaker.toml": toml, kube.GoBGPConfKey: gobgp}
+	if _, err := e.cs.CoreV1().ConfigMaps(kube.DefaultNamespace).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (v *vipspeakerSys) Start(t testing.TB, e *env) {
+	t.Helper()
+	for _, n := range nodeNames {
+		v.StartSpeaker(t, e, n)
+	}
+}
+
+func (v *vipspeakerSys) StartSpeaker(t testing.TB, e *env, n string) {
+	t.Helper()
+	p, err := e.nodes[n].Start("vipspeaker", []string{v.bin, "run",
+		"--kubeconfig", v.kcfg, "--node-name", n, "--run-dir", filepath.Join(e.l.Dir(), "run-"+n),
+		"--lease-duration", "4s", "--log-level", "info"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.speakers[n] = p
+}
+
+func (v *vipspeakerSys) Speaker(n string) *lab.Process { return v.speakers[n] }
+func (v *vipspeakerSys) Controller() *lab.Process      { return nil }
+
+func (v *vipspeakerSys) PoolAnnotations(pool string) map[string]string {
+	return map[string]string{kube.AnnotationPool: pool}
+}
+
+func (v *vipspeakerSys) SetCommunity(t testing.TB, e *env, community string) {
+	t.Helper()
+	v.setConfigMap(t, e, v.toml(e), v.gobgp(community))
+}
+
+func (v *vipspeakerSys) KubeProxy() bool { return false }
+
+// ready reports whether the agent on node n answers ARP (its responder
+// is up), for the L2 measurements.
+func (v *vipspeakerSys) ready(n string) bool {
+	return strings.Contains(v.speakers[n].Log(), "answering ARP/NDP on layer2 interface")
+}
