@@ -1,0 +1,580 @@
+package sidebyside
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/vipspeaker/vipspeaker/test/lab"
+)
+
+// The systems in the order they are measured. SIDEBYSIDE_SYSTEMS (comma
+// separated names) and SIDEBYSIDE_MEASURE (measurement names, see
+// BenchmarkSideBySide) narrow a run down while working on the harness.
+var systems = []struct {
+	name string
+	make func(testing.TB) system
+}{
+	{"vipspeaker", func(t testing.TB) system { return newVipspeaker(t) }},
+	{"metallb", func(t testing.TB) system { return newMetalLB(t) }},
+}
+
+func selected(envVar, name string) bool {
+	v := os.Getenv(envVar)
+	return v == "" || slices.Contains(strings.Split(v, ","), name)
+}
+
+func eachSystem(b *testing.B, run func(b *testing.B, sys system)) {
+	for _, s := range systems {
+		if !selected("SIDEBYSIDE_SYSTEMS", s.name) {
+			continue
+		}
+		b.Run(s.name, func(b *testing.B) { run(b, s.make(b)) })
+	}
+}
+
+// BenchmarkSideBySide runs, for each system in a lab of its own:
+//   - route: 100 Services created one after the other, each from creation
+//     to the route in FRR's kernel via all three nodes;
+//   - freeze: a node's speaker frozen (SIGSTOP) → that node's next hop gone
+//     from FRR's kernel, 10 times (vipspeaker: BFD 100 ms × 3; MetalLB:
+//     the 3 s hold timer, its shortest);
+//   - l2kill: the owner of an L2 VIP's speaker killed (kill -9) → the first
+//     ARP reply from another node at the client (a request every 10 ms),
+//     10 times;
+//   - restart: kill -9 of a speaker and start again, 5 times, with a ping
+//     every 10 ms to a BGP VIP only that node announces (Local policy)
+//     and to an L2 VIP owned by the restarted node;
+//   - community: a community added to and taken from what is advertised,
+//     10 changes: time until FRR shows it, sessions reset.
+//
+// Run with -benchtime 1x (each measurement repeats itself).
+func BenchmarkSideBySide(b *testing.B) {
+	eachSystem(b, func(b *testing.B, sys system) {
+		e := newEnv(b, sys)
+		steps := []struct {
+			name string
+			run  func(b *testing.B, e *env)
+		}{
+			{"route", measureServiceToRoute},
+			{"freeze", measureFreeze},
+			{"l2kill", measureL2Kill},
+			{"restart", measureRestart},
+			{"community", measureCommunity},
+		}
+		for _, s := range steps {
+			if selected("SIDEBYSIDE_MEASURE", s.name) {
+				start := time.Now()
+				s.run(b, e)
+				b.Logf("%s: %s took %v", sys.Name(), s.name, time.Since(start).Round(time.Second))
+			}
+		}
+	})
+}
+
+// BenchmarkSideBySideScale: 1,000 and 5,000 Services, each in a fresh lab,
+// created as fast as the API server takes them: time from the first
+// create until FRR's kernel routes all of them via all three nodes; the
+// speakers' and controller's RSS then; at 1,000 also the CPU the speakers
+// and controller use over 60 idle seconds.
+func BenchmarkSideBySideScale(b *testing.B) {
+	for _, s := range systems {
+		if !selected("SIDEBYSIDE_SYSTEMS", s.name) {
+			continue
+		}
+		b.Run(s.name, func(b *testing.B) {
+			for _, n := range []int{1000, 5000} {
+				if selected("SIDEBYSIDE_MEASURE", fmt.Sprint(n)) {
+					b.Run(fmt.Sprint(n), func(b *testing.B) { measureScale(b, s.make(b), n) })
+				}
+			}
+		})
+	}
+}
+
+func msOf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// pct is the p-th percentile (nearest rank; the p99 of fewer than 100
+// samples is their maximum).
+func pct(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := int(math.Ceil(p/100*float64(len(s)))) - 1
+	return s[max(0, min(i, len(s)-1))]
+}
+
+func report(b *testing.B, name string, ds []time.Duration) {
+	b.ReportMetric(msOf(pct(ds, 50)), name+"_p50_ms")
+	b.ReportMetric(msOf(pct(ds, 99)), name+"_p99_ms")
+	b.ReportMetric(float64(len(ds)), name+"_n")
+}
+
+// measureServiceToRoute: Service created → status address → route in
+// FRR's kernel with all three next hops, polled every 2 ms.
+func measureServiceToRoute(b *testing.B, e *env) {
+	var status, route []time.Duration
+	for i := range 100 {
+		s := svc{name: fmt.Sprintf("route-%03d", i), pool: "bgp"}
+		at := e.createService(b, s)
+		vip := e.waitIngress(b, s.name, 30*time.Second)
+		st := time.Now()
+		done := e.waitHops(b, vip, len(nodeNames), 2*time.Millisecond, 30*time.Second)
+		status, route = append(status, st.Sub(at)), append(route, done.Sub(at))
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.Logf("%s: Service → route p50 %v p99 %v (status p50 %v)", e.sys.Name(), pct(route, 50), pct(route, 99), pct(status, 50))
+	report(b, "route", route)
+	report(b, "status", status)
+}
+
+// bgpVIP returns the address of a BGP Service routed via all nodes,
+// creating it when needed.
+func (e *env) bgpVIP(b *testing.B, name string) netip.Addr {
+	if _, err := e.ingress(name); err != nil {
+		e.createService(b, svc{name: name, pool: "bgp"})
+	}
+	vip := e.waitIngress(b, name, 30*time.Second)
+	e.waitHops(b, vip, len(nodeNames), 20*time.Millisecond, 60*time.Second)
+	return vip
+}
+
+// waitBFD waits until FRR has every node's BFD session up (only when the
+// system's router config asks for BFD).
+func (e *env) waitBFD(b *testing.B) {
+	if e.sys.RouterGlobal() == "" {
+		return
+	}
+	lab.Eventually(b, 30*time.Second, 50*time.Millisecond, func() error {
+		out, err := e.frr.Vtysh("show bfd peers brief")
+		if err != nil {
+			return err
+		}
+		for _, n := range nodeNames {
+			ok := false
+			for _, l := range strings.Split(out, "\n") {
+				if strings.Contains(l, nodeAddr(n)) && strings.Contains(strings.ToLower(l), "up") {
+					ok = true
+				}
+			}
+			if !ok {
+				return fmt.Errorf("BFD with %s not up at FRR:\n%s", n, out)
+			}
+		}
+		return nil
+	})
+}
+
+// measureFreeze: SIGSTOP one node's speaker; time until FRR's kernel route
+// to a VIP no longer goes through that node; SIGCONT and wait for the
+// route to come back whole before the next node.
+func measureFreeze(b *testing.B, e *env) {
+	vip := e.bgpVIP(b, "freeze")
+	var gone []time.Duration
+	for i := range 10 {
+		n := nodeNames[i%len(nodeNames)]
+		e.waitHops(b, vip, len(nodeNames), 20*time.Millisecond, 90*time.Second)
+		e.waitBFD(b)
+		time.Sleep(time.Second)
+		p := e.sys.Speaker(n)
+		at := time.Now()
+		if err := p.Signal(syscall.SIGSTOP); err != nil {
+			b.Fatal(err)
+		}
+		var seen time.Time
+		lab.Eventually(b, 30*time.Second, 10*time.Millisecond, func() error {
+			h, err := e.hops(vip)
+			if err != nil {
+				return err
+			}
+			if slices.Contains(h, nodeAddr(n)) {
+				return fmt.Errorf("%s: frozen %s still a next hop for %s: %v", e.sys.Name(), n, vip, h)
+			}
+			seen = time.Now()
+			return nil
+		})
+		if err := p.Signal(syscall.SIGCONT); err != nil {
+			b.Fatal(err)
+		}
+		gone = append(gone, seen.Sub(at))
+		b.Logf("%s: froze %s: next hop gone after %v", e.sys.Name(), n, seen.Sub(at).Round(time.Millisecond))
+	}
+	e.waitHops(b, vip, len(nodeNames), 20*time.Millisecond, 90*time.Second)
+	report(b, "freeze", gone)
+}
+
+// l2VIP returns the address of an L2 Service (the lab's kube-proxy serves
+// it when the system needs one), creating it when needed.
+func (e *env) l2VIP(b *testing.B, name string) netip.Addr {
+	if _, err := e.ingress(name); err != nil {
+		e.createService(b, svc{name: name, pool: "l2"})
+	}
+	vip := e.waitIngress(b, name, 30*time.Second)
+	e.proxy(b, vip)
+	return vip
+}
+
+// nodeOf maps a MAC to its node ("" for none).
+func (e *env) nodeOf(mac string) string {
+	for n, m := range e.macs {
+		if m == mac {
+			return n
+		}
+	}
+	return ""
+}
+
+// l2Owner waits until every ARP reply for vip over the last second came
+// from one node's MAC and returns that node.
+func (e *env) l2Owner(b *testing.B, p *lab.ARPProber, timeout time.Duration) string {
+	var owner string
+	lab.Eventually(b, timeout, 100*time.Millisecond, func() error {
+		since := time.Now().Add(-time.Second)
+		macs := map[string]int{}
+		for _, r := range p.Replies() {
+			if r.At.After(since) {
+				macs[r.MAC]++
+			}
+		}
+		if len(macs) != 1 {
+			return fmt.Errorf("%s: ARP replies in the last second by %v, want one node", e.sys.Name(), macs)
+		}
+		for m, c := range macs {
+			if owner = e.nodeOf(m); owner == "" || c < 50 {
+				return fmt.Errorf("%s: %d replies in the last second from %s (node %q)", e.sys.Name(), c, m, owner)
+			}
+		}
+		return nil
+	})
+	return owner
+}
+
+// measureL2Kill: kill -9 the owner's speaker; time until the client's
+// ARP requests (every 10 ms) are answered by another node. The killed
+// speaker is started again and the lab waits for one owner before the
+// next round.
+func measureL2Kill(b *testing.B, e *env) {
+	vip := e.l2VIP(b, "l2kill")
+	p, err := e.client.StartARPProber("eth0", netip.MustParseAddr(clientAddr), vip, 10*time.Millisecond)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Stop(0)
+	var fail []time.Duration
+	for range 10 {
+		owner := e.l2Owner(b, p, 90*time.Second)
+		time.Sleep(2 * time.Second) // memberlist settled after the last restart
+		owner = e.l2Owner(b, p, 60*time.Second)
+		at := time.Now()
+		if err := e.sys.Speaker(owner).Kill(); err != nil {
+			b.Fatal(err)
+		}
+		var r lab.ARPReply
+		lab.Eventually(b, 60*time.Second, 5*time.Millisecond, func() error {
+			var ok bool
+			if r, ok = p.FirstFrom(at, e.macs[owner]); !ok {
+				return fmt.Errorf("%s: no node but %s answers for %s since the kill", e.sys.Name(), owner, vip)
+			}
+			return nil
+		})
+		fail = append(fail, r.At.Sub(at))
+		b.Logf("%s: killed %s's speaker: %s answered after %v", e.sys.Name(), owner, e.nodeOf(r.MAC), r.At.Sub(at).Round(time.Millisecond))
+		e.sys.StartSpeaker(b, e, owner)
+		e.waitSessions(b)
+	}
+	report(b, "l2kill", fail)
+}
+
+// measureRestart: the speaker on n1 killed (kill -9) and started again,
+// 5 times, while the client pings two VIPs every 10 ms: a BGP VIP with
+// externalTrafficPolicy Local and its only endpoint on n1 (so only n1
+// announces it), and an L2 VIP n1 answers for. Right after each kill the
+// client forgets the L2 VIP's MAC (its ARP entry runs out during the
+// restart), so it must ask again while the speaker is away.
+func measureRestart(b *testing.B, e *env) {
+	const node = "n1"
+	ctx := context.Background()
+	if _, err := e.ingress("restart-bgp"); err != nil {
+		e.createService(b, svc{name: "restart-bgp", pool: "bgp", local: true})
+	}
+	bgp := e.waitIngress(b, "restart-bgp", 30*time.Second)
+	e.proxy(b, bgp)
+	e.waitHops(b, bgp, 1, 20*time.Millisecond, 60*time.Second)
+	// An L2 VIP owned by n1: Services are created until n1 owns one.
+	var l2 netip.Addr
+	prob := func(vip netip.Addr) string {
+		p, err := e.client.StartARPProber("eth0", netip.MustParseAddr(clientAddr), vip, 10*time.Millisecond)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer p.Stop(0)
+		return e.l2Owner(b, p, 60*time.Second)
+	}
+	for i := 0; ; i++ {
+		if i == 6 {
+			b.Fatalf("%s: none of 6 L2 VIPs is owned by %s", e.sys.Name(), node)
+		}
+		vip := e.l2VIP(b, fmt.Sprintf("restart-l2-%d", i))
+		if prob(vip) == node {
+			l2 = vip
+			break
+		}
+	}
+	var lostBGP, lostL2 []float64
+	for range 5 {
+		pb, err := e.client.StartPinger(bgp.String(), 10*time.Millisecond)
+		if err != nil {
+			b.Fatal(err)
+		}
+		pl, err := e.client.StartPinger(l2.String(), 10*time.Millisecond)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pb.WaitReplies(20, 10*time.Second); err != nil {
+			b.Fatalf("%s: BGP VIP %s before the restart: %v", e.sys.Name(), bgp, err)
+		}
+		if err := pl.WaitReplies(20, 10*time.Second); err != nil {
+			b.Fatalf("%s: L2 VIP %s before the restart: %v", e.sys.Name(), l2, err)
+		}
+		if err := e.sys.Speaker(node).Kill(); err != nil {
+			b.Fatal(err)
+		}
+		_, _ = e.client.Run(ctx, "ip", "neigh", "flush", "to", l2.String(), "dev", "eth0")
+		e.sys.StartSpeaker(b, e, node)
+		e.waitSessions(b)
+		// Long enough for a lost route to come back and the GR timer of a
+		// stale one to matter: 15 s of pings after the kill.
+		time.Sleep(15 * time.Second)
+		rb, rl := pb.Stop(), pl.Stop()
+		lostBGP, lostL2 = append(lostBGP, float64(rb.Lost())), append(lostL2, float64(rl.Lost()))
+		b.Logf("%s: restart of %s: BGP VIP %v; L2 VIP %v", e.sys.Name(), node, rb, rl)
+		e.waitHops(b, bgp, 1, 20*time.Millisecond, 60*time.Second)
+	}
+	sum := func(xs []float64) float64 {
+		s := 0.0
+		for _, x := range xs {
+			s += x
+		}
+		return s
+	}
+	b.ReportMetric(sum(lostBGP), "restart_bgp_lost")
+	b.ReportMetric(slices.Max(lostBGP), "restart_bgp_lost_max")
+	b.ReportMetric(sum(lostL2), "restart_l2_lost")
+	b.ReportMetric(slices.Max(lostL2), "restart_l2_lost_max")
+	b.ReportMetric(float64(len(lostBGP)), "restarts")
+}
+
+// frrSessions returns FRR's count of established connections per node
+// session (a reset shows as one more).
+func (e *env) frrSessions(b *testing.B) map[string]int {
+	out := map[string]int{}
+	for _, n := range nodeNames {
+		a := nodeAddr(n)
+		var doc map[string]struct {
+			ConnectionsEstablished int `json:"connectionsEstablished"`
+		}
+		if err := e.frr.VtyshJSON("show bgp neighbors "+a+" json", &doc); err != nil {
+			b.Fatal(err)
+		}
+		out[a] = doc[a].ConnectionsEstablished
+	}
+	return out
+}
+
+// communities returns how many of FRR's paths to vip carry community c,
+// and how many paths there are.
+func (e *env) communities(vip netip.Addr, c string) (with, paths int, err error) {
+	var doc struct {
+		Paths []struct {
+			Community *struct {
+				String string `json:"string"`
+			} `json:"community"`
+		} `json:"paths"`
+	}
+	if err := e.frr.VtyshJSON("show bgp ipv4 unicast "+vip.String()+"/32 json", &doc); err != nil {
+		return 0, 0, err
+	}
+	for _, p := range doc.Paths {
+		if p.Community != nil && slices.Contains(strings.Fields(p.Community.String), c) {
+			with++
+		}
+	}
+	return with, len(doc.Paths), nil
+}
+
+// measureCommunity: the operator adds community 64512:100 to everything
+// advertised, then takes it away, 10 changes; each time from the API write
+// until every node's path in FRR's table shows the change.
+func measureCommunity(b *testing.B, e *env) {
+	const c = "64512:100"
+	vip := e.bgpVIP(b, "community")
+	before := e.frrSessions(b)
+	var took []time.Duration
+	for i := range 10 {
+		add := i%2 == 0
+		want := 0
+		if add {
+			want = len(nodeNames)
+		}
+		time.Sleep(500 * time.Millisecond)
+		at := time.Now()
+		if add {
+			e.sys.SetCommunity(b, e, c)
+		} else {
+			e.sys.SetCommunity(b, e, "")
+		}
+		var seen time.Time
+		lab.Eventually(b, 60*time.Second, 10*time.Millisecond, func() error {
+			with, paths, err := e.communities(vip, c)
+			if err != nil {
+				return err
+			}
+			if with != want || paths != len(nodeNames) {
+				return fmt.Errorf("%s: %d of %d paths to %s carry %s, want %d of %d", e.sys.Name(), with, paths, vip, c, want, len(nodeNames))
+			}
+			seen = time.Now()
+			return nil
+		})
+		took = append(took, seen.Sub(at))
+	}
+	after := e.frrSessions(b)
+	resets := 0
+	for a, n := range after {
+		resets += n - before[a]
+	}
+	b.Logf("%s: community changes seen in FRR after p50 %v p99 %v; sessions reset %d", e.sys.Name(), pct(took, 50), pct(took, 99), resets)
+	report(b, "community", took)
+	b.ReportMetric(float64(resets), "community_resets")
+}
+
+// measureScale creates n Services (16 at a time) in a fresh lab and times
+// until FRR's kernel routes all n VIPs of the BGP pool via every node.
+func measureScale(b *testing.B, sys system, n int) {
+	e := newEnv(b, sys)
+	pool := netip.MustParsePrefix(bgpPool)
+	start := time.Now()
+	var wg sync.WaitGroup
+	work := make(chan int)
+	var failed sync.Once
+	var failure error
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx := context.Background()
+			for i := range work {
+				s := svc{name: fmt.Sprintf("scale-%05d", i), pool: "bgp"}
+				if _, err := e.cs.DiscoveryV1().EndpointSlices(svcNS).Create(ctx, e.endpointSlice(s), metav1.CreateOptions{}); err != nil {
+					failed.Do(func() { failure = err })
+					continue
+				}
+				if _, err := e.cs.CoreV1().Services(svcNS).Create(ctx, e.service(s), metav1.CreateOptions{}); err != nil {
+					failed.Do(func() { failure = err })
+				}
+			}
+		}()
+	}
+	for i := range n {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	if failure != nil {
+		b.Fatalf("%s: creating %d Services: %v", sys.Name(), n, failure)
+	}
+	created := time.Since(start)
+	var all time.Duration
+	routed := 0
+	lab.Eventually(b, 30*time.Minute, 250*time.Millisecond, func() error {
+		rs, err := e.router.KernelRoutes()
+		if err != nil {
+			return err
+		}
+		routed = 0
+		for _, r := range rs {
+			if pool.Contains(r.Dst.Addr()) && r.Dst.Bits() == 32 && len(r.Gateways) == len(nodeNames) {
+				routed++
+			}
+		}
+		if routed < n {
+			return fmt.Errorf("%s: %d of %d Services routed via all nodes after %v", sys.Name(), routed, n, time.Since(start).Round(time.Second))
+		}
+		all = time.Since(start)
+		return nil
+	})
+	b.Logf("%s: %d Services created in %v, all routed after %v", sys.Name(), n, created.Round(time.Millisecond), all.Round(time.Millisecond))
+	b.ReportMetric(all.Seconds(), "all_routed_s")
+	b.ReportMetric(created.Seconds(), "created_s")
+	time.Sleep(5 * time.Second) // settle before reading memory
+	speakerMax, speakerSum := 0, 0
+	for _, nd := range nodeNames {
+		kb, err := rssKB(sys.Speaker(nd).PID())
+		if err != nil {
+			b.Fatal(err)
+		}
+		speakerMax, speakerSum = max(speakerMax, kb), speakerSum+kb
+	}
+	ctrl := 0
+	if c := sys.Controller(); c != nil {
+		kb, err := rssKB(c.PID())
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctrl = kb
+	}
+	b.ReportMetric(float64(speakerMax)/1024, "speaker_rss_max_MiB")
+	b.ReportMetric(float64(ctrl)/1024, "controller_rss_MiB")
+	b.ReportMetric(float64(speakerSum+ctrl)/1024, "total_rss_MiB")
+	if n != 1000 {
+		return
+	}
+	// 60 idle seconds with 1,000 Services.
+	pids := map[string]int{}
+	for _, nd := range nodeNames {
+		pids["speaker-"+nd] = sys.Speaker(nd).PID()
+	}
+	if c := sys.Controller(); c != nil {
+		pids["controller"] = c.PID()
+	}
+	t0 := map[string]int64{}
+	for k, pid := range pids {
+		v, err := cpuTicks(pid)
+		if err != nil {
+			b.Fatal(err)
+		}
+		t0[k] = v
+	}
+	time.Sleep(60 * time.Second)
+	var speakers, ctrlCPU float64
+	per := map[string]float64{}
+	for k, pid := range pids {
+		v, err := cpuTicks(pid)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s := float64(v-t0[k]) / 100 // USER_HZ
+		per[k] = s
+		if k == "controller" {
+			ctrlCPU = s
+		} else {
+			speakers += s
+		}
+	}
+	js, _ := json.Marshal(per)
+	b.Logf("%s: CPU seconds over 60 idle s with 1,000 Services: %s", sys.Name(), js)
+	b.ReportMetric(speakers, "idle_cpu_s_speakers")
+	b.ReportMetric(ctrlCPU, "idle_cpu_s_controller")
+}
