@@ -110,9 +110,13 @@ func benchLayer2(r *report.Report) error {
 	return err
 }
 
-func benchKube(r *report.Report) error {
+func benchKube(r *report.Report) error { return runAll(r, kubeBenches) }
+
+// runAll runs the benchmarks one after the other and returns the first
+// error (each adds its figures either way).
+func runAll(r *report.Report, gs []goBench) error {
 	var first error
-	for _, g := range kubeBenches {
+	for _, g := range gs {
 		if err := g.run(r); err != nil && first == nil {
 			first = err
 		}

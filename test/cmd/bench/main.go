@@ -37,6 +37,7 @@ func sections() []section {
 		{"layer2", benchLayer2},
 		{"bpf", benchBPF},
 		{"kube", benchKube},
+		{"metallb", benchMetalLB},
 	}
 }
 

@@ -218,6 +218,8 @@ func (e *env) service(s svc) *corev1.Service {
 			Type:     corev1.ServiceTypeLoadBalancer,
 			Selector: map[string]string{"app": s.name},
 			Ports:    []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}},
+			// 5,000 Services would exhaust the NodePort range (30000–32767).
+			AllocateLoadBalancerNodePorts: ptr(false),
 		},
 	}
 	if s.local {
