@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,7 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
-	"sigs.k8s.io/yaml"
 
 	"github.com/vipspeaker/vipspeaker/internal/nstest"
 	"github.com/vipspeaker/vipspeaker/test/lab"
@@ -322,66 +320,6 @@ func (m *metallbSys) installCRDs(ctx context.Context, t testing.TB) {
 			t.Fatal(err)
 		}
 	}
-}
-
-// readCRD reads one CRD file and widens every 32-bit integer whose declared
-// maximum does not fit 32 bits to int64. MetalLB declares the ASNs
-// (BGPPeer myASN, peerASN) `format: int32` with `maximum: 4294967295`, the
-// unsigned 32-bit ASN range; kube-apiserver 1.37 checks that a schema's
-// bounds fit its format and refuses those CRDs. int64 holds the range and
-// is what the schema means; MetalLB's own Go types (uint32) are not
-// affected. The fix is made in memory: nothing of MetalLB is copied.
-func readCRD(path string) (*unstructured.Unstructured, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read CRD: %w", err)
-	}
-	js, err := yaml.YAMLToJSON(data)
-	if err != nil {
-		return nil, fmt.Errorf("CRD %s: %w", filepath.Base(path), err)
-	}
-	u := &unstructured.Unstructured{}
-	if err := u.UnmarshalJSON(js); err != nil {
-		return nil, fmt.Errorf("CRD %s: %w", filepath.Base(path), err)
-	}
-	widenInt32(u.Object)
-	return u, nil
-}
-
-// widenInt32 walks a decoded schema and turns `format: int32` into int64
-// where the node's maximum exceeds math.MaxInt32. It returns how many
-// nodes it changed.
-func widenInt32(v any) int {
-	n := 0
-	switch v := v.(type) {
-	case map[string]any:
-		if v["format"] == "int32" {
-			if max, ok := asFloat(v["maximum"]); ok && max > math.MaxInt32 {
-				v["format"] = "int64"
-				n++
-			}
-		}
-		for _, c := range v {
-			n += widenInt32(c)
-		}
-	case []any:
-		for _, c := range v {
-			n += widenInt32(c)
-		}
-	}
-	return n
-}
-
-func asFloat(v any) (float64, bool) {
-	switch v := v.(type) {
-	case int64:
-		return float64(v), true
-	case float64:
-		return v, true
-	case int:
-		return float64(v), true
-	}
-	return 0, false
 }
 
 // createSpeakerPods plays the DaemonSet and the kubelet: a Pod per node,

@@ -27,8 +27,12 @@ func BenchmarkVipspeakerSmoke(b *testing.B) { smoke(b, newVipspeaker(b)) }
 
 func smoke(b *testing.B, sys system) {
 	start := time.Now()
+	logf := func(format string, args ...any) {
+		b.Helper()
+		b.Logf("[%5.1fs] "+format, append([]any{time.Since(start).Seconds()}, args...)...)
+	}
 	e := newEnv(b, sys)
-	b.Logf("%s: lab up, all sessions established in %v", sys.Name(), time.Since(start).Round(time.Millisecond))
+	logf("%s: lab up, all sessions established in %v", sys.Name(), time.Since(start).Round(time.Millisecond))
 
 	// BGP: status address, then the route via every node, then a ping.
 	at := e.createService(b, svc{name: "a", pool: "bgp"})
@@ -39,7 +43,7 @@ func smoke(b *testing.B, sys system) {
 	}
 	e.proxy(b, vip)
 	routedAt := e.waitHops(b, vip, len(nodeNames), 5*time.Millisecond, 30*time.Second)
-	b.Logf("%s: BGP Service → status %s in %v, → route via %d next hops in %v", sys.Name(), vip,
+	logf("%s: BGP Service → status %s in %v, → route via %d next hops in %v", sys.Name(), vip,
 		statusAt.Sub(at).Round(time.Millisecond), len(nodeNames), routedAt.Sub(at).Round(time.Millisecond))
 	b.ReportMetric(msec(routedAt.Sub(at)), "bgp-route-ms")
 	if err := e.client.Ping(vip.String()); err != nil {
@@ -57,7 +61,7 @@ func smoke(b *testing.B, sys system) {
 			}
 			return nil
 		})
-		b.Logf("%s: every speaker ready for L2 %v after the lab's start", sys.Name(), time.Since(start).Round(time.Millisecond))
+		logf("%s: every speaker ready for L2 %v after the lab's start", sys.Name(), time.Since(start).Round(time.Millisecond))
 	}
 	at = e.createService(b, svc{name: "l", pool: "l2"})
 	l2 := e.waitIngress(b, "l", 30*time.Second)
@@ -77,11 +81,12 @@ func smoke(b *testing.B, sys system) {
 			b.Fatalf("%s: %s answered by %s, no node's MAC (%v)", sys.Name(), l2, mac, e.macs)
 		}
 	}
-	b.Logf("%s: L2 Service → %s answered by %v in %v", sys.Name(), l2, e.nodesOfMACs(macs), answeredAt.Sub(at).Round(time.Millisecond))
+	logf("%s: L2 Service → %s answered by %v in %v", sys.Name(), l2, e.nodesOfMACs(macs), answeredAt.Sub(at).Round(time.Millisecond))
 	b.ReportMetric(msec(answeredAt.Sub(at)), "l2-answer-ms")
 	if err := e.client.Ping(l2.String()); err != nil {
 		b.Fatalf("%s: %v", sys.Name(), err)
 	}
+	logf("%s: %s pinged", sys.Name(), l2)
 	// Once the speakers agree, exactly one node answers.
 	lab.Eventually(b, 30*time.Second, 200*time.Millisecond, func() error {
 		macs, err := e.arping(l2)
@@ -94,25 +99,61 @@ func smoke(b *testing.B, sys system) {
 		return nil
 	})
 
+	logf("%s: %s answered by one node", sys.Name(), l2)
+
 	// A community: at the router, with no session reset; then removed.
 	before := e.sessionsEstablished(b)
 	const community = "64512:100"
 	at = time.Now()
 	sys.SetCommunity(b, e, community)
 	seenAt := e.waitCommunity(b, vip, community, true)
-	b.Logf("%s: community %s at FRR %v after the change", sys.Name(), community, seenAt.Sub(at).Round(time.Millisecond))
+	logf("%s: community %s at FRR %v after the change", sys.Name(), community, seenAt.Sub(at).Round(time.Millisecond))
 	b.ReportMetric(msec(seenAt.Sub(at)), "community-ms")
 	at = time.Now()
 	sys.SetCommunity(b, e, "")
 	goneAt := e.waitCommunity(b, vip, community, false)
-	b.Logf("%s: community gone from FRR %v after the change", sys.Name(), goneAt.Sub(at).Round(time.Millisecond))
+	logf("%s: community gone from FRR %v after the change", sys.Name(), goneAt.Sub(at).Round(time.Millisecond))
 	after := e.sessionsEstablished(b)
 	resets := 0
 	for a, n := range after {
 		resets += n - before[a]
 	}
-	b.Logf("%s: sessions re-established during the community changes: %d", sys.Name(), resets)
+	logf("%s: sessions re-established during the community changes: %d", sys.Name(), resets)
 	b.ReportMetric(float64(resets), "session-resets")
+
+	// A speaker restarted as a rolling update does (kill -9, start again):
+	// its session and routes come back, and it sees the others again.
+	n := nodeNames[0]
+	at = time.Now()
+	if err := sys.Speaker(n).Kill(); err != nil {
+		b.Fatal(err)
+	}
+	lab.Eventually(b, 10*time.Second, 5*time.Millisecond, func() error {
+		if st, err := e.frr.PeerState(nodeAddr(n)); err != nil || st == "Established" {
+			return fmt.Errorf("%s: FRR's session with %s still %q after kill -9 (%v)", sys.Name(), n, st, err)
+		}
+		return nil
+	})
+	downAt := time.Now()
+	sys.StartSpeaker(b, e, n)
+	if err := e.frr.WaitEstablished(nodeAddr(n), 60*time.Second); err != nil {
+		b.Fatalf("%s: FRR and restarted %s: %v", sys.Name(), n, err)
+	}
+	upAt := time.Now()
+	hopsAt := e.waitHops(b, vip, len(nodeNames), 5*time.Millisecond, 30*time.Second)
+	logf("%s: %s killed: session down at FRR after %v; started again: session up %v later, route via %d next hops %v later",
+		sys.Name(), n, downAt.Sub(at).Round(time.Millisecond), upAt.Sub(downAt).Round(time.Millisecond), len(nodeNames), hopsAt.Sub(downAt).Round(time.Millisecond))
+	if r, ok := sys.(interface{ ready(string) bool }); ok {
+		lab.Eventually(b, 60*time.Second, 10*time.Millisecond, func() error {
+			for _, n := range nodeNames {
+				if !r.ready(n) {
+					return fmt.Errorf("%s: speaker on %s not ready for L2 after the restart", sys.Name(), n)
+				}
+			}
+			return nil
+		})
+		logf("%s: every speaker ready for L2 %v after the restart", sys.Name(), time.Since(downAt).Round(time.Millisecond))
+	}
 }
 
 func msec(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
