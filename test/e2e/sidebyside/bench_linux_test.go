@@ -186,9 +186,17 @@ func measureFreeze(b *testing.B, e *env) {
 	var gone []time.Duration
 	for i := range 10 {
 		n := nodeNames[i%len(nodeNames)]
-		e.waitHops(b, vip, len(nodeNames), 20*time.Millisecond, 90*time.Second)
-		e.waitBFD(b)
-		time.Sleep(time.Second)
+		// Whole and steady for a second (a session that flapped under load
+		// would make the next hop vanish for another reason).
+		lab.Eventually(b, 90*time.Second, 20*time.Millisecond, func() error {
+			e.waitHops(b, vip, len(nodeNames), 20*time.Millisecond, 90*time.Second)
+			e.waitBFD(b)
+			time.Sleep(time.Second)
+			if h, err := e.hops(vip); err != nil || len(h) != len(nodeNames) {
+				return fmt.Errorf("%s: route to %s changed while settling: %v %v", e.sys.Name(), vip, h, err)
+			}
+			return nil
+		})
 		p := e.sys.Speaker(n)
 		at := time.Now()
 		if err := p.Signal(syscall.SIGSTOP); err != nil {
@@ -262,6 +270,23 @@ func (e *env) l2Owner(b *testing.B, p *lab.ARPProber, timeout time.Duration) str
 	return owner
 }
 
+// readier is a system that can tell when its speaker on a node has joined
+// the others (L2 ownership agreed).
+type readier interface{ ready(node string) bool }
+
+func (e *env) waitReady(b *testing.B, n string) {
+	r, ok := e.sys.(readier)
+	if !ok {
+		return
+	}
+	lab.Eventually(b, 60*time.Second, 100*time.Millisecond, func() error {
+		if !r.ready(n) {
+			return fmt.Errorf("%s: speaker on %s has not joined the others", e.sys.Name(), n)
+		}
+		return nil
+	})
+}
+
 // measureL2Kill: kill -9 the owner's speaker; time until the client's
 // ARP requests (every 10 ms) are answered by another node. The killed
 // speaker is started again and the lab waits for one owner before the
@@ -294,19 +319,20 @@ func measureL2Kill(b *testing.B, e *env) {
 		b.Logf("%s: killed %s's speaker: %s answered after %v", e.sys.Name(), owner, e.nodeOf(r.MAC), r.At.Sub(at).Round(time.Millisecond))
 		e.sys.StartSpeaker(b, e, owner)
 		e.waitSessions(b)
+		e.waitReady(b, owner)
 	}
 	report(b, "l2kill", fail)
 }
 
 // measureRestart: the speaker on n1 killed (kill -9) and started again,
-// 5 times, while the client pings two VIPs every 10 ms: a BGP VIP with
-// externalTrafficPolicy Local and its only endpoint on n1 (so only n1
-// announces it), and an L2 VIP n1 answers for. Right after each kill the
-// client forgets the L2 VIP's MAC (its ARP entry runs out during the
-// restart), so it must ask again while the speaker is away.
+// 5 times, as a rolling update replaces it. Watched from the client, one
+// request every 10 ms each: pings to a BGP VIP with externalTrafficPolicy
+// Local and its only endpoint on n1 (so only n1 announces it), with the
+// router's kernel route to it polled as often; ARP requests for an L2 VIP
+// n1 answers for (a client whose ARP entry runs out during the restart
+// asks exactly this), and pings to it.
 func measureRestart(b *testing.B, e *env) {
 	const node = "n1"
-	ctx := context.Background()
 	if _, err := e.ingress("restart-bgp"); err != nil {
 		e.createService(b, svc{name: "restart-bgp", pool: "bgp", local: true})
 	}
@@ -333,7 +359,7 @@ func measureRestart(b *testing.B, e *env) {
 			break
 		}
 	}
-	var lostBGP, lostL2 []float64
+	var lostBGP, lostL2, routeGap, arpGap []float64
 	for range 5 {
 		pb, err := e.client.StartPinger(bgp.String(), 10*time.Millisecond)
 		if err != nil {
@@ -343,24 +369,35 @@ func measureRestart(b *testing.B, e *env) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		arp, err := e.client.StartARPProber("eth0", netip.MustParseAddr(clientAddr), l2, 10*time.Millisecond)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rw := e.watchRoute(bgp)
 		if err := pb.WaitReplies(20, 10*time.Second); err != nil {
 			b.Fatalf("%s: BGP VIP %s before the restart: %v", e.sys.Name(), bgp, err)
 		}
 		if err := pl.WaitReplies(20, 10*time.Second); err != nil {
 			b.Fatalf("%s: L2 VIP %s before the restart: %v", e.sys.Name(), l2, err)
 		}
+		killed := time.Now()
 		if err := e.sys.Speaker(node).Kill(); err != nil {
 			b.Fatal(err)
 		}
-		_, _ = e.client.Run(ctx, "ip", "neigh", "flush", "to", l2.String(), "dev", "eth0")
 		e.sys.StartSpeaker(b, e, node)
 		e.waitSessions(b)
-		// Long enough for a lost route to come back and the GR timer of a
-		// stale one to matter: 15 s of pings after the kill.
-		time.Sleep(15 * time.Second)
+		// Long enough for a lost route to come back and for the GR timer
+		// of a stale one to matter: 15 s after the kill.
+		time.Sleep(15*time.Second - time.Since(killed))
 		rb, rl := pb.Stop(), pl.Stop()
+		arp.Stop(50 * time.Millisecond)
+		gap := rw.stop()
+		ag := maxGap(arp.Replies(), killed.Add(-time.Second), time.Now())
 		lostBGP, lostL2 = append(lostBGP, float64(rb.Lost())), append(lostL2, float64(rl.Lost()))
-		b.Logf("%s: restart of %s: BGP VIP %v; L2 VIP %v", e.sys.Name(), node, rb, rl)
+		routeGap, arpGap = append(routeGap, msOf(gap)), append(arpGap, msOf(ag))
+		b.Logf("%s: restart of %s: BGP VIP %v, route missing at the router for %v at most; L2 VIP %v, longest time without an ARP reply %v",
+			e.sys.Name(), node, rb, gap.Round(time.Millisecond), rl, ag.Round(time.Millisecond))
+		e.waitReady(b, node)
 		e.waitHops(b, bgp, 1, 20*time.Millisecond, 60*time.Second)
 	}
 	sum := func(xs []float64) float64 {
@@ -371,10 +408,67 @@ func measureRestart(b *testing.B, e *env) {
 		return s
 	}
 	b.ReportMetric(sum(lostBGP), "restart_bgp_lost")
-	b.ReportMetric(slices.Max(lostBGP), "restart_bgp_lost_max")
+	b.ReportMetric(slices.Max(routeGap), "restart_bgp_route_gap_max_ms")
 	b.ReportMetric(sum(lostL2), "restart_l2_lost")
-	b.ReportMetric(slices.Max(lostL2), "restart_l2_lost_max")
+	b.ReportMetric(slices.Max(arpGap), "restart_l2_arp_gap_max_ms")
 	b.ReportMetric(float64(len(lostBGP)), "restarts")
+}
+
+// maxGap is the longest time in [from, to] without a reply.
+func maxGap(rs []lab.ARPReply, from, to time.Time) time.Duration {
+	last, longest := from, time.Duration(0)
+	for _, r := range rs {
+		if r.At.Before(from) || r.At.After(to) {
+			continue
+		}
+		longest = max(longest, r.At.Sub(last))
+		last = r.At
+	}
+	return max(longest, to.Sub(last))
+}
+
+// routeWatch polls the router's kernel for one VIP every 10 ms and keeps
+// the longest time it had no route.
+type routeWatch struct {
+	done    chan struct{}
+	stopped chan struct{}
+	longest time.Duration
+}
+
+func (e *env) watchRoute(vip netip.Addr) *routeWatch {
+	w := &routeWatch{done: make(chan struct{}), stopped: make(chan struct{})}
+	go func() {
+		defer close(w.stopped)
+		var missing time.Time
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			h, err := e.hops(vip)
+			now := time.Now()
+			switch {
+			case err == nil && len(h) == 0 && missing.IsZero():
+				missing = now
+			case err == nil && len(h) > 0 && !missing.IsZero():
+				w.longest = max(w.longest, now.Sub(missing))
+				missing = time.Time{}
+			}
+			select {
+			case <-w.done:
+				if !missing.IsZero() {
+					w.longest = max(w.longest, now.Sub(missing))
+				}
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return w
+}
+
+func (w *routeWatch) stop() time.Duration {
+	close(w.done)
+	<-w.stopped
+	return w.longest
 }
 
 // frrSessions returns FRR's count of established connections per node
