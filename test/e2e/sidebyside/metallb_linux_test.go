@@ -204,8 +204,12 @@ func (m *metallbSys) PoolAnnotations(pool string) map[string]string {
 
 func (m *metallbSys) Speaker(n string) *lab.Process { return m.speakers[n] }
 func (m *metallbSys) Controller() *lab.Process      { return m.controller }
-func speakerPodName(node string) string             { return "speaker-" + node }
-func (m *metallbSys) secretValue() string           { return "side-by-side-metallb-memberlist-0123456789" }
+
+func speakerPodName(node string) string { return "speaker-" + node }
+
+func (m *metallbSys) secretValue() string { return "side-by-side-metallb-memberlist-0123456789" }
+
+// obj is an empty MetalLB object of kind in MetalLB's namespace.
 func (m *metallbSys) obj(kind string) *unstructured.Unstructured {
 	u := &unstructured.Unstructured{}
 	u.SetAPIVersion("metallb.io/v1beta1")
@@ -214,6 +218,13 @@ func (m *metallbSys) obj(kind string) *unstructured.Unstructured {
 	return u
 }
 
+// Install writes what MetalLB's native manifests would, minus RBAC and
+// the webhook: the namespace, the CRDs from the module, the memberlist
+// Secret (created here; the controller would create one itself when given
+// --ml-secret-name, so it is not), the speaker Pods, and the equivalent of
+// vipspeaker's configuration: pools "bgp" (auto-assigned) and "l2" (by
+// annotation only), the router as BGPPeer, a BGPAdvertisement for "bgp"
+// and an L2Advertisement for "l2" on eth0.
 func (m *metallbSys) Install(t testing.TB, e *env) {
 	t.Helper()
 	var err error
