@@ -18,14 +18,16 @@ import (
 // L2 failover, a restart gap). It reads and writes through a packet socket
 // in the host's namespace (root); the host's own ARP cache is not touched.
 type ARPProber struct {
-	conn    *packet.Conn
-	req     []byte
-	src     netip.Addr
-	target  netip.Addr
-	every   time.Duration
-	mu      sync.Mutex
-	sent    int
-	replies []ARPReply
+	conn     *packet.Conn
+	req      []byte
+	src      netip.Addr
+	target   netip.Addr
+	every    time.Duration
+	mu       sync.Mutex
+	sent     int
+	lastSent time.Time
+	sentAt   []time.Time
+	replies  []ARPReply
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -92,6 +94,8 @@ func (p *ARPProber) send() {
 		if _, err := p.conn.WriteTo(p.req, dst); err == nil {
 			p.mu.Lock()
 			p.sent++
+			p.lastSent = time.Now()
+			p.sentAt = append(p.sentAt, p.lastSent)
 			p.mu.Unlock()
 		}
 	}
@@ -132,6 +136,53 @@ func (p *ARPProber) Sent() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.sent
+}
+
+// LastSent is when the last request went out.
+func (p *ARPProber) LastSent() time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lastSent
+}
+
+// Unanswered looks at the requests sent in [from, to]: a request counts as
+// unanswered when no reply came before the next request went out. It
+// returns how many were unanswered and the longest outage: from the first
+// of a run of unanswered requests to the next reply (or to the last request
+// when none came). A pause of the prober itself is no outage.
+func (p *ARPProber) Unanswered(from, to time.Time) (int, time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n, longest := 0, time.Duration(0)
+	var outage time.Time // first unanswered request of the current run
+	ri := 0
+	for i, s := range p.sentAt {
+		for ri < len(p.replies) && p.replies[ri].At.Before(s) {
+			ri++
+		}
+		if s.Before(from) || s.After(to) {
+			continue
+		}
+		next := time.Now()
+		if i+1 < len(p.sentAt) {
+			next = p.sentAt[i+1]
+		}
+		if ri < len(p.replies) && p.replies[ri].At.Before(next) {
+			if !outage.IsZero() {
+				longest = max(longest, p.replies[ri].At.Sub(outage))
+				outage = time.Time{}
+			}
+			continue
+		}
+		n++
+		if outage.IsZero() {
+			outage = s
+		}
+	}
+	if !outage.IsZero() {
+		longest = max(longest, p.lastSent.Sub(outage))
+	}
+	return n, longest
 }
 
 // FirstFrom returns the first reply at or after t whose MAC is not

@@ -23,7 +23,10 @@ var metallbBenches = []goBench{{
 		vs.latency("L2: owner's speaker killed (kill -9) → first ARP reply from the new owner at the client", "l2kill", 10,
 			[]report.Check{report.AtMost("p99", 1000)})
 		vs.count("speaker kill -9 and restart ×5: pings lost to a BGP VIP (Local policy, only that node announces; one ping per 10 ms)", "restart_bgp_lost")
-		vs.count("speaker kill -9 and restart ×5: pings lost to an L2 VIP (client's ARP entry flushed at each kill; one ping per 10 ms)", "restart_l2_lost")
+		vs.count("speaker kill -9 and restart ×5: longest time the router had no route to that VIP (ms)", "restart_bgp_route_gap_max_ms")
+		vs.count("speaker kill -9 and restart ×5: pings lost to an L2 VIP that node answers for (one ping per 10 ms)", "restart_l2_lost")
+		vs.count("speaker kill -9 and restart ×5: ARP requests for that L2 VIP left unanswered (one per 10 ms; what a client whose entry runs out meanwhile sends)", "restart_l2_arp_unanswered")
+		vs.value("speaker kill -9 and restart ×5: longest ARP outage for that L2 VIP (first unanswered request → next reply)", "ms", "restart_l2_arp_gap_max_ms")
 		vs.latency("config change (community added/removed on everything advertised) → FRR shows it", "community", 10, nil)
 		vs.count("BGP sessions reset by those 10 config changes", "community_resets")
 	},

@@ -300,9 +300,9 @@ func measureL2Kill(b *testing.B, e *env) {
 	defer p.Stop(0)
 	var fail []time.Duration
 	for range 10 {
-		owner := e.l2Owner(b, p, 90*time.Second)
+		e.l2Owner(b, p, 90*time.Second)
 		time.Sleep(2 * time.Second) // memberlist settled after the last restart
-		owner = e.l2Owner(b, p, 60*time.Second)
+		owner := e.l2Owner(b, p, 60*time.Second)
 		at := time.Now()
 		if err := e.sys.Speaker(owner).Kill(); err != nil {
 			b.Fatal(err)
@@ -359,7 +359,7 @@ func measureRestart(b *testing.B, e *env) {
 			break
 		}
 	}
-	var lostBGP, lostL2, routeGap, arpGap []float64
+	var lostBGP, lostL2, routeGap, arpGap, arpLost []float64
 	for range 5 {
 		pb, err := e.client.StartPinger(bgp.String(), 10*time.Millisecond)
 		if err != nil {
@@ -389,14 +389,17 @@ func measureRestart(b *testing.B, e *env) {
 		// Long enough for a lost route to come back and for the GR timer
 		// of a stale one to matter: 15 s after the kill.
 		time.Sleep(15*time.Second - time.Since(killed))
+		// The ARP prober stops first: the silence after its last request
+		// is not a gap.
+		arp.Stop(20 * time.Millisecond)
+		unanswered, ag := arp.Unanswered(killed.Add(-time.Second), arp.LastSent())
 		rb, rl := pb.Stop(), pl.Stop()
-		arp.Stop(50 * time.Millisecond)
 		gap := rw.stop()
-		ag := maxGap(arp.Replies(), killed.Add(-time.Second), time.Now())
 		lostBGP, lostL2 = append(lostBGP, float64(rb.Lost())), append(lostL2, float64(rl.Lost()))
 		routeGap, arpGap = append(routeGap, msOf(gap)), append(arpGap, msOf(ag))
-		b.Logf("%s: restart of %s: BGP VIP %v, route missing at the router for %v at most; L2 VIP %v, longest time without an ARP reply %v",
-			e.sys.Name(), node, rb, gap.Round(time.Millisecond), rl, ag.Round(time.Millisecond))
+		arpLost = append(arpLost, float64(unanswered))
+		b.Logf("%s: restart of %s: BGP VIP %v, route missing at the router for %v at most; L2 VIP %v, ARP requests unanswered %d, longest outage %v (%s)",
+			e.sys.Name(), node, rb, gap.Round(time.Millisecond), rl, unanswered, ag.Round(time.Millisecond), e.arpTimeline(arp.Replies(), killed))
 		e.waitReady(b, node)
 		e.waitHops(b, bgp, 1, 20*time.Millisecond, 60*time.Second)
 	}
@@ -411,20 +414,36 @@ func measureRestart(b *testing.B, e *env) {
 	b.ReportMetric(slices.Max(routeGap), "restart_bgp_route_gap_max_ms")
 	b.ReportMetric(sum(lostL2), "restart_l2_lost")
 	b.ReportMetric(slices.Max(arpGap), "restart_l2_arp_gap_max_ms")
+	b.ReportMetric(sum(arpLost), "restart_l2_arp_unanswered")
 	b.ReportMetric(float64(len(lostBGP)), "restarts")
 }
 
-// maxGap is the longest time in [from, to] without a reply.
-func maxGap(rs []lab.ARPReply, from, to time.Time) time.Duration {
-	last, longest := from, time.Duration(0)
+// arpTimeline tells who answered from t on: runs of replies by node and
+// the silences (over 50 ms) between them, in ms after t.
+func (e *env) arpTimeline(rs []lab.ARPReply, t time.Time) string {
+	var parts []string
+	cur, from, last := "", time.Duration(0), time.Duration(0)
+	flush := func() {
+		if cur != "" {
+			parts = append(parts, fmt.Sprintf("%s %d–%d", cur, from.Milliseconds(), last.Milliseconds()))
+		}
+	}
 	for _, r := range rs {
-		if r.At.Before(from) || r.At.After(to) {
+		if r.At.Before(t) {
 			continue
 		}
-		longest = max(longest, r.At.Sub(last))
-		last = r.At
+		at, n := r.At.Sub(t), e.nodeOf(r.MAC)
+		if n != cur || at-last > 50*time.Millisecond {
+			flush()
+			if cur != "" && at-last > 50*time.Millisecond {
+				parts = append(parts, fmt.Sprintf("silent %d–%d", last.Milliseconds(), at.Milliseconds()))
+			}
+			cur, from = n, at
+		}
+		last = at
 	}
-	return max(longest, to.Sub(last))
+	flush()
+	return "ms after the kill: " + strings.Join(parts, ", ")
 }
 
 // routeWatch polls the router's kernel for one VIP every 10 ms and keeps

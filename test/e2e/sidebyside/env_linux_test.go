@@ -116,6 +116,19 @@ func newEnv(t testing.TB, sys system) *env {
 	if err := e.client.AddRoute(bgpPool, routerAddr); err != nil {
 		t.Fatal(err)
 	}
+	// The router forwards the client's packets back out of br0 to a node:
+	// without this it would send ICMP redirects, the client would then go
+	// to the node directly and a route missing at the router would go
+	// unnoticed by its pings.
+	for _, k := range []struct {
+		h   *lab.Host
+		key string
+	}{{e.router, "net.ipv4.conf.all.send_redirects"}, {e.router, "net.ipv4.conf.br0.send_redirects"},
+		{e.client, "net.ipv4.conf.all.accept_redirects"}, {e.client, "net.ipv4.conf.eth0.accept_redirects"}} {
+		if err := k.h.Sysctl(k.key, "0"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, n := range nodeNames {
 		h := l.MustHost(n)
 		l.MustLinkToBridge(h, "eth0", []string{nodeAddr(n) + "/24"}, e.router, "br0")
@@ -268,16 +281,6 @@ func (e *env) createService(t testing.TB, s svc) time.Time {
 		t.Fatalf("create Service %s: %v", s.name, err)
 	}
 	return at
-}
-
-func (e *env) deleteService(t testing.TB, name string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := e.cs.CoreV1().Services(svcNS).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
-		t.Fatalf("delete Service %s: %v", name, err)
-	}
-	_ = e.cs.DiscoveryV1().EndpointSlices(svcNS).Delete(ctx, name+"-lab", metav1.DeleteOptions{})
 }
 
 // ingress returns the Service's first status address, if any.

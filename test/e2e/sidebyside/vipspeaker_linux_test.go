@@ -203,6 +203,12 @@ func (v *vipspeakerSys) KubeProxy() bool { return false }
 
 // ready reports whether the agent on node n answers ARP (its responder
 // is up), for the L2 measurements.
+// The lab appends every start to the same log after a "### " line: only
+// the last start counts.
 func (v *vipspeakerSys) ready(n string) bool {
-	return strings.Contains(v.speakers[n].Log(), "answering ARP/NDP on layer2 interface")
+	log := v.speakers[n].Log()
+	if i := strings.LastIndex(log, "\n### "); i >= 0 {
+		log = log[i+1:]
+	}
+	return strings.Contains(log, "answering ARP/NDP on layer2 interface")
 }
