@@ -46,7 +46,7 @@ demo: deps build ## Start the lab: a router, two nodes running vipspeaker, a cli
 demo-down: ## Remove everything `make demo` created
 	go run ./test/cmd/demo down
 
-bench: deps build test-tools ## Measure everything against baselines; writes bench/RESULTS.md and bench/RESULTS.json (root, ~30 min; ONLY=bgp,bfd runs some sections)
+bench: deps build test-tools ## Measure everything against baselines, MetalLB v0.15.2 side by side included; writes bench/RESULTS.md and bench/RESULTS.json (root, about an hour; ONLY=bgp,metallb runs some sections)
 	go run ./test/cmd/bench $(if $(ONLY),-only $(ONLY))
 
 generate: ## Regenerate generated code (bpf2go output)
