@@ -145,16 +145,25 @@ func (p *ARPProber) LastSent() time.Time {
 	return p.lastSent
 }
 
-// Unanswered looks at the requests sent in [from, to]: a request counts as
-// unanswered when no reply came before the next request went out. It
-// returns how many were unanswered and the longest outage: from the first
-// of a run of unanswered requests to the next reply (or to the last request
-// when none came). A pause of the prober itself is no outage.
+// Unanswered looks at the requests sent in [from, to]: a request is
+// unanswered when no reply came before the next request went out. A reply
+// can come just after the next request under load, so only runs of two or
+// more unanswered requests count as an outage. It returns how many
+// requests those runs hold and the longest outage: from the first request
+// of a run to the next reply (or to the last request when none came). A
+// pause of the prober itself is no outage.
 func (p *ARPProber) Unanswered(from, to time.Time) (int, time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n, longest := 0, time.Duration(0)
-	var outage time.Time // first unanswered request of the current run
+	run, start := 0, time.Time{} // the current run of unanswered requests
+	end := func(at time.Time) {
+		if run >= 2 {
+			n += run
+			longest = max(longest, at.Sub(start))
+		}
+		run = 0
+	}
 	ri := 0
 	for i, s := range p.sentAt {
 		for ri < len(p.replies) && p.replies[ri].At.Before(s) {
@@ -168,20 +177,15 @@ func (p *ARPProber) Unanswered(from, to time.Time) (int, time.Duration) {
 			next = p.sentAt[i+1]
 		}
 		if ri < len(p.replies) && p.replies[ri].At.Before(next) {
-			if !outage.IsZero() {
-				longest = max(longest, p.replies[ri].At.Sub(outage))
-				outage = time.Time{}
-			}
+			end(p.replies[ri].At)
 			continue
 		}
-		n++
-		if outage.IsZero() {
-			outage = s
+		if run == 0 {
+			start = s
 		}
+		run++
 	}
-	if !outage.IsZero() {
-		longest = max(longest, p.lastSent.Sub(outage))
-	}
+	end(p.lastSent)
 	return n, longest
 }
 
