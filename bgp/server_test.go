@@ -347,6 +347,11 @@ func TestServerAnnouncesVIPs(t *testing.T) {
 		}
 		return nil
 	})
+	// The brief form names the same peer and state, without counting what
+	// was sent.
+	if pb := s.PeersBrief(); len(pb) != 1 || pb[0].Address != netip.MustParseAddr("127.0.0.2") || pb[0].State != "established" || pb[0].PrefixesSent != 0 {
+		t.Errorf("PeersBrief = %+v, want the established peer 127.0.0.2 without a sent count", pb)
+	}
 	if got := testutil.ToFloat64(mustGauge(t, reg, "vipspeaker_bgp_session_up")); got != 1 {
 		t.Errorf("vipspeaker_bgp_session_up = %v, want 1", got)
 	}

@@ -44,7 +44,15 @@ func (p PeerStatus) Name() string {
 
 // Peers reports every configured (and dynamic) peer, sorted by address. It
 // is empty before Run has started the speaker.
-func (s *Server) Peers() []PeerStatus {
+func (s *Server) Peers() []PeerStatus { return s.peers(true) }
+
+// PeersBrief is Peers without the prefixes advertised to each peer:
+// counting those runs the export policy over every VIP inside GoBGP's
+// main loop, which a caller that only wants the peers' addresses (every
+// few seconds) should not pay, nor make path updates wait for.
+func (s *Server) PeersBrief() []PeerStatus { return s.peers(false) }
+
+func (s *Server) peers(advertised bool) []PeerStatus {
 	b := s.running.Load()
 	if b == nil {
 		return nil
@@ -52,7 +60,7 @@ func (s *Server) Peers() []PeerStatus {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	var out []PeerStatus
-	_ = b.ListPeer(ctx, &api.ListPeerRequest{EnableAdvertised: true}, func(p *api.Peer) {
+	_ = b.ListPeer(ctx, &api.ListPeerRequest{EnableAdvertised: advertised}, func(p *api.Peer) {
 		out = append(out, peerStatus(p))
 	})
 	sort.Slice(out, func(i, j int) bool {

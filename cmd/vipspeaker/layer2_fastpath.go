@@ -229,7 +229,7 @@ func (l *layer2) refreshUplinks() {
 	defer l.fast.refresh.Unlock()
 	var up []string
 	if l.a != nil && l.a.bgp != nil {
-		up = uplinksOf(l.a.bgp.Peers())
+		up = uplinksOf(l.a.bgp.PeersBrief())
 	}
 	l.mu.Lock()
 	st := &l.fast
