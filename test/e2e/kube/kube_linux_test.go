@@ -30,6 +30,7 @@ import (
 	"github.com/vipspeaker/vipspeaker/internal/nstest"
 	"github.com/vipspeaker/vipspeaker/kube"
 	"github.com/vipspeaker/vipspeaker/test/lab"
+	"github.com/vipspeaker/vipspeaker/test/lab/kubeapi"
 )
 
 const (
@@ -137,7 +138,7 @@ router bgp 64500
 
 type env struct {
 	l      *lab.Lab
-	c      *cluster
+	api    *kubeapi.Server
 	cs     kubernetes.Interface
 	frr    *lab.FRR
 	router *lab.Host
@@ -180,16 +181,14 @@ func setupWith(t testing.TB, o setupOpts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.c = startCluster(t, l, api, apiAddr)
-	e.cs = e.c.cs
+	e.api = kubeapi.Start(t, api, apiAddr, kubeapi.Options{})
+	e.cs = e.api.Client()
 
 	// The manifests, as a user applies them; the DaemonSet only as a
 	// server-side dry run (no kubelet here to run it).
-	root, err := lab.ModuleRoot()
-	if err != nil {
+	if err := e.api.ApplyDeploy(); err != nil {
 		t.Fatal(err)
 	}
-	e.c.applyManifests(t, filepath.Join(root, "deploy", "kustomize"), map[string]bool{"DaemonSet": true})
 	ctx := context.Background()
 	cm, err := e.cs.CoreV1().ConfigMaps(kube.DefaultNamespace).Get(ctx, kube.DefaultConfigMapName, metav1.GetOptions{})
 	if err != nil {
@@ -209,7 +208,10 @@ func setupWith(t testing.TB, o setupOpts) *env {
 	for _, n := range []string{"n1", "n2", "n3"} {
 		e.createNode(t, n)
 	}
-	e.kcfg = e.c.kubeconfig(t, agentToken)
+	// The agents authenticate as the ServiceAccount the manifests bind.
+	if e.kcfg, err = e.api.Kubeconfig(kubeapi.AgentToken); err != nil {
+		t.Fatal(err)
+	}
 	for _, n := range []string{"n1", "n2", "n3"} {
 		e.startAgent(t, n)
 	}
@@ -667,7 +669,7 @@ func TestKube(t *testing.T) {
 
 	t.Run("APIServerDownRoutesStay", func(t *testing.T) {
 		vip := kube.Ingress(e.service(t, "web"))[0]
-		if err := e.c.api.Stop(); err != nil {
+		if err := e.api.Stop(); err != nil {
 			t.Logf("stop kube-apiserver: %v", err)
 		}
 		deadline := time.Now().Add(30 * time.Second)
@@ -681,8 +683,12 @@ func TestKube(t *testing.T) {
 			}
 			time.Sleep(time.Second)
 		}
-		e.c.startAPI(t)
-		e.c.waitReady(t, 60*time.Second)
+		if err := e.api.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.api.WaitReady(60 * time.Second); err != nil {
+			t.Fatal(err)
+		}
 		// Things work again. After a long outage client-go's reflectors
 		// back off (up to 30 s, plus as much jitter) before they list again,
 		// so allow for that.
@@ -902,3 +908,13 @@ func rssKB(pid int) int {
 	}
 	return 0
 }
+
+func tailLog(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/vipspeaker/vipspeaker/internal/nstest"
 	"github.com/vipspeaker/vipspeaker/test/lab"
+	"github.com/vipspeaker/vipspeaker/test/lab/kubeapi"
 )
 
 // The layer2 cluster: a LAN bridge on the client, the API server, two
@@ -85,13 +85,11 @@ func setupLayer2(t *testing.T) *l2env {
 		e.nodes[n] = h
 		le.macs[n] = strings.TrimSpace(h.MustRun("cat", "/sys/class/net/eth0/address"))
 	}
-	e.c = startCluster(t, l, api, l2API)
-	e.cs = e.c.cs
-	root, err := lab.ModuleRoot()
-	if err != nil {
+	e.api = kubeapi.Start(t, api, l2API, kubeapi.Options{})
+	e.cs = e.api.Client()
+	if err := e.api.ApplyDeploy(); err != nil {
 		t.Fatal(err)
 	}
-	e.c.applyManifests(t, filepath.Join(root, "deploy", "kustomize"), map[string]bool{"DaemonSet": true})
 	e.setSecret(t, "memberlist", map[string]string{"key": "layer2-e2e-membership-secret-0123456789"})
 	e.setConfigMap(t, l2TOML, "")
 	ctx := context.Background()
@@ -110,7 +108,9 @@ func setupLayer2(t *testing.T) *l2env {
 			t.Fatal(err)
 		}
 	}
-	e.kcfg = e.c.kubeconfig(t, agentToken)
+	if e.kcfg, err = e.api.Kubeconfig(kubeapi.AgentToken); err != nil {
+		t.Fatal(err)
+	}
 	for _, n := range []string{"n1", "n2"} {
 		e.startAgent(t, n)
 	}

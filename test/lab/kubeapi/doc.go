@@ -7,8 +7,11 @@
 //
 // The API server can be stopped and started again on the same etcd
 // (Server.Stop, Server.Start), which is how a test takes the API away from
-// the agents for a while. Server.ApplyKustomization server-side-applies the
-// resources a kustomization lists, as a user would.
+// the agents for a while. Server.ApplyKustomization (and ApplyDeploy, for
+// deploy/kustomize) server-side-applies the resources a kustomization
+// lists, as a user would; Server.ApplyManifests does the same for a
+// rendered YAML stream (helm template). Server.Can asks the authorizer
+// what a user (AgentUser) may do.
 //
 // What it needs: root and network namespaces (package lab), etcd on $PATH
 // (or apt-get, tried once), the Go toolchain and module proxy (or a warm

@@ -13,11 +13,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	authv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
@@ -42,6 +44,10 @@ const (
 	AgentToken = "lab-agent-token"
 	AgentUser  = "system:serviceaccount:vipspeaker-system:vipspeaker"
 )
+
+// AgentGroups are the groups AgentToken authenticates into (besides
+// system:authenticated), those of a ServiceAccount in vipspeaker-system.
+var AgentGroups = []string{"system:serviceaccounts", "system:serviceaccounts:vipspeaker-system"}
 
 // Port is the API server's secure port.
 const Port = "6443"
@@ -187,8 +193,8 @@ func (s *Server) writeFiles() error {
 	files := map[string][]byte{
 		"sa.key": pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}),
 		"sa.pub": pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}),
-		"tokens.csv": fmt.Appendf(nil, "%s,admin,admin,\"system:masters\"\n%s,%s,agent,\"system:serviceaccounts,system:serviceaccounts:vipspeaker-system\"\n",
-			AdminToken, AgentToken, AgentUser),
+		"tokens.csv": fmt.Appendf(nil, "%s,admin,admin,\"system:masters\"\n%s,%s,agent,%q\n",
+			AdminToken, AgentToken, AgentUser, strings.Join(AgentGroups, ",")),
 	}
 	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(s.dir, name), data, 0o600); err != nil {
@@ -319,7 +325,7 @@ current-context: lab
 // kustomization in dir lists (with the kustomization's namespace), as a
 // server-side dry run for the kinds in dryRunKinds (a DaemonSet, with no
 // kubelet to run it). Kustomize's transformers (images, labels) are not
-// applied.
+// applied. It stops at the first object the server refuses.
 func (s *Server) ApplyKustomization(dir string, dryRunKinds ...string) error {
 	var kz struct {
 		Namespace string   `json:"namespace"`
@@ -336,53 +342,135 @@ func (s *Server) ApplyKustomization(dir string, dryRunKinds ...string) error {
 	for _, k := range dryRunKinds {
 		dry[k] = true
 	}
-	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(discovery.NewDiscoveryClientForConfigOrDie(s.admin)))
-	dyn := dynamic.NewForConfigOrDie(s.admin)
+	a := s.newApplier("lab")
 	for _, res := range kz.Resources {
 		data, err := os.ReadFile(filepath.Join(dir, res))
 		if err != nil {
 			return fmt.Errorf("kustomization lists %s: %w", res, err)
 		}
-		for i, doc := range bytes.Split(data, []byte("\n---")) {
-			js, err := yaml.YAMLToJSON(doc)
-			if err != nil {
+		for i, doc := range splitDocuments(data) {
+			if _, err := a.apply(doc, kz.Namespace, dry); err != nil {
 				return fmt.Errorf("%s document %d: %w", res, i+1, err)
-			}
-			if string(js) == "null" {
-				continue
-			}
-			u := &unstructured.Unstructured{}
-			if err := u.UnmarshalJSON(js); err != nil {
-				return fmt.Errorf("%s document %d: %w", res, i+1, err)
-			}
-			gvk := u.GroupVersionKind()
-			m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-			if err != nil {
-				return fmt.Errorf("%s: %s is not served: %w", res, gvk, err)
-			}
-			var ri dynamic.ResourceInterface = dyn.Resource(m.Resource)
-			if m.Scope.Name() == "namespace" {
-				if kz.Namespace != "" {
-					u.SetNamespace(kz.Namespace)
-				}
-				ri = dyn.Resource(m.Resource).Namespace(u.GetNamespace())
-			}
-			js, err = u.MarshalJSON()
-			if err != nil {
-				return fmt.Errorf("%s document %d: %w", res, i+1, err)
-			}
-			force := true
-			opts := metav1.PatchOptions{FieldManager: "lab", Force: &force}
-			if dry[gvk.Kind] {
-				opts.DryRun = []string{metav1.DryRunAll}
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-			_, err = ri.Patch(ctx, u.GetName(), types.ApplyPatchType, js, opts)
-			cancel()
-			if err != nil {
-				return fmt.Errorf("apply %s %s/%s from %s: %w", gvk.Kind, u.GetNamespace(), u.GetName(), res, err)
 			}
 		}
 	}
 	return nil
+}
+
+// ApplyDeploy applies the repository's deploy/kustomize manifests
+// (namespace, ServiceAccount, RBAC, ConfigMap) as a user would, the
+// DaemonSet only as a server-side dry run: there is no kubelet to run it.
+func (s *Server) ApplyDeploy() error {
+	root, err := lab.ModuleRoot()
+	if err != nil {
+		return err
+	}
+	return s.ApplyKustomization(filepath.Join(root, "deploy", "kustomize"), "DaemonSet")
+}
+
+// ApplyManifests server-side-applies every object of a YAML stream (as
+// helm template or kustomize build print it), in order, as field manager
+// manager (taking over conflicting fields, as helm and kubectl apply
+// --force-conflicts do). It goes on past objects the server refuses and
+// returns how many objects of each kind it applied, with the refusals
+// joined in the error.
+func (s *Server) ApplyManifests(stream []byte, manager string) (map[string]int, error) {
+	a := s.newApplier(manager)
+	kinds := map[string]int{}
+	var errs []error
+	for i, doc := range splitDocuments(stream) {
+		u, err := a.apply(doc, "", nil)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("document %d: %w", i+1, err))
+			continue
+		}
+		if u != nil {
+			kinds[u.GetKind()]++
+		}
+	}
+	return kinds, errors.Join(errs...)
+}
+
+// splitDocuments cuts a YAML stream at its "---" lines.
+func splitDocuments(data []byte) [][]byte {
+	return bytes.Split(append([]byte("\n"), data...), []byte("\n---"))
+}
+
+// applier server-side-applies single objects with the admin's rights.
+type applier struct {
+	mapper  *restmapper.DeferredDiscoveryRESTMapper
+	dyn     *dynamic.DynamicClient
+	manager string
+}
+
+func (s *Server) newApplier(manager string) *applier {
+	return &applier{
+		mapper:  restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(discovery.NewDiscoveryClientForConfigOrDie(s.admin))),
+		dyn:     dynamic.NewForConfigOrDie(s.admin),
+		manager: manager,
+	}
+}
+
+// apply server-side-applies one YAML document, in namespace when it is set
+// and the kind is namespaced, as a dry run when dryRun holds its kind. It
+// returns what the server made of it, or nil for an empty document.
+func (a *applier) apply(doc []byte, namespace string, dryRun map[string]bool) (*unstructured.Unstructured, error) {
+	js, err := yaml.YAMLToJSON(doc)
+	if err != nil {
+		return nil, err
+	}
+	if string(js) == "null" {
+		return nil, nil
+	}
+	u := &unstructured.Unstructured{}
+	if err := u.UnmarshalJSON(js); err != nil {
+		return nil, err
+	}
+	gvk := u.GroupVersionKind()
+	m, err := a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s is not served: %w", gvk, u.GetName(), err)
+	}
+	var ri dynamic.ResourceInterface = a.dyn.Resource(m.Resource)
+	if m.Scope.Name() == "namespace" {
+		if namespace != "" {
+			u.SetNamespace(namespace)
+		}
+		ri = a.dyn.Resource(m.Resource).Namespace(u.GetNamespace())
+	}
+	js, err = u.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	force := true
+	opts := metav1.PatchOptions{FieldManager: a.manager, Force: &force}
+	if dryRun[gvk.Kind] {
+		opts.DryRun = []string{metav1.DryRunAll}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	out, err := ri.Patch(ctx, u.GetName(), types.ApplyPatchType, js, opts)
+	if err != nil {
+		return nil, fmt.Errorf("apply %s %s/%s: %w", gvk.Kind, u.GetNamespace(), u.GetName(), err)
+	}
+	return out, nil
+}
+
+// Can asks the API server's authorizer (a SubjectAccessReview, as kubectl
+// auth can-i --as does) whether user, a member of groups and of
+// system:authenticated, may do what ra describes.
+func (s *Server) Can(user string, groups []string, ra authv1.ResourceAttributes) (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := s.client.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authv1.SubjectAccessReview{
+		Spec: authv1.SubjectAccessReviewSpec{
+			User:               user,
+			Groups:             append(slices.Clone(groups), "system:authenticated"),
+			ResourceAttributes: &ra,
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return false, fmt.Errorf("subject access review for %s: %w", user, err)
+	}
+	return r.Status.Allowed, nil
 }
