@@ -175,11 +175,7 @@ func setup(t *testing.T) *env {
 
 	// RBAC, namespace, ServiceAccount and ConfigMap as a user applies them;
 	// the DaemonSet as a dry run (no kubelet here).
-	root, err := lab.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.api.ApplyKustomization(filepath.Join(root, "deploy", "kustomize"), "DaemonSet"); err != nil {
+	if err := e.api.ApplyDeploy(); err != nil {
 		t.Fatal(err)
 	}
 	e.setConfigMap(t, baseTOML, baseGoBGP)

@@ -134,13 +134,9 @@ func (v *vipspeakerSys) gobgp(community string) string {
 
 func (v *vipspeakerSys) Install(t testing.TB, e *env) {
 	t.Helper()
-	root, err := lab.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
 	// RBAC, namespace, ServiceAccount, ConfigMap as a user applies them;
 	// the DaemonSet as a dry run (no kubelet here).
-	if err := e.api.ApplyKustomization(filepath.Join(root, "deploy", "kustomize"), "DaemonSet"); err != nil {
+	if err := e.api.ApplyDeploy(); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
@@ -150,6 +146,7 @@ func (v *vipspeakerSys) Install(t testing.TB, e *env) {
 		t.Fatal(err)
 	}
 	v.setConfigMap(t, e, v.toml(e), v.gobgp(""))
+	var err error
 	if v.kcfg, err = e.api.Kubeconfig(kubeapi.AgentToken); err != nil {
 		t.Fatal(err)
 	}
