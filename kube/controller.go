@@ -426,22 +426,28 @@ func (c *Controller) speak(ctx context.Context, apply func([]routing.VIP)) {
 		noNode    bool
 	)
 	c.kick()
-	var pause time.Duration
+	var (
+		pause   time.Duration
+		lastEnd time.Time
+	)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-c.kickC:
 		}
-		// A pass looks at every Service. With thousands changing at once,
-		// rest as long as the last pass took (at most 50 ms), so the
-		// changes that come meanwhile are taken together and the agent
-		// leaves CPU to the rest of the node (no rest below 1 ms).
-		if pause > 0 {
+		// A pass looks at every Service. While changes keep coming (a
+		// burst of thousands), rest three times as long as the last pass
+		// took (at most 500 ms) after it, so the changes that come
+		// meanwhile are taken together and the agent uses at most a
+		// quarter of a core, leaving the rest to the API server and the
+		// node. A change after a quiet spell is taken at once; passes
+		// under 1 ms never rest.
+		if wait := pause - time.Since(lastEnd); wait > 0 {
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(pause):
+			case <-time.After(wait):
 			}
 		}
 		passStart := time.Now()
@@ -530,8 +536,9 @@ func (c *Controller) speak(ctx context.Context, apply func([]routing.VIP)) {
 		c.metrics.announced.Set(float64(len(res.services)))
 		pause = 0
 		if d := time.Since(passStart); d > time.Millisecond {
-			pause = min(d, 50*time.Millisecond)
+			pause = min(3*d, 500*time.Millisecond)
 		}
+		lastEnd = time.Now()
 		if c.opts.OnLayer2 != nil && !mapsEqual(lastL2, res.layer2) {
 			c.opts.OnLayer2(res.layer2)
 			lastL2 = res.layer2

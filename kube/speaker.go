@@ -102,17 +102,23 @@ func decide(in announceInput) announceResult {
 	}
 	byAddr := map[netip.Addr]*acc{}
 	defaultClass := in.cfg != nil && in.cfg.DefaultClass
-	svcs := slices.Clone(in.services)
-	slices.SortFunc(svcs, func(a, b *corev1.Service) int { return strings.Compare(ServiceKey(a), ServiceKey(b)) })
-	for _, svc := range svcs {
-		if !Handles(svc, defaultClass) {
-			continue
+	type keyed struct {
+		key string
+		svc *corev1.Service
+	}
+	svcs := make([]keyed, 0, len(in.services))
+	for _, svc := range in.services {
+		if Handles(svc, defaultClass) && len(svc.Status.LoadBalancer.Ingress) > 0 {
+			svcs = append(svcs, keyed{ServiceKey(svc), svc})
 		}
+	}
+	slices.SortFunc(svcs, func(a, b keyed) int { return strings.Compare(a.key, b.key) })
+	for _, ks := range svcs {
+		key, svc := ks.key, ks.svc
 		addrs := Ingress(svc)
 		if len(addrs) == 0 {
 			continue
 		}
-		key := ServiceKey(svc)
 		spec := ReadService(svc)
 		attrs := svcAttrs{mode: spec.Mode, communities: spec.Communities, large: spec.LargeCommunities}
 		if bad := attrErrors(spec.Errors); bad {

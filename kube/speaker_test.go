@@ -151,3 +151,24 @@ func TestReadyEndpointNodes(t *testing.T) {
 		t.Errorf("got %s", got)
 	}
 }
+
+// BenchmarkDecide5000 is one speaker pass over 5,000 announced Services.
+func BenchmarkDecide5000(b *testing.B) {
+	cfg, errs := config.Parse("t.toml", []byte("[[pools]]\nname = \"bgp\"\naddresses = [\"198.19.0.0/18\"]\n"))
+	if errs != nil {
+		b.Fatal(errs)
+	}
+	var svcs []*corev1.Service
+	for i := range 5000 {
+		svcs = append(svcs, lbService(fmt.Sprintf("s%05d", i), status(fmt.Sprintf("198.19.%d.%d", i/256, i%256)), ann(AnnotationAllocatedFrom, "bgp")))
+	}
+	nodes := nodesMap(node("n1", true), node("n2", true), node("n3", true))
+	lastGood := map[string]svcAttrs{}
+	for b.Loop() {
+		res := decide(announceInput{node: "n1", cfg: cfg, services: svcs, nodes: nodes,
+			endpoints: func(string, string) map[string]bool { return nil }, lastGood: lastGood})
+		if len(res.vips) != 5000 {
+			b.Fatalf("%d VIPs", len(res.vips))
+		}
+	}
+}
