@@ -54,6 +54,13 @@
 // speakers can announce); until the annotation arrives the speakers take
 // the pool from the address.
 //
+// The speaker recomputes this node's VIPs from every Service on each change
+// (a pass). While changes keep coming it rests three times as long as its
+// last pass took (at most 500 ms) before the next one, taking what arrived
+// meanwhile together, so three agents in a burst of thousands of Services
+// leave the CPU to the API server; after a quiet spell a change is taken
+// at once.
+//
 // When the API server is unreachable the informers' caches keep their
 // content, so the speaker keeps announcing the last known state; nothing is
 // applied before the caches first synced.
