@@ -302,10 +302,11 @@ func BenchmarkManyServices(b *testing.B) {
 
 	// A new Service's time to route, with and without a pool added just
 	// before it, while the 5,000 exist.
-	var plain, withPool []time.Duration
+	var plain, withPool, plainStatus []time.Duration
 	for i := range 5 {
 		r := e.timeToRoute(b, fmt.Sprintf("after-many-%d", i), withAnn(kube.AnnotationPool, "bench"))
 		plain = append(plain, r.ended.Sub(r.start))
+		plainStatus = append(plainStatus, r.status.Sub(r.start))
 	}
 	toml := testTOML + bulk6Pool
 	for i := range 5 {
@@ -318,7 +319,8 @@ func BenchmarkManyServices(b *testing.B) {
 	b.ReportMetric(ms(pct(plain, 50)), "new_svc_p50_ms")
 	b.ReportMetric(ms(pct(withPool, 50)), "new_svc_after_pool_add_p50_ms")
 	b.ReportMetric(ms(pct(withPool, 100)), "new_svc_after_pool_add_max_ms")
-	b.Logf("new Service at %d Services: %v; right after a pool was added: %v", n, plain, withPool)
+	b.Logf("new Service at %d Services: %v (of which until the status: %v); right after a pool was added: %v", n, plain, plainStatus, withPool)
+	b.ReportMetric(ms(pct(plainStatus, 50)), "new_svc_status_p50_ms")
 }
 
 func netipToIPNet(p netip.Prefix) *net.IPNet {
