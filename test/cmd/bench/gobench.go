@@ -79,7 +79,7 @@ func (g goBench) run(r *report.Report) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout+time.Minute)
 	defer cancel()
-	args := []string{"test", "-run", "^$", "-bench", g.bench, "-benchtime", g.benchtime, "-count", "1", "-timeout", timeout.String(), g.pkg}
+	args := []string{"test", "-v", "-run", "^$", "-bench", g.bench, "-benchtime", g.benchtime, "-count", "1", "-timeout", timeout.String(), g.pkg}
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
 	start := time.Now()
