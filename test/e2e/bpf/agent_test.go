@@ -102,7 +102,7 @@ func newAgentLab(t testing.TB, n int, o labOpts) *agentLab {
 	if o.napi {
 		al.giveBridgePortsNAPI()
 	}
-	al.bpffs = mountBPFFS(t)
+	al.bpffs = lab.MountBPFFS(t)
 	al.svcDir = filepath.Join(l.Dir(), "services")
 	al.cfgDir = filepath.Join(l.Dir(), "config")
 	for _, d := range []string{al.svcDir, al.cfgDir} {
@@ -138,18 +138,6 @@ join = [%s]
 	al.services(map[string][]string{"web": {agentVIP4, agentVIP6}})
 	al.agents = make([]*lab.Process, n)
 	return al
-}
-
-// mountBPFFS mounts a bpf filesystem of the test's own in a temporary
-// folder, unmounted (lazily) at the end.
-func mountBPFFS(t testing.TB) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := unix.Mount("bpf", dir, "bpf", 0, "mode=0700"); err != nil {
-		nstest.Skip(t, "mount a bpf filesystem: %v", err)
-	}
-	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
-	return dir
 }
 
 func writeAtomic(t testing.TB, path, content string) {
@@ -602,121 +590,33 @@ func TestAgentTakeoverAnnouncesThroughXDP(t *testing.T) {
 	})
 }
 
-// arpProber sends an ARP request for one address every interval from the
-// client and counts the replies, by the MAC that sent them.
-type arpProber struct {
-	conn     *packet.Conn
-	req      []byte
-	every    time.Duration
-	mu       sync.Mutex
-	sent     int
-	replies  map[string]int
-	lastRep  time.Time
-	maxGap   time.Duration
-	stopSend chan struct{}
-	sendDone chan struct{}
-	readDone chan struct{}
-}
-
-func startProber(t testing.TB, h *lab.Host, ifname string, src, target netip.Addr, every time.Duration) *arpProber {
+// startProber sends an ARP request for target from the client every
+// interval (lab.ARPProber), stopped at the end of the test.
+func startProber(t testing.TB, h *lab.Host, ifname string, src, target netip.Addr, every time.Duration) *lab.ARPProber {
 	t.Helper()
-	p := &arpProber{every: every, replies: map[string]int{}, stopSend: make(chan struct{}),
-		sendDone: make(chan struct{}), readDone: make(chan struct{})}
-	var mac net.HardwareAddr
-	if err := h.Do(func() error {
-		ifi, err := net.InterfaceByName(ifname)
-		if err != nil {
-			return err
-		}
-		mac = ifi.HardwareAddr
-		p.conn, err = packet.Listen(ifi, packet.Raw, unix.ETH_P_ARP, nil)
-		return err
-	}); err != nil {
+	p, err := h.StartARPProber(ifname, src, target, every)
+	if err != nil {
 		t.Fatalf("prober on %s: %v", ifname, err)
 	}
-	f := make([]byte, 60)
-	copy(f[0:6], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
-	copy(f[6:12], mac)
-	binary.BigEndian.PutUint16(f[12:14], unix.ETH_P_ARP)
-	binary.BigEndian.PutUint16(f[14:16], 1)
-	binary.BigEndian.PutUint16(f[16:18], unix.ETH_P_IP)
-	f[18], f[19] = 6, 4
-	binary.BigEndian.PutUint16(f[20:22], 1)
-	copy(f[22:28], mac)
-	s4, t4 := src.As4(), target.As4()
-	copy(f[28:32], s4[:])
-	copy(f[38:42], t4[:])
-	p.req = f
-	go p.read(src, target)
-	go p.send()
-	t.Cleanup(func() { p.stop(0) })
+	t.Cleanup(func() { p.Stop(0) })
 	return p
 }
 
-func (p *arpProber) send() {
-	defer close(p.sendDone)
-	t := time.NewTicker(p.every)
-	defer t.Stop()
-	for {
-		select {
-		case <-p.stopSend:
-			return
-		case <-t.C:
+// stopProber stops p, waits grace for the last replies and returns what
+// was sent, the replies by the MAC that sent them and the longest time
+// between two replies.
+func stopProber(p *lab.ARPProber, grace time.Duration) (sent int, replies map[string]int, maxGap time.Duration) {
+	p.Stop(grace)
+	replies = map[string]int{}
+	var last time.Time
+	for _, r := range p.Replies() {
+		replies[r.MAC]++
+		if !last.IsZero() {
+			maxGap = max(maxGap, r.At.Sub(last))
 		}
-		if _, err := p.conn.WriteTo(p.req, &packet.Addr{HardwareAddr: net.HardwareAddr(p.req[0:6])}); err == nil {
-			p.mu.Lock()
-			p.sent++
-			p.mu.Unlock()
-		}
+		last = r.At
 	}
-}
-
-func (p *arpProber) read(src, target netip.Addr) {
-	defer close(p.readDone)
-	b := make([]byte, 1500)
-	for {
-		n, _, err := p.conn.ReadFrom(b)
-		if err != nil {
-			return
-		}
-		if n < 42 || binary.BigEndian.Uint16(b[20:22]) != 2 {
-			continue
-		}
-		spa, _ := netip.AddrFromSlice(b[28:32])
-		tpa, _ := netip.AddrFromSlice(b[38:42])
-		if spa != target || tpa != src {
-			continue
-		}
-		now := time.Now()
-		p.mu.Lock()
-		p.replies[net.HardwareAddr(b[22:28]).String()]++
-		if !p.lastRep.IsZero() && now.Sub(p.lastRep) > p.maxGap {
-			p.maxGap = now.Sub(p.lastRep)
-		}
-		p.lastRep = now
-		p.mu.Unlock()
-	}
-}
-
-// stop stops sending, waits grace for the last replies and returns what
-// was sent and received.
-func (p *arpProber) stop(grace time.Duration) (sent int, replies map[string]int, maxGap time.Duration) {
-	select {
-	case <-p.stopSend:
-	default:
-		close(p.stopSend)
-	}
-	<-p.sendDone
-	time.Sleep(grace)
-	_ = p.conn.Close()
-	<-p.readDone
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	out := map[string]int{}
-	for k, v := range p.replies {
-		out[k] = v
-	}
-	return p.sent, out, p.maxGap
+	return p.Sent(), replies, maxGap
 }
 
 // countLines counts the log lines containing every one of parts.
@@ -773,7 +673,7 @@ func TestAgentRestartIsHitless(t *testing.T) {
 		return nil
 	})
 	time.Sleep(time.Second)
-	sent, replies, gap := pr.stop(300 * time.Millisecond)
+	sent, replies, gap := stopProber(pr, 300*time.Millisecond)
 	t.Logf("restart: stop took %v, back %v after SIGTERM; %d requests, replies %v, longest gap between replies %v",
 		stopped, time.Since(stopAt), sent, replies, gap)
 	total := 0
@@ -991,7 +891,7 @@ func TestAgentCountsBGPUplinkTraffic(t *testing.T) {
 	const vip4, vip6 = "198.51.100.7", "2001:db8:200::7"
 	router.MustRun("ip", "route", "add", vip4+"/32", "via", "198.18.8.1")
 	router.MustRun("ip", "-6", "route", "add", vip6+"/128", "via", "2001:db8:8::1")
-	bpffs := mountBPFFS(t)
+	bpffs := lab.MountBPFFS(t)
 	svcDir, cfgDir := filepath.Join(l.Dir(), "services"), filepath.Join(l.Dir(), "config")
 	for _, d := range []string{svcDir, cfgDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {

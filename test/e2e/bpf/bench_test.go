@@ -36,7 +36,7 @@ func BenchmarkAgentRestartGap(b *testing.B) {
 			return nil
 		})
 		time.Sleep(300 * time.Millisecond)
-		sent, replies, gap := pr.stop(300 * time.Millisecond)
+		sent, replies, gap := stopProber(pr, 300*time.Millisecond)
 		got := 0
 		for m, n := range replies {
 			if m == al.macs[o] {

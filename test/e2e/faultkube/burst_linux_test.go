@@ -339,7 +339,7 @@ func (e *env) memory(t *testing.T) map[string]memSample {
 			}
 			return nil
 		})
-		rss, err := rssKB(e.agents[n].PID())
+		rss, err := lab.RSSKB(e.agents[n].PID())
 		if err != nil {
 			t.Fatal(err)
 		}

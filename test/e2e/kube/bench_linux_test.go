@@ -291,7 +291,10 @@ func BenchmarkManyServices(b *testing.B) {
 	leader := *lease.Spec.HolderIdentity
 	speakerMax := 0
 	for name, p := range e.agents {
-		kb := rssKB(p.PID())
+		kb, err := lab.RSSKB(p.PID())
+		if err != nil {
+			b.Fatal(err)
+		}
 		if name == leader {
 			b.ReportMetric(float64(kb)/1024, "allocator_rss_MiB")
 		} else if kb > speakerMax {

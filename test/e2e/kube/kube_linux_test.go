@@ -11,10 +11,8 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -884,29 +882,11 @@ func BenchmarkBulkServices(b *testing.B) {
 	}
 	maxRSS := 0
 	for _, p := range e.agents {
-		if kb := rssKB(p.PID()); kb > maxRSS {
+		if kb, _ := lab.RSSKB(p.PID()); kb > maxRSS {
 			maxRSS = kb
 		}
 	}
 	b.ReportMetric(float64(maxRSS)/1024, "agent_max_rss_MiB")
-}
-
-// rssKB reads VmRSS of a process, in kB (0 when unknown).
-func rssKB(pid int) int {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(rest)
-			if len(f) > 0 {
-				v, _ := strconv.Atoi(f[0])
-				return v
-			}
-		}
-	}
-	return 0
 }
 
 func tailLog(s string, n int) string {

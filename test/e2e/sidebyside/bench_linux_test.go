@@ -634,7 +634,7 @@ func measureScale(b *testing.B, sys system, n int) {
 	time.Sleep(5 * time.Second) // settle before reading memory
 	speakerMax, speakerSum := 0, 0
 	for _, nd := range nodeNames {
-		kb, err := rssKB(sys.Speaker(nd).PID())
+		kb, err := lab.RSSKB(sys.Speaker(nd).PID())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -642,7 +642,7 @@ func measureScale(b *testing.B, sys system, n int) {
 	}
 	ctrl := 0
 	if c := sys.Controller(); c != nil {
-		kb, err := rssKB(c.PID())
+		kb, err := lab.RSSKB(c.PID())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -664,7 +664,7 @@ func measureScale(b *testing.B, sys system, n int) {
 	}
 	t0 := map[string]int64{}
 	for k, pid := range pids {
-		v, err := cpuTicks(pid)
+		v, err := lab.CPUTicks(pid)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -674,11 +674,11 @@ func measureScale(b *testing.B, sys system, n int) {
 	var speakers, ctrlCPU float64
 	per := map[string]float64{}
 	for k, pid := range pids {
-		v, err := cpuTicks(pid)
+		v, err := lab.CPUTicks(pid)
 		if err != nil {
 			b.Fatal(err)
 		}
-		s := float64(v-t0[k]) / 100 // USER_HZ
+		s := float64(v-t0[k]) / lab.ClockTicks
 		per[k] = s
 		if k == "controller" {
 			ctrlCPU = s

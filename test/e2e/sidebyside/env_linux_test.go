@@ -4,15 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -146,7 +143,7 @@ func newEnv(t testing.TB, sys system) *env {
 			}
 		}
 	}
-	e.bpffs = mountBPFFS(t)
+	e.bpffs = lab.MountBPFFS(t)
 
 	var err error
 	e.frr, err = e.router.StartFRR(lab.FRRConfig{BGPd: e.frrConf(), BFDd: sys.RouterGlobal()})
@@ -363,53 +360,4 @@ func (e *env) waitHops(t testing.TB, vip netip.Addr, n int, interval, timeout ti
 		return nil
 	})
 	return at
-}
-
-// mountBPFFS mounts a bpf filesystem of the bench's own (vipspeaker pins
-// its XDP program there across restarts), unmounted at the end.
-func mountBPFFS(t testing.TB) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := unix.Mount("bpf", dir, "bpf", 0, "mode=0700"); err != nil {
-		nstest.Skip(t, "mount a bpf filesystem: %v", err)
-	}
-	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
-	return dir
-}
-
-// rssKB is a process's VmRSS in kB.
-func rssKB(pid int) (int, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			if f := strings.Fields(rest); len(f) > 0 {
-				return strconv.Atoi(f[0])
-			}
-		}
-	}
-	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
-}
-
-// cpuTicks is a process's user+system time in clock ticks (USER_HZ, 100
-// per second on Linux).
-func cpuTicks(pid int) (int64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	s := string(data)
-	i := strings.LastIndexByte(s, ')')
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: short", pid)
-	}
-	u, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: %v %v", pid, err1, err2)
-	}
-	return u + st, nil
 }

@@ -22,7 +22,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -461,30 +460,6 @@ func (w *gapWatch) finish() []string {
 	return <-w.done
 }
 
-// cpuTicks is utime+stime of a process, in clock ticks.
-func cpuTicks(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// the command may hold spaces: fields count from after ") "
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
-	}
-	u, err1 := strconv.ParseUint(f[11], 10, 64) // utime, field 14
-	st, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: %q", pid, s)
-	}
-	return u + st, nil
-}
-
-// clkTck is USER_HZ, 100 on Linux for every architecture Go supports.
-const clkTck = 100
-
 // Zebra restarts: GoBGP's zebra client cannot reconnect, so the agent
 // re-executes itself (same PID); the router keeps the VIP routes through
 // graceful restart (its kernel polled every 10 ms), the new process
@@ -527,17 +502,17 @@ func TestZebraRestartRecovers(t *testing.T) {
 	}
 	// CPU over 3 s once recovered: below 20% of a core (GoBGP's leaked
 	// zebra loop would take a whole one).
-	t0, err := cpuTicks(pid)
+	t0, err := lab.CPUTicks(pid)
 	if err != nil {
 		t.Fatalf("agent pid %d after re-execution: %v", pid, err)
 	}
 	start := time.Now()
 	time.Sleep(3 * time.Second)
-	t1, err := cpuTicks(pid)
+	t1, err := lab.CPUTicks(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	share := float64(t1-t0) / clkTck / time.Since(start).Seconds()
+	share := float64(t1-t0) / lab.ClockTicks / time.Since(start).Seconds()
 	t.Logf("agent CPU over %v after recovery: %.1f%% of a core", time.Since(start).Round(time.Millisecond), 100*share)
 	if share >= 0.20 {
 		t.Errorf("agent uses %.0f%% of a core after recovering from zebra's restart", 100*share)
