@@ -203,14 +203,7 @@ func setup(t *testing.T) *env {
 
 func (e *env) setConfigMap(t *testing.T, toml, gobgp string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	cm, err := e.cs.CoreV1().ConfigMaps(kube.DefaultNamespace).Get(ctx, kube.DefaultConfigMapName, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cm.Data = map[string]string{"vipspeaker.toml": toml, kube.GoBGPConfKey: gobgp}
-	if _, err := e.cs.CoreV1().ConfigMaps(kube.DefaultNamespace).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+	if err := e.api.SetAgentConfig(toml, gobgp); err != nil {
 		t.Fatal(err)
 	}
 }

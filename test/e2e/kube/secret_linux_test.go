@@ -38,16 +38,7 @@ func (e *env) setSecret(t testing.TB, name string, data map[string]string) {
 // setConfigMap replaces the ConfigMap's two keys.
 func (e *env) setConfigMap(t testing.TB, toml, gobgp string) {
 	t.Helper()
-	ctx := context.Background()
-	cm, err := e.cs.CoreV1().ConfigMaps(kube.DefaultNamespace).Get(ctx, kube.DefaultConfigMapName, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cm.Data = map[string]string{"vipspeaker.toml": toml}
-	if gobgp != "" {
-		cm.Data["gobgp.conf"] = gobgp
-	}
-	if _, err := e.cs.CoreV1().ConfigMaps(kube.DefaultNamespace).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+	if err := e.api.SetAgentConfig(toml, gobgp); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -154,14 +153,7 @@ func (v *vipspeakerSys) Install(t testing.TB, e *env) {
 
 func (v *vipspeakerSys) setConfigMap(t testing.TB, e *env, toml, gobgp string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	cm, err := e.cs.CoreV1().ConfigMaps(kube.DefaultNamespace).Get(ctx, kube.DefaultConfigMapName, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cm.Data = map[string]string{"vipspeaker.toml": toml, kube.GoBGPConfKey: gobgp}
-	if _, err := e.cs.CoreV1().ConfigMaps(kube.DefaultNamespace).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+	if err := e.api.SetAgentConfig(toml, gobgp); err != nil {
 		t.Fatal(err)
 	}
 }

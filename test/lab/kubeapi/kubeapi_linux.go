@@ -32,6 +32,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/vipspeaker/vipspeaker/internal/nstest"
+	"github.com/vipspeaker/vipspeaker/kube"
 	"github.com/vipspeaker/vipspeaker/test/lab"
 )
 
@@ -473,4 +474,25 @@ func (s *Server) Can(user string, groups []string, ra authv1.ResourceAttributes)
 		return false, fmt.Errorf("subject access review for %s: %w", user, err)
 	}
 	return r.Status.Allowed, nil
+}
+
+// SetAgentConfig replaces the data of the agent's ConfigMap (the one
+// deploy/kustomize creates, see ApplyDeploy) as an operator edits it:
+// vipspeaker.toml, and gobgp.conf unless gobgp is empty.
+func (s *Server) SetAgentConfig(toml, gobgp string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	cms := s.client.CoreV1().ConfigMaps(kube.DefaultNamespace)
+	cm, err := cms.Get(ctx, kube.DefaultConfigMapName, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("agent ConfigMap: %w", err)
+	}
+	cm.Data = map[string]string{"vipspeaker.toml": toml}
+	if gobgp != "" {
+		cm.Data[kube.GoBGPConfKey] = gobgp
+	}
+	if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("agent ConfigMap: %w", err)
+	}
+	return nil
 }
