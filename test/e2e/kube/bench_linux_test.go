@@ -8,11 +8,11 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -209,40 +209,25 @@ func BenchmarkManyServices(b *testing.B) {
 			}
 		}
 		start := time.Now()
-		var (
-			wg    sync.WaitGroup
-			errMu sync.Mutex
-			errs  []error
-		)
-		names := make(chan string)
 		class := kube.LoadBalancerClass
 		single := corev1.IPFamilyPolicySingleStack
-		for range 16 {
-			wg.Go(func() {
-				for name := range names {
-					_, err := e.cs.CoreV1().Services(ns).Create(context.Background(), &corev1.Service{
-						ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: map[string]string{kube.AnnotationPool: "bulk6"}},
-						Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: &class,
-							IPFamilyPolicy: &single, IPFamilies: []corev1.IPFamily{corev1.IPv6Protocol},
-							// 5,000 would exhaust the NodePort range.
-							AllocateLoadBalancerNodePorts: ptr(false),
-							Ports:                         []corev1.ServicePort{{Port: 80, Protocol: corev1.ProtocolTCP}}},
-					}, metav1.CreateOptions{})
-					if err != nil {
-						errMu.Lock()
-						errs = append(errs, err)
-						errMu.Unlock()
-					}
-				}
+		var g errgroup.Group
+		g.SetLimit(16)
+		for i := range n {
+			g.Go(func() error {
+				_, err := e.cs.CoreV1().Services(ns).Create(context.Background(), &corev1.Service{
+					ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("many-%d", i), Namespace: ns, Annotations: map[string]string{kube.AnnotationPool: "bulk6"}},
+					Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: &class,
+						IPFamilyPolicy: &single, IPFamilies: []corev1.IPFamily{corev1.IPv6Protocol},
+						// 5,000 would exhaust the NodePort range.
+						AllocateLoadBalancerNodePorts: ptr(false),
+						Ports:                         []corev1.ServicePort{{Port: 80, Protocol: corev1.ProtocolTCP}}},
+				}, metav1.CreateOptions{})
+				return err
 			})
 		}
-		for i := range n {
-			names <- fmt.Sprintf("many-%d", i)
-		}
-		close(names)
-		wg.Wait()
-		if len(errs) > 0 {
-			b.Fatalf("%d creates failed, first: %v", len(errs), errs[0])
+		if err := g.Wait(); err != nil {
+			b.Fatalf("creating %d Services: %v", n, err)
 		}
 		created := time.Since(start)
 		start = time.Now()

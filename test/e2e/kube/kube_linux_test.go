@@ -14,11 +14,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -824,36 +824,21 @@ func BenchmarkBulkServices(b *testing.B) {
 			b.Fatal("run with -benchtime=1x: the pool holds one round")
 		}
 		start := time.Now()
-		var (
-			wg    sync.WaitGroup
-			errMu sync.Mutex
-			errs  []error
-		)
-		names := make(chan string)
 		class := kube.LoadBalancerClass
-		for range 8 {
-			wg.Go(func() {
-				for name := range names {
-					_, err := e.cs.CoreV1().Services(ns).Create(context.Background(), &corev1.Service{
-						ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: map[string]string{kube.AnnotationPool: "bulk"}},
-						Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: &class,
-							Ports: []corev1.ServicePort{{Port: 80, Protocol: corev1.ProtocolTCP}}},
-					}, metav1.CreateOptions{})
-					if err != nil {
-						errMu.Lock()
-						errs = append(errs, err)
-						errMu.Unlock()
-					}
-				}
+		var g errgroup.Group
+		g.SetLimit(8)
+		for i := range n {
+			g.Go(func() error {
+				_, err := e.cs.CoreV1().Services(ns).Create(context.Background(), &corev1.Service{
+					ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("bulk-%d", i), Namespace: ns, Annotations: map[string]string{kube.AnnotationPool: "bulk"}},
+					Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: &class,
+						Ports: []corev1.ServicePort{{Port: 80, Protocol: corev1.ProtocolTCP}}},
+				}, metav1.CreateOptions{})
+				return err
 			})
 		}
-		for i := range n {
-			names <- fmt.Sprintf("bulk-%d", i)
-		}
-		close(names)
-		wg.Wait()
-		if len(errs) > 0 {
-			b.Fatalf("%d creates failed, first: %v", len(errs), errs[0])
+		if err := g.Wait(); err != nil {
+			b.Fatalf("creating %d Services: %v", n, err)
 		}
 		created := time.Since(start)
 		err := lab.Poll(120*time.Second, 50*time.Millisecond, func() error {

@@ -9,11 +9,11 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/vipspeaker/vipspeaker/test/lab"
@@ -579,34 +579,21 @@ func measureScale(b *testing.B, sys system, n int) {
 	e := newEnv(b, sys)
 	pool := netip.MustParsePrefix(bgpPool)
 	start := time.Now()
-	var wg sync.WaitGroup
-	work := make(chan int)
-	var failed sync.Once
-	var failure error
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx := context.Background()
-			for i := range work {
-				s := svc{name: fmt.Sprintf("scale-%05d", i), pool: "bgp"}
-				if _, err := e.cs.DiscoveryV1().EndpointSlices(svcNS).Create(ctx, e.endpointSlice(s), metav1.CreateOptions{}); err != nil {
-					failed.Do(func() { failure = err })
-					continue
-				}
-				if _, err := e.cs.CoreV1().Services(svcNS).Create(ctx, e.service(s), metav1.CreateOptions{}); err != nil {
-					failed.Do(func() { failure = err })
-				}
-			}
-		}()
-	}
+	var g errgroup.Group
+	g.SetLimit(16)
 	for i := range n {
-		work <- i
+		g.Go(func() error {
+			ctx := context.Background()
+			s := svc{name: fmt.Sprintf("scale-%05d", i), pool: "bgp"}
+			if _, err := e.cs.DiscoveryV1().EndpointSlices(svcNS).Create(ctx, e.endpointSlice(s), metav1.CreateOptions{}); err != nil {
+				return err
+			}
+			_, err := e.cs.CoreV1().Services(svcNS).Create(ctx, e.service(s), metav1.CreateOptions{})
+			return err
+		})
 	}
-	close(work)
-	wg.Wait()
-	if failure != nil {
-		b.Fatalf("%s: creating %d Services: %v", sys.Name(), n, failure)
+	if err := g.Wait(); err != nil {
+		b.Fatalf("%s: creating %d Services: %v", sys.Name(), n, err)
 	}
 	created := time.Since(start)
 	var all time.Duration
