@@ -394,13 +394,19 @@ func (e *env) nextHops(p string) ([]string, error) {
 // next hops (ECMP).
 func (e *env) waitRoute(t testing.TB, vip netip.Addr, nodes ...string) {
 	t.Helper()
+	e.waitRouteWithin(t, vip, 30*time.Second, nodes...)
+}
+
+// waitRouteWithin is waitRoute with its own time limit.
+func (e *env) waitRouteWithin(t testing.TB, vip netip.Addr, timeout time.Duration, nodes ...string) {
+	t.Helper()
 	var want []string
 	for _, n := range nodes {
 		want = append(want, nodeAddrs[n])
 	}
 	slices.Sort(want)
 	p := netip.PrefixFrom(vip, 32).String()
-	lab.Eventually(t, 30*time.Second, 100*time.Millisecond, func() error {
+	lab.Eventually(t, timeout, 100*time.Millisecond, func() error {
 		got, err := e.nextHops(p)
 		if err != nil {
 			return err
@@ -689,10 +695,11 @@ func TestKube(t *testing.T) {
 		}
 		// Things work again. After a long outage client-go's reflectors
 		// back off (up to 30 s, plus as much jitter) before they list again,
-		// so allow for that.
+		// each agent's on its own schedule, so allow for that on every node:
+		// the allocator's status, then each speaker's route.
 		e.createService(t, "after-outage")
 		v := e.waitIngressWithin(t, "after-outage", 1, 180*time.Second)[0]
-		e.waitRoute(t, v, "n1", "n2", "n3")
+		e.waitRouteWithin(t, v, 180*time.Second, "n1", "n2", "n3")
 		e.waitRoute(t, vip, "n1", "n2", "n3")
 	})
 
