@@ -108,6 +108,14 @@
 // it. Physical NICs with native XDP do not have this limitation; in
 // veth-based labs either attach generic or give the peer NAPI.
 //
+// Files, one job each: fastpath_linux.go loads the objects and closes or
+// removes them; attach_linux.go attaches the program to interfaces;
+// pin_linux.go holds the pin directory (its lock and cleanup);
+// lease_linux.go the answering lease and Run; owned_linux.go the VIP map
+// (the owned set); counters_linux.go the per-VIP and per-interface
+// counters; announce_linux.go the live-frames announcements; metrics.go the
+// Prometheus collector.
+//
 // What it needs from the kernel: XDP programs with hash, array, per-CPU
 // hash and array-of-maps maps (no kernel BTF: the program uses no CO-RE;
 // kernel ≥ 5.10 recommended, 5.18 for live frames), CAP_BPF and
