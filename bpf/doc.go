@@ -124,5 +124,11 @@
 // (its nearest existing ancestor) for restarts (without one the fast path
 // still runs, unpinned, and Load logs "pinning unavailable"), and bpf links
 // for XDP (5.9). Load returns an error wrapping ErrNotSupported when any of
-// this is refused, and the caller falls back to the userspace responder.
+// this is refused, and the caller falls back to the userspace responder. A
+// program the kernel's verifier refuses is another matter: the kernel can
+// run eBPF and this build's program is wrong for it. Load logs that at
+// error level with the verifier's whole log and returns a *VerifierError,
+// which does not wrap ErrNotSupported (tests fail on it instead of
+// skipping; the agent with fast-path = "auto" still answers from
+// userspace, and says so loudly).
 package bpf

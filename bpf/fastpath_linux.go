@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -18,6 +19,10 @@ import (
 )
 
 var errClosed = errors.New("bpf fast path: closed")
+
+// loadSpec returns the program and maps to load: the embedded object
+// (bpf2go). Tests replace it to have the real verifier refuse a program.
+var loadSpec = loadVip
 
 // FastPath is the loaded XDP program, its maps and its links. Load creates
 // it; Close releases this process's handles and leaves the pinned program
@@ -65,7 +70,8 @@ type FastPath struct {
 // (replacing the program of a pinned link atomically, or creating and
 // pinning a new link), and detaches links pinned for interfaces no longer
 // named. It returns an error wrapping ErrNotSupported when the kernel or the
-// process's privileges refuse.
+// process's privileges cannot run it, and a *VerifierError (logged at error
+// level with the verifier's log) when the kernel's verifier refuses it.
 func Load(opts Options) (*FastPath, error) {
 	log := opts.Logger
 	if log == nil {
@@ -84,10 +90,10 @@ func Load(opts Options) (*FastPath, error) {
 		return nil, errors.New("bpf options: negative lease")
 	}
 	f := &FastPath{
-		log:     log,
-		enter:   opts.Enter,
-		attach:  opts.Attach,
-		lease:   opts.Lease,
+		log:      log,
+		enter:    opts.Enter,
+		attach:   opts.Attach,
+		lease:    opts.Lease,
 		ifaces:  map[string]*attached{},
 		missing: map[string]bool{},
 	}
@@ -128,7 +134,7 @@ func Load(opts Options) (*FastPath, error) {
 			"dir", pinDir)
 	}
 
-	spec, err := loadVip()
+	spec, err := loadSpec()
 	if err != nil {
 		f.unlock()
 		return nil, fmt.Errorf("parse embedded eBPF object: %w", err)
@@ -181,13 +187,52 @@ func (f *FastPath) loadObjects(spec *ebpf.CollectionSpec) error {
 		err = spec.LoadAndAssign(&f.objs, copts)
 	}
 	if err != nil {
-		var verr *ebpf.VerifierError
-		if errors.As(err, &verr) {
-			f.log.Debug("verifier log", "log", strings.Join(verr.Log, "\n"))
-		}
-		return fmt.Errorf("%w: load XDP program: %w", ErrNotSupported, err)
+		return f.loadError(err)
 	}
 	return nil
+}
+
+// loadError classifies a failed load. A verifier rejection is a defect of
+// this build on this kernel, not a missing feature: it is logged at error
+// level with the verifier's whole log and returned as a *VerifierError,
+// which does not wrap ErrNotSupported. A kernel or process that cannot run
+// eBPF at all (Unsupported) wraps ErrNotSupported; anything else is a plain
+// error.
+func (f *FastPath) loadError(err error) error {
+	var verr *ebpf.VerifierError
+	if errors.As(err, &verr) {
+		ve := &VerifierError{Log: slices.Clone(verr.Log), err: err}
+		f.log.Error("the kernel's verifier refused the XDP program; this is a bug of this build on this kernel, report it with this log",
+			"kernel", kernelRelease(), "err", err, "verifier_log", strings.Join(ve.Log, "\n"))
+		return ve
+	}
+	if Unsupported(err) {
+		return fmt.Errorf("%w: load XDP program: %w", ErrNotSupported, err)
+	}
+	return fmt.Errorf("load XDP program: %w", err)
+}
+
+// Unsupported reports whether err says that this kernel or this process
+// cannot run eBPF programs at all: it wraps ErrNotSupported or cilium/ebpf's
+// ErrNotSupported (a missing kernel feature), or is ENOSYS (no bpf system
+// call) or EPERM (no privilege). A verifier rejection is not: the kernel can
+// run eBPF, and refused this program. Tests skip only when this holds.
+func Unsupported(err error) bool {
+	var verr *ebpf.VerifierError
+	if errors.As(err, &verr) {
+		return false
+	}
+	return errors.Is(err, ErrNotSupported) || errors.Is(err, ebpf.ErrNotSupported) ||
+		errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM)
+}
+
+// kernelRelease is uname -r, for the verifier's report.
+func kernelRelease() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "unknown"
+	}
+	return unix.ByteSliceToString(u.Release[:])
 }
 
 // checkCaps refuses early, with the reason, when the process lacks the
