@@ -1,25 +1,28 @@
 package bpf
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 
 	"github.com/cilium/ebpf"
 )
 
 // SetCounted declares the VIPs whose traffic is counted (normally every
 // VIP of the node, layer2 and BGP). Counters of VIPs already counted are
-// kept; VIPs no longer named lose theirs.
+// kept; VIPs no longer named lose theirs. Past MaxOwned VIPs, those counted
+// already stay counted, then others in address order up to MaxOwned; the
+// rest are not counted (logged, and vipspeaker_xdp_map_overflow{map=
+// "counted"}).
 func (f *FastPath) SetCounted(vips []netip.Addr) error {
 	want := map[[16]byte]bool{}
 	for _, a := range vips {
 		if a.IsValid() {
 			want[key16(a)] = true
 		}
-	}
-	if len(want) > MaxOwned {
-		return fmt.Errorf("set counted VIPs: %d, at most %d", len(want), MaxOwned)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -43,6 +46,27 @@ func (f *FastPath) SetCounted(vips []netip.Addr) error {
 		k = next
 		cur = &k
 	}
+	total := len(want)
+	if total > MaxOwned {
+		counted := map[[16]byte]bool{}
+		for _, h := range have {
+			counted[h.Addr] = true
+		}
+		order := slices.Collect(maps.Keys(want))
+		slices.SortFunc(order, func(a, b [16]byte) int {
+			if ca, cb := counted[a], counted[b]; ca != cb {
+				if ca {
+					return -1
+				}
+				return 1
+			}
+			return bytes.Compare(a[:], b[:])
+		})
+		for _, a := range order[MaxOwned:] {
+			delete(want, a)
+		}
+	}
+	f.setOverflowLocked(mapCounted, total-len(want))
 	for _, h := range have {
 		if !want[h.Addr] {
 			if err := f.objs.VsVipStats.Delete(&h); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {

@@ -26,7 +26,12 @@
 //
 // The owned set is a hash map held in slot 0 of an array of maps: SetOwned
 // builds the new set aside and swaps it in with one update, so the program
-// sees the whole old set or the whole new one, never a half.
+// sees the whole old set or the whole new one, never a half. It holds
+// MaxOwned (VIP, interface) pairs; a larger set keeps MaxOwned of them
+// (those held already, then by address) and the rest are left to the
+// userspace responder, which owns the same set: the program passes their
+// requests on and AnnounceOwned reports them missed.
+// vipspeaker_xdp_map_overflow{map} counts what did not fit.
 //
 // Replies are sent only while the lease map holds a CLOCK_MONOTONIC time
 // (bpf_ktime_get_ns) in the future. The agent renews it (RenewLease); a
@@ -77,8 +82,9 @@
 //
 // Metrics: this package registers vipspeaker_vip_receive_packets_total and
 // vipspeaker_vip_receive_bytes_total{vip} (read from the per-CPU map at
-// scrape time), vipspeaker_xdp_attached{interface,mode} and
-// vipspeaker_xdp_lease_remaining_seconds. The reply counters
+// scrape time), vipspeaker_xdp_attached{interface,mode},
+// vipspeaker_xdp_lease_remaining_seconds and
+// vipspeaker_xdp_map_overflow{map}. The reply counters
 // vipspeaker_arp_replies_sent_total and
 // vipspeaker_ndp_advertisements_sent_total{interface,path} and
 // vipspeaker_gratuitous_sent_total{interface} belong to dataplane; it reads

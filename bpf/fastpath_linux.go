@@ -63,6 +63,9 @@ type FastPath struct {
 	// ownedKeys is what ownedSet holds (this process filled it), so
 	// AnnounceOwned checks ownership without a syscall per VIP.
 	ownedKeys map[vipKey]bool
+	// overflow is, per map (mapOwned, mapCounted), how many entries the
+	// last update had no room for.
+	overflow map[string]int
 }
 
 // Load loads the program (reusing pinned maps, so the owned set, the lease
@@ -94,8 +97,9 @@ func Load(opts Options) (*FastPath, error) {
 		enter:    opts.Enter,
 		attach:   opts.Attach,
 		lease:    opts.Lease,
-		ifaces:  map[string]*attached{},
-		missing: map[string]bool{},
+		ifaces:   map[string]*attached{},
+		missing:  map[string]bool{},
+		overflow: map[string]int{},
 	}
 	if f.lease == 0 {
 		f.lease = DefaultLease

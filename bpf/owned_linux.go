@@ -1,6 +1,8 @@
 package bpf
 
 import (
+	"bytes"
+	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -70,7 +72,12 @@ func (f *FastPath) openOwnedSet() (*ebpf.Map, error) {
 // is answered on (the same shape as dataplane's Responder.SetOwned). The new
 // set is built aside and swapped in with one map update, so the program
 // sees either the whole old set or the whole new one. Interfaces that are
-// not attached layer2 interfaces are ignored.
+// not attached layer2 interfaces are ignored. More than MaxOwned (VIP,
+// interface) pairs is not an error: the map holds MaxOwned of them (those
+// it held already first, then by address), the program passes the others'
+// requests to the kernel, so the userspace responder, which owns the same
+// set, answers them, and AnnounceOwned reports them missed. The number left
+// out is logged and exported as vipspeaker_xdp_map_overflow{map="owned"}.
 func (f *FastPath) SetOwned(owned map[netip.Addr][]string) error {
 	cp := make(map[netip.Addr][]string, len(owned))
 	for a, ifs := range owned {
@@ -106,8 +113,27 @@ func (f *FastPath) applyOwnedLocked() error {
 			}
 		}
 	}
-	if len(keys) > MaxOwned {
-		return fmt.Errorf("set owned VIPs: %d (VIP, interface) pairs, at most %d", len(keys), MaxOwned)
+	total := len(keys)
+	if total > MaxOwned {
+		// The map holds MaxOwned pairs; the userspace responder answers
+		// and announces the rest (the program passes their requests on,
+		// and AnnounceOwned reports them missed). Which pairs stay in the
+		// map is stable: those it holds now, then the others in address
+		// order, so a growing set does not move VIPs between the paths.
+		slices.SortFunc(keys, func(a, b vipKey) int {
+			if ia, ib := f.ownedKeys[a], f.ownedKeys[b]; ia != ib {
+				if ia {
+					return -1
+				}
+				return 1
+			}
+			return compareKeys(a, b)
+		})
+		keys = keys[:MaxOwned]
+		seen = make(map[vipKey]bool, len(keys))
+		for _, k := range keys {
+			seen[k] = true
+		}
 	}
 	set, err := ebpf.NewMap(f.inner)
 	if err != nil {
@@ -125,7 +151,39 @@ func (f *FastPath) applyOwnedLocked() error {
 		return fmt.Errorf("swap owned set: %w", err)
 	}
 	f.keepOwnedSet(set, seen)
+	f.setOverflowLocked(mapOwned, total-len(keys))
 	return nil
+}
+
+// compareKeys orders map keys by address, then interface index.
+func compareKeys(a, b vipKey) int {
+	if c := bytes.Compare(a.Addr[:], b.Addr[:]); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Ifindex, b.Ifindex)
+}
+
+// Maps that can overflow, the values of the map label of
+// vipspeaker_xdp_map_overflow.
+const (
+	mapOwned   = "owned"
+	mapCounted = "counted"
+)
+
+// setOverflowLocked records how many entries did not fit in a map (for the
+// metric) and logs when that changes.
+func (f *FastPath) setOverflowLocked(m string, n int) {
+	was := f.overflow[m]
+	f.overflow[m] = n
+	switch {
+	case n > 0 && n != was && m == mapOwned:
+		f.log.Warn("XDP owned-VIP map full: the userspace responder answers and announces the (VIP, interface) pairs past it",
+			"capacity", MaxOwned, "past", n)
+	case n > 0 && n != was:
+		f.log.Warn("XDP VIP counter map full: VIPs past it are not counted", "capacity", MaxOwned, "past", n)
+	case n == 0 && was > 0:
+		f.log.Info("XDP map holds every entry again", "map", m)
+	}
 }
 
 // Owned returns the owned set in the map now: each VIP with the indexes
