@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"runtime"
 	"time"
@@ -13,6 +16,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/vipspeaker/vipspeaker/dataplane"
 )
 
 // benchNetns is a named namespace of the benchmark.
@@ -228,4 +233,38 @@ func (l *bpfLab) sendFromNode(frames [][]byte) error {
 		}
 		return nil
 	})
+}
+
+// startResponder runs a userspace responder on the node's l2 (one
+// gratuitous round per takeover; ann, when set, sends the rounds, as the
+// fast path does in the agent), owning vip, and waits until it answers
+// there. stop ends and closes it.
+func (l *bpfLab) startResponder(vip netip.Addr, ann dataplane.Announcer) (*dataplane.Responder, func(), error) {
+	opts := dataplane.Options{Enter: l.node.do, GratuitousCount: 1}
+	if ann != nil {
+		opts.Announcer = ann
+	}
+	resp, err := dataplane.New(opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- resp.Run(ctx) }()
+	stop := func() {
+		cancel()
+		<-done
+		_ = resp.Close()
+	}
+	resp.SetInterfaces([]string{"l2"})
+	resp.SetOwned(map[netip.Addr][]string{vip: {"l2"}})
+	ready := time.Now().Add(10 * time.Second)
+	for resp.Owned("l2") == nil && time.Now().Before(ready) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if resp.Owned("l2") == nil {
+		stop()
+		return nil, nil, errors.New("userspace responder did not open l2 in 10s")
+	}
+	return resp, stop, nil
 }
