@@ -209,9 +209,10 @@ func wantReplies(t *testing.T, what string, got []string, n int) {
 }
 
 // TestXDPFirstUserspaceAfter: with both running, the client's requests are
-// answered by XDP (the fast path's counts rise, the userspace
-// path="userspace" counters stay at zero); once the fast path's lease
-// lapses and once it is removed, the userspace responder answers.
+// answered by XDP (the fast path's counts rise, and the reply counters show
+// them with path="xdp" at the very next scrape, read from the program's
+// maps; the path="userspace" counters stay at zero); once the fast path's
+// lease lapses and once it is removed, the userspace responder answers.
 func TestXDPFirstUserspaceAfter(t *testing.T) {
 	s := newSeg(t)
 	reg := prometheus.NewRegistry()
@@ -242,6 +243,13 @@ func TestXDPFirstUserspaceAfter(t *testing.T) {
 			_ = fp.Remove()
 		}
 	})
+	if v := metric(t, reg, "vipspeaker_l2_fast_path_active", nil); v != 0 {
+		t.Fatalf("vipspeaker_l2_fast_path_active = %v before SetFastPath, want 0", v)
+	}
+	resp.SetFastPath(fp)
+	if v := metric(t, reg, "vipspeaker_l2_fast_path_active", nil); v != 1 {
+		t.Fatalf("vipspeaker_l2_fast_path_active = %v with the fast path, want 1", v)
+	}
 	fctx, fcancel := context.WithCancel(context.Background())
 	fdone := make(chan error, 1)
 	go func() { fdone <- fp.Run(fctx) }()
@@ -274,6 +282,13 @@ func TestXDPFirstUserspaceAfter(t *testing.T) {
 	}
 	if arp != 3 || ndp != 1 {
 		t.Fatalf("xdp sent %d ARP replies and %d advertisements, want 3 and 1", arp, ndp)
+	}
+	// Read at scrape time: exact at once, no copy interval to wait for.
+	if v := metric(t, reg, "vipspeaker_arp_replies_sent_total", map[string]string{"interface": "l2", "path": "xdp"}); v != 3 {
+		t.Fatalf("vipspeaker_arp_replies_sent_total{path=xdp} = %v right after 3 XDP replies, want 3", v)
+	}
+	if v := metric(t, reg, "vipspeaker_ndp_advertisements_sent_total", map[string]string{"interface": "l2", "path": "xdp"}); v != 1 {
+		t.Fatalf("vipspeaker_ndp_advertisements_sent_total{path=xdp} = %v right after 1 XDP advertisement, want 1", v)
 	}
 	for _, name := range []string{"vipspeaker_arp_replies_sent_total", "vipspeaker_ndp_advertisements_sent_total"} {
 		if v := metric(t, reg, name, map[string]string{"interface": "l2", "path": "userspace"}); v != 0 {
