@@ -2,6 +2,7 @@ package lab
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -104,6 +105,9 @@ func (h *Host) Gateways(prefix string) ([]string, error) {
 	slices.Sort(out)
 	return out, nil
 }
+
+// HostPrefix is the prefix of a route to a alone: a/32 or a/128.
+func HostPrefix(a netip.Addr) string { return netip.PrefixFrom(a, a.BitLen()).String() }
 
 // WaitGateways waits until h's kernel routes prefix via exactly gws (in any
 // order); no gws: until it has no route to prefix.

@@ -72,6 +72,14 @@ func (c GoBGPConf) String() string {
 	return b.String()
 }
 
+// String is the neighbor's [[neighbors]] table, to add a neighbor through
+// GoBGPConf.Extra.
+func (n GoBGPNeighbor) String() string {
+	var b strings.Builder
+	n.write(&b)
+	return b.String()
+}
+
 func (n GoBGPNeighbor) write(b *strings.Builder) {
 	fmt.Fprintf(b, "[[neighbors]]\n  [neighbors.config]\n    neighbor-address = %q\n    peer-as = %d\n", n.Address, n.PeerAS)
 	var timers []string
@@ -250,4 +258,103 @@ func withNewline(s string) string {
 		return s + "\n"
 	}
 	return s
+}
+
+// GoBGPPolicy is a global export policy of GoBGP as TOML for
+// GoBGPConf.Extra: its defined sets, the policy definition and
+// [global.apply-policy.config] naming it.
+type GoBGPPolicy struct {
+	Name string
+	// Default is default-export-policy: "accept-route" or "reject-route".
+	Default       string
+	PrefixSets    []GoBGPPrefixSet
+	CommunitySets []GoBGPSet
+	NeighborSets  []GoBGPSet
+	Statements    []GoBGPStatement
+}
+
+// GoBGPPrefixSet is a prefix set of one prefix; MaskRange as
+// "32..32".
+type GoBGPPrefixSet struct{ Name, Prefix, MaskRange string }
+
+// GoBGPSet is a community set or a neighbor set.
+type GoBGPSet struct {
+	Name    string
+	Members []string
+}
+
+// GoBGPStatement is one statement: at most one set condition, a route
+// disposition, and BGP actions.
+type GoBGPStatement struct {
+	Name string
+	// PrefixSet, NeighborSet or CommunitySet is the condition; MatchOptions
+	// its match-set-options ("any", "invert"; "" leaves it out).
+	PrefixSet, NeighborSet, CommunitySet, MatchOptions string
+	Disposition                                       string // "accept-route", "reject-route"
+	// SetMED, SetLocalPref ("" / 0 for none) and AddCommunities (options
+	// "add") are the BGP actions; Extra more TOML at the statement's end.
+	SetMED         string
+	SetLocalPref   int
+	AddCommunities []string
+	Extra          string
+}
+
+func (p GoBGPPolicy) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "[global.apply-policy.config]\n  export-policy-list = [%q]\n  default-export-policy = %q\n", p.Name, p.Default)
+	for _, s := range p.PrefixSets {
+		fmt.Fprintf(&b, "\n[[defined-sets.prefix-sets]]\n  prefix-set-name = %q\n  [[defined-sets.prefix-sets.prefix-list]]\n"+
+			"    ip-prefix = %q\n    masklength-range = %q\n", s.Name, s.Prefix, s.MaskRange)
+	}
+	for _, s := range p.CommunitySets {
+		fmt.Fprintf(&b, "\n[[defined-sets.bgp-defined-sets.community-sets]]\n  community-set-name = %q\n  community-list = %s\n", s.Name, tomlList(s.Members))
+	}
+	for _, s := range p.NeighborSets {
+		fmt.Fprintf(&b, "\n[[defined-sets.neighbor-sets]]\n  neighbor-set-name = %q\n  neighbor-info-list = %s\n", s.Name, tomlList(s.Members))
+	}
+	fmt.Fprintf(&b, "\n[[policy-definitions]]\n  name = %q\n", p.Name)
+	for _, s := range p.Statements {
+		b.WriteString("  [[policy-definitions.statements]]\n")
+		if s.Name != "" {
+			fmt.Fprintf(&b, "    name = %q\n", s.Name)
+		}
+		for _, c := range []struct{ table, key, set string }{
+			{"match-prefix-set", "prefix-set", s.PrefixSet},
+			{"match-neighbor-set", "neighbor-set", s.NeighborSet},
+			{"bgp-conditions.match-community-set", "community-set", s.CommunitySet},
+		} {
+			if c.set == "" {
+				continue
+			}
+			fmt.Fprintf(&b, "    [policy-definitions.statements.conditions.%s]\n      %s = %q\n", c.table, c.key, c.set)
+			if s.MatchOptions != "" {
+				fmt.Fprintf(&b, "      match-set-options = %q\n", s.MatchOptions)
+			}
+		}
+		fmt.Fprintf(&b, "    [policy-definitions.statements.actions]\n      route-disposition = %q\n", s.Disposition)
+		if s.SetMED != "" || s.SetLocalPref != 0 {
+			b.WriteString("    [policy-definitions.statements.actions.bgp-actions]\n")
+			if s.SetMED != "" {
+				fmt.Fprintf(&b, "      set-med = %q\n", s.SetMED)
+			}
+			if s.SetLocalPref != 0 {
+				fmt.Fprintf(&b, "      set-local-pref = %d\n", s.SetLocalPref)
+			}
+		}
+		if len(s.AddCommunities) > 0 {
+			fmt.Fprintf(&b, "    [policy-definitions.statements.actions.bgp-actions.set-community]\n      options = \"add\"\n"+
+				"      [policy-definitions.statements.actions.bgp-actions.set-community.set-community-method]\n"+
+				"        communities-list = %s\n", tomlList(s.AddCommunities))
+		}
+		b.WriteString(withNewline(s.Extra))
+	}
+	return b.String()
+}
+
+func tomlList(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = fmt.Sprintf("%q", s)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
 }
