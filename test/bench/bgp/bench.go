@@ -123,23 +123,10 @@ func (b *bench) setup() error {
 
 func (b *bench) agentConf(med int) string {
 	return lab.GoBGPConf{AS: 65001, Neighbors: []lab.GoBGPNeighbor{{Address: agentPeer, PeerAS: 65000, ConnectRetry: 1}},
-		Extra: fmt.Sprintf(`[global.apply-policy.config]
-  export-policy-list = ["vips"]
-  default-export-policy = "accept-route"
-[[defined-sets.bgp-defined-sets.community-sets]]
-  community-set-name = "gold"
-  community-list = ["65000:100"]
-[[policy-definitions]]
-  name = "vips"
-  [[policy-definitions.statements]]
-    name = "gold"
-    [policy-definitions.statements.conditions.bgp-conditions.match-community-set]
-      community-set = "gold"
-    [policy-definitions.statements.actions]
-      route-disposition = "accept-route"
-    [policy-definitions.statements.actions.bgp-actions]
-      set-med = "%d"
-`, med)}.String()
+		Extra: lab.GoBGPPolicy{Name: "vips", Default: "accept-route",
+			CommunitySets: []lab.GoBGPSet{{Name: "gold", Members: []string{"65000:100"}}},
+			Statements:    []lab.GoBGPStatement{{Name: "gold", CommunitySet: "gold", Disposition: "accept-route", SetMED: fmt.Sprint(med)}},
+		}.String()}.String()
 }
 
 func writeAtomic(path, content string) error { return lab.WriteFileAtomic(path, content) }

@@ -55,27 +55,15 @@ func TestVIPReachesAndLeavesRouterKernel(t *testing.T) {
 	}
 }
 
-const communityPolicy = `
-[global.apply-policy.config]
-  export-policy-list = ["vips"]
-  default-export-policy = "accept-route"
-
-[[defined-sets.bgp-defined-sets.community-sets]]
-  community-set-name = "gold"
-  community-list = ["65000:100"]
-
-[[policy-definitions]]
-  name = "vips"
-  [[policy-definitions.statements]]
-    name = "gold"
-    [policy-definitions.statements.conditions.bgp-conditions.match-community-set]
-      community-set = "gold"
-      match-set-options = "any"
-    [policy-definitions.statements.actions]
-      route-disposition = "accept-route"
-    [policy-definitions.statements.actions.bgp-actions]
-      set-med = "%d"
-%s`
+// communityPolicy exports every VIP, setting MED med on those with
+// community 65000:100 ("gold"); extra goes at the statement's end.
+func communityPolicy(med int, extra string) string {
+	return "\n" + lab.GoBGPPolicy{Name: "vips", Default: "accept-route",
+		CommunitySets: []lab.GoBGPSet{{Name: "gold", Members: []string{"65000:100"}}},
+		Statements: []lab.GoBGPStatement{{Name: "gold", CommunitySet: "gold", MatchOptions: "any", Disposition: "accept-route",
+			SetMED: fmt.Sprint(med), Extra: extra}},
+	}.String()
+}
 
 // A community from the Service annotation is matched by a policy in
 // gobgp.conf; changing the policy reaches FRR with the session untouched.
@@ -84,7 +72,7 @@ func TestPolicyReloadWithoutSessionReset(t *testing.T) {
 	tp := newTopo(t, 1)
 	n := tp.nodes[0]
 	tp.startFRR(t, nil, ebgp, "")
-	n.writeConf(t, n.gobgpConf(65001, "", fmt.Sprintf(communityPolicy, 50, ""), false))
+	n.writeConf(t, n.gobgpConf(65001, "", communityPolicy(50, ""), false))
 	n.service(t, "gold", "65000:100", "203.0.113.10")
 	n.service(t, "plain", "", "203.0.113.11")
 	n.start(t)
@@ -110,7 +98,7 @@ func TestPolicyReloadWithoutSessionReset(t *testing.T) {
 
 	// new MED and an AS-path prepend, by reload
 	start := time.Now()
-	n.writeConf(t, n.gobgpConf(65001, "", fmt.Sprintf(communityPolicy, 70, `      [policy-definitions.statements.actions.bgp-actions.set-as-path-prepend]
+	n.writeConf(t, n.gobgpConf(65001, "", communityPolicy(70, `      [policy-definitions.statements.actions.bgp-actions.set-as-path-prepend]
         as = "65001"
         repeat-n = 2
 `), false))
@@ -132,7 +120,7 @@ func TestBadConfigRejectedSessionUnchanged(t *testing.T) {
 	tp := newTopo(t, 1)
 	n := tp.nodes[0]
 	tp.startFRR(t, nil, ebgp, "")
-	good := n.gobgpConf(65001, "", fmt.Sprintf(communityPolicy, 50, ""), false)
+	good := n.gobgpConf(65001, "", communityPolicy(50, ""), false)
 	n.writeConf(t, good)
 	n.service(t, "gold", "65000:100", "203.0.113.10")
 	n.start(t)
@@ -317,14 +305,8 @@ func freezeBoth(t testing.TB, tp *topo, fast, slow *node) (bfd, hold time.Durati
 	return gone["203.0.113.10/32"], gone["203.0.113.11/32"]
 }
 
-const fastBFD = `bfd
- profile fast
-  receive-interval 100
-  transmit-interval 100
-  detect-multiplier 3
- !
-!
-`
+// fastBFD is bfdd's profile "fast": 100 ms × 3.
+const fastBFD = lab.FRRFastBFD
 
 // A frozen agent (SIGSTOP) is noticed by BFD: FRR drops its route in well
 // under a second. Measured in the same test: a second node without BFD,

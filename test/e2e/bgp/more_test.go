@@ -31,22 +31,10 @@ func TestIBGPOverIPv4AndIPv6Sessions(t *testing.T) {
 	n.writeConf(t, lab.GoBGPConf{AS: 65000, Neighbors: []lab.GoBGPNeighbor{
 		{Address: n.Peer4, PeerAS: 65000, ConnectRetry: 1},
 		{Address: n.Peer6, PeerAS: 65000, ConnectRetry: 1, Families: []string{"ipv6-unicast"}},
-	}, Extra: `[global.apply-policy.config]
-  export-policy-list = ["pref"]
-  default-export-policy = "accept-route"
-[[defined-sets.bgp-defined-sets.community-sets]]
-  community-set-name = "preferred"
-  community-list = ["65000:200"]
-[[policy-definitions]]
-  name = "pref"
-  [[policy-definitions.statements]]
-    [policy-definitions.statements.conditions.bgp-conditions.match-community-set]
-      community-set = "preferred"
-    [policy-definitions.statements.actions]
-      route-disposition = "accept-route"
-    [policy-definitions.statements.actions.bgp-actions]
-      set-local-pref = 200
-`}.String())
+	}, Extra: lab.GoBGPPolicy{Name: "pref", Default: "accept-route",
+		CommunitySets: []lab.GoBGPSet{{Name: "preferred", Members: []string{"65000:200"}}},
+		Statements:    []lab.GoBGPStatement{{CommunitySet: "preferred", Disposition: "accept-route", SetLocalPref: 200}},
+	}.String()}.String())
 	n.service(t, "web", "", "203.0.113.10", "2001:db8:100::10")
 	n.service(t, "api", "65000:200", "203.0.113.20")
 	n.start(t)
@@ -137,46 +125,20 @@ protocol bgp node1 {
 		t.Fatal(err)
 	}
 	tp.startFRR(t, nil, ebgp, "")
-	policy := `
-[global.apply-policy.config]
-  export-policy-list = ["vips"]
-  default-export-policy = "accept-route"
-
-[[defined-sets.prefix-sets]]
-  prefix-set-name = "ours"
-  [[defined-sets.prefix-sets.prefix-list]]
-    ip-prefix = "203.0.113.0/24"
-    masklength-range = "32..32"
-
-[[defined-sets.neighbor-sets]]
-  neighbor-set-name = "bird"
-  neighbor-info-list = ["198.18.101.1"]
-
-[[policy-definitions]]
-  name = "vips"
-  [[policy-definitions.statements]]
-    name = "not-ours"
-    [policy-definitions.statements.conditions.match-prefix-set]
-      prefix-set = "ours"
-      match-set-options = "invert"
-    [policy-definitions.statements.actions]
-      route-disposition = "reject-route"
-  [[policy-definitions.statements]]
-    name = "no-bird"
-    [policy-definitions.statements.conditions.match-neighbor-set]
-      neighbor-set = "%s"
-    [policy-definitions.statements.actions]
-      route-disposition = "reject-route"
-`
-	birdNeighbor := `
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "198.18.101.1"
-    peer-as = 65100
-  [neighbors.timers.config]
-    connect-retry = 1
-`
-	n.writeConf(t, n.gobgpConf(65001, "", birdNeighbor+fmt.Sprintf(policy, "bird"), false))
+	// policy rejects VIPs outside 203.0.113.0/24 and every VIP to the
+	// peers of neighbor set nset ("bird": 198.18.101.1).
+	policy := func(nset string) string {
+		return "\n" + lab.GoBGPPolicy{Name: "vips", Default: "accept-route",
+			PrefixSets:   []lab.GoBGPPrefixSet{{Name: "ours", Prefix: "203.0.113.0/24", MaskRange: "32..32"}},
+			NeighborSets: []lab.GoBGPSet{{Name: "bird", Members: []string{"198.18.101.1"}}},
+			Statements: []lab.GoBGPStatement{
+				{Name: "not-ours", PrefixSet: "ours", MatchOptions: "invert", Disposition: "reject-route"},
+				{Name: "no-bird", NeighborSet: nset, Disposition: "reject-route"},
+			},
+		}.String()
+	}
+	birdNeighbor := "\n" + lab.GoBGPNeighbor{Address: "198.18.101.1", PeerAS: 65100, ConnectRetry: 1}.String()
+	n.writeConf(t, n.gobgpConf(65001, "", birdNeighbor+policy("bird"), false))
 	n.service(t, "web", "", "203.0.113.10", "198.51.100.10")
 	n.start(t)
 	tp.waitEstablished(t, n)
@@ -194,7 +156,7 @@ protocol bgp node1 {
 
 	// the same policy with the neighbor-set renamed to an empty one: BIRD
 	// now receives 203.0.113.10 (and still not 198.51.100.10), by reload
-	n.writeConf(t, n.gobgpConf(65001, "", birdNeighbor+fmt.Sprintf(policy, "nobody")+`
+	n.writeConf(t, n.gobgpConf(65001, "", birdNeighbor+policy("nobody")+`
 [[defined-sets.neighbor-sets]]
   neighbor-set-name = "nobody"
   neighbor-info-list = ["198.18.200.1"]

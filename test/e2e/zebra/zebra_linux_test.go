@@ -58,36 +58,12 @@ func gobgpConf(zsock string, routers int) string {
 }
 
 // onlyVIPs is the global export policy that lets only the VIP ranges out.
-const onlyVIPs = `[[defined-sets.prefix-sets]]
-  prefix-set-name = "vips4"
-  [[defined-sets.prefix-sets.prefix-list]]
-    ip-prefix = "203.0.113.0/24"
-    masklength-range = "32..32"
-[[defined-sets.prefix-sets]]
-  prefix-set-name = "vips6"
-  [[defined-sets.prefix-sets.prefix-list]]
-    ip-prefix = "2001:db8:100::/64"
-    masklength-range = "128..128"
-
-[[policy-definitions]]
-  name = "only-vips"
-  [[policy-definitions.statements]]
-    name = "vips4"
-    [policy-definitions.statements.conditions.match-prefix-set]
-      prefix-set = "vips4"
-    [policy-definitions.statements.actions]
-      route-disposition = "accept-route"
-  [[policy-definitions.statements]]
-    name = "vips6"
-    [policy-definitions.statements.conditions.match-prefix-set]
-      prefix-set = "vips6"
-    [policy-definitions.statements.actions]
-      route-disposition = "accept-route"
-
-[global.apply-policy.config]
-  export-policy-list = ["only-vips"]
-  default-export-policy = "reject-route"
-`
+var onlyVIPs = lab.GoBGPPolicy{Name: "only-vips", Default: "reject-route",
+	PrefixSets: []lab.GoBGPPrefixSet{{Name: "vips4", Prefix: "203.0.113.0/24", MaskRange: "32..32"},
+		{Name: "vips6", Prefix: "2001:db8:100::/64", MaskRange: "128..128"}},
+	Statements: []lab.GoBGPStatement{{Name: "vips4", PrefixSet: "vips4", Disposition: "accept-route"},
+		{Name: "vips6", PrefixSet: "vips6", Disposition: "accept-route"}},
+}.String()
 
 type env struct {
 	l      *lab.Lab
