@@ -290,7 +290,7 @@ type GoBGPStatement struct {
 	// PrefixSet, NeighborSet or CommunitySet is the condition; MatchOptions
 	// its match-set-options ("any", "invert"; "" leaves it out).
 	PrefixSet, NeighborSet, CommunitySet, MatchOptions string
-	Disposition                                       string // "accept-route", "reject-route"
+	Disposition                                        string // "accept-route", "reject-route"
 	// SetMED, SetLocalPref ("" / 0 for none) and AddCommunities (options
 	// "add") are the BGP actions; Extra more TOML at the statement's end.
 	SetMED         string
