@@ -58,7 +58,7 @@ func (h *Host) StartBIRD(conf string) (*BIRD, error) {
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("bird on %s not ready: %w\n%s", h.name, err, tail(p.Log(), 20))
+		return nil, fmt.Errorf("bird on %s not ready: %w\n%s", h.name, err, Tail(p.Log(), 20))
 	}
 	return b, nil
 }

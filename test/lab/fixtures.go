@@ -247,6 +247,51 @@ func (s ServiceFile) String() string {
 // lab's kernel, which has no dummy link type (LAB.md): kube-lb0 as ifb.
 const IfbInterfaceTOML = "[interface]\nname = \"kube-lb0\"\nkind = \"ifb\"\n"
 
+// AgentTOML is a vipspeaker.toml: default-class, kube-lb0 as ifb, the
+// pools, and Extra ([layer2], [membership] ...) at the end.
+type AgentTOML struct {
+	// DefaultClass is "true" or "false" for default-class; "" leaves it
+	// out.
+	DefaultClass string
+	Pools        []Pool
+	Extra        string
+}
+
+// Pool is one [[pools]] entry of AgentTOML.
+type Pool struct {
+	Name      string
+	Addresses []string
+	// Manual: auto-assign = false (a Service asks for the pool by
+	// annotation).
+	Manual bool
+	// Layer2Interfaces make it a layer2 pool answered on them.
+	Layer2Interfaces []string
+}
+
+func (c AgentTOML) String() string {
+	var b strings.Builder
+	if c.DefaultClass != "" {
+		fmt.Fprintf(&b, "default-class = %s\n\n", c.DefaultClass)
+	}
+	b.WriteString(IfbInterfaceTOML)
+	for _, p := range c.Pools {
+		fmt.Fprintf(&b, "\n[[pools]]\nname = %q\naddresses = %s\n", p.Name, tomlList(p.Addresses))
+		if len(p.Layer2Interfaces) > 0 {
+			b.WriteString("mode = \"layer2\"\n")
+		}
+		if p.Manual {
+			b.WriteString("auto-assign = false\n")
+		}
+		if len(p.Layer2Interfaces) > 0 {
+			fmt.Fprintf(&b, "  [pools.layer2]\n  interfaces = %s\n", tomlList(p.Layer2Interfaces))
+		}
+	}
+	if c.Extra != "" {
+		b.WriteString("\n" + withNewline(c.Extra))
+	}
+	return b.String()
+}
+
 func lines(b *strings.Builder, indent string, ls []string) {
 	for _, l := range ls {
 		b.WriteString(indent + l + "\n")

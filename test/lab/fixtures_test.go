@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/vipspeaker/vipspeaker/bgp"
+	"github.com/vipspeaker/vipspeaker/config"
 	"github.com/vipspeaker/vipspeaker/test/lab"
 )
 
@@ -45,37 +46,35 @@ func TestFRRBGPConf(t *testing.T) {
 				IPv4Lines: []string{"neighbor 198.18.1.2 default-originate"}},
 			{Addr: "2001:db8:18:1::2", AS: 65001, IPv6: true},
 		}}.String()
-	want := `frr defaults traditional
-hostname router
-log stdout informational
-!
-router bgp 65000
- bgp router-id 198.18.0.1
- no bgp ebgp-requires-policy
- no bgp network import-check
- no bgp default ipv4-unicast
- bgp graceful-restart
- neighbor 198.18.1.2 remote-as 65001
- neighbor 198.18.1.2 timers 3 9
- neighbor 198.18.1.2 timers connect 1
- neighbor 198.18.1.2 bfd
- neighbor 2001:db8:18:1::2 remote-as 65001
- address-family ipv4 unicast
-  maximum-paths 8
-  neighbor 198.18.1.2 activate
-  neighbor 198.18.1.2 default-originate
- exit-address-family
- address-family ipv6 unicast
-  maximum-paths 8
-  neighbor 2001:db8:18:1::2 activate
- exit-address-family
-!
-`
-	if got != want {
-		t.Errorf("FRRBGPConf:\n%s\nwant:\n%s", got, want)
+	// each line after the one before it
+	at := 0
+	for _, w := range []string{"router bgp 65000\n", " bgp router-id 198.18.0.1\n", " no bgp default ipv4-unicast\n", " bgp graceful-restart\n",
+		" neighbor 198.18.1.2 timers 3 9\n", " neighbor 198.18.1.2 timers connect 1\n", " neighbor 198.18.1.2 bfd\n",
+		" address-family ipv4 unicast\n  maximum-paths 8\n  neighbor 198.18.1.2 activate\n  neighbor 198.18.1.2 default-originate\n exit-address-family\n",
+		" address-family ipv6 unicast\n  maximum-paths 8\n  neighbor 2001:db8:18:1::2 activate\n exit-address-family\n"} {
+		i := strings.Index(got[at:], w)
+		if i < 0 {
+			t.Fatalf("FRRBGPConf lacks %q after byte %d:\n%s", w, at, got)
+		}
+		at += i + len(w)
 	}
 	if s := (lab.ServiceFile{Name: "web", Addresses: []string{"203.0.113.10", "2001:db8:100::10"}, Communities: "65000:100"}).String(); !strings.Contains(s,
 		`vipspeaker.io/addresses: "203.0.113.10,2001:db8:100::10"`) || !strings.Contains(s, `vipspeaker.io/communities: "65000:100"`) {
 		t.Errorf("ServiceFile:\n%s", s)
+	}
+}
+
+// The vipspeaker.toml fixture is one the agent accepts, pools as written.
+func TestAgentTOMLIsValid(t *testing.T) {
+	text := lab.AgentTOML{DefaultClass: "false", Pools: []lab.Pool{
+		{Name: "public", Addresses: []string{"203.0.113.0/28", "2001:db8:100::/124"}},
+		{Name: "flat", Addresses: []string{"198.51.100.0/28"}, Manual: true, Layer2Interfaces: []string{"eth0"}},
+	}, Extra: "[layer2]\nfast-path = \"off\"\n"}.String()
+	c, errs := config.Parse("vipspeaker.toml", []byte(text))
+	if len(errs) > 0 {
+		t.Fatalf("%v\n%s", errs, text)
+	}
+	if len(c.Pools) != 2 || c.Pools[0].Name != "public" || c.Pools[1].Name != "flat" {
+		t.Errorf("pools %+v\n%s", c.Pools, text)
 	}
 }

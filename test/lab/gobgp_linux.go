@@ -79,7 +79,7 @@ func (h *Host) StartGoBGPd(conf string, opts ...GoBGPdOptions) (*GoBGPd, error) 
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("gobgpd on %s not ready: %w\n%s", h.name, err, tail(p.Log(), 20))
+		return nil, fmt.Errorf("gobgpd on %s not ready: %w\n%s", h.name, err, Tail(p.Log(), 20))
 	}
 	return g, nil
 }

@@ -67,7 +67,7 @@ func up() error {
 		// Say what the agents said before everything is removed.
 		for _, p := range l.Processes() {
 			if strings.HasPrefix(p.Name(), "vipspeaker") {
-				fmt.Fprintf(os.Stderr, "--- %s on %s (%s) ---\n%s\n", p.Name(), p.Host().Name(), p.LogPath(), lastLines(p.Log(), 20))
+				fmt.Fprintf(os.Stderr, "--- %s on %s (%s) ---\n%s\n", p.Name(), p.Host().Name(), p.LogPath(), lab.Tail(p.Log(), 20))
 			}
 		}
 		_ = lab.Teardown(labName, stateDir)
@@ -223,12 +223,4 @@ func indent(s string) string {
 		b.WriteString("      " + line + "\n")
 	}
 	return strings.TrimRight(b.String(), "\n")
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

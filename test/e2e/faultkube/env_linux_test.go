@@ -47,24 +47,11 @@ var (
 // baseTOML is the ConfigMap's vipspeaker.toml: pool public (IPv4, auto)
 // and bulk6 (IPv6, by annotation) — 1,000 IPv4 VIPs do not fit in the lab's
 // two /24s.
-const baseTOML = `default-class = false
+var baseTOML = lab.AgentTOML{DefaultClass: "false", Pools: []lab.Pool{
+	{Name: "public", Addresses: []string{"203.0.113.0/28"}},
+	{Name: "bulk6", Addresses: []string{"2001:db8:200::/116"}, Manual: true},
+}}.String()
 
-[interface]
-name = "kube-lb0"
-kind = "ifb"
-
-[[pools]]
-name = "public"
-addresses = ["203.0.113.0/28"]
-
-[[pools]]
-name = "bulk6"
-addresses = ["2001:db8:200::/116"]
-auto-assign = false
-`
-
-// baseGoBGP peers with the router over IPv4 (ipv4-unicast) and IPv6
-// (ipv6-unicast), so each family's next hop is the node's own address.
 var baseGoBGP = lab.GoBGPConf{AS: 64512, Neighbors: []lab.GoBGPNeighbor{
 	{Address: routerAddr, PeerAS: 64500, HoldTime: 9, KeepaliveInterval: 3, ConnectRetry: 1},
 	{Address: routerAddr6, PeerAS: 64500, HoldTime: 9, KeepaliveInterval: 3, ConnectRetry: 1, Families: []string{"ipv6-unicast"}},

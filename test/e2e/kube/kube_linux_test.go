@@ -38,37 +38,13 @@ const (
 
 var nodeAddrs = map[string]string{"n1": "198.18.10.11", "n2": "198.18.10.12", "n3": "198.18.10.13"}
 
-const testTOML = `
-default-class = false
-
-[interface]
-name = "kube-lb0"
-kind = "ifb"
-
-[[pools]]
-name = "public"
-addresses = ["203.0.113.0/28", "2001:db8:100::/124"]
-
-[[pools]]
-name = "tiny"
-addresses = ["198.51.100.200"]
-auto-assign = false
-
-[[pools]]
-name = "bench"
-addresses = ["203.0.113.128/25"]
-auto-assign = false
-
-[[pools]]
-name = "bulk"
-addresses = ["203.0.113.16-203.0.113.127", "198.51.100.16-198.51.100.199"]
-auto-assign = false
-
-[[pools]]
-name = "migrated"
-addresses = ["198.51.100.0/28"]
-auto-assign = false
-`
+var testTOML = lab.AgentTOML{DefaultClass: "false", Pools: []lab.Pool{
+	{Name: "public", Addresses: []string{"203.0.113.0/28", "2001:db8:100::/124"}},
+	{Name: "tiny", Addresses: []string{"198.51.100.200"}, Manual: true},
+	{Name: "bench", Addresses: []string{"203.0.113.128/25"}, Manual: true},
+	{Name: "bulk", Addresses: []string{"203.0.113.16-203.0.113.127", "198.51.100.16-198.51.100.199"}, Manual: true},
+	{Name: "migrated", Addresses: []string{"198.51.100.0/28"}, Manual: true},
+}}.String()
 
 // testGoBGP peers with the router over IPv4.
 var testGoBGP = lab.GoBGPConf{AS: 64512, Neighbors: []lab.GoBGPNeighbor{
@@ -783,12 +759,6 @@ func BenchmarkBulkServices(b *testing.B) {
 	b.ReportMetric(float64(maxRSS)/1024, "agent_max_rss_MiB")
 }
 
-func tailLog(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
+var tailLog = lab.Tail
 
 func ptr[T any](v T) *T { return &v }

@@ -28,28 +28,11 @@ var l2Nodes = map[string]string{"n1": "198.18.20.11", "n2": "198.18.20.12"}
 
 // No [membership] join: the speakers find each other through the Nodes'
 // InternalIPs. The membership key comes from a Secret.
-const l2TOML = `
-default-class = false
-
-[interface]
-name = "kube-lb0"
-kind = "ifb"
-
-[[pools]]
-name = "flat"
-addresses = ["203.0.113.64/28"]
-mode = "layer2"
-  [pools.layer2]
-  interfaces = ["eth0"]
-
-[layer2]
-gratuitous-count = 2
-gratuitous-interval = "100ms"
-fast-path = "off"
-
-[membership]
-secret-file = "secret:memberlist/key"
-`
+var l2TOML = lab.AgentTOML{DefaultClass: "false",
+	Pools: []lab.Pool{{Name: "flat", Addresses: []string{"203.0.113.64/28"}, Layer2Interfaces: []string{"eth0"}}},
+	Extra: "[layer2]\ngratuitous-count = 2\ngratuitous-interval = \"100ms\"\nfast-path = \"off\"\n\n" +
+		"[membership]\nsecret-file = \"secret:memberlist/key\"\n",
+}.String()
 
 type l2env struct {
 	e      *env

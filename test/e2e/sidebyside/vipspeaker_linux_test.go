@@ -43,31 +43,11 @@ func (v *vipspeakerSys) RouterNeighbor(addr string) []string {
 func (v *vipspeakerSys) RouterGlobal() string { return lab.FRRFastBFD }
 
 func (v *vipspeakerSys) toml(e *env) string {
-	return fmt.Sprintf(`default-class = true
-
-[interface]
-name = "kube-lb0"
-kind = "ifb"
-
-[[pools]]
-name = "bgp"
-addresses = [%q]
-
-[[pools]]
-name = "l2"
-addresses = [%q]
-mode = "layer2"
-auto-assign = false
-  [pools.layer2]
-  interfaces = ["eth0"]
-
-[layer2]
-fast-path = "auto"
-pin-dir = %q
-
-[membership]
-secret-file = "secret:memberlist/key"
-`, bgpPool, l2Pool, filepath.Join(e.bpffs, "vipspeaker"))
+	return lab.AgentTOML{DefaultClass: "true", Pools: []lab.Pool{{Name: "bgp", Addresses: []string{bgpPool}},
+		{Name: "l2", Addresses: []string{l2Pool}, Manual: true, Layer2Interfaces: []string{"eth0"}}},
+		Extra: fmt.Sprintf("[layer2]\nfast-path = \"auto\"\npin-dir = %q\n\n[membership]\nsecret-file = \"secret:memberlist/key\"\n",
+			filepath.Join(e.bpffs, "vipspeaker")),
+	}.String()
 }
 
 // gobgp is the agents' gobgp.conf: the router with BFD and graceful
