@@ -549,19 +549,6 @@ func (tp *l2Lab) waitOneOwner(t *testing.T) int {
 	return idx
 }
 
-// clientsOwner is the node whose MAC the client's kernel uses for the VIP
-// now (-1: none resolved).
-func (tp *l2Lab) clientsOwner(t *testing.T) int {
-	t.Helper()
-	out := run(t, tp.client, "ip", "neigh", "show", vip, "dev", "br0")
-	for i, m := range tp.macs {
-		if strings.Contains(strings.ToLower(out), m) {
-			return i
-		}
-	}
-	return -1
-}
-
 // routeWatch polls a host's kernel for one route every 10 ms and records
 // when it was missing.
 type routeWatch struct {
