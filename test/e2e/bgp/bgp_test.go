@@ -182,51 +182,33 @@ func TestBadConfigRejectedSessionUnchanged(t *testing.T) {
 // kernelWatch polls the router's kernel for prefixes every 10 ms and
 // remembers when each was first seen missing.
 type kernelWatch struct {
-	tp       *topo
-	mu       sync.Mutex
-	start    time.Time
-	gone     map[string]time.Duration
-	stop     chan struct{}
-	done     chan struct{}
-	polls    int
-	prefixes []string
+	mu    sync.Mutex
+	gone  map[string]time.Duration
+	polls int
+	stop  func()
 }
 
 func (tp *topo) watchKernel(prefixes ...string) *kernelWatch {
-	w := &kernelWatch{tp: tp, start: time.Now(), gone: map[string]time.Duration{}, stop: make(chan struct{}), done: make(chan struct{}), prefixes: prefixes}
-	go func() {
-		defer close(w.done)
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			rs, err := tp.Router.KernelRoutes()
-			if err == nil {
-				have := map[string]bool{}
-				for _, r := range rs {
-					have[r.Dst.String()] = true
-				}
-				w.mu.Lock()
-				w.polls++
-				for _, p := range prefixes {
-					if _, seen := w.gone[p]; !seen && !have[p] {
-						w.gone[p] = time.Since(w.start)
-					}
-				}
-				w.mu.Unlock()
-			}
-			select {
-			case <-w.stop:
-				return
-			case <-tick.C:
+	w := &kernelWatch{gone: map[string]time.Duration{}}
+	w.stop = tp.Router.WatchKernelRoutes(10*time.Millisecond, func(since time.Duration, rs []lab.KernelRoute) {
+		have := map[string]bool{}
+		for _, r := range rs {
+			have[r.Dst.String()] = true
+		}
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.polls++
+		for _, p := range prefixes {
+			if _, seen := w.gone[p]; !seen && !have[p] {
+				w.gone[p] = since
 			}
 		}
-	}()
+	})
 	return w
 }
 
 func (w *kernelWatch) Stop() map[string]time.Duration {
-	close(w.stop)
-	<-w.done
+	w.stop()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.gone
