@@ -17,8 +17,7 @@ import (
 // and leave it when the Service goes.
 func TestVIPReachesAndLeavesRouterKernel(t *testing.T) {
 	t.Parallel()
-	tp := newTopo(t, 1)
-	n := tp.nodes[0]
+	tp, n := newNode(t)
 	tp.startFRR(t, nil, ebgp, "")
 	n.writeConf(t, n.gobgpConf(65001, "", "", false))
 	n.service(t, "web", "", "203.0.113.10", "2001:db8:100::10")
@@ -69,8 +68,7 @@ func communityPolicy(med int, extra string) string {
 // gobgp.conf; changing the policy reaches FRR with the session untouched.
 func TestPolicyReloadWithoutSessionReset(t *testing.T) {
 	t.Parallel()
-	tp := newTopo(t, 1)
-	n := tp.nodes[0]
+	tp, n := newNode(t)
 	tp.startFRR(t, nil, ebgp, "")
 	n.writeConf(t, n.gobgpConf(65001, "", communityPolicy(50, ""), false))
 	n.service(t, "gold", "65000:100", "203.0.113.10")
@@ -117,8 +115,7 @@ func TestPolicyReloadWithoutSessionReset(t *testing.T) {
 // running session and the announced attributes stay as they were.
 func TestBadConfigRejectedSessionUnchanged(t *testing.T) {
 	t.Parallel()
-	tp := newTopo(t, 1)
-	n := tp.nodes[0]
+	tp, n := newNode(t)
 	tp.startFRR(t, nil, ebgp, "")
 	good := n.gobgpConf(65001, "", communityPolicy(50, ""), false)
 	n.writeConf(t, good)
@@ -334,8 +331,7 @@ func BenchmarkBFDvsHoldTimer(b *testing.B) {
 // up fresh (not stale) once the new agent has sent its routes.
 func TestGracefulRestartKill9KeepsRoute(t *testing.T) {
 	t.Parallel()
-	tp := newTopo(t, 1)
-	n := tp.nodes[0]
+	tp, n := newNode(t)
 	tp.startFRR(t, []string{"bgp graceful-restart", "bgp graceful-restart restart-time 30"}, ebgp, "")
 	n.writeConf(t, n.gobgpConf(65001, "", "", true))
 	n.service(t, "web", "", "203.0.113.10", "2001:db8:100::10")
