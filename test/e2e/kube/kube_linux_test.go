@@ -623,22 +623,29 @@ func (e *env) nodeEvents(t testing.TB, name, reason, node string) []string {
 // restartAgent stops node's agent (SIGTERM, as a rolling update does) and
 // starts it again; it returns once the new agent applied its first VIP set
 // and its BGP session is up.
+// waitAgentLog waits up to a minute until node's agent logged says (else
+// the error says the agent notYet), and fails at once when it exited.
+func (e *env) waitAgentLog(t testing.TB, node, says, notYet string) {
+	t.Helper()
+	p := e.agents[node]
+	lab.Eventually(t, 60*time.Second, 100*time.Millisecond, func() error {
+		if p.Exited() {
+			return fmt.Errorf("agent %s exited:\n%s", node, tailLog(p.Log(), 30))
+		}
+		if !strings.Contains(p.Log(), says) {
+			return fmt.Errorf("agent %s %s", node, notYet)
+		}
+		return nil
+	})
+}
+
 func (e *env) restartAgent(t testing.TB, node string) {
 	t.Helper()
 	if err := e.agents[node].Stop(); err != nil {
 		t.Logf("stop agent %s: %v", node, err)
 	}
 	e.startAgent(t, node)
-	p := e.agents[node]
-	lab.Eventually(t, 60*time.Second, 100*time.Millisecond, func() error {
-		if p.Exited() {
-			return fmt.Errorf("agent %s exited:\n%s", node, tailLog(p.Log(), 20))
-		}
-		if !strings.Contains(p.Log(), "VIP table applied") {
-			return fmt.Errorf("agent %s has not applied its VIPs yet", node)
-		}
-		return nil
-	})
+	e.waitAgentLog(t, node, "VIP table applied", "has not applied its VIPs yet")
 	if err := e.frr.WaitEstablished(nodeAddrs[node], 60*time.Second); err != nil {
 		t.Fatalf("FRR and %s after the restart: %v", node, err)
 	}

@@ -66,16 +66,7 @@ func setupLayer2(t *testing.T) *l2env {
 		e.startAgent(t, n)
 	}
 	for _, n := range []string{"n1", "n2"} {
-		p := e.agents[n]
-		lab.Eventually(t, 60*time.Second, 100*time.Millisecond, func() error {
-			if p.Exited() {
-				return fmt.Errorf("agent %s exited:\n%s", n, tailLog(p.Log(), 30))
-			}
-			if !strings.Contains(p.Log(), "answering ARP/NDP on layer2 interface") {
-				return fmt.Errorf("agent %s: no layer2 responder yet", n)
-			}
-			return nil
-		})
+		e.waitAgentLog(t, n, "answering ARP/NDP on layer2 interface", "has no layer2 responder yet")
 	}
 	return le
 }
