@@ -128,13 +128,6 @@ func setupWith(t testing.TB, o setupOpts) *env {
 	return e
 }
 
-func (e *env) createNode(t testing.TB, name string) {
-	t.Helper()
-	if err := e.API.CreateNode(name, nodeAddrs[name], nil); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func (e *env) setReady(t testing.TB, name string, ready bool) {
 	t.Helper()
 	ctx := context.Background()
