@@ -21,23 +21,9 @@ import (
 	"github.com/vipspeaker/vipspeaker/test/lab"
 )
 
-func helmBin(t *testing.T) string {
-	t.Helper()
-	p, err := ops.Helm()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
+func helmBin(t *testing.T) string { return must(t, ops.Helm) }
 
-func kustomizeBin(t *testing.T) string {
-	t.Helper()
-	p, err := ops.Kustomize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
+func kustomizeBin(t *testing.T) string { return must(t, ops.Kustomize) }
 
 func chartDir(t *testing.T) string {
 	return filepath.Join(moduleRoot(t), "deploy", "helm", "vipspeaker")
