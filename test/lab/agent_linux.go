@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 )
 
@@ -128,4 +129,32 @@ func (h *Host) WaitGateways(prefix string, timeout time.Duration, gws ...string)
 		}
 		return nil
 	})
+}
+
+// WatchKernelRoutes reads h's main routing table every interval in a
+// goroutine and hands each successful read, with the time since the watch
+// began, to fn. The returned stop ends the watch and returns once fn has
+// run for the last time; calling it again does nothing.
+func (h *Host) WatchKernelRoutes(interval time.Duration, fn func(since time.Duration, rs []KernelRoute)) (stop func()) {
+	start, quit, done := time.Now(), make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			if rs, err := h.KernelRoutes(); err == nil {
+				fn(time.Since(start), rs)
+			}
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() { close(quit) })
+		<-done
+	}
 }

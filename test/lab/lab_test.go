@@ -244,14 +244,21 @@ func TestProcessLogStopAndTeardown(t *testing.T) {
 
 func TestSweepStale(t *testing.T) {
 	nstest.RequireRoot(t)
-	// A PID that is surely dead: a process we started and reaped.
-	c := exec.Command("true")
-	if err := c.Run(); err != nil {
-		t.Fatal(err)
+	// A PID that is surely dead: a process we started and reaped (again
+	// when its PID was reused at once).
+	dead := 0
+	for range 10 {
+		c := exec.Command("true")
+		if err := c.Run(); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Kill(c.Process.Pid, 0); errors.Is(err, syscall.ESRCH) {
+			dead = c.Process.Pid
+			break
+		}
 	}
-	dead := c.Process.Pid
-	if err := syscall.Kill(dead, 0); !errors.Is(err, syscall.ESRCH) {
-		t.Skipf("pid %d was reused already", dead)
+	if dead == 0 {
+		t.Fatal("every PID of 10 reaped processes was reused at once")
 	}
 	name := fmt.Sprintf("vl%d-1-stale", dead)
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {

@@ -17,8 +17,7 @@ import (
 // and leave it when the Service goes.
 func TestVIPReachesAndLeavesRouterKernel(t *testing.T) {
 	t.Parallel()
-	tp := newTopo(t, 1)
-	n := tp.nodes[0]
+	tp, n := newNode(t)
 	tp.startFRR(t, nil, ebgp, "")
 	n.writeConf(t, n.gobgpConf(65001, "", "", false))
 	n.service(t, "web", "", "203.0.113.10", "2001:db8:100::10")
@@ -69,8 +68,7 @@ func communityPolicy(med int, extra string) string {
 // gobgp.conf; changing the policy reaches FRR with the session untouched.
 func TestPolicyReloadWithoutSessionReset(t *testing.T) {
 	t.Parallel()
-	tp := newTopo(t, 1)
-	n := tp.nodes[0]
+	tp, n := newNode(t)
 	tp.startFRR(t, nil, ebgp, "")
 	n.writeConf(t, n.gobgpConf(65001, "", communityPolicy(50, ""), false))
 	n.service(t, "gold", "65000:100", "203.0.113.10")
@@ -117,8 +115,7 @@ func TestPolicyReloadWithoutSessionReset(t *testing.T) {
 // running session and the announced attributes stay as they were.
 func TestBadConfigRejectedSessionUnchanged(t *testing.T) {
 	t.Parallel()
-	tp := newTopo(t, 1)
-	n := tp.nodes[0]
+	tp, n := newNode(t)
 	tp.startFRR(t, nil, ebgp, "")
 	good := n.gobgpConf(65001, "", communityPolicy(50, ""), false)
 	n.writeConf(t, good)
@@ -182,51 +179,33 @@ func TestBadConfigRejectedSessionUnchanged(t *testing.T) {
 // kernelWatch polls the router's kernel for prefixes every 10 ms and
 // remembers when each was first seen missing.
 type kernelWatch struct {
-	tp       *topo
-	mu       sync.Mutex
-	start    time.Time
-	gone     map[string]time.Duration
-	stop     chan struct{}
-	done     chan struct{}
-	polls    int
-	prefixes []string
+	mu    sync.Mutex
+	gone  map[string]time.Duration
+	polls int
+	stop  func()
 }
 
 func (tp *topo) watchKernel(prefixes ...string) *kernelWatch {
-	w := &kernelWatch{tp: tp, start: time.Now(), gone: map[string]time.Duration{}, stop: make(chan struct{}), done: make(chan struct{}), prefixes: prefixes}
-	go func() {
-		defer close(w.done)
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			rs, err := tp.Router.KernelRoutes()
-			if err == nil {
-				have := map[string]bool{}
-				for _, r := range rs {
-					have[r.Dst.String()] = true
-				}
-				w.mu.Lock()
-				w.polls++
-				for _, p := range prefixes {
-					if _, seen := w.gone[p]; !seen && !have[p] {
-						w.gone[p] = time.Since(w.start)
-					}
-				}
-				w.mu.Unlock()
-			}
-			select {
-			case <-w.stop:
-				return
-			case <-tick.C:
+	w := &kernelWatch{gone: map[string]time.Duration{}}
+	w.stop = tp.Router.WatchKernelRoutes(10*time.Millisecond, func(since time.Duration, rs []lab.KernelRoute) {
+		have := map[string]bool{}
+		for _, r := range rs {
+			have[r.Dst.String()] = true
+		}
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.polls++
+		for _, p := range prefixes {
+			if _, seen := w.gone[p]; !seen && !have[p] {
+				w.gone[p] = since
 			}
 		}
-	}()
+	})
 	return w
 }
 
 func (w *kernelWatch) Stop() map[string]time.Duration {
-	close(w.stop)
-	<-w.done
+	w.stop()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.gone
@@ -352,8 +331,7 @@ func BenchmarkBFDvsHoldTimer(b *testing.B) {
 // up fresh (not stale) once the new agent has sent its routes.
 func TestGracefulRestartKill9KeepsRoute(t *testing.T) {
 	t.Parallel()
-	tp := newTopo(t, 1)
-	n := tp.nodes[0]
+	tp, n := newNode(t)
 	tp.startFRR(t, []string{"bgp graceful-restart", "bgp graceful-restart restart-time 30"}, ebgp, "")
 	n.writeConf(t, n.gobgpConf(65001, "", "", true))
 	n.service(t, "web", "", "203.0.113.10", "2001:db8:100::10")

@@ -20,8 +20,7 @@ import (
 // each VIP's next hop is the local address of the session carrying it.
 func TestIBGPOverIPv4AndIPv6Sessions(t *testing.T) {
 	t.Parallel()
-	tp := newTopo(t, 1)
-	n := tp.nodes[0]
+	tp, n := newNode(t)
 	tp.startFRR(t, nil, func(n *node) frrNeighbor {
 		return frrNeighbor{as: 65000,
 			extra:   []string{"neighbor " + n.Addr6 + " remote-as 65000", "neighbor " + n.Addr6 + " timers connect 1"},
@@ -63,8 +62,7 @@ func TestIBGPOverIPv4AndIPv6Sessions(t *testing.T) {
 // read from a file (a mounted Secret) and configured on FRR.
 func TestMultihopWithMD5PasswordFile(t *testing.T) {
 	t.Parallel()
-	tp := newTopo(t, 1)
-	n := tp.nodes[0]
+	tp, n := newNode(t)
 	if err := tp.Router.AddAddr("lo", "198.18.255.1/32"); err != nil {
 		t.Fatal(err)
 	}
@@ -108,8 +106,7 @@ func TestPolicyPrefixSetAndNeighborSetAtFRRAndBIRD(t *testing.T) {
 	if err := lab.HaveBIRD(); err != nil {
 		nstest.Skip(t, "%v", err)
 	}
-	tp := newTopo(t, 1)
-	n := tp.nodes[0]
+	tp, n := newNode(t)
 	bh := tp.Lab.MustHost("bird")
 	tp.Lab.MustLink(bh, "eth0", []string{"198.18.101.1/30"}, n.Host, "eth1", []string{"198.18.101.2/30"})
 	bird, err := bh.StartBIRD(`router id 198.18.101.1;
@@ -181,8 +178,7 @@ protocol bgp node1 {
 // both at once applies to both.
 func TestNeighborChangesOneByOne(t *testing.T) {
 	t.Parallel()
-	tp := newTopo(t, 1)
-	n := tp.nodes[0]
+	tp, n := newNode(t)
 	tp.startFRR(t, nil, func(n *node) frrNeighbor {
 		return frrNeighbor{as: 65001,
 			extra:   []string{"neighbor " + n.Addr6 + " remote-as 65001", "neighbor " + n.Addr6 + " timers connect 1"},
@@ -330,8 +326,7 @@ func TestSIGTERMGracefulRestartOrWithdraw(t *testing.T) {
 // The metrics and the peer status show the session, prefixes and BFD.
 func TestMetricsShowPeer(t *testing.T) {
 	t.Parallel()
-	tp := newTopo(t, 1)
-	n := tp.nodes[0]
+	tp, n := newNode(t)
 	tp.startFRR(t, nil, func(n *node) frrNeighbor {
 		return frrNeighbor{as: 65001, extra: []string{"neighbor %[1]s bfd", "neighbor %[1]s bfd profile fast"}}
 	}, fastBFD)
@@ -382,8 +377,7 @@ func httpGet(h *lab.Host, addr, path string) (string, error) {
 // embedded speaker: the router sees the new router-id and the VIP again.
 func TestGlobalChangeRestartsSpeaker(t *testing.T) {
 	t.Parallel()
-	tp := newTopo(t, 1)
-	n := tp.nodes[0]
+	tp, n := newNode(t)
 	tp.startFRR(t, nil, ebgp, "")
 	conf := n.gobgpConf(65001, "", "", false)
 	n.writeConf(t, conf)
@@ -420,8 +414,7 @@ func TestGoBGPdPeerSeesCommunities(t *testing.T) {
 	if _, _, err := lab.GoBGPBinaries(); err != nil {
 		nstest.Skip(t, "gobgpd: %v", err)
 	}
-	tp := newTopo(t, 1)
-	n := tp.nodes[0]
+	tp, n := newNode(t)
 	gh := tp.Lab.MustHost("gobgpd")
 	tp.Lab.MustLink(gh, "eth0", []string{"198.18.102.1/30", "2001:db8:18:102::1/64"}, n.Host, "eth1", []string{"198.18.102.2/30", "2001:db8:18:102::2/64"})
 	peer := func(addr string, as int) []lab.GoBGPNeighbor {
@@ -465,8 +458,7 @@ func TestGoBGPdPeerSeesCommunities(t *testing.T) {
 // already in graceful-restart helper mode when BFD times out).
 func TestGracefulRestartWithBFDKill9KeepsRoute(t *testing.T) {
 	t.Parallel()
-	tp := newTopo(t, 1)
-	n := tp.nodes[0]
+	tp, n := newNode(t)
 	tp.startFRR(t, []string{"bgp graceful-restart", "bgp graceful-restart restart-time 30"}, func(n *node) frrNeighbor {
 		return frrNeighbor{as: 65001, extra: []string{"neighbor %[1]s bfd", "neighbor %[1]s bfd profile fast"}}
 	}, fastBFD)

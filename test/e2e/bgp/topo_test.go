@@ -38,6 +38,13 @@ func newTopo(t testing.TB, nodes int) *topo {
 	return tp
 }
 
+// newNode is a lab of one node.
+func newNode(t testing.TB) (*topo, *node) {
+	t.Helper()
+	tp := newTopo(t, 1)
+	return tp, tp.nodes[0]
+}
+
 // frrNeighbor is the per-node part of the router's bgpd config.
 type frrNeighbor struct {
 	as      int

@@ -47,10 +47,21 @@ var (
 // baseTOML is the ConfigMap's vipspeaker.toml: pool public (IPv4, auto)
 // and bulk6 (IPv6, by annotation) — 1,000 IPv4 VIPs do not fit in the lab's
 // two /24s.
-var baseTOML = lab.AgentTOML{DefaultClass: "false", Pools: []lab.Pool{
-	{Name: "public", Addresses: []string{"203.0.113.0/28"}},
-	{Name: "bulk6", Addresses: []string{"2001:db8:200::/116"}, Manual: true},
-}}.String()
+const baseTOML = `default-class = false
+
+[interface]
+name = "kube-lb0"
+kind = "ifb"
+
+[[pools]]
+name = "public"
+addresses = ["203.0.113.0/28"]
+
+[[pools]]
+name = "bulk6"
+addresses = ["2001:db8:200::/116"]
+auto-assign = false
+`
 
 var baseGoBGP = lab.GoBGPConf{AS: 64512, Neighbors: []lab.GoBGPNeighbor{
 	{Address: routerAddr, PeerAS: 64500, HoldTime: 9, KeepaliveInterval: 3, ConnectRetry: 1},
@@ -254,56 +265,35 @@ func (e *env) waitRouted(t *testing.T, vip netip.Addr, want bool, timeout time.D
 // routeWatch polls the router's kernel every 20 ms and counts the polls
 // in which a watched VIP had no route or fewer next hops than nodes.
 type routeWatch struct {
-	e     *env
-	vips  []netip.Addr
-	stop  chan struct{}
-	done  chan struct{}
 	mu    sync.Mutex
 	polls int
 	gaps  []string // "vip at +1.23s: next hops [...]"
 	start time.Time
+	stop  func()
 }
 
 func (e *env) watchRoutes(vips ...netip.Addr) *routeWatch {
-	w := &routeWatch{e: e, vips: vips, stop: make(chan struct{}), done: make(chan struct{}), start: time.Now()}
-	go func() {
-		defer close(w.done)
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			rs, err := e.router.KernelRoutes()
-			if err == nil {
-				hops := map[netip.Prefix]int{}
-				for _, r := range rs {
-					hops[r.Dst] = len(r.Gateways)
-				}
-				w.mu.Lock()
-				w.polls++
-				for _, v := range w.vips {
-					if n := hops[netip.PrefixFrom(v, v.BitLen())]; n != len(nodeNames) && len(w.gaps) < 20 {
-						w.gaps = append(w.gaps, fmt.Sprintf("%s at +%s: %d next hops", v, time.Since(w.start).Round(time.Millisecond), n))
-					}
-				}
-				w.mu.Unlock()
-			}
-			select {
-			case <-w.stop:
-				return
-			case <-tick.C:
+	w := &routeWatch{start: time.Now()}
+	w.stop = e.router.WatchKernelRoutes(20*time.Millisecond, func(since time.Duration, rs []lab.KernelRoute) {
+		hops := map[netip.Prefix]int{}
+		for _, r := range rs {
+			hops[r.Dst] = len(r.Gateways)
+		}
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.polls++
+		for _, v := range vips {
+			if n := hops[netip.PrefixFrom(v, v.BitLen())]; n != len(nodeNames) && len(w.gaps) < 20 {
+				w.gaps = append(w.gaps, fmt.Sprintf("%s at +%s: %d next hops", v, since.Round(time.Millisecond), n))
 			}
 		}
-	}()
+	})
 	return w
 }
 
 // Stop ends the watch and returns how many polls ran and the gaps seen.
 func (w *routeWatch) Stop() (int, []string) {
-	select {
-	case <-w.stop:
-	default:
-		close(w.stop)
-	}
-	<-w.done
+	w.stop()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.polls, append([]string(nil), w.gaps...)

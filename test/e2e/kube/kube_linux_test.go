@@ -80,15 +80,12 @@ func frrConfWith(o setupOpts) string {
 }
 
 type env struct {
-	l      *lab.Lab
-	api    *kubeapi.Server
+	*kubeapi.Cluster
 	cs     kubernetes.Interface
 	frr    *lab.FRR
 	router *lab.Host
-	nodes  map[string]*lab.Host
 	agents map[string]*lab.Process
 	bin    string
-	kcfg   string
 }
 
 func setup(t testing.TB) *env { return setupWith(t, setupOpts{}) }
@@ -115,7 +112,7 @@ func setupWith(t testing.TB, o setupOpts) *env {
 			return []string{nodeAddrs[n] + "/24"}
 		},
 		Deploy: true, TOML: toml, GoBGP: gobgp, Namespace: ns})
-	e := &env{l: c.Lab, bin: bin, api: c.API, cs: c.Client, router: c.Bridge, nodes: c.Nodes, agents: map[string]*lab.Process{}, kcfg: c.Kubeconfig}
+	e := &env{Cluster: c, bin: bin, cs: c.Client, router: c.Bridge, agents: map[string]*lab.Process{}}
 	var err error
 	if e.frr, err = e.router.StartFRR(lab.FRRConfig{BGPd: frrConfWith(o)}); err != nil {
 		t.Fatal(err)
@@ -129,13 +126,6 @@ func setupWith(t testing.TB, o setupOpts) *env {
 		}
 	}
 	return e
-}
-
-func (e *env) createNode(t testing.TB, name string) {
-	t.Helper()
-	if err := e.api.CreateNode(name, nodeAddrs[name], nil); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func (e *env) setReady(t testing.TB, name string, ready bool) {
@@ -158,8 +148,8 @@ func (e *env) setReady(t testing.TB, name string, ready bool) {
 
 func (e *env) startAgent(t testing.TB, n string) {
 	t.Helper()
-	p, err := e.nodes[n].Start(fmt.Sprintf("agent-%d", time.Now().UnixNano()%100000), []string{e.bin, "run",
-		"--kubeconfig", e.kcfg, "--node-name", n, "--run-dir", filepath.Join(e.l.Dir(), "run-"+n),
+	p, err := e.Nodes[n].Start(fmt.Sprintf("agent-%d", time.Now().UnixNano()%100000), []string{e.bin, "run",
+		"--kubeconfig", e.Kubeconfig, "--node-name", n, "--run-dir", filepath.Join(e.Lab.Dir(), "run-"+n),
 		"--lease-duration", "4s", "--metrics-addr", "", "--log-level", "debug"})
 	if err != nil {
 		t.Fatal(err)
@@ -248,7 +238,7 @@ func (e *env) waitEvent(t testing.TB, name, reason, substr string) corev1.Event 
 }
 
 func (e *env) events(name, reason string) ([]corev1.Event, error) {
-	return e.api.Events(ns, name, reason)
+	return e.API.Events(ns, name, reason)
 }
 
 // nextHops returns the next hops of every valid path FRR has for p.
@@ -551,7 +541,7 @@ func TestKube(t *testing.T) {
 
 	t.Run("APIServerDownRoutesStay", func(t *testing.T) {
 		vip := kube.Ingress(e.service(t, "web"))[0]
-		if err := e.api.Stop(); err != nil {
+		if err := e.API.Stop(); err != nil {
 			t.Logf("stop kube-apiserver: %v", err)
 		}
 		deadline := time.Now().Add(30 * time.Second)
@@ -565,10 +555,10 @@ func TestKube(t *testing.T) {
 			}
 			time.Sleep(time.Second)
 		}
-		if err := e.api.Start(); err != nil {
+		if err := e.API.Start(); err != nil {
 			t.Fatal(err)
 		}
-		if err := e.api.WaitReady(60 * time.Second); err != nil {
+		if err := e.API.WaitReady(60 * time.Second); err != nil {
 			t.Fatal(err)
 		}
 		// Things work again. After a long outage client-go's reflectors
@@ -626,22 +616,29 @@ func (e *env) nodeEvents(t testing.TB, name, reason, node string) []string {
 // restartAgent stops node's agent (SIGTERM, as a rolling update does) and
 // starts it again; it returns once the new agent applied its first VIP set
 // and its BGP session is up.
+// waitAgentLog waits up to a minute until node's agent logged says (else
+// the error says the agent notYet), and fails at once when it exited.
+func (e *env) waitAgentLog(t testing.TB, node, says, notYet string) {
+	t.Helper()
+	p := e.agents[node]
+	lab.Eventually(t, 60*time.Second, 100*time.Millisecond, func() error {
+		if p.Exited() {
+			return fmt.Errorf("agent %s exited:\n%s", node, tailLog(p.Log(), 30))
+		}
+		if !strings.Contains(p.Log(), says) {
+			return fmt.Errorf("agent %s %s", node, notYet)
+		}
+		return nil
+	})
+}
+
 func (e *env) restartAgent(t testing.TB, node string) {
 	t.Helper()
 	if err := e.agents[node].Stop(); err != nil {
 		t.Logf("stop agent %s: %v", node, err)
 	}
 	e.startAgent(t, node)
-	p := e.agents[node]
-	lab.Eventually(t, 60*time.Second, 100*time.Millisecond, func() error {
-		if p.Exited() {
-			return fmt.Errorf("agent %s exited:\n%s", node, tailLog(p.Log(), 20))
-		}
-		if !strings.Contains(p.Log(), "VIP table applied") {
-			return fmt.Errorf("agent %s has not applied its VIPs yet", node)
-		}
-		return nil
-	})
+	e.waitAgentLog(t, node, "VIP table applied", "has not applied its VIPs yet")
 	if err := e.frr.WaitEstablished(nodeAddrs[node], 60*time.Second); err != nil {
 		t.Fatalf("FRR and %s after the restart: %v", node, err)
 	}

@@ -55,7 +55,7 @@ func setupLayer2(t *testing.T) *l2env {
 		Hosts: map[string][]string{"rogue": {l2Rogue + "/24"}},
 		Nodes: []string{"n1", "n2"}, NodeAddrs: func(n string) []string { return []string{l2Nodes[n] + "/24"} },
 		Deploy: true, TOML: l2TOML, Namespace: ns})
-	e := &env{l: c.Lab, bin: bin, api: c.API, cs: c.Client, nodes: c.Nodes, agents: map[string]*lab.Process{}, kcfg: c.Kubeconfig}
+	e := &env{Cluster: c, bin: bin, cs: c.Client, agents: map[string]*lab.Process{}}
 	le := &l2env{e: e, client: c.Bridge, rogue: c.Hosts["rogue"], macs: map[string]string{}}
 	le.client.MustRun("ip", "route", "add", "203.0.113.64/28", "dev", "br0")
 	for n, h := range c.Nodes {
@@ -66,16 +66,7 @@ func setupLayer2(t *testing.T) *l2env {
 		e.startAgent(t, n)
 	}
 	for _, n := range []string{"n1", "n2"} {
-		p := e.agents[n]
-		lab.Eventually(t, 60*time.Second, 100*time.Millisecond, func() error {
-			if p.Exited() {
-				return fmt.Errorf("agent %s exited:\n%s", n, tailLog(p.Log(), 30))
-			}
-			if !strings.Contains(p.Log(), "answering ARP/NDP on layer2 interface") {
-				return fmt.Errorf("agent %s: no layer2 responder yet", n)
-			}
-			return nil
-		})
+		e.waitAgentLog(t, n, "answering ARP/NDP on layer2 interface", "has no layer2 responder yet")
 	}
 	return le
 }

@@ -76,15 +76,13 @@ type system interface {
 
 // env is one lab with one system in it.
 type env struct {
+	*kubeapi.Cluster
 	tb     testing.TB
 	sys    system
-	l      *lab.Lab
-	api    *kubeapi.Server
 	cs     kubernetes.Interface
 	frr    *lab.FRR
 	router *lab.Host
 	client *lab.Host
-	nodes  map[string]*lab.Host
 	macs   map[string]string // node → eth0 MAC
 	bpffs  string
 
@@ -102,7 +100,7 @@ func newEnv(t testing.TB, sys system) *env {
 			return map[string]string{"kubernetes.io/hostname": n, "kubernetes.io/os": "linux"}
 		},
 		Namespace: svcNS})
-	e := &env{tb: t, sys: sys, l: c.Lab, api: c.API, router: c.Bridge, client: c.Hosts["client"], nodes: c.Nodes,
+	e := &env{Cluster: c, tb: t, sys: sys, router: c.Bridge, client: c.Hosts["client"],
 		macs: map[string]string{}, proxied: map[netip.Addr]bool{}}
 	if err := e.router.EnableForwarding(); err != nil {
 		t.Fatal(err)
@@ -123,7 +121,7 @@ func newEnv(t testing.TB, sys system) *env {
 			t.Fatal(err)
 		}
 	}
-	for n, h := range e.nodes {
+	for n, h := range e.Nodes {
 		e.macs[n] = strings.TrimSpace(h.MustRun("cat", "/sys/class/net/eth0/address"))
 		if sys.KubeProxy() {
 			// kube-proxy in IPVS mode with strictARP, as MetalLB's docs ask.
@@ -144,7 +142,7 @@ func newEnv(t testing.TB, sys system) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := e.api.Admin()
+	cfg := e.API.Admin()
 	cfg.QPS, cfg.Burst = 2000, 4000 // the bench creates thousands of objects
 	if e.cs, err = kubernetes.NewForConfig(cfg); err != nil {
 		t.Fatal(err)
@@ -286,7 +284,7 @@ func (e *env) proxy(t testing.TB, vip netip.Addr) {
 		return
 	}
 	for _, n := range nodeNames {
-		if err := e.nodes[n].AddAddr("kube-ipvs0", vip.String()+"/32"); err != nil {
+		if err := e.Nodes[n].AddAddr("kube-ipvs0", vip.String()+"/32"); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -69,7 +69,7 @@ func (v *vipspeakerSys) Install(t testing.TB, e *env) {
 	t.Helper()
 	// RBAC, namespace, ServiceAccount, ConfigMap as a user applies them;
 	// the DaemonSet as a dry run (no kubelet here).
-	if err := e.api.ApplyDeploy(); err != nil {
+	if err := e.API.ApplyDeploy(); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
@@ -80,14 +80,14 @@ func (v *vipspeakerSys) Install(t testing.TB, e *env) {
 	}
 	v.setConfigMap(t, e, v.toml(e), v.gobgp(""))
 	var err error
-	if v.kcfg, err = e.api.Kubeconfig(kubeapi.AgentToken); err != nil {
+	if v.kcfg, err = e.API.Kubeconfig(kubeapi.AgentToken); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func (v *vipspeakerSys) setConfigMap(t testing.TB, e *env, toml, gobgp string) {
 	t.Helper()
-	if err := e.api.SetAgentConfig(toml, gobgp); err != nil {
+	if err := e.API.SetAgentConfig(toml, gobgp); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -101,8 +101,8 @@ func (v *vipspeakerSys) Start(t testing.TB, e *env) {
 
 func (v *vipspeakerSys) StartSpeaker(t testing.TB, e *env, n string) {
 	t.Helper()
-	p, err := e.nodes[n].Start("vipspeaker", []string{v.bin, "run",
-		"--kubeconfig", v.kcfg, "--node-name", n, "--run-dir", filepath.Join(e.l.Dir(), "run-"+n),
+	p, err := e.Nodes[n].Start("vipspeaker", []string{v.bin, "run",
+		"--kubeconfig", v.kcfg, "--node-name", n, "--run-dir", filepath.Join(e.Lab.Dir(), "run-"+n),
 		"--lease-duration", "4s", "--log-level", "info"})
 	if err != nil {
 		t.Fatal(err)

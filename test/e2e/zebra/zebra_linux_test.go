@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/vipspeaker/vipspeaker/internal/nstest"
+	"github.com/vipspeaker/vipspeaker/test/bench/report"
 	"github.com/vipspeaker/vipspeaker/test/lab"
 )
 
@@ -612,9 +613,8 @@ func BenchmarkVIPToRouterKernel(b *testing.B) {
 		if len(m.l) == 0 {
 			continue
 		}
-		slices.Sort(m.l)
-		b.ReportMetric(ms(m.l[len(m.l)/2]), m.name+"_p50_ms")
-		b.ReportMetric(ms(m.l[(len(m.l)*99)/100]), m.name+"_p99_ms")
+		b.ReportMetric(ms(report.Percentile(m.l, 50)), m.name+"_p50_ms")
+		b.ReportMetric(ms(report.Percentile(m.l, 99)), m.name+"_p99_ms")
 	}
 }
 
