@@ -18,6 +18,7 @@ import (
 	"github.com/osrg/gobgp/v4/pkg/server"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/vipspeaker/vipspeaker/internal/heartbeat"
 	"github.com/vipspeaker/vipspeaker/routing"
 )
 
@@ -44,6 +45,9 @@ type Options struct {
 	// ShutdownTimeout bounds the wait for withdrawals at shutdown
 	// (default 5 s).
 	ShutdownTimeout time.Duration
+	// Heartbeat, when set, beats from Run's loop once the speaker runs
+	// (/healthz).
+	Heartbeat *heartbeat.Beat
 }
 
 // Server is the node's BGP speaker: an embedded GoBGP fed with the VIP table
@@ -225,6 +229,7 @@ func (s *Server) run(ctx context.Context, vips vipSource) error {
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for {
+		s.opts.Heartbeat.Beat()
 		select {
 		case <-ctx.Done():
 			s.shutdown()

@@ -41,6 +41,7 @@ func (c *Controller) runElection(ctx context.Context) {
 			RetryPeriod:     c.opts.RetryPeriod,
 			ReleaseOnCancel: true,
 			Name:            c.opts.LeaseName,
+			WatchDog:        c.watchdog,
 			Callbacks: leaderelection.LeaderCallbacks{
 				OnStartedLeading: func(lctx context.Context) {
 					c.log.Info("allocator lease acquired", "lease", c.opts.Namespace+"/"+c.opts.LeaseName)

@@ -24,10 +24,12 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/vipspeaker/vipspeaker/config"
+	"github.com/vipspeaker/vipspeaker/internal/heartbeat"
 	"github.com/vipspeaker/vipspeaker/routing"
 )
 
@@ -62,8 +64,15 @@ type Options struct {
 	RetryPeriod   time.Duration
 	// NoAllocator: never run the allocator (speaker only).
 	NoAllocator bool
-	Logger      *slog.Logger
-	Registerer  prometheus.Registerer
+	// Heartbeat, when set, beats from the speaker's loop (/healthz).
+	Heartbeat *heartbeat.Beat
+	// AllocatorOnly: run only the allocator (vipspeaker allocate): no
+	// speaker, so no Nodes or EndpointSlices are watched, and apply is
+	// never called. NodeName is then the allocator's identity in the
+	// Lease (the Pod's name).
+	AllocatorOnly bool
+	Logger        *slog.Logger
+	Registerer    prometheus.Registerer
 	// OnConfig receives the ConfigMap's vipspeaker.toml and gobgp.conf
 	// (nil when a key is absent) after vipspeaker.toml passed validation,
 	// and once at start (both nil when there is no ConfigMap). An error
@@ -104,6 +113,8 @@ type Controller struct {
 	recorder   record.EventRecorder
 	kickC      chan struct{}
 
+	// watchdog checks the Lease renewals of the allocator (ElectionHealthy).
+	watchdog  *leaderelection.HealthzAdaptor
 	secrets   secrets
 	conflicts conflicts
 	resync    resync
@@ -116,6 +127,9 @@ type Controller struct {
 func New(opts Options) (*Controller, error) {
 	if opts.NodeName == "" {
 		return nil, errors.New("kube: no node name")
+	}
+	if opts.AllocatorOnly && opts.NoAllocator {
+		return nil, errors.New("kube: AllocatorOnly and NoAllocator exclude each other")
 	}
 	if opts.Namespace == "" {
 		opts.Namespace = DefaultNamespace
@@ -183,11 +197,22 @@ func newController(opts Options, cs kubernetes.Interface) *Controller {
 		kickC:   make(chan struct{}, 1),
 		secrets: secrets{changed: make(chan struct{}, 1)},
 		resync:  resync{kick: make(chan struct{}, 1)},
+		// 20 s past the Lease's end, as kube-controller-manager allows.
+		watchdog: leaderelection.NewLeaderHealthzAdaptor(20 * time.Second),
 	}
 }
 
 // Client is the controller's API client.
 func (c *Controller) Client() kubernetes.Interface { return c.cs }
+
+// Synced reports whether Run's caches have synced (and Run still runs).
+func (c *Controller) Synced() bool { return c.synced.Load() }
+
+// ElectionHealthy returns an error when this process holds the allocator
+// Lease but has not renewed it for LeaseDuration plus 20 s: its allocator
+// is wedged (client-go's leader-election health check). A process that
+// does not hold the Lease is healthy.
+func (c *Controller) ElectionHealthy() error { return c.watchdog.Check(nil) }
 
 // Config returns the configuration in force (nil before the first one).
 func (c *Controller) Config() *config.Config { return c.cfg.Load() }
@@ -224,18 +249,24 @@ func (c *Controller) Run(ctx context.Context, apply func([]routing.VIP)) error {
 			o.FieldSelector = "metadata.name=" + c.opts.ConfigMapName
 		}))
 	cmInf := cmFactory.Core().V1().ConfigMaps()
-
-	if err := epsInf.Informer().AddIndexers(cache.Indexers{epsByService: func(obj any) ([]string, error) {
-		s, ok := obj.(*discoveryv1.EndpointSlice)
-		if !ok || s.Labels[discoveryv1.LabelServiceName] == "" {
-			return nil, nil
+	// The speaker also follows Nodes and EndpointSlices; the allocator
+	// alone needs only Services and the ConfigMap.
+	speaker := !c.opts.AllocatorOnly
+	synced := []cache.InformerSynced{svcInf.Informer().HasSynced, cmInf.Informer().HasSynced}
+	if speaker {
+		if err := epsInf.Informer().AddIndexers(cache.Indexers{epsByService: func(obj any) ([]string, error) {
+			s, ok := obj.(*discoveryv1.EndpointSlice)
+			if !ok || s.Labels[discoveryv1.LabelServiceName] == "" {
+				return nil, nil
+			}
+			return []string{s.Namespace + "/" + s.Labels[discoveryv1.LabelServiceName]}, nil
+		}}); err != nil {
+			return fmt.Errorf("endpointslice index: %w", err)
 		}
-		return []string{s.Namespace + "/" + s.Labels[discoveryv1.LabelServiceName]}, nil
-	}}); err != nil {
-		return fmt.Errorf("endpointslice index: %w", err)
+		c.nodes, c.epsIndexer = nodeInf.Lister(), epsInf.Informer().GetIndexer()
+		synced = append(synced, nodeInf.Informer().HasSynced, epsInf.Informer().HasSynced)
 	}
-	c.services, c.nodes, c.cms = svcInf.Lister(), nodeInf.Lister(), cmInf.Lister()
-	c.epsIndexer = epsInf.Informer().GetIndexer()
+	c.services, c.cms = svcInf.Lister(), cmInf.Lister()
 	c.queue = workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 		workqueue.TypedRateLimitingQueueConfig[string]{Name: "vipspeaker-allocator"})
 	defer c.queue.ShutDown()
@@ -243,7 +274,7 @@ func (c *Controller) Run(ctx context.Context, apply func([]routing.VIP)) error {
 	defer func() { cancel(); resyncWG.Wait() }()
 	resyncWG.Go(func() { c.runResync(ctx) })
 
-	synced := false
+	cmSynced := false
 	var syncMu sync.Mutex
 	onSvc := func(obj any) {
 		if svc, ok := obj.(*corev1.Service); ok {
@@ -259,16 +290,18 @@ func (c *Controller) Run(ctx context.Context, apply func([]routing.VIP)) error {
 	}); err != nil {
 		return err
 	}
-	for _, inf := range []cache.SharedIndexInformer{nodeInf.Informer(), epsInf.Informer()} {
-		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc: kickAll, UpdateFunc: func(_, n any) { kickAll(n) }, DeleteFunc: kickAll,
-		}); err != nil {
-			return err
+	if speaker {
+		for _, inf := range []cache.SharedIndexInformer{nodeInf.Informer(), epsInf.Informer()} {
+			if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+				AddFunc: kickAll, UpdateFunc: func(_, n any) { kickAll(n) }, DeleteFunc: kickAll,
+			}); err != nil {
+				return err
+			}
 		}
 	}
 	onCM := func(obj any) {
 		syncMu.Lock()
-		ready := synced
+		ready := cmSynced
 		syncMu.Unlock()
 		if !ready {
 			return // the first state is read after the sync
@@ -287,12 +320,11 @@ func (c *Controller) Run(ctx context.Context, apply func([]routing.VIP)) error {
 	defer factory.Shutdown()
 	defer cmFactory.Shutdown()
 	c.log.Info("waiting for the API server's caches", "node", c.opts.NodeName)
-	if !cache.WaitForCacheSync(ctx.Done(), svcInf.Informer().HasSynced, nodeInf.Informer().HasSynced,
-		epsInf.Informer().HasSynced, cmInf.Informer().HasSynced) {
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return nil // ctx ended
 	}
 	syncMu.Lock()
-	synced = true
+	cmSynced = true
 	syncMu.Unlock()
 	c.secrets.mu.Lock()
 	c.secrets.runCtx = ctx
@@ -311,7 +343,11 @@ func (c *Controller) Run(ctx context.Context, apply func([]routing.VIP)) error {
 	if !c.opts.NoAllocator {
 		wg.Go(func() { c.runElection(ctx) })
 	}
-	c.speak(ctx, apply)
+	if speaker {
+		c.speak(ctx, apply)
+	} else {
+		<-ctx.Done()
+	}
 	cancel()
 	c.queue.ShutDown()
 	wg.Wait()
@@ -430,10 +466,15 @@ func (c *Controller) speak(ctx context.Context, apply func([]routing.VIP)) {
 		pause   time.Duration
 		lastEnd time.Time
 	)
+	beat, stopBeat := c.opts.Heartbeat.Tick()
+	defer stopBeat()
 	for {
+		c.opts.Heartbeat.Beat()
 		select {
 		case <-ctx.Done():
 			return
+		case <-beat:
+			continue
 		case <-c.kickC:
 		}
 		// A pass looks at every Service. While changes keep coming (a

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vipspeaker/vipspeaker/internal/heartbeat"
 )
 
 // DefaultInterface is the VIP interface's name when none is configured.
@@ -34,8 +36,10 @@ type Options struct {
 	// RemoveOnClose removes every VIP and the interface when the table
 	// closes. Off by default, so an agent restart is hitless.
 	RemoveOnClose bool
-	Logger        *slog.Logger
-	Registerer    prometheus.Registerer
+	// Heartbeat, when set, beats from Run's loop (/healthz).
+	Heartbeat  *heartbeat.Beat
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
 }
 
 // entry is one desired VIP.
@@ -186,10 +190,14 @@ func (t *Table) Run(ctx context.Context) error {
 
 	tick := time.NewTicker(t.opts.ResyncInterval)
 	defer tick.Stop()
+	beat, stopBeat := t.opts.Heartbeat.Tick()
+	defer stopBeat()
 	for {
+		t.opts.Heartbeat.Beat()
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-beat:
 		case c, ok := <-changes:
 			if !ok {
 				// The event stream ended; start a new one.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,12 +42,19 @@ func (r *Readiness) Missing(want ...string) []string {
 	return out
 }
 
-// Handler serves /metrics from reg, /healthz, and /readyz, which answers
-// 503 naming what notReady lists while it lists anything.
-func Handler(reg *prometheus.Registry, notReady func() []string) http.Handler {
+// Handler serves /metrics from reg; /healthz, which answers 503 naming
+// what unhealthy lists (the agent's loops that are wedged) while it lists
+// anything; and /readyz, which answers 503 naming what notReady lists
+// while it lists anything.
+func Handler(reg *prometheus.Registry, unhealthy, notReady func() []string) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if u := unhealthy(); len(u) > 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, "unhealthy: %s\n", strings.Join(u, "; "))
+			return
+		}
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {

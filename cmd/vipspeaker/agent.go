@@ -18,6 +18,7 @@ import (
 	"github.com/vipspeaker/vipspeaker/bgp"
 	"github.com/vipspeaker/vipspeaker/config"
 	"github.com/vipspeaker/vipspeaker/dataplane/l2node"
+	"github.com/vipspeaker/vipspeaker/internal/heartbeat"
 	"github.com/vipspeaker/vipspeaker/internal/textfile"
 	"github.com/vipspeaker/vipspeaker/kube/standalone"
 	"github.com/vipspeaker/vipspeaker/routing"
@@ -33,6 +34,7 @@ type agent struct {
 	bgp     *bgp.Server
 	reloads *status.Reloads
 	ready   status.Readiness
+	beats   heartbeat.Set // the long-lived loops' heartbeats (/healthz)
 	// bgpConf is the gobgp.conf last given to the speaker (nil: none yet).
 	bgpMu   sync.Mutex
 	bgpConf []byte
@@ -72,7 +74,8 @@ func newAgent(ctx context.Context, f *runFlags, log *slog.Logger) (*agent, error
 	a := &agent{f: f, log: log, reg: reg, reloads: status.NewReloads(reg), cfg: cfg}
 	a.reloads.Accepted()
 	var err error
-	if a.bgp, err = bgp.New(bgp.Options{RunDir: f.runDir, Logger: log, Registerer: reg, NodeName: f.nodeName}); err != nil {
+	if a.bgp, err = bgp.New(bgp.Options{RunDir: f.runDir, Logger: log, Registerer: reg, NodeName: f.nodeName,
+		Heartbeat: a.beats.Add("bgp", 0)}); err != nil {
 		return nil, err
 	}
 	if f.servicesDir == "" {
@@ -90,13 +93,15 @@ func newAgent(ctx context.Context, f *runFlags, log *slog.Logger) (*agent, error
 		Interface:     a.cfg.Interface.Name,
 		Kind:          string(a.cfg.Interface.Kind),
 		RemoveOnClose: f.removeVIPsOnExit,
+		Heartbeat:     a.beats.Add("routing", 0),
 		Logger:        log,
 		Registerer:    reg,
 	}); err != nil {
 		return nil, err
 	}
 	if f.servicesDir != "" {
-		src, err := standalone.New(standalone.Options{Dir: f.servicesDir, Logger: log, Debounce: 20 * time.Millisecond})
+		src, err := standalone.New(standalone.Options{Dir: f.servicesDir, Logger: log, Debounce: 20 * time.Millisecond,
+			Heartbeat: a.beats.Add("services-dir", 0)})
 		if err != nil {
 			a.table.Close()
 			return nil, err
@@ -125,6 +130,7 @@ func (a *agent) newLayer2() (*l2node.Node, error) {
 			}
 			return out
 		},
+		Heartbeat:  a.beats.Add("layer2", 0),
 		Logger:     a.log,
 		Registerer: a.reg,
 	})
@@ -282,12 +288,16 @@ func (a *agent) status() status.Report {
 }
 
 func (a *agent) serveHTTP(ctx context.Context) error {
-	srv := &http.Server{Addr: a.f.metricsAddr, Handler: status.Handler(a.reg, a.notReady), ReadHeaderTimeout: 5 * time.Second}
+	return serveHTTP(ctx, &http.Server{Addr: a.f.metricsAddr, Handler: status.Handler(a.reg, a.beats.Stale, a.notReady), ReadHeaderTimeout: 5 * time.Second})
+}
+
+// serveHTTP serves /metrics, /healthz and /readyz until ctx ends.
+func serveHTTP(ctx context.Context, srv *http.Server) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
 	select {
 	case err := <-errc:
-		return fmt.Errorf("serve metrics on %s: %w", a.f.metricsAddr, err)
+		return fmt.Errorf("serve metrics on %s: %w", srv.Addr, err)
 	case <-ctx.Done():
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()

@@ -45,6 +45,8 @@ func (a *agent) newCluster(ctx context.Context) error {
 		NodeName:      a.f.nodeName,
 		Namespace:     a.f.namespace,
 		LeaseDuration: a.f.leaseDuration,
+		NoAllocator:   !a.f.allocate,
+		Heartbeat:     a.beats.Add("kubernetes", 0),
 		Logger:        a.log,
 		Registerer:    a.reg,
 		OnConfig: func(vipspeakerTOML, gobgpConf []byte) error {

@@ -14,6 +14,7 @@ func usage(w io.Writer) {
 
 Usage:
   vipspeaker run [flags]      the node agent (see vipspeaker run -h)
+  vipspeaker allocate [flags] the allocator alone, as its own Deployment (see vipspeaker allocate -h)
   vipspeaker status [-o json] tables of VIPs, BGP peers and config from the local agent
   vipspeaker check PATH       validate a config directory or a ConfigMap manifest
   vipspeaker version          version, commit, Go and GoBGP versions
@@ -33,6 +34,8 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "run":
 		return runCommand(args[1:], stderr)
+	case "allocate":
+		return allocateCommand(args[1:], stderr)
 	case "status":
 		return statusCommand(args[1:], stdout, stderr)
 	case "check":

@@ -23,6 +23,7 @@ type runFlags struct {
 	kubeconfig       string
 	namespace        string
 	leaseDuration    time.Duration
+	allocate         bool
 	configDir        string
 	nodeName         string
 	runDir           string
@@ -41,6 +42,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "cluster mode: a kubeconfig file (default: the in-cluster config); cluster mode is on unless --services-dir is given")
 	fs.StringVar(&f.namespace, "namespace", "", "cluster mode: the namespace of the ConfigMap vipspeaker-config and the allocator's Lease (default: $POD_NAMESPACE, then vipspeaker-system)")
 	fs.DurationVar(&f.leaseDuration, "lease-duration", 15*time.Second, "cluster mode: how long the allocator's Lease lasts without renewal (a new allocator takes over after it)")
+	fs.BoolVar(&f.allocate, "allocate", true, "cluster mode: also take part in the allocator election and write Service status (needs the allocator's rights; the shipped manifests run the allocator as its own Deployment, `vipspeaker allocate`)")
 	fs.StringVar(&f.configDir, "config-dir", "", "a directory holding vipspeaker.toml and gobgp.conf, watched")
 	fs.StringVar(&f.nodeName, "node-name", "", "this node's name (default: $NODE_NAME, then the hostname)")
 	fs.StringVar(&f.runDir, "run-dir", "/run/vipspeaker", "directory for the agent's sockets (vipspeaker.sock, gobgp.sock)")

@@ -330,6 +330,7 @@ func (n *Node) runCounting(ctx context.Context, vips *routing.Subscription) erro
 	var err error
 loop:
 	for {
+		n.opts.Heartbeat.Beat()
 		select {
 		case <-ctx.Done():
 			break loop

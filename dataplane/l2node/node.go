@@ -19,6 +19,7 @@ import (
 	"github.com/vipspeaker/vipspeaker/config"
 	"github.com/vipspeaker/vipspeaker/dataplane"
 	"github.com/vipspeaker/vipspeaker/dataplane/owner"
+	"github.com/vipspeaker/vipspeaker/internal/heartbeat"
 	"github.com/vipspeaker/vipspeaker/routing"
 )
 
@@ -49,7 +50,9 @@ type Options struct {
 	OnConflict func(vip netip.Addr, iface string, mac net.HardwareAddr)
 	// Peers lists the BGP sessions (nil: none), whose interfaces the fast
 	// path counts VIP traffic on.
-	Peers      func() []Peer
+	Peers func() []Peer
+	// Heartbeat, when set, beats from Run's loop (/healthz).
+	Heartbeat  *heartbeat.Beat
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
@@ -314,11 +317,15 @@ func (n *Node) Run(ctx context.Context, table Table) error {
 		defer t.Stop()
 		uplinkTick = t.C
 	}
+	beat, stopBeat := n.opts.Heartbeat.Tick()
+	defer stopBeat()
 loop:
 	for {
+		n.opts.Heartbeat.Beat()
 		select {
 		case <-ctx.Done():
 			break loop
+		case <-beat:
 		case <-uplinkTick:
 			n.refreshUplinks()
 		case <-gate.tableReady:

@@ -20,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/vipspeaker/vipspeaker/internal/heartbeat"
 	"github.com/vipspeaker/vipspeaker/routing"
 )
 
@@ -28,6 +29,8 @@ import (
 type Options struct {
 	// Dir holds the Service manifests. Required.
 	Dir string
+	// Heartbeat, when set, beats from Run's loops (/healthz).
+	Heartbeat *heartbeat.Beat
 	// Logger receives skips (info/debug) and keep-last-good warnings; Run
 	// also logs every Error. Default: discard.
 	Logger *slog.Logger
@@ -442,6 +445,7 @@ func (s *Source) waitForDir(ctx context.Context) bool {
 	t := time.NewTicker(s.opts.PollInterval)
 	defer t.Stop()
 	for {
+		s.opts.Heartbeat.Beat()
 		if fi, err := os.Stat(s.opts.Dir); err == nil && fi.IsDir() {
 			return true
 		}
@@ -528,10 +532,14 @@ func (r *runner) watch(ctx context.Context) error {
 			timer.Stop()
 		}
 	}()
+	beat, stopBeat := s.opts.Heartbeat.Tick()
+	defer stopBeat()
 	for {
+		s.opts.Heartbeat.Beat()
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-beat:
 		case ev, ok := <-w.Events:
 			if !ok {
 				return errors.New("watcher closed")
