@@ -19,6 +19,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -80,32 +81,9 @@ const neighborConf = `[[neighbors]]
       enabled = true
 `
 
-// gobgpConf is the node's gobgp.conf; zsock "" leaves zebra out (native
-// mode).
-func gobgpConf(zsock string, routers int) string {
-	zebra := ""
-	if zsock != "" {
-		zebra = fmt.Sprintf(`[zebra.config]
-  enabled = true
-  url = "unix:%s"
-  redistribute-route-type-list = ["connect"]
-  version = 6
-  software-name = "frr8.4"
-`, zsock)
-	}
-	var neighbors string
-	for i := 1; i <= routers; i++ {
-		neighbors += strings.ReplaceAll(neighborConf, "198.18.1.1", fmt.Sprintf("198.18.%d.1", i))
-	}
-	return fmt.Sprintf(`[global.config]
-  as = 65001
-  router-id = "198.18.1.2"
-
-[global.use-multiple-paths.config]
-  enabled = true
-
-%s
-[[defined-sets.prefix-sets]]
+// onlyVIPsPolicy is the export policy of docs/zebra.md's example: the
+// pools' addresses as host routes, everything else rejected.
+const onlyVIPsPolicy = `[[defined-sets.prefix-sets]]
   prefix-set-name = "vips4"
   [[defined-sets.prefix-sets.prefix-list]]
     ip-prefix = "203.0.113.0/24"
@@ -134,8 +112,40 @@ func gobgpConf(zsock string, routers int) string {
 [global.apply-policy.config]
   export-policy-list = ["only-vips"]
   default-export-policy = "reject-route"
+`
 
-%s`, zebra, neighbors)
+// gobgpConf is the node's gobgp.conf with onlyVIPsPolicy; zsock "" leaves
+// zebra out (native mode).
+func gobgpConf(zsock string, routers int) string {
+	return gobgpConfWith(zsock, routers, onlyVIPsPolicy)
+}
+
+// gobgpConfWith is gobgpConf with the export policy given ("": none).
+func gobgpConfWith(zsock string, routers int, policy string) string {
+	zebra := ""
+	if zsock != "" {
+		zebra = fmt.Sprintf(`[zebra.config]
+  enabled = true
+  url = "unix:%s"
+  redistribute-route-type-list = ["connect"]
+  version = 6
+  software-name = "frr8.4"
+`, zsock)
+	}
+	var neighbors string
+	for i := 1; i <= routers; i++ {
+		neighbors += strings.ReplaceAll(neighborConf, "198.18.1.1", fmt.Sprintf("198.18.%d.1", i))
+	}
+	return fmt.Sprintf(`[global.config]
+  as = 65001
+  router-id = "198.18.1.2"
+
+[global.use-multiple-paths.config]
+  enabled = true
+
+%s
+%s
+%s`, zebra, policy, neighbors)
 }
 
 type env struct {
@@ -160,6 +170,12 @@ func setup(t testing.TB, routers int) *env {
 // setupMode is setup; without zebra the node runs no FRR and the agent
 // announces the VIPs of its Services natively.
 func setupMode(t testing.TB, routers int, zebra bool) *env {
+	return setupWith(t, routers, zebra, onlyVIPsPolicy)
+}
+
+// setupWith is setupMode with the export policy of gobgp.conf given ("":
+// none).
+func setupWith(t testing.TB, routers int, zebra bool, policy string) *env {
 	t.Helper()
 	nstest.RequireRoot(t)
 	if err := lab.HaveFRR(); err != nil {
@@ -217,7 +233,7 @@ func setupMode(t testing.TB, routers int, zebra bool) *env {
 		zsock = filepath.Join("/var/run/frr", e.node.NetnsName(), "zserv.api")
 	}
 	write(t, filepath.Join(e.confDir, "vipspeaker.toml"), "[interface]\nname = \"kube-lb0\"\nkind = \"ifb\"\n")
-	write(t, filepath.Join(e.confDir, "gobgp.conf"), gobgpConf(zsock, routers))
+	write(t, filepath.Join(e.confDir, "gobgp.conf"), gobgpConfWith(zsock, routers, policy))
 	if e.agent, err = e.node.Start("vipspeaker", []string{bin, "run", "--config-dir", e.confDir,
 		"--services-dir", e.svcDir, "--run-dir", e.runDir, "--node-name", "node", "--log-level", "info"}); err != nil {
 		t.Fatal(err)
@@ -410,6 +426,79 @@ func TestZebraModeRedistributesOnlyVIPsAndImports(t *testing.T) {
 			t.Errorf("router has a route to the node's non-VIP network %s (%v, %v)", p, ok, err)
 		}
 	}
+}
+
+// A user who enables zebra with redistribute-route-type-list = ["connect"]
+// and writes no export policy still sends only the VIPs: the node's other
+// connected networks (lan0's, the link to the router) reach the agent's
+// RIB from zebra but not FRR's BGP table, and VIPs added and removed while
+// the session is up come and go at the router.
+func TestZebraModeWithoutExportPolicyAnnouncesOnlyVIPs(t *testing.T) {
+	e := setupWith(t, 1, true, "")
+	vips := map[string]map[netip.Prefix]bool{"ipv4": {}, "ipv6": {}}
+	// onlyVIPs waits until FRR's BGP table holds exactly the VIPs wanted,
+	// in both families.
+	onlyVIPs := func() {
+		t.Helper()
+		lab.Eventually(t, 15*time.Second, 20*time.Millisecond, func() error {
+			for _, afi := range []string{"ipv4", "ipv6"} {
+				rib, err := e.rfrr.BGPRoutes(afi)
+				if err != nil {
+					return err
+				}
+				var extra, missing []netip.Prefix
+				for p := range rib {
+					if !vips[afi][p] {
+						extra = append(extra, p)
+					}
+				}
+				for p := range vips[afi] {
+					if _, ok := rib[p]; !ok {
+						missing = append(missing, p)
+					}
+				}
+				if len(extra)+len(missing) > 0 {
+					return fmt.Errorf("router's BGP %s table: not VIPs %v, VIPs missing %v", afi, extra, missing)
+				}
+			}
+			return nil
+		})
+	}
+	set := func(p string, on bool) {
+		pfx := netip.MustParsePrefix(p)
+		afi := "ipv4"
+		if pfx.Addr().Is6() {
+			afi = "ipv6"
+		}
+		if on {
+			vips[afi][pfx] = true
+		} else {
+			delete(vips[afi], pfx)
+		}
+	}
+	e.service(t, "web", "203.0.113.10", "2001:db8:100::10")
+	set("203.0.113.10/32", true)
+	set("2001:db8:100::10/128", true)
+	onlyVIPs()
+	// The networks held back are in the agent's RIB: the speaker's own
+	// export policy is what keeps them in.
+	for _, c := range []struct{ afi, prefix string }{
+		{"ipv4", "198.18.50.0/24"}, {"ipv6", "2001:db8:50::/64"}, {"ipv4", "198.18.1.0/30"},
+	} {
+		if err := e.fromZebra(t, c.afi, c.prefix); err != nil {
+			t.Errorf("node's connected network %s: %v", c.prefix, err)
+		}
+	}
+	// A VIP added and one removed while the session is up.
+	e.service(t, "api", "203.0.113.11")
+	set("203.0.113.11/32", true)
+	onlyVIPs()
+	e.removeService(t, "web")
+	set("203.0.113.10/32", false)
+	set("2001:db8:100::10/128", false)
+	onlyVIPs()
+	waitRoute(t, e.router, "203.0.113.10/32", false, 15*time.Second)
+	waitRoute(t, e.router, "203.0.113.11/32", true, 15*time.Second)
 }
 
 // gapWatch polls a host's kernel for prefixes every 10 ms and records every
