@@ -794,6 +794,7 @@ func BenchmarkVIPToRouterKernel(b *testing.B) {
 		slices.Sort(m.l)
 		b.ReportMetric(ms(m.l[len(m.l)/2]), m.name+"_p50_ms")
 		b.ReportMetric(ms(m.l[(len(m.l)*99)/100]), m.name+"_p99_ms")
+		b.ReportMetric(float64(len(m.l)), m.name+"_n")
 	}
 }
 
