@@ -141,6 +141,9 @@ type agent struct {
 	cfgState configState
 	l2       *layer2 // nil without layer2 pools
 	cluster  cluster // cluster mode only (kube*.go)
+	// pools exports the pool gauges in standalone mode (nil in cluster
+	// mode, where the allocator does)
+	pools *standalone.PoolMetrics
 
 	// The config in force and the last VIPs the source wanted, so a
 	// config change (pools, modes) re-applies the table.
@@ -156,6 +159,9 @@ func (a *agent) applyVIPs(ctx context.Context, vips []routing.VIP, partial bool)
 	a.vipMu.Lock()
 	defer a.vipMu.Unlock()
 	a.lastVIPs, a.haveVIPs = vips, true
+	if a.pools != nil {
+		a.pools.SetVIPs(vips)
+	}
 	want := withPools(vips, a.cfg)
 	if partial {
 		want = keepUnaccounted(want, a.table.List())
@@ -174,6 +180,9 @@ func (a *agent) setConfig(ctx context.Context, c *config.Config) {
 	a.cfg = c
 	vips, have := a.lastVIPs, a.haveVIPs
 	a.vipMu.Unlock()
+	if a.pools != nil {
+		a.pools.SetPools(c.Pools)
+	}
 	if a.l2 != nil {
 		a.l2.configure(c)
 	} else if len(layer2Interfaces(c)) > 0 {
@@ -223,8 +232,14 @@ func run(ctx context.Context, f *runFlags, log *slog.Logger) error {
 			return err
 		}
 		cfg = a.cfg
-	} else if err := a.applyBGP(ctx, true); err != nil {
-		return err
+	} else {
+		if err := a.applyBGP(ctx, true); err != nil {
+			return err
+		}
+		if a.pools, err = standalone.NewPoolMetrics(reg); err != nil {
+			return err
+		}
+		a.pools.SetPools(cfg.Pools)
 	}
 	if a.l2, err = a.newLayer2(cfg); err != nil {
 		return err
