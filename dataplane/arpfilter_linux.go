@@ -34,17 +34,17 @@ type ARPFilterOptions struct {
 	Enter func(fn func() error) error
 }
 
-// ARPFilter keeps the node's kernel silent about layer2 VIPs, the way
+// ARPFilter keeps the node's kernel silent about VIPs, the way
 // arp_ignore=1 and arp_announce=2 do, but with CAP_NET_ADMIN alone: where
 // /proc/sys is read-only (a container that is not privileged) those
 // sysctls cannot be written. It owns one nftables table of the arp family:
 //
 //	table arp vipspeaker {
-//	  set layer2_vips { type ipv4_addr }  # every layer2 VIP on the node
-//	  set not_owned   { type ipv4_addr }  # of those, the ones another node owns
+//	  set vips      { type ipv4_addr }  # the node's VIPs (kube-lb0)
+//	  set not_owned { type ipv4_addr }  # layer2 VIPs another node owns
 //	  chain input  { type filter hook input priority filter
 //	                 arp htype 1 ptype ip hlen 6 plen 4 operation request
-//	                 arp daddr ip @layer2_vips drop }
+//	                 arp daddr ip @vips drop }
 //	  chain output { type filter hook output priority filter
 //	                 arp htype 1 ptype ip hlen 6 plen 4
 //	                 arp saddr ip @not_owned drop }
@@ -52,9 +52,11 @@ type ARPFilterOptions struct {
 //
 // The input chain drops ARP requests for a VIP before the kernel's ARP code
 // sees them (so no node's kernel answers; the owner's responder does). The
-// arp input hook runs in arp_rcv, after the frame was handed to AF_PACKET
-// sockets and after XDP, so the responder and the fast path still see every
-// request. The output chain drops the ARP requests the kernel would send
+// arp input hook runs in arp_rcv, on the ARP handler's own reference to the
+// frame; AF_PACKET sockets get theirs independently (packet_rcv, from the
+// same protocol dispatch), and XDP runs before either, so the responder and
+// the fast path still see every request (the kernel test checks the
+// responder's answer with the filter in place). The output chain drops the ARP requests the kernel would send
 // with a VIP this node does not own as sender address (arp_announce=0
 // uses a packet's source address, e.g. a reset for a stale client's
 // packet), which would point the neighbours' caches at the wrong node; the
@@ -70,7 +72,7 @@ type ARPFilter struct {
 	enter func(func() error) error
 
 	mu      sync.Mutex
-	applied []netip.Addr // layer2 VIPs of the last successful Set
+	applied []netip.Addr // vips of the last successful Set
 	notOwn  []netip.Addr
 	ok      bool   // the last Set succeeded
 	lastErr string // logged once until it changes
@@ -96,23 +98,13 @@ func NewARPFilter(opts ARPFilterOptions) (*ARPFilter, error) {
 }
 
 // Set makes the table drop ARP requests for every IPv4 address in vips
-// (the node's layer2 VIPs, owned or not) and the kernel's ARP packets whose
-// sender is one of vips not in owned. IPv6 addresses are ignored (the
-// kernel answers a neighbour solicitation only for addresses on the
-// receiving interface). An unchanged Set after a successful one does
-// nothing.
-func (f *ARPFilter) Set(vips, owned []netip.Addr) error {
-	all := ipv4Sorted(vips)
-	own := map[netip.Addr]bool{}
-	for _, a := range owned {
-		own[a.Unmap()] = true
-	}
-	var notOwn []netip.Addr
-	for _, a := range all {
-		if !own[a] {
-			notOwn = append(notOwn, a)
-		}
-	}
+// (the node's VIPs: no kernel answers for them; the owner's responder
+// does) and the kernel's ARP packets whose sender is in notOwned (the
+// layer2 VIPs another node owns). IPv6 addresses are ignored: the kernel
+// answers a neighbour solicitation only for addresses on the receiving
+// interface. An unchanged Set after a successful one does nothing.
+func (f *ARPFilter) Set(vips, notOwned []netip.Addr) error {
+	all, notOwn := ipv4Sorted(vips), ipv4Sorted(notOwned)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.ok && slices.Equal(all, f.applied) && slices.Equal(notOwn, f.notOwn) {
@@ -123,12 +115,12 @@ func (f *ARPFilter) Set(vips, owned []netip.Addr) error {
 		f.ok = false
 		if msg := err.Error(); msg != f.lastErr {
 			f.lastErr = msg
-			f.log.Error("cannot install the ARP filter; the kernel of every node holding a layer2 VIP may answer ARP for it", "table", "arp "+f.table, "err", err)
+			f.log.Error("cannot install the ARP filter; the kernel of every node holding a VIP may answer ARP for it", "table", "arp "+f.table, "err", err)
 		}
 		return err
 	}
 	if !f.ok {
-		f.log.Info("ARP filter in place: the kernel does not answer ARP for layer2 VIPs; the responder does", "table", "arp "+f.table, "vips", len(all), "not_owned", len(notOwn))
+		f.log.Info("ARP filter in place: the kernel does not answer ARP for VIPs; the responder does", "table", "arp "+f.table, "vips", len(all), "not_owned", len(notOwn))
 	}
 	f.ok, f.lastErr, f.applied, f.notOwn = true, "", all, notOwn
 	return nil
@@ -166,9 +158,9 @@ func (f *ARPFilter) replace(vips, notOwned []netip.Addr) error {
 	c.AddTable(t)
 	c.DelTable(t)
 	c.AddTable(t)
-	held := &nftables.Set{Table: t, Name: "layer2_vips", KeyType: nftables.TypeIPAddr}
+	held := &nftables.Set{Table: t, Name: "vips", KeyType: nftables.TypeIPAddr}
 	if err := c.AddSet(held, elements(vips)); err != nil {
-		return fmt.Errorf("set layer2_vips: %w", err)
+		return fmt.Errorf("set vips: %w", err)
 	}
 	others := &nftables.Set{Table: t, Name: "not_owned", KeyType: nftables.TypeIPAddr}
 	if err := c.AddSet(others, elements(notOwned)); err != nil {

@@ -139,7 +139,8 @@ func TestARPFilterOnlyOwnerAnswersWithReadOnlySysctls(t *testing.T) {
 		}
 		mine := []netip.Addr{vip4, vipB}[i]
 		r.SetOwned(owned([]string{"eth0"}, mine))
-		if err := f.Set([]netip.Addr{vip4, vipB, vip6}, []netip.Addr{mine}); err != nil {
+		other := []netip.Addr{vipB, vip4}[i]
+		if err := f.Set([]netip.Addr{vip4, vipB, vip6}, []netip.Addr{other, vip6}); err != nil {
 			t.Fatalf("node %d: %v", i, err)
 		}
 		filters = append(filters, f)
@@ -191,7 +192,7 @@ func TestARPFilterReconcilesLeftTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, b := netip.MustParseAddr("203.0.113.1"), netip.MustParseAddr("203.0.113.2")
-	if err := old.Set([]netip.Addr{a, b}, []netip.Addr{a}); err != nil {
+	if err := old.Set([]netip.Addr{a, b}, []netip.Addr{b}); err != nil {
 		t.Fatal(err)
 	}
 	// The old agent exits without Remove; the new one starts.
@@ -200,7 +201,7 @@ func TestARPFilterReconcilesLeftTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := netip.MustParseAddr("203.0.113.3")
-	if err := next.Set([]netip.Addr{b, c, netip.MustParseAddr("::ffff:203.0.113.2")}, []netip.Addr{c}); err != nil {
+	if err := next.Set([]netip.Addr{b, c, netip.MustParseAddr("::ffff:203.0.113.2"), netip.MustParseAddr("2001:db8::1")}, []netip.Addr{b}); err != nil {
 		t.Fatal(err)
 	}
 	chains, found := tableRules(t, ns)
@@ -214,7 +215,7 @@ func TestARPFilterReconcilesLeftTable(t *testing.T) {
 			return err
 		}
 		tab := &nftables.Table{Family: nftables.TableFamilyARP, Name: DefaultARPFilterTable}
-		for _, name := range []string{"layer2_vips", "not_owned"} {
+		for _, name := range []string{"vips", "not_owned"} {
 			s, err := c.GetSetByName(tab, name)
 			if err != nil {
 				return err
@@ -234,7 +235,7 @@ func TestARPFilterReconcilesLeftTable(t *testing.T) {
 	for _, v := range got {
 		slices.Sort(v)
 	}
-	want := map[string][]string{"layer2_vips": {"203.0.113.2", "203.0.113.3"}, "not_owned": {"203.0.113.2"}}
+	want := map[string][]string{"vips": {"203.0.113.2", "203.0.113.3"}, "not_owned": {"203.0.113.2"}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("set elements (-want +got):\n%s", diff)
 	}

@@ -25,7 +25,7 @@ type ARPFilter struct{}
 func NewARPFilter(ARPFilterOptions) (*ARPFilter, error) { return nil, errNotLinux }
 
 // Set fails off Linux.
-func (f *ARPFilter) Set(vips, owned []netip.Addr) error { return errNotLinux }
+func (f *ARPFilter) Set(vips, notOwned []netip.Addr) error { return errNotLinux }
 
 // Remove fails off Linux.
 func (f *ARPFilter) Remove() error { return errNotLinux }
