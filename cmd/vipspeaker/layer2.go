@@ -35,7 +35,7 @@ type layer2 struct {
 	ms   *owner.Membership
 	ctl  *owner.Controller
 	a    *agent
-	fast fastPathState // announcer, uplinks, start-up gate (layer2_fastpath.go)
+	fast fastPathState  // announcer, uplinks, start-up gate (layer2_fastpath.go)
 	arp  arpFilterState // the kernel's silence about VIPs (layer2_arpfilter.go)
 
 	mu       sync.Mutex
