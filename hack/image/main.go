@@ -2,13 +2,14 @@
 // with Go alone (no Docker, no registry, no base image) — `make image` runs
 // it for the agent:
 //
-//	go run ./hack/image                        # build/image/vipspeaker-<version>/
+//	go run ./hack/image                        # build/image/vipspeaker-<tag>/
 //	go run ./hack/image -push REGISTRY/vipspeaker:TAG
-//	go run ./hack/image -name httpecho -main ./test/cmd/httpecho -version lab
+//	go run ./hack/image -name httpecho -main ./test/cmd/httpecho -tag lab
 //
-// It writes, under -out/<name>-<version>/, an OCI layout of the
-// multi-platform index (oci/) and one docker-archive tarball per platform
-// (<name>-<version>-linux-amd64.tar), which `ctr -n k8s.io images import`
+// The tag defaults to the Helm chart's appVersion, the tag deploy/kustomize
+// and the chart name the image by. It writes, under -out/<name>-<tag>/, an
+// OCI layout of the multi-platform index (oci/) and one docker-archive
+// tarball per platform (<name>-<tag>-linux-amd64.tar), which `ctr -n k8s.io images import`
 // loads, and prints the index digest. With -push it also uploads the index
 // to the given reference with the credentials of ~/.docker/config.json.
 package main
@@ -39,7 +40,8 @@ func run() error {
 	var (
 		imgName   = flag.String("name", "vipspeaker", "image name (no registry, no tag)")
 		mainPkg   = flag.String("main", "./cmd/vipspeaker", "main package to build")
-		version   = flag.String("version", "", "image tag and -X main.version (default: git describe --tags --always --dirty)")
+		tag       = flag.String("tag", "", "image tag (default: the Helm chart's appVersion, the tag deploy/ names)")
+		version   = flag.String("version", "", "-X main.version and the version label (default: git describe --tags --always --dirty)")
 		commit    = flag.String("commit", "", "-X main.commit (default: git rev-parse HEAD)")
 		out       = flag.String("out", "build/image", "output folder")
 		platforms = flag.String("platforms", strings.Join(ociimage.DefaultPlatforms, ","), "comma-separated os/arch list")
@@ -58,12 +60,19 @@ func run() error {
 	if *version == "" {
 		*version = "dev"
 	}
+	if *tag == "" {
+		t, err := chartAppVersion(chartFile)
+		if err != nil {
+			return fmt.Errorf("default tag: %w (or pass -tag)", err)
+		}
+		*tag = t
+	}
 	if *commit == "" {
 		*commit = git("rev-parse", "HEAD")
 	}
 	spec := ociimage.Spec{
 		Name:           *imgName,
-		Tag:            *version,
+		Tag:            *tag,
 		Main:           *mainPkg,
 		LDFlags:        []string{"-X main.version=" + *version, "-X main.commit=" + *commit},
 		Platforms:      strings.Split(*platforms, ","),
@@ -88,13 +97,13 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	dir := filepath.Join(*out, *imgName+"-"+*version)
+	dir := filepath.Join(*out, *imgName+"-"+*tag)
 	if err := res.WriteLayout(filepath.Join(dir, "oci")); err != nil {
 		return err
 	}
 	var tars []string
 	for _, p := range spec.Platforms {
-		tar := filepath.Join(dir, fmt.Sprintf("%s-%s-%s.tar", *imgName, *version, strings.ReplaceAll(p, "/", "-")))
+		tar := filepath.Join(dir, fmt.Sprintf("%s-%s-%s.tar", *imgName, *tag, strings.ReplaceAll(p, "/", "-")))
 		if err := res.WriteTarball(tar, p); err != nil {
 			return err
 		}
@@ -110,7 +119,7 @@ func run() error {
 		fmt.Printf("  tarball:    %s   (ctr -n k8s.io images import %s)\n", t, t)
 	}
 	if *push == "" {
-		fmt.Printf("push to your registry: go run ./hack/image -version %s -push REGISTRY/%s:%s\n", *version, *imgName, *version)
+		fmt.Printf("push to your registry: go run ./hack/image -push REGISTRY/%s:%s\n", *imgName, *tag)
 		return nil
 	}
 	if err := res.Push(ctx, *push); err != nil {
@@ -118,6 +127,25 @@ func run() error {
 	}
 	fmt.Printf("pushed %s@%s\n", *push, digest)
 	return nil
+}
+
+// chartFile holds the release version deploy/ names the image by.
+const chartFile = "deploy/helm/vipspeaker/Chart.yaml"
+
+// chartAppVersion reads appVersion from a Chart.yaml.
+func chartAppVersion(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "appVersion:"); ok {
+			if v = strings.Trim(strings.TrimSpace(v), `"'`); v != "" {
+				return v, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("%s: no appVersion", path)
 }
 
 // created is SOURCE_DATE_EPOCH if set, else the commit time, else the Unix
