@@ -49,3 +49,27 @@ func (h gobgpHandler) WithAttrs(as []slog.Attr) slog.Handler {
 func (h gobgpHandler) WithGroup(name string) slog.Handler {
 	return gobgpHandler{next: h.next.WithGroup(name)}
 }
+
+// quietHandler drops the error GoBGP logs when Stop follows our own StopBgp.
+type quietHandler struct {
+	s    *Server
+	next slog.Handler
+}
+
+func (h quietHandler) Enabled(ctx context.Context, l slog.Level) bool { return h.next.Enabled(ctx, l) }
+
+func (h quietHandler) Handle(ctx context.Context, r slog.Record) error {
+	if h.s.quiet.Load() && r.Message == "failed to stop BGP server" {
+		return nil
+	}
+	h.s.noteZebraLog(r)
+	return h.next.Handle(ctx, r)
+}
+
+func (h quietHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return quietHandler{s: h.s, next: h.next.WithAttrs(as)}
+}
+
+func (h quietHandler) WithGroup(n string) slog.Handler {
+	return quietHandler{s: h.s, next: h.next.WithGroup(n)}
+}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/osrg/gobgp/v4/pkg/apiutil"
 	bgppkt "github.com/osrg/gobgp/v4/pkg/packet/bgp"
+
 	"github.com/vipspeaker/vipspeaker/routing"
 )
 
@@ -88,3 +89,107 @@ func vipPath(v routing.VIP, nh6 netip.Addr) (*apiutil.Path, error) {
 		IsFromExternal: true,
 	}, nil
 }
+
+// handle applies VIP events to the RIB: one AddPath call for everything
+// new or changed, one DeletePath call (by path) for everything gone.
+func (s *Server) handle(evs []routing.Event) {
+	if len(evs) == 0 {
+		return
+	}
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	if s.bgp == nil {
+		return
+	}
+	want := make(map[netip.Addr]*routing.VIP)
+	for _, ev := range evs {
+		v := ev.VIP
+		switch {
+		case ev.Kind == routing.Removed || !announced(v.Attrs.Mode):
+			want[v.Addr] = nil
+		default:
+			want[v.Addr] = &v
+		}
+	}
+	var add, del []*apiutil.Path
+	for a, v := range want {
+		old, had := s.vips[a]
+		if v == nil {
+			if had {
+				del = append(del, s.paths[a])
+				delete(s.vips, a)
+				delete(s.paths, a)
+			}
+			continue
+		}
+		if had && old.Attrs.Equal(v.Attrs) {
+			continue
+		}
+		p, err := vipPath(*v, s.nh6)
+		if err != nil {
+			s.log.Error("not announcing vip", "vip", a, "service", v.Attrs.Service, "err", err)
+			if had {
+				del = append(del, s.paths[a])
+				delete(s.vips, a)
+				delete(s.paths, a)
+			}
+			continue
+		}
+		// a new path for the same prefix replaces the old one (implicit
+		// withdraw), so a change is one AddPath
+		add = append(add, p)
+		s.vips[a] = *v
+		s.paths[a] = p
+	}
+	s.pushPaths(add, del)
+	s.announced.Store(int64(len(s.vips)))
+}
+
+// pushPaths is the native feed: it adds and deletes VIP paths in the RIB.
+// In zebra mode it does nothing: the VIP paths are zebra's redistribution
+// of the VIP interface's connected routes (see zebraModeLocked). Callers
+// hold opMu.
+func (s *Server) pushPaths(add, del []*apiutil.Path) {
+	if s.zebraModeLocked() {
+		return
+	}
+	s.nativeUpdates.Add(float64(len(add) + len(del)))
+	if len(del) > 0 {
+		if err := s.bgp.DeletePath(apiutil.DeletePathRequest{Paths: del}); err != nil {
+			s.log.Error("withdraw vips", "count", len(del), "err", err)
+		}
+	}
+	if len(add) > 0 {
+		resps, err := s.bgp.AddPath(apiutil.AddPathRequest{Paths: add})
+		for i, r := range resps {
+			if r.Error != nil && i < len(add) {
+				s.log.Error("announce vip", "vip", add[i].Nlri.String(), "err", r.Error)
+			}
+		}
+		if err != nil && len(resps) == 0 {
+			s.log.Error("announce vips", "count", len(add), "err", err)
+		}
+	}
+	if len(add)+len(del) > 0 {
+		s.log.Debug("vip paths updated", "announced", len(add), "withdrawn", len(del))
+	}
+}
+
+// reannounce6 rebuilds the IPv6 paths after the next hop changed.
+func (s *Server) reannounce6() {
+	var add []*apiutil.Path
+	for a, v := range s.vips {
+		if a.Is4() {
+			continue
+		}
+		p, err := vipPath(v, s.nh6)
+		if err != nil {
+			continue
+		}
+		s.paths[a] = p
+		add = append(add, p)
+	}
+	s.pushPaths(add, nil)
+}
+
+func (s *Server) announcedCount() int { return int(s.announced.Load()) }

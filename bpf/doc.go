@@ -26,7 +26,12 @@
 //
 // The owned set is a hash map held in slot 0 of an array of maps: SetOwned
 // builds the new set aside and swaps it in with one update, so the program
-// sees the whole old set or the whole new one, never a half.
+// sees the whole old set or the whole new one, never a half. It holds
+// MaxOwned (VIP, interface) pairs; a larger set keeps MaxOwned of them
+// (those held already, then by address) and the rest are left to the
+// userspace responder, which owns the same set: the program passes their
+// requests on and AnnounceOwned reports them missed.
+// vipspeaker_xdp_map_overflow{map} counts what did not fit.
 //
 // Replies are sent only while the lease map holds a CLOCK_MONOTONIC time
 // (bpf_ktime_get_ns) in the future. The agent renews it (RenewLease); a
@@ -77,12 +82,14 @@
 //
 // Metrics: this package registers vipspeaker_vip_receive_packets_total and
 // vipspeaker_vip_receive_bytes_total{vip} (read from the per-CPU map at
-// scrape time), vipspeaker_xdp_attached{interface,mode} and
-// vipspeaker_xdp_lease_remaining_seconds. The reply counters
+// scrape time), vipspeaker_xdp_attached{interface,mode},
+// vipspeaker_xdp_lease_remaining_seconds and
+// vipspeaker_xdp_map_overflow{map}. The reply counters
 // vipspeaker_arp_replies_sent_total and
 // vipspeaker_ndp_advertisements_sent_total{interface,path} and
 // vipspeaker_gratuitous_sent_total{interface} belong to dataplane; it reads
-// what XDP sent through SentCounts and reports it with path="xdp".
+// what XDP sent through SentCounts when Prometheus scrapes and reports it
+// with path="xdp".
 //
 // Lease and restarts in practice: Run renews the lease every quarter of
 // Options.Lease (default 1 s), so a node whose agent dies unannounced stops
@@ -108,6 +115,14 @@
 // it. Physical NICs with native XDP do not have this limitation; in
 // veth-based labs either attach generic or give the peer NAPI.
 //
+// Files, one job each: fastpath_linux.go loads the objects and closes or
+// removes them; attach_linux.go attaches the program to interfaces;
+// pin_linux.go holds the pin directory (its lock and cleanup);
+// lease_linux.go the answering lease and Run; owned_linux.go the VIP map
+// (the owned set); counters_linux.go the per-VIP and per-interface
+// counters; announce_linux.go the live-frames announcements; metrics.go the
+// Prometheus collector.
+//
 // What it needs from the kernel: XDP programs with hash, array, per-CPU
 // hash and array-of-maps maps (no kernel BTF: the program uses no CO-RE;
 // kernel ≥ 5.10 recommended, 5.18 for live frames), CAP_BPF and
@@ -116,5 +131,11 @@
 // (its nearest existing ancestor) for restarts (without one the fast path
 // still runs, unpinned, and Load logs "pinning unavailable"), and bpf links
 // for XDP (5.9). Load returns an error wrapping ErrNotSupported when any of
-// this is refused, and the caller falls back to the userspace responder.
+// this is refused, and the caller falls back to the userspace responder. A
+// program the kernel's verifier refuses is another matter: the kernel can
+// run eBPF and this build's program is wrong for it. Load logs that at
+// error level with the verifier's whole log and returns a *VerifierError,
+// which does not wrap ErrNotSupported (tests fail on it instead of
+// skipping; the agent with fast-path = "auto" still answers from
+// userspace, and says so loudly).
 package bpf

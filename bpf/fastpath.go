@@ -11,9 +11,27 @@ import (
 
 // ErrNotSupported is wrapped by every error of Load that means "this kernel
 // or these privileges cannot run the fast path" (no BPF syscall, no
-// CAP_BPF/CAP_NET_ADMIN, verifier or driver refusal). The caller falls back
-// to the userspace responder when errors.Is(err, ErrNotSupported).
+// CAP_BPF/CAP_NET_ADMIN, a missing kernel feature, a driver refusing the
+// attach). The caller falls back to the userspace responder when
+// errors.Is(err, ErrNotSupported). A verifier rejection is not among them
+// (VerifierError).
 var ErrNotSupported = errors.New("eBPF fast path not supported")
+
+// VerifierError is what Load returns when the kernel's verifier refuses the
+// XDP program. The kernel can run eBPF; it refused this build's program, a
+// defect to report rather than a missing feature, so it does not wrap
+// ErrNotSupported. Load has logged it at error level with the whole log.
+type VerifierError struct {
+	// Log is the verifier's log, one line per element.
+	Log []string
+	err error
+}
+
+func (e *VerifierError) Error() string {
+	return "the kernel's verifier refused the XDP program: " + e.err.Error()
+}
+
+func (e *VerifierError) Unwrap() error { return e.err }
 
 // DefaultLease is how long the program keeps answering after the last
 // renewal when Options.Lease is zero. Run renews it every quarter of that.

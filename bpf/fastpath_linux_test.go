@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -14,10 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/vipspeaker/vipspeaker/internal/nstest"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/vipspeaker/vipspeaker/internal/nstest"
 )
 
 func own(t testing.TB, f *FastPath, vips ...netip.Addr) {
@@ -292,9 +296,11 @@ func TestLeaseLapseStopsAnswers(t *testing.T) {
 	l := newLab(t)
 	f := l.load(t, AttachGeneric, nil)
 	own(t, f, vip4, vip6)
-	renew(t, f, 300*time.Millisecond)
+	// Long enough for arping to start and be answered on a loaded machine
+	// (300 ms was not, once).
+	renew(t, f, 2*time.Second)
 	wantMACs(t, "arping within the lease", l.arping(t, vip4, 1), 1)
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for {
 		d, err := f.LeaseRemaining()
 		if err != nil {
@@ -304,7 +310,7 @@ func TestLeaseLapseStopsAnswers(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("lease still %v after 5s", d)
+			t.Fatalf("lease still %v after 10s", d)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -436,6 +442,55 @@ func TestRefusedWithoutCapabilities(t *testing.T) {
 	t.Logf("refused as expected: %v", err)
 	if l.xdpAttached(t) {
 		t.Fatalf("XDP attached although Load failed")
+	}
+}
+
+// TestVerifierRejectionIsAnError: when the kernel's verifier refuses the
+// program (here the embedded object with its program replaced by one that
+// returns a register it never set), Load returns a *VerifierError carrying
+// the verifier's log, not an error wrapping ErrNotSupported (so the agent
+// does not take it for a missing kernel feature and tests do not skip on
+// it), logs it at error level with that log, and leaves nothing attached.
+func TestVerifierRejectionIsAnError(t *testing.T) {
+	l := newLab(t)
+	loadSpec = func() (*ebpf.CollectionSpec, error) {
+		spec, err := loadVip()
+		if err != nil {
+			return nil, err
+		}
+		spec.Programs["vs_xdp"].Instructions = asm.Instructions{asm.Mov.Reg(asm.R0, asm.R2), asm.Return()}
+		return spec, nil
+	}
+	t.Cleanup(func() { loadSpec = loadVip })
+	var logs strings.Builder
+	f, err := Load(Options{Interfaces: []string{nodeIf}, PinDir: l.pinDir, Enter: l.node.Do,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err == nil {
+		_ = f.Remove()
+		t.Fatal("Load succeeded with a program the verifier must refuse")
+	}
+	var verr *VerifierError
+	if !errors.As(err, &verr) {
+		t.Fatalf("Load: %v, want a *VerifierError", err)
+	}
+	if errors.Is(err, ErrNotSupported) || Unsupported(err) {
+		t.Fatalf("a verifier rejection reads as not supported: %v", err)
+	}
+	if log := strings.Join(verr.Log, "\n"); !strings.Contains(log, "R2 !read_ok") {
+		t.Fatalf("VerifierError.Log lacks the verifier's reason (R2 !read_ok):\n%s", log)
+	}
+	var logged bool
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, "level=ERROR") && strings.Contains(line, "verifier") && strings.Contains(line, "R2 !read_ok") {
+			logged = true
+		}
+	}
+	if !logged {
+		t.Fatalf("no error-level log line with the verifier's log:\n%s", logs.String())
+	}
+	t.Logf("refused as expected: %v", err)
+	if l.xdpAttached(t) {
+		t.Fatal("XDP attached although the verifier refused the program")
 	}
 }
 

@@ -4,6 +4,7 @@ package bpf
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -36,3 +37,7 @@ func (*FastPath) Remove() error             { return nil }
 func (*FastPath) SentCounts(string) (arpReplies, ndpAdverts, gratuitous uint64, err error) {
 	return 0, 0, 0, ErrNotSupported
 }
+
+// Unsupported reports whether err means the fast path cannot run here; on
+// this platform every error of Load does.
+func Unsupported(err error) bool { return errors.Is(err, ErrNotSupported) }

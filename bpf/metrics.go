@@ -20,6 +20,9 @@ var (
 	descAttached = prometheus.NewDesc("vipspeaker_xdp_attached",
 		"1 for each interface the XDP fast path is attached to, with the attach mode (native, generic, unknown).",
 		[]string{"interface", "mode"}, nil)
+	descOverflow = prometheus.NewDesc("vipspeaker_xdp_map_overflow",
+		"Entries the XDP fast path's map had no room for at its last update: map=\"owned\", (VIP, interface) pairs answered and announced by the userspace responder instead; map=\"counted\", VIPs whose traffic is not counted.",
+		[]string{"map"}, nil)
 	descLease = prometheus.NewDesc("vipspeaker_xdp_lease_remaining_seconds",
 		"How long the XDP fast path keeps answering ARP/NDP without the agent renewing its lease.",
 		nil, nil)
@@ -36,6 +39,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descVIPBytes
 	ch <- descAttached
 	ch <- descLease
+	ch <- descOverflow
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -55,6 +59,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for name, mode := range f.interfacesLocked() {
 		ch <- prometheus.MustNewConstMetric(descAttached, prometheus.GaugeValue, 1, name, mode)
+	}
+	for _, m := range []string{mapOwned, mapCounted} {
+		ch <- prometheus.MustNewConstMetric(descOverflow, prometheus.GaugeValue, float64(f.overflow[m]), m)
 	}
 	if d, err := f.leaseLocked(); err == nil {
 		ch <- prometheus.MustNewConstMetric(descLease, prometheus.GaugeValue, d.Seconds())

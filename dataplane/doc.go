@@ -8,15 +8,16 @@
 // node becomes owner, and the arp_ignore / arp_announce sysctls of the layer2
 // interfaces.
 //
-// Gratuitous rounds go through Options.Announcer when one is set (cmd
-// fills it with the XDP fast path's live frames); the VIPs it reports as
+// Gratuitous rounds go through Options.Announcer when one is set (package
+// l2node fills it with the XDP fast path's live frames); the VIPs it reports as
 // not announced, and whole rounds when it fails, go through the packet
 // sockets. vipspeaker_gratuitous_sent_total has path="userspace" for the
-// packet sockets; the fast path's sends arrive through AddFastPathCounts
-// with path="xdp".
+// packet sockets; with path="xdp" it and the reply counters report what
+// the fast path's program sent, read from its maps at scrape time
+// (Responder.SetFastPath).
 //
 // Which VIPs this node owns is decided elsewhere (the owner sub-package
-// computes it; cmd passes the result to Responder.SetOwned). The responder
+// computes it; l2node passes the result to Responder.SetOwned). The responder
 // never answers for an address it was not told it owns, nor on an interface
 // not named for that address.
 //

@@ -2,6 +2,8 @@ package dataplane
 
 import (
 	"fmt"
+	"reflect"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -24,7 +26,17 @@ type metrics struct {
 	ownedVIPs        *prometheus.GaugeVec
 	groupsJoined     *prometheus.GaugeVec
 	sysctlChanged    *prometheus.GaugeVec
+	// fastPath is what SetFastPath gave (nil: none, or not told yet);
+	// replies reads its counts at scrape time.
+	fastPath atomic.Pointer[fastPathRef]
+	// fastPathTold says SetFastPath was called: only then is
+	// vipspeaker_l2_fast_path_active exported.
+	fastPathTold atomic.Bool
 }
+
+var descFastPathActive = prometheus.NewDesc("vipspeaker_l2_fast_path_active",
+	"1 when the XDP fast path answers ARP/NDP for the owned VIPs (the userspace responder answers what it passes on); 0 when the userspace responder answers them all (fast-path = \"off\", or the fast path could not be loaded: the log says why).",
+	nil, nil)
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
@@ -76,8 +88,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.arpRequests, m.arpReplies, m.ndpSolicits, m.ndpAdverts,
-		m.gratuitous, m.conflicts, m.sendErrors, m.staleCorrections, m.ownedVIPs, m.groupsJoined, m.sysctlChanged} {
+	rc := &replies{m: m, arp: descOf(m.arpReplies), ndp: descOf(m.ndpAdverts), grat: descOf(m.gratuitous)}
+	for _, c := range []prometheus.Collector{m.arpRequests, rc, m.ndpSolicits,
+		m.conflicts, m.sendErrors, m.staleCorrections, m.ownedVIPs, m.groupsJoined, m.sysctlChanged} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register dataplane metrics: %w", err)
 		}
@@ -85,12 +98,79 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-// AddFastPathCounts adds to the reply counters, with path="xdp", what the
-// eBPF fast path sent on iface since the caller last asked (deltas): the
-// program counts in its own maps, and this family is the one place
-// operators read replies from, whichever path sent them.
-func (r *Responder) AddFastPathCounts(iface string, arpReplies, ndpAdverts, gratuitous uint64) {
-	r.m.arpReplies.WithLabelValues(iface, PathXDP).Add(float64(arpReplies))
-	r.m.ndpAdverts.WithLabelValues(iface, PathXDP).Add(float64(ndpAdverts))
-	r.m.gratuitous.WithLabelValues(iface, PathXDP).Add(float64(gratuitous))
+// FastPathCounts is what the reply counters read from the eBPF fast path
+// (*bpf.FastPath): the interfaces it is attached to, and what its program
+// sent on one of them, kept in the kernel's maps.
+type FastPathCounts interface {
+	Interfaces() map[string]string
+	SentCounts(iface string) (arpReplies, ndpAdverts, gratuitous uint64, err error)
+}
+
+type fastPathRef struct{ FastPathCounts }
+
+// SetFastPath says which fast path answers next to the responder (nil:
+// none, the responder answers everything). From then on the reply counters
+// report, with path="xdp", what its program sent: read from its maps when
+// Prometheus scrapes, so a scrape is exact and nothing polls in between.
+// They are the program's counts since it was attached to the interface,
+// carried over agent restarts while the maps stay pinned.
+// vipspeaker_l2_fast_path_active (exported once this has been called) says
+// which path answers.
+func (r *Responder) SetFastPath(fp FastPathCounts) {
+	if v := reflect.ValueOf(fp); fp == nil || (v.Kind() == reflect.Pointer && v.IsNil()) {
+		r.m.fastPath.Store(nil)
+	} else {
+		r.m.fastPath.Store(&fastPathRef{fp})
+	}
+	r.m.fastPathTold.Store(true)
+}
+
+// replies collects the three reply families: what the responder sent
+// (path="userspace", counted as it sends) and what the fast path sent
+// (path="xdp", read from the program's maps at scrape time), one family
+// being one place to read replies from, whichever path sent them; and
+// vipspeaker_l2_fast_path_active.
+type replies struct {
+	m              *metrics
+	arp, ndp, grat *prometheus.Desc // the CounterVecs' own
+}
+
+// descOf is the descriptor of a one-family collector (a CounterVec).
+func descOf(c prometheus.Collector) *prometheus.Desc {
+	ch := make(chan *prometheus.Desc, 1)
+	c.Describe(ch)
+	return <-ch
+}
+
+func (c *replies) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.arp
+	ch <- c.ndp
+	ch <- c.grat
+	ch <- descFastPathActive
+}
+
+func (c *replies) Collect(ch chan<- prometheus.Metric) {
+	c.m.arpReplies.Collect(ch)
+	c.m.ndpAdverts.Collect(ch)
+	c.m.gratuitous.Collect(ch)
+	fp := c.m.fastPath.Load()
+	if c.m.fastPathTold.Load() {
+		active := 0.0
+		if fp != nil {
+			active = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descFastPathActive, prometheus.GaugeValue, active)
+	}
+	if fp == nil {
+		return
+	}
+	for iface := range fp.Interfaces() {
+		arp, ndp, grat, err := fp.SentCounts(iface)
+		if err != nil {
+			continue // detached or closed meanwhile
+		}
+		ch <- prometheus.MustNewConstMetric(c.arp, prometheus.CounterValue, float64(arp), iface, PathXDP)
+		ch <- prometheus.MustNewConstMetric(c.ndp, prometheus.CounterValue, float64(ndp), iface, PathXDP)
+		ch <- prometheus.MustNewConstMetric(c.grat, prometheus.CounterValue, float64(grat), iface, PathXDP)
+	}
 }

@@ -45,7 +45,12 @@
 // (secret:NAME/KEY) with SecretValue; only those, only in the controller's
 // namespace, each through its own field-selected watch. A change to one
 // runs the ConfigMap through OnConfig again; the Secrets a pass no longer
-// asks for are no longer watched.
+// asks for are no longer watched. MembershipKey and SecretText read the
+// two kinds of reference (the layer2 membership key, a BGP password).
+//
+// At start the agent reads the ConfigMap once (ReadConfigMap), so its parts
+// start with it, and the Nodes' InternalIPs (NodeAddrs, JoinPeers) for the
+// layer2 membership to join before the informers run.
 //
 // A configuration change re-checks every Service, fed to the allocator's
 // queue in small batches while it is nearly empty, so a Service created

@@ -5,24 +5,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
+	"github.com/vipspeaker/vipspeaker/bgp"
 	"github.com/vipspeaker/vipspeaker/config"
+	"github.com/vipspeaker/vipspeaker/dataplane/owner"
 	"github.com/vipspeaker/vipspeaker/kube"
+	"github.com/vipspeaker/vipspeaker/routing"
 )
-
-// configMapName names a key of the ConfigMap in messages.
-func (a *agent) configMapName(key string) string {
-	ns := a.f.namespace
-	if ns == "" {
-		ns = kube.DefaultNamespace
-	}
-	return ns + "/" + kube.DefaultConfigMapName + "/" + key
-}
 
 // cluster is the cluster-mode state of an agent.
 type cluster struct {
@@ -32,26 +24,23 @@ type cluster struct {
 	// otherwise.
 	memberKey []byte
 	// joinFromAPI: [membership] join was empty at start, so the layer2
-	// membership joins the other nodes' InternalIPs (kube_peers.go).
+	// membership joins the other nodes' InternalIPs, read once before it
+	// starts and then followed through the Nodes informer.
 	joinFromAPI bool
 	// family of the membership's address (the first layer2 interface's).
 	joinV6 bool
 }
 
-// newKube builds the cluster-mode controller: the ConfigMap feeds the
-// config (validated as in standalone mode; a bad one is refused whole and
-// the last good stays), the Services feed the VIPs.
-func (a *agent) newKube() (*kube.Controller, error) {
-	ctrl, err := a.newKubeController()
-	if err != nil {
-		return nil, err
-	}
-	a.cluster.ctrl = ctrl
-	return ctrl, nil
-}
-
-func (a *agent) newKubeController() (*kube.Controller, error) {
-	return kube.New(kube.Options{
+// newCluster builds the cluster-mode controller and reads the ConfigMap
+// once, so the VIP interface, the layer2 parts and BGP start with it: the
+// ConfigMap feeds the config (validated as in standalone mode; a bad one
+// is refused whole and the last good stays), the Services feed the VIPs.
+// An API server that cannot be reached leaves the defaults; the watch
+// applies the ConfigMap when it arrives. An invalid ConfigMap at start
+// stops the agent with every problem listed, as an invalid config
+// directory does.
+func (a *agent) newCluster(ctx context.Context) error {
+	ctrl, err := kube.New(kube.Options{
 		Kubeconfig:    a.f.kubeconfig,
 		NodeName:      a.f.nodeName,
 		Namespace:     a.f.namespace,
@@ -61,43 +50,69 @@ func (a *agent) newKubeController() (*kube.Controller, error) {
 		OnConfig: func(vipspeakerTOML, gobgpConf []byte) error {
 			return a.clusterConfig(context.Background(), vipspeakerTOML, gobgpConf, false)
 		},
-		OnConfigRejected: func(err error) {
-			a.metrics.reloaded(false)
-			a.cfgState.refused(err)
-		},
+		OnConfigRejected: func(err error) { a.reloads.Refused(err) },
 		OnLayer2: func(candidates map[netip.Addr][]string) {
 			if a.l2 != nil {
-				a.l2.setEligible(candidates)
+				a.l2.SetEligible(candidates)
 			}
 		},
-		OnNodeAddrs: a.nodeAddrsChanged,
+		OnNodeAddrs: func(addrs map[string][]string) {
+			if a.l2 != nil && a.cluster.joinFromAPI {
+				p := kube.JoinPeers(addrs, a.f.nodeName, a.cluster.joinV6)
+				a.l2.SetJoin(p)
+				a.log.Debug("layer2 membership peers from the Nodes", "component", "layer2", "peers", p)
+			}
+		},
 	})
+	if err != nil {
+		return err
+	}
+	a.cluster.ctrl = ctrl
+	a.runSource = func(ctx context.Context) error {
+		return ctrl.Run(ctx, func(vips []routing.VIP) { a.applyVIPs(ctx, vips, false) })
+	}
+	gctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	toml, gobgp, found, err := ctrl.ReadConfigMap(gctx)
+	switch {
+	case err != nil:
+		a.log.Warn("cannot read the ConfigMap at start; starting with defaults, the watch applies it later", "error", err)
+		return nil
+	case !found:
+		a.log.Info("no ConfigMap yet; starting with defaults", "configmap", ctrl.ConfigMapName())
+		return nil
+	}
+	if err := a.clusterConfig(ctx, toml, gobgp, true); err != nil {
+		return fmt.Errorf("ConfigMap %s is invalid; nothing was started:\n%w", ctrl.ConfigMapName(), err)
+	}
+	return nil
 }
 
 // clusterConfig applies the ConfigMap's two keys. vipspeaker.toml absent
-// means defaults; gobgp.conf absent leaves BGP as it is.
+// means defaults; gobgp.conf absent leaves BGP as it is. Secrets named by
+// the ConfigMap (secret:NAME/KEY) are all read before anything is applied;
+// one that cannot be read refuses the whole ConfigMap.
 func (a *agent) clusterConfig(ctx context.Context, vipspeakerTOML, gobgpConf []byte, initial bool) error {
+	ctrl := a.cluster.ctrl
+	tomlName, bgpName := ctrl.ConfigKeyName(config.FileName), ctrl.ConfigKeyName(kube.GoBGPConfKey)
 	c := config.Default()
 	if vipspeakerTOML != nil {
 		var errs []error
-		c, errs = config.Parse(a.configMapName(config.FileName), vipspeakerTOML)
-		if len(errs) > 0 {
+		if c, errs = config.Parse(tomlName, vipspeakerTOML); len(errs) > 0 {
 			return errors.Join(errs...)
 		}
-		if errs := config.CheckWithGoBGP(a.configMapName(config.FileName), vipspeakerTOML, c, a.configMapName(kube.GoBGPConfKey), gobgpConf); len(errs) > 0 {
+		if errs := config.CheckWithGoBGP(tomlName, vipspeakerTOML, c, bgpName, gobgpConf); len(errs) > 0 {
 			return errors.Join(errs...)
 		}
 	}
-	// Secrets named by the ConfigMap (secret:NAME/KEY): every reference is
-	// read before anything is applied; one that cannot be read refuses
-	// the whole ConfigMap.
-	key, err := a.membershipKey(ctx, c)
+	key, err := ctrl.MembershipKey(ctx, c.Membership.SecretRef)
 	if err != nil {
 		return err
 	}
 	if gobgpConf != nil {
 		var errs []error
-		if gobgpConf, errs = a.resolveBGPSecrets(ctx, gobgpConf); len(errs) > 0 {
+		resolve := func(name, key string) (string, error) { return ctrl.SecretText(ctx, name, key) }
+		if gobgpConf, errs = bgp.ResolvePasswordRefs(bgpName, gobgpConf, resolve); len(errs) > 0 {
 			return errors.Join(errs...)
 		}
 	}
@@ -111,7 +126,7 @@ func (a *agent) clusterConfig(ctx context.Context, vipspeakerTOML, gobgpConf []b
 			"field", "membership.secret-file", "secret", c.Membership.SecretRef.String())
 	}
 	if gobgpConf != nil {
-		if err := a.applyBGPData(ctx, a.configMapName(kube.GoBGPConfKey), gobgpConf, initial); err != nil {
+		if err := a.applyBGPData(ctx, bgpName, gobgpConf, initial); err != nil {
 			return err
 		}
 	}
@@ -121,42 +136,45 @@ func (a *agent) clusterConfig(ctx context.Context, vipspeakerTOML, gobgpConf []b
 		a.vipMu.Unlock()
 	} else {
 		a.setConfig(ctx, c)
-		a.metrics.reloaded(true)
+		a.reloads.Accepted()
 	}
-	a.ready.set("config", true)
+	a.ready.Set("config", true)
 	return nil
 }
 
-// initialClusterConfig reads the ConfigMap once before anything starts, so
-// the VIP interface, the layer2 parts and BGP start with it. An API server
-// that cannot be reached leaves the defaults; the watch applies the
-// ConfigMap when it arrives. An invalid ConfigMap at start stops the agent
-// with every problem listed, as an invalid config directory does.
-func (a *agent) initialClusterConfig(ctx context.Context, ctrl *kube.Controller) error {
-	ns := a.f.namespace
-	if ns == "" {
-		ns = kube.DefaultNamespace
+// initialPeers fills c.Membership.Join from the Nodes at start when the
+// config has layer2 pools and no join list: the InternalIPs of the other
+// Nodes, of the family of the membership's own address (on the first
+// layer2 interface), so its first owner computation already knows them.
+func (a *agent) initialPeers(ctx context.Context, c *config.Config) error {
+	ifaces := c.Layer2Interfaces()
+	if len(ifaces) == 0 || len(c.Membership.Join) > 0 {
+		return nil
 	}
-	gctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	bind, err := owner.InterfaceAddr(ifaces[0])
+	if err != nil {
+		return fmt.Errorf("membership address on %s (the first layer2 interface): %w", ifaces[0], err)
+	}
+	a.cluster.joinFromAPI, a.cluster.joinV6 = true, bind.Is6()
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	cm, err := ctrl.Client().CoreV1().ConfigMaps(ns).Get(gctx, kube.DefaultConfigMapName, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		a.log.Info("no ConfigMap yet; starting with defaults", "configmap", ns+"/"+kube.DefaultConfigMapName)
-		return nil
-	case err != nil:
-		a.log.Warn("cannot read the ConfigMap at start; starting with defaults, the watch applies it later", "error", err)
+	addrs, err := a.cluster.ctrl.NodeAddrs(lctx)
+	if err != nil {
+		a.log.Warn("cannot list the Nodes at start: the layer2 membership joins the other speakers once the Nodes are read", "error", err)
 		return nil
 	}
-	var toml, gobgp []byte
-	if v, ok := cm.Data[config.FileName]; ok {
-		toml = []byte(v)
-	}
-	if v, ok := cm.Data[kube.GoBGPConfKey]; ok {
-		gobgp = []byte(v)
-	}
-	if err := a.clusterConfig(ctx, toml, gobgp, true); err != nil {
-		return fmt.Errorf("ConfigMap %s/%s is invalid; nothing was started:\n%w", ns, kube.DefaultConfigMapName, err)
-	}
+	c.Membership.Join = kube.JoinPeers(addrs, a.f.nodeName, a.cluster.joinV6)
+	a.log.Info("layer2 membership joins the other nodes (from the API server)", "component", "layer2", "peers", c.Membership.Join)
 	return nil
+}
+
+// layer2Conflict hears from the responder that another station answers for
+// a VIP this node owns (the responder logs and counts it); in a cluster the
+// Services holding the VIP get an AddressConflict Event, once per episode.
+func (a *agent) layer2Conflict(vip netip.Addr, iface string, mac net.HardwareAddr) {
+	if a.cluster.ctrl == nil {
+		return
+	}
+	// The responder's read loop must not wait on the API.
+	go a.cluster.ctrl.ReportConflict(vip, iface, mac.String())
 }

@@ -2,11 +2,13 @@ package lab
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/mdlayher/packet"
 	"golang.org/x/sys/unix"
@@ -91,23 +93,49 @@ func (p *ARPProber) send() {
 			return
 		case <-t.C:
 		}
+		// Taken before the write: a reply can never look older than its
+		// request.
+		at := time.Now()
 		if _, err := p.conn.WriteTo(p.req, dst); err == nil {
 			p.mu.Lock()
 			p.sent++
-			p.lastSent = time.Now()
-			p.sentAt = append(p.sentAt, p.lastSent)
+			p.lastSent = at
+			p.sentAt = append(p.sentAt, at)
 			p.mu.Unlock()
 		}
 	}
 }
 
+// read records the replies, each with the time the kernel received it
+// (SO_TIMESTAMPNS), so a reader scheduled late on a loaded machine does
+// not make a reply look late.
 func (p *ARPProber) read() {
 	defer close(p.readDone)
-	b := make([]byte, 1500)
+	rc, err := p.conn.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) {
+		_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
+	})
+	b, oob := make([]byte, 1500), make([]byte, 128)
 	for {
-		n, _, err := p.conn.ReadFrom(b)
-		if err != nil {
+		var n, oobn int
+		var rerr error
+		if err := rc.Read(func(fd uintptr) bool {
+			n, oobn, _, _, rerr = unix.Recvmsg(int(fd), b, oob, unix.MSG_DONTWAIT)
+			return !errors.Is(rerr, unix.EAGAIN)
+		}); err != nil || rerr != nil {
 			return
+		}
+		at := time.Now()
+		if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
+			for _, m := range msgs {
+				if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_TIMESTAMPNS && len(m.Data) >= 16 {
+					ts := (*unix.Timespec)(unsafe.Pointer(&m.Data[0]))
+					at = time.Unix(ts.Unix())
+				}
+			}
 		}
 		if n < 42 || binary.BigEndian.Uint16(b[20:22]) != 2 {
 			continue
@@ -117,7 +145,7 @@ func (p *ARPProber) read() {
 		if spa != p.target || tpa != p.src {
 			continue
 		}
-		r := ARPReply{At: time.Now(), MAC: net.HardwareAddr(b[22:28]).String()}
+		r := ARPReply{At: at, MAC: net.HardwareAddr(b[22:28]).String()}
 		p.mu.Lock()
 		p.replies = append(p.replies, r)
 		p.mu.Unlock()

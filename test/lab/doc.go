@@ -57,6 +57,45 @@
 // every live lab before the process exits. (A `go test -timeout` panic runs
 // no cleanup; the next New sweeps what it left.)
 //
+// # Topologies and fixtures
+//
+// The suites share two topologies, so a new scenario is a page of
+// assertions:
+//
+//	tp := lab.NewRouted(t, lab.RoutedOptions{Nodes: 2, Client: true})
+//	tp.StartFRR(lab.FRRBGPConf{AS: 65000, RouterID: "198.18.0.1", MaximumPaths: 8,
+//		Neighbors: tp.FRRNeighbors(65001)}, "")
+//	n := tp.Nodes[0] // node1: 198.18.1.2/30, 2001:db8:18:1::2/64, router .1
+//	n.WriteConfig("gobgp.conf", lab.GoBGPConf{AS: 65001,
+//		Neighbors: []lab.GoBGPNeighbor{n.RouterGoBGP()}}.String())
+//	n.WriteService(lab.ServiceFile{Name: "web", Addresses: []string{"203.0.113.10"}})
+//	n.Start() // vipspeaker run on the node's config, services and run folders
+//	tp.Router.WaitGateways("203.0.113.10/32", 20*time.Second, n.Addr4)
+//
+// Routed is "router + N nodes (+ a client)": node i linked to the router
+// on 198.18.i.0/30 and 2001:db8:18:i::/64, default routes through the
+// router, which forwards; BuildRouted builds it in a persistent lab (the
+// demo, bench bgp). Each Node is an Agent: a vipspeaker in standalone mode
+// with its folders under <lab dir>/<host> (NewAgent makes one on any host).
+//
+// kubeapi.NewCluster is "router + API server + N nodes on one segment":
+// bridge br0 on the router (or another host), the API server on "api",
+// the deploy manifests applied with the ConfigMap the test gives, Ready
+// Node objects, the agents' kubeconfig; kubeapi.LoadBalancer,
+// Server.CreateNode, CreateNamespace and Events are the objects the kube
+// suites share.
+//
+// The fixtures build each config from the knobs the suites vary; a zero
+// value leaves a setting to the daemon: GoBGPConf and GoBGPNeighbor
+// (gobgp.conf for agents and gobgpd; FastTimers, GracefulRestart, BFD,
+// families), GoBGPPolicy (a global export policy with prefix, community
+// and neighbor sets), GoBGPZebra, FRRBGPConf and FRRNeighbor (bgpd: eBGP
+// without policy, timers, ECMP, families), FRRFastBFD (bfdd, 100 ms × 3),
+// AgentTOML and Pool (vipspeaker.toml with kube-lb0 as ifb) and
+// ServiceFile (a Service manifest for standalone mode). FRR.PrefixPaths
+// and FRR.Session read FRR's view of a prefix and a session;
+// Host.Gateways, WaitGateways and WatchKernelRoutes read a host's kernel.
+//
 // # Persistent mode (make demo)
 //
 //	l, err := lab.NewPersistent("vsdemo", "/run/vipspeaker-demo")

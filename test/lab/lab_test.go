@@ -244,14 +244,21 @@ func TestProcessLogStopAndTeardown(t *testing.T) {
 
 func TestSweepStale(t *testing.T) {
 	nstest.RequireRoot(t)
-	// A PID that is surely dead: a process we started and reaped.
-	c := exec.Command("true")
-	if err := c.Run(); err != nil {
-		t.Fatal(err)
+	// A PID that is surely dead: a process we started and reaped (again
+	// when its PID was reused at once).
+	dead := 0
+	for range 10 {
+		c := exec.Command("true")
+		if err := c.Run(); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Kill(c.Process.Pid, 0); errors.Is(err, syscall.ESRCH) {
+			dead = c.Process.Pid
+			break
+		}
 	}
-	dead := c.Process.Pid
-	if err := syscall.Kill(dead, 0); !errors.Is(err, syscall.ESRCH) {
-		t.Skipf("pid %d was reused already", dead)
+	if dead == 0 {
+		t.Fatal("every PID of 10 reaped processes was reused at once")
 	}
 	name := fmt.Sprintf("vl%d-1-stale", dead)
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
@@ -413,17 +420,8 @@ func requireBIRD(t *testing.T) {
 
 // frrBGPConf is bgpd's config for one eBGP neighbor.
 func frrBGPConf(as int, routerID, peer string, peerAS int) string {
-	return fmt.Sprintf(`hostname frr
-log stdout informational
-router bgp %d
- bgp router-id %s
- no bgp ebgp-requires-policy
- no bgp network import-check
- neighbor %s remote-as %d
- neighbor %s timers 3 9
- neighbor %s timers connect 5
-!
-`, as, routerID, peer, peerAS, peer, peer)
+	return lab.FRRBGPConf{Hostname: "frr", AS: as, RouterID: routerID,
+		Neighbors: []lab.FRRNeighbor{{Addr: peer, AS: peerAS, Timers: "3 9", ConnectRetry: 5}}}.String()
 }
 
 func TestFRRAndBIRDPeer(t *testing.T) {
@@ -585,23 +583,8 @@ func TestGoBGPdPeersWithFRR(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := gh.StartGoBGPd(`
-[global.config]
-  as = 65003
-  router-id = "198.18.3.2"
-
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "198.18.3.1"
-    peer-as = 65001
-  [neighbors.timers.config]
-    connect-retry = 2
-    hold-time = 9
-    keepalive-interval = 3
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv4-unicast"
-`)
+	g, err := gh.StartGoBGPd(lab.GoBGPConf{AS: 65003, RouterID: "198.18.3.2", Neighbors: []lab.GoBGPNeighbor{
+		{Address: "198.18.3.1", PeerAS: 65001, ConnectRetry: 2, HoldTime: 9, KeepaliveInterval: 3}}}.String())
 	if err != nil {
 		t.Fatal(err)
 	}

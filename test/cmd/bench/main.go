@@ -10,7 +10,6 @@ package main
 import (
 	"flag"
 	"fmt"
-	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -95,16 +94,8 @@ func machine() report.Machine {
 	return report.Machine{Host: host, CPU: cpu, Cores: runtime.NumCPU(), Kernel: strings.TrimSpace(string(kernel)), Go: runtime.Version(), LoadAvg: load}
 }
 
-// percentile returns the p-th percentile (0–100) of ds, nearest rank (so
-// the p99 of fewer than 100 samples is their maximum).
-func percentile(ds []time.Duration, p float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	i := int(math.Ceil(p/100*float64(len(s)))) - 1
-	return s[max(0, min(i, len(s)-1))]
-}
+// percentile is report.Percentile: nearest rank (so the p99 of fewer than
+// 100 samples is their maximum).
+func percentile(ds []time.Duration, p float64) time.Duration { return report.Percentile(ds, p) }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond)) }

@@ -2,77 +2,104 @@ package main
 
 import (
 	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
 
+	"github.com/vipspeaker/vipspeaker/bpf"
 	"github.com/vipspeaker/vipspeaker/test/bench/report"
 )
 
-// scaleOnPaper turns the costs measured in this run into how far one node
-// and one cluster can go, and names the next limit. Figures that were not
-// measured in this run are said to be missing rather than guessed.
+// scaleOnPaper turns figures measured in this run into what they say about
+// one node and one cluster. Every number in it is a figure of this run or
+// arithmetic on one (the line names which); a figure that was not measured
+// is said to be missing rather than guessed, and nothing is extrapolated
+// past what was measured.
 func scaleOnPaper(r *report.Report) []string {
 	var out []string
 	say := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
-	val := func(section, name string) (float64, bool) {
+	find := func(section, name string) (report.Figure, float64, bool) {
 		f, ok := r.Find(section, name)
 		if !ok {
-			return 0, false
+			return f, 0, false
 		}
 		switch {
 		case f.Value != nil:
-			return *f.Value, true
+			return f, *f.Value, true
 		case f.P50 != nil:
-			return *f.P50, true
+			return f, *f.P50, true
 		}
-		return 0, false
-	}
-	p99 := func(section, name string) (float64, bool) {
-		f, ok := r.Find(section, name)
-		if !ok || f.P99 == nil {
-			return 0, false
-		}
-		return *f.P99, true
+		return f, 0, false
 	}
 	missing := "not measured in this run"
 
 	say("## Scale on paper")
 	say("")
-	say("Derived from the figures above (same run); each line says which figure it rests on.")
+	say("Derived from the figures above (same run); each line names the figure it rests on and does not extrapolate past it.")
 	say("")
 	say("### One node")
 	say("")
-	if cold, ok := val("routing", "VIPs applied to a cold interface"); ok {
-		per := cold / 10000
-		say("- Kernel: %.3f ms per VIP added cold (10,000 in %.0f ms, netlink bound — the same order as `ip -batch`). A node with 100,000 VIPs would need about %.0f s to program them from nothing; adoption at restart writes nothing, so restarts do not pay it again.", per, cold, per*100000/1000)
+	if f, cold, ok := find("routing", "VIPs applied to a cold interface"); ok && count(f.Name) > 0 {
+		n := count(f.Name)
+		say("- Kernel (%q): %d VIPs added to a cold interface in %.0f ms, %.3f ms per VIP on average.", f.Name, n, cold, cold/float64(n))
+		if g, one, ok := find("routing", "one VIP added with"); ok {
+			say("  One more VIP with %d present took %.3f ms (p50, %q): the cost per add grows with the addresses already there, so the average does not carry to larger counts.", count(g.Name), one, g.Name)
+		}
+		if g, w, ok := find("routing", "netlink writes when a restarted agent adopts"); ok {
+			say("  A restarted agent adopting %d VIPs made %.0f netlink writes (%q).", count(g.Name), w, g.Name)
+		}
 	} else {
 		say("- Kernel cost per VIP: %s.", missing)
 	}
-	if rss, ok := val("bgp", "agent RSS with"); ok {
-		say("- Memory: %.0f MiB RSS with 10,000 VIPs announced over BGP, i.e. at most %.1f KiB per VIP (the Go runtime and GoBGP's base are counted in it). At that slope 100,000 VIPs stay under 1 GiB; the DaemonSet's memory limit, not the code, is the first bound.", rss, rss*1024/10000)
+	if f, rss, ok := find("bgp", "agent RSS with"); ok && count(f.Name) > 0 {
+		n := count(f.Name)
+		perVIP := rss * 1024 / float64(n)
+		say("- Memory (%q): %.0f MiB RSS with %d VIPs announced over BGP, so at most %.1f KiB per VIP (the Go runtime's and GoBGP's base counted in). At that slope 100,000 VIPs would take %.2f GiB; no run here measured more than %d.",
+			f.Name, rss, n, perVIP, perVIP*100000/(1024*1024), n)
+	} else {
+		say("- Memory per VIP: %s.", missing)
 	}
-	if t, ok := val("bgp", "VIPs from a cold start"); ok {
-		say("- BGP: 10,000 VIPs from a cold start reach FRR's table in %.1f s (%.0f prefixes/s end to end, router included). One UPDATE per VIP change is sent in about a millisecond (agent log); above ~10,000 VIPs per session the peer's own RIB work dominates.", t/1000, 10000/(t/1000))
+	if f, t, ok := find("bgp", "VIPs from a cold start"); ok && count(f.Name) > 0 {
+		n := count(f.Name)
+		say("- BGP (%q): %d VIPs from a cold start reach FRR's table in %.1f s, %.0f prefixes/s end to end (the router's work included).",
+			f.Name, n, t/1000, float64(n)/(t/1000))
 	}
-	say("- Layer 2: the XDP owned-VIP map holds 16,384 VIPs per node (VS_MAX_OWNED in bpf/xdp.c); past that the userspace responder answers the rest (it has no fixed limit).")
-	if rate, ok := val("bpf", "ARP replies per second under a flood, XDP"); ok {
-		say("- ARP storms: XDP answered %.0f requests/s on one core of this VM; a /16 scan (65,536 requests) costs it about %.0f ms of CPU.", rate, 65536/rate*1000)
+	say("- Layer 2: the XDP map holds %d (VIP, interface) pairs (bpf.MaxOwned). Past that the map keeps the pairs it holds and the userspace responder answers and announces the rest; `vipspeaker_xdp_map_overflow{map=\"owned\"}` says how many (asserted by TestMoreVIPsThanTheMapHolds in test/e2e/bpf, not timed here).", bpf.MaxOwned)
+	if f, rate, ok := find("bpf", "ARP replies per second under a flood, XDP"); ok {
+		say("- ARP storms (%q): XDP answered %.0f requests/s here.", f.Name, rate)
+		if c, cpu, ok := find("bpf", "machine CPU per 1,000 replies under the flood, XDP"); ok {
+			say("  At %.2f ms of machine CPU per 1,000 replies (%q), a /16 scan (65,536 requests) costs about %.0f ms of CPU.", cpu, c.Name, cpu*65.536)
+		}
 	}
-	if t, ok := val("bpf", "takeover of 1,000 VIPs"); ok {
-		say("- Takeover: 1,000 VIPs' gratuitous frames leave in %.1f ms through live frames, so a node inheriting all 16,384 XDP-held VIPs announces them in roughly %.0f ms.", t, t*16.384)
+	if f, t, ok := find("bpf", "takeover of 1,000 VIPs as the agent does it"); ok {
+		say("- Takeover (%q): the last gratuitous frame for 1,000 VIPs reached the client %.1f ms (p50) after the owned sets changed, with the fast path.", f.Name, t)
 	}
 	say("")
 	say("### One router, one cluster")
 	say("")
-	if bfd, ok := p99("bfd", "BFD"); ok {
-		say("- Per peer: one BGP session plus, with BFD at 100 ms × 3, 10 packets/s each way (p99 detection %.0f ms here). A router with 200 nodes as neighbors handles 2,000 BFD packets/s in and out — FRR's bfdd runs that in one process; hardware BFD on a ToR goes further.", bfd)
+	if f, ok := r.Find("bfd", "BFD"); ok && f.P99 != nil {
+		say("- Per peer (%q): one BGP session and, with BFD at 100 ms × 3, 10 BFD control packets/s each way; p99 detection %.0f ms here. N nodes as neighbors of one router are 10·N packets/s each way.", f.Name, *f.P99)
 	} else {
 		say("- Per peer BFD detection: %s.", missing)
 	}
-	say("- Paths at the router: every announcing node is a path per VIP (ECMP), so the router holds VIPs × nodes paths: 1,000 VIPs on 100 nodes is 100,000 paths. Narrow it with `externalTrafficPolicy: Local` or `[[peer-nodes]]` (racks); the router's FIB ECMP width (FRR's default multipath 64 on Debian's build) is the next limit.")
-	if rate, ok := val("kube", "announced per second"); ok {
-		say("- API load per node: each agent keeps watches on Services, EndpointSlices, Nodes and its ConfigMap (plus the Secrets it names); it writes nothing unless it holds the allocator Lease. One leader writes each Service's status once. Starting on 5,000 existing Services, 3 agents announced %.0f Services/s; with N nodes the API server fans every Service change out N times over existing watches, the usual DaemonSet cost (kube-proxy pays the same).", rate)
+	say("- Paths at the router: every announcing node is a path per VIP (ECMP), so the router holds VIPs × nodes paths (1,000 VIPs on 100 nodes: 100,000 paths). `externalTrafficPolicy: Local` and `[[peer-nodes]]` (racks) narrow which nodes announce.")
+	if f, rate, ok := find("kube", "announced per second"); ok {
+		say("- API (%q): starting on %d existing Services, 3 agents announced %.0f Services/s. Each agent watches Services, EndpointSlices, Nodes and its ConfigMap (plus the Secrets it names) and writes only while it holds the allocator Lease.", f.Name, count(f.Name), rate)
 	} else {
-		say("- API load per node: watches on Services, EndpointSlices, Nodes and the ConfigMap; no writes except by the allocator leader. Bulk rate: %s.", missing)
+		say("- API bulk rate: %s.", missing)
 	}
-	say("- Next limit: EndpointSlices. In a cluster with many endpoints every agent watches all slices to apply `externalTrafficPolicy: Local`; a label-selected or node-filtered watch would cut that traffic, and is the first change to make beyond a few thousand nodes.")
 	return out
+}
+
+var countRE = regexp.MustCompile(`\d[\d,]*`)
+
+// count is the first number in a figure's name ("10000 VIPs applied…",
+// "agent RSS with 10000 VIPs announced"), 0 when there is none.
+func count(name string) int {
+	m := countRE.FindString(name)
+	n, err := strconv.Atoi(strings.ReplaceAll(m, ",", ""))
+	if err != nil {
+		return 0
+	}
+	return n
 }

@@ -3,10 +3,10 @@ package bpf_test
 import (
 	"errors"
 	"net/netip"
-	"slices"
 	"testing"
 	"time"
 
+	"github.com/vipspeaker/vipspeaker/test/bench/report"
 	"github.com/vipspeaker/vipspeaker/test/lab"
 )
 
@@ -46,10 +46,8 @@ func BenchmarkAgentRestartGap(b *testing.B) {
 		unanswered += sent - got
 		gaps = append(gaps, float64(gap.Microseconds())/1000)
 	}
-	slices.Sort(gaps)
-	slices.Sort(away)
-	b.ReportMetric(gaps[len(gaps)/2], "gap_p50_ms")
-	b.ReportMetric(gaps[len(gaps)-1], "gap_max_ms")
+	b.ReportMetric(report.Percentile(gaps, 50), "gap_p50_ms")
+	b.ReportMetric(report.Percentile(gaps, 100), "gap_max_ms")
 	b.ReportMetric(float64(unanswered), "unanswered")
-	b.ReportMetric(away[len(away)/2], "restart_p50_ms")
+	b.ReportMetric(report.Percentile(away, 50), "restart_p50_ms")
 }

@@ -10,6 +10,7 @@ package bpf_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os/exec"
@@ -30,6 +31,7 @@ import (
 	"github.com/vipspeaker/vipspeaker/bpf"
 	"github.com/vipspeaker/vipspeaker/dataplane"
 	"github.com/vipspeaker/vipspeaker/internal/nstest"
+	"github.com/vipspeaker/vipspeaker/test/lab"
 )
 
 var (
@@ -112,8 +114,11 @@ func newSeg(t *testing.T) *seg {
 	// (bpf/doc.go): a native XDP_PASS program on the client's end.
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "MIT",
 		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2), asm.Return()}})
-	if err != nil {
+	if bpf.Unsupported(err) {
 		nstest.Skip(t, "XDP not available: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("load XDP_PASS program: %v", err)
 	}
 	t.Cleanup(func() { prog.Close() })
 	var l link.Link
@@ -148,7 +153,12 @@ func macs(out string) []string {
 
 func (s *seg) arping(t *testing.T, n int) []string {
 	t.Helper()
-	return macs(s.inClient(t, "arping", "-i", "cl", "-c", strconv.Itoa(n), "-W", "0.1", "-r", vip4.String()))
+	return s.arpingFor(t, vip4, n)
+}
+
+func (s *seg) arpingFor(t *testing.T, vip netip.Addr, n int) []string {
+	t.Helper()
+	return macs(s.inClient(t, "arping", "-i", "cl", "-c", strconv.Itoa(n), "-W", "0.1", "-r", vip.String()))
 }
 
 func (s *seg) ndisc(t *testing.T) []string {
@@ -199,9 +209,10 @@ func wantReplies(t *testing.T, what string, got []string, n int) {
 }
 
 // TestXDPFirstUserspaceAfter: with both running, the client's requests are
-// answered by XDP (the fast path's counts rise, the userspace
-// path="userspace" counters stay at zero); once the fast path's lease
-// lapses and once it is removed, the userspace responder answers.
+// answered by XDP (the fast path's counts rise, and the reply counters show
+// them with path="xdp" at the very next scrape, read from the program's
+// maps; the path="userspace" counters stay at zero); once the fast path's
+// lease lapses and once it is removed, the userspace responder answers.
 func TestXDPFirstUserspaceAfter(t *testing.T) {
 	s := newSeg(t)
 	reg := prometheus.NewRegistry()
@@ -232,6 +243,13 @@ func TestXDPFirstUserspaceAfter(t *testing.T) {
 			_ = fp.Remove()
 		}
 	})
+	if v := metric(t, reg, "vipspeaker_l2_fast_path_active", nil); v != 0 {
+		t.Fatalf("vipspeaker_l2_fast_path_active = %v before SetFastPath, want 0", v)
+	}
+	resp.SetFastPath(fp)
+	if v := metric(t, reg, "vipspeaker_l2_fast_path_active", nil); v != 1 {
+		t.Fatalf("vipspeaker_l2_fast_path_active = %v with the fast path, want 1", v)
+	}
 	fctx, fcancel := context.WithCancel(context.Background())
 	fdone := make(chan error, 1)
 	go func() { fdone <- fp.Run(fctx) }()
@@ -264,6 +282,13 @@ func TestXDPFirstUserspaceAfter(t *testing.T) {
 	}
 	if arp != 3 || ndp != 1 {
 		t.Fatalf("xdp sent %d ARP replies and %d advertisements, want 3 and 1", arp, ndp)
+	}
+	// Read at scrape time: exact at once, no copy interval to wait for.
+	if v := metric(t, reg, "vipspeaker_arp_replies_sent_total", map[string]string{"interface": "l2", "path": "xdp"}); v != 3 {
+		t.Fatalf("vipspeaker_arp_replies_sent_total{path=xdp} = %v right after 3 XDP replies, want 3", v)
+	}
+	if v := metric(t, reg, "vipspeaker_ndp_advertisements_sent_total", map[string]string{"interface": "l2", "path": "xdp"}); v != 1 {
+		t.Fatalf("vipspeaker_ndp_advertisements_sent_total{path=xdp} = %v right after 1 XDP advertisement, want 1", v)
 	}
 	for _, name := range []string{"vipspeaker_arp_replies_sent_total", "vipspeaker_ndp_advertisements_sent_total"} {
 		if v := metric(t, reg, name, map[string]string{"interface": "l2", "path": "userspace"}); v != 0 {
@@ -308,5 +333,139 @@ func TestXDPFirstUserspaceAfter(t *testing.T) {
 	wantReplies(t, "ndisc6 after Remove", s.ndisc(t), 1)
 	if v := metric(t, reg, "vipspeaker_ndp_advertisements_sent_total", map[string]string{"interface": "l2", "path": "userspace"}); v < 1 {
 		t.Fatalf("userspace advertisements = %v after Remove, want ≥ 1", v)
+	}
+}
+
+// TestMoreVIPsThanTheMapHolds: a node owning more VIPs than the XDP map
+// holds (bpf.MaxOwned) keeps the fast path for those that fit and answers
+// the rest from userspace. With MaxOwned+16 IPv4 VIPs owned by both, as
+// the agent hands them over: the map holds the MaxOwned lowest, the client
+// gets exactly one reply with the node's MAC for a VIP inside and for one
+// past the limit, the first counted with path="xdp" and the second with
+// path="userspace"; a live-frames round announces the VIP inside and
+// reports the one past the limit missed (the responder sends those through
+// its packet socket); and
+// vipspeaker_xdp_map_overflow says how many pairs and counted VIPs did not
+// fit.
+func TestMoreVIPsThanTheMapHolds(t *testing.T) {
+	s := newSeg(t)
+	reg := prometheus.NewRegistry()
+	resp, err := dataplane.New(dataplane.Options{Enter: s.node.Do, Registerer: reg, GratuitousCount: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- resp.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		_ = resp.Close()
+	})
+	resp.SetInterfaces([]string{"l2"})
+	fp, err := bpf.Load(bpf.Options{Interfaces: []string{"l2"}, PinDir: s.pinDir, Enter: s.node.Do, Registerer: reg})
+	if errors.Is(err, bpf.ErrNotSupported) {
+		nstest.Skip(t, "XDP fast path not supported: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("load fast path: %v", err)
+	}
+	t.Cleanup(func() { _ = fp.Remove() })
+	if err := fp.RenewLease(time.Hour); err != nil {
+		t.Fatal(err)
+	}
+
+	// 198.19.0.0/16: lab link space, unused on this segment, large enough.
+	const extra = 16
+	owned := map[netip.Addr][]string{}
+	var all []netip.Addr
+	a := netip.MustParseAddr("198.19.0.1")
+	for range bpf.MaxOwned + extra {
+		owned[a] = []string{"l2"}
+		all = append(all, a)
+		a = a.Next()
+	}
+	inside, past := all[0], all[len(all)-1]
+	start := time.Now()
+	if err := fp.SetOwned(owned); err != nil {
+		t.Fatalf("SetOwned with %d VIPs: %v, want the map filled and the rest left to userspace", len(owned), err)
+	}
+	t.Logf("SetOwned of %d VIPs took %v", len(owned), time.Since(start))
+	resp.SetOwned(owned)
+	lab.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if n := len(resp.Owned("l2")); n != len(owned) {
+			return fmt.Errorf("userspace responder owns %d VIPs on l2, want %d", n, len(owned))
+		}
+		return nil
+	})
+	if err := fp.SetCounted(all); err != nil {
+		t.Fatalf("SetCounted with %d VIPs: %v", len(all), err)
+	}
+
+	in, err := fp.Owned()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(in) != bpf.MaxOwned {
+		t.Fatalf("the XDP map holds %d VIPs, want %d (full)", len(in), bpf.MaxOwned)
+	}
+	if _, ok := in[inside]; !ok {
+		t.Fatalf("%s (the lowest VIP) is not in the XDP map", inside)
+	}
+	if _, ok := in[past]; ok {
+		t.Fatalf("%s (the highest VIP) is in the XDP map, want it left to userspace", past)
+	}
+	if v := metric(t, reg, "vipspeaker_xdp_map_overflow", map[string]string{"map": "owned"}); v != extra {
+		t.Fatalf("vipspeaker_xdp_map_overflow{map=owned} = %v, want %d", v, extra)
+	}
+	if v := metric(t, reg, "vipspeaker_xdp_map_overflow", map[string]string{"map": "counted"}); v != extra {
+		t.Fatalf("vipspeaker_xdp_map_overflow{map=counted} = %v, want %d", v, extra)
+	}
+
+	xdpReplies := func() float64 {
+		arp, _, _, err := fp.SentCounts("l2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return float64(arp)
+	}
+	userReplies := func() float64 {
+		return metric(t, reg, "vipspeaker_arp_replies_sent_total", map[string]string{"interface": "l2", "path": "userspace"})
+	}
+	x0, u0 := xdpReplies(), userReplies()
+	wantReplies(t, "arping "+inside.String()+" (in the XDP map)", s.arpingFor(t, inside, 3), 3)
+	if x, u := xdpReplies()-x0, userReplies()-u0; x != 3 || u != 0 {
+		t.Fatalf("replies for the VIP in the map: %v by XDP and %v by userspace, want 3 and 0", x, u)
+	}
+	x0, u0 = xdpReplies(), userReplies()
+	wantReplies(t, "arping "+past.String()+" (past the XDP map's capacity)", s.arpingFor(t, past, 3), 3)
+	if x, u := xdpReplies()-x0, userReplies()-u0; x != 0 || u != 3 {
+		t.Fatalf("replies for the VIP past the map: %v by XDP and %v by userspace, want 0 and 3", x, u)
+	}
+
+	n, missed, err := fp.AnnounceOwned("l2", []netip.Addr{inside, past})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 || len(missed) != 1 || missed[0] != past {
+		t.Fatalf("AnnounceOwned: %d frames sent, missed %v; want 2 (gratuitous request and reply of %s) and %s missed", n, missed, inside, past)
+	}
+
+	// Back under the limit: the map takes the rest, the metric drops to 0.
+	delete(owned, inside)
+	for _, v := range all[1:extra] {
+		delete(owned, v)
+	}
+	if err := fp.SetOwned(owned); err != nil {
+		t.Fatal(err)
+	}
+	if in, err = fp.Owned(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := in[past]; !ok || len(in) != bpf.MaxOwned {
+		t.Fatalf("with %d VIPs owned the map holds %d (past VIP in it: %v), want all of them", len(owned), len(in), ok)
+	}
+	if v := metric(t, reg, "vipspeaker_xdp_map_overflow", map[string]string{"map": "owned"}); v != 0 {
+		t.Fatalf("vipspeaker_xdp_map_overflow{map=owned} = %v with %d VIPs, want 0", v, len(owned))
 	}
 }

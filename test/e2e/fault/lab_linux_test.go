@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -345,6 +346,16 @@ func startPinger(t *testing.T, h *lab.Host, addr string) *pinger {
 	return &pinger{Pinger: p, from: time.Now()}
 }
 
+// waitPast waits until the VIP has answered every ping for d (d / 10 ms
+// requests in a row): the window in which a stale route would be flushed
+// or a repair undone.
+func (p *pinger) waitPast(t *testing.T, d time.Duration) {
+	t.Helper()
+	if err := p.WaitReplies(int(d/pingInterval), d+routeBound); err != nil {
+		t.Fatalf("the VIP did not answer every ping for %v: %v", d, err)
+	}
+}
+
 // waitPings waits until the VIP answers 20 requests in a row again and
 // returns how long that took.
 func waitPings(t *testing.T, p *pinger, within time.Duration, what string) time.Duration {
@@ -480,6 +491,29 @@ func (tp *l2Lab) start(t *testing.T, i int) *lab.Process {
 	return p
 }
 
+// failoverBound is what README.md promises: failover in under a second.
+const failoverBound = time.Second
+
+// waitJoined waits until node i's agent has seen the other node join its
+// membership.
+func (tp *l2Lab) waitJoined(t *testing.T, i int) {
+	t.Helper()
+	waitLog(t, tp.agents[i], fmt.Sprintf("msg=\"speaker joined\" component=membership node=node%d ", 1-i), routeBound)
+}
+
+// startARPProber asks for the VIP from the client's br0 every 10 ms
+// (lab.ARPProber: replies timed by the kernel, the client's neighbour
+// table untouched), stopped at the end of the test.
+func startARPProber(t *testing.T, client *lab.Host) *lab.ARPProber {
+	t.Helper()
+	p, err := client.StartARPProber("br0", netip.MustParseAddr("198.18.2.1"), netip.MustParseAddr(vip), pingInterval)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Stop(0) })
+	return p
+}
+
 // arpOwners returns the MACs that answer ARP for addr on the segment.
 func (tp *l2Lab) arpOwners() []string {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -513,19 +547,6 @@ func (tp *l2Lab) waitOneOwner(t *testing.T) int {
 		return nil
 	})
 	return idx
-}
-
-// clientsOwner is the node whose MAC the client's kernel uses for the VIP
-// now (-1: none resolved).
-func (tp *l2Lab) clientsOwner(t *testing.T) int {
-	t.Helper()
-	out := run(t, tp.client, "ip", "neigh", "show", vip, "dev", "br0")
-	for i, m := range tp.macs {
-		if strings.Contains(strings.ToLower(out), m) {
-			return i
-		}
-	}
-	return -1
 }
 
 // routeWatch polls a host's kernel for one route every 10 ms and records

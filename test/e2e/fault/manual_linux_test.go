@@ -13,9 +13,11 @@ import (
 
 // An operator deletes the VIP from kube-lb0 by hand (ip addr del), and
 // later deletes kube-lb0 itself (ip link del): each time the agent puts
-// the interface and the address back, the router keeps or regains the
-// route and the client pings the VIP again, within the bound. Lost pings
-// and route gaps are reported.
+// the interface and the address back within a second (ARCHITECTURE.md:
+// "restored within milliseconds"; make bench measures how many), the
+// router never loses the route (the BGP path is not withdrawn:
+// subscribers never see the VIP go), and the client loses no more pings
+// than the time the VIP was off the node explains.
 func TestVIPDeletedByHandIsPutBack(t *testing.T) {
 	b := newBGPLab(t, bgpOptions{})
 	b.start(t)
@@ -54,16 +56,23 @@ func TestVIPDeletedByHandIsPutBack(t *testing.T) {
 			return fmt.Errorf("kube-lb0 lacks %s: %v", vipPrefix, addrs)
 		})
 		repaired := time.Since(from)
-		waitRoute(t, b.router, vipPrefix, routeBound)
 		pings := waitPings(t, p, routeBound, fault.name)
-		time.Sleep(time.Second)
-		if err := hasRoute(b.router, vipPrefix); err != nil {
-			t.Errorf("after %s: %v", fault.name, err)
-		}
+		// A second more: the repair holds.
+		p.waitPast(t, time.Second)
 		w.Stop()
 		r := p.result()
 		t.Logf("%s: the VIP was back on kube-lb0 after %v; 20 pings in a row answered %v after the repair (200 ms at the least); router's route %v; client: %v",
 			fault.name, repaired.Round(time.Millisecond), pings.Round(time.Millisecond), w, r)
+		if repaired >= time.Second {
+			t.Errorf("after %s the VIP was back on kube-lb0 only %v later, want < 1 s", fault.name, repaired)
+		}
+		if w.gaps != 0 {
+			t.Errorf("after %s the router's route to %s went: %v", fault.name, vipPrefix, w)
+		}
+		// Pings sent while the VIP was off the node, and one either side.
+		if budget := int(repaired/pingInterval) + 2; r.Lost() > budget {
+			t.Errorf("after %s %d pings lost, more than the %v without the VIP explains (%d)", fault.name, r.Lost(), repaired, budget)
+		}
 		if fault.name == "ip addr del" {
 			// Next fault, next count.
 			p = startPinger(t, b.client, vip)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/vipspeaker/vipspeaker/kube"
+	"github.com/vipspeaker/vipspeaker/test/bench/report"
 	"github.com/vipspeaker/vipspeaker/test/lab"
 )
 
@@ -64,18 +64,8 @@ func firstAfter(lines []logLine, msg, sub string, from, to time.Time) time.Time 
 	return time.Time{}
 }
 
-func pct(ds []time.Duration, p int) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	i := len(s) * p / 100
-	if i >= len(s) {
-		i = len(s) - 1
-	}
-	return s[i]
-}
+// pct is report.Percentile (nearest rank, as every figure of the report).
+func pct(ds []time.Duration, p int) time.Duration { return report.Percentile(ds, float64(p)) }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 

@@ -38,7 +38,7 @@ func (e *env) setSecret(t testing.TB, name string, data map[string]string) {
 // setConfigMap replaces the ConfigMap's two keys.
 func (e *env) setConfigMap(t testing.TB, toml, gobgp string) {
 	t.Helper()
-	if err := e.api.SetAgentConfig(toml, gobgp); err != nil {
+	if err := e.API.SetAgentConfig(toml, gobgp); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/vipspeaker/vipspeaker/test/lab"
 )
 
 // family is a metric family the agent's code registers.
@@ -205,22 +207,16 @@ func stringSlice(e ast.Expr) []string {
 	return out
 }
 
-func moduleRoot(t *testing.T) string {
+func moduleRoot(t *testing.T) string { return must(t, lab.ModuleRoot) }
+
+// must returns what get returns, failing the test on its error.
+func must(t *testing.T, get func() (string, error)) string {
 	t.Helper()
-	dir, err := os.Getwd()
+	s, err := get()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test's directory")
-		}
-		dir = parent
-	}
+	return s
 }
 
 // Labels Prometheus adds to every series of a target.

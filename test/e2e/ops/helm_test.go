@@ -16,27 +16,14 @@ import (
 	"github.com/pelletier/go-toml/v2"
 	"sigs.k8s.io/yaml"
 
+	"github.com/vipspeaker/vipspeaker/internal/nstest"
 	"github.com/vipspeaker/vipspeaker/test/e2e/ops"
 	"github.com/vipspeaker/vipspeaker/test/lab"
 )
 
-func helmBin(t *testing.T) string {
-	t.Helper()
-	p, err := ops.Helm()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
+func helmBin(t *testing.T) string { return must(t, ops.Helm) }
 
-func kustomizeBin(t *testing.T) string {
-	t.Helper()
-	p, err := ops.Kustomize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
+func kustomizeBin(t *testing.T) string { return must(t, ops.Kustomize) }
 
 func chartDir(t *testing.T) string {
 	return filepath.Join(moduleRoot(t), "deploy", "helm", "vipspeaker")
@@ -48,7 +35,7 @@ func requireChart(t *testing.T) {
 		t.Fatalf("the chart is missing: %v", err)
 	}
 	if testing.Short() {
-		t.Skip("-short: helm is built from source on first use")
+		nstest.Skip(t, "-short: helm is built from source on first use")
 	}
 }
 
@@ -191,8 +178,7 @@ func TestHelmTemplateEqualsKustomize(t *testing.T) {
 	requireChart(t)
 	kdir := filepath.Join(moduleRoot(t), "deploy", "kustomize")
 	if _, err := os.Stat(filepath.Join(kdir, "kustomization.yaml")); err != nil {
-		// deploy/kustomize is written with the Kubernetes work.
-		t.Skipf("no kustomize base to compare with yet: %v", err)
+		t.Fatalf("no kustomize base to compare the chart with: %v", err)
 	}
 	want := parseObjects(t, run(t, kustomizeBin(t), "build", kdir))
 	got := parseObjects(t, helmTemplate(t))

@@ -101,15 +101,9 @@ func ChartDir() (string, error) {
 // vipspeaker-system with extra helm arguments (-f, --set ...) and returns
 // the YAML stream, ready to apply.
 func HelmTemplate(args ...string) (string, error) {
-	helm, err := Helm()
-	if err != nil {
-		return "", err
-	}
-	dir, err := ChartDir()
-	if err != nil {
-		return "", err
-	}
-	return output(append([]string{helm, "template", "vipspeaker", dir, "--namespace", ChartNamespace}, args...)...)
+	return helmOnChart(func(helm, dir string) []string {
+		return append([]string{helm, "template", "vipspeaker", dir, "--namespace", ChartNamespace}, args...)
+	})
 }
 
 // KustomizeBuild renders deploy/kustomize.
@@ -128,6 +122,12 @@ func KustomizeBuild() (string, error) {
 // HelmLint runs `helm lint --strict` on the chart with extra arguments and
 // returns its report.
 func HelmLint(args ...string) (string, error) {
+	return helmOnChart(func(helm, dir string) []string { return append([]string{helm, "lint", "--strict", dir}, args...) })
+}
+
+// helmOnChart runs the helm command argv builds from the helm binary and
+// the chart's folder, and returns its output.
+func helmOnChart(argv func(helm, dir string) []string) (string, error) {
 	helm, err := Helm()
 	if err != nil {
 		return "", err
@@ -136,7 +136,7 @@ func HelmLint(args ...string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return output(append([]string{helm, "lint", "--strict", dir}, args...)...)
+	return output(argv(helm, dir)...)
 }
 
 func output(argv ...string) (string, error) {

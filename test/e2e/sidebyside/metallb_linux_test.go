@@ -228,10 +228,10 @@ func (m *metallbSys) obj(kind string) *unstructured.Unstructured {
 func (m *metallbSys) Install(t testing.TB, e *env) {
 	t.Helper()
 	var err error
-	if m.dyn, err = dynamic.NewForConfig(e.api.Admin()); err != nil {
+	if m.dyn, err = dynamic.NewForConfig(e.API.Admin()); err != nil {
 		t.Fatal(err)
 	}
-	if m.kcfg, err = e.api.Kubeconfig(kubeapi.AdminToken); err != nil {
+	if m.kcfg, err = e.API.Kubeconfig(kubeapi.AdminToken); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -248,7 +248,7 @@ func (m *metallbSys) Install(t testing.TB, e *env) {
 	if _, err := e.cs.CoreV1().Secrets(metallbNS).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	m.secretDir = filepath.Join(e.l.Dir(), "metallb-ml-secret")
+	m.secretDir = filepath.Join(e.Lab.Dir(), "metallb-ml-secret")
 	if err := os.MkdirAll(m.secretDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -387,7 +387,7 @@ func (m *metallbSys) createSpeakerPods(ctx context.Context, t testing.TB, e *env
 // a speaker on every node.
 func (m *metallbSys) Start(t testing.TB, e *env) {
 	t.Helper()
-	host := e.api.Process().Host()
+	host := e.API.Process().Host()
 	p, err := host.Start("metallb-controller", []string{m.controllerBin,
 		"--kubeconfig", m.kcfg, "--namespace", metallbNS, "--webhook-mode=disabled", "--port", metallbMetrics,
 		"--log-level", "info"}, lab.StopTimeout(2*time.Second))
@@ -406,7 +406,7 @@ func (m *metallbSys) Start(t testing.TB, e *env) {
 // (terminationGracePeriodSeconds).
 func (m *metallbSys) StartSpeaker(t testing.TB, e *env, n string) {
 	t.Helper()
-	p, err := e.nodes[n].Start("metallb-speaker", []string{m.speakerBin,
+	p, err := e.Nodes[n].Start("metallb-speaker", []string{m.speakerBin,
 		"--kubeconfig", m.kcfg, "--namespace", metallbNS, "--node-name", n, "--pod-name", speakerPodName(n),
 		"--port", metallbMetrics, "--ml-bindaddr", nodeAddr(n), "--ml-bindport", metallbMLPort,
 		"--ml-labels", metallbLabels, "--ml-secret-key-path", m.secretDir, "--log-level", "info"},

@@ -158,16 +158,29 @@ func TestBrokenEditKeepsGoodVIPs(t *testing.T) {
 	writeFile(t, path, service("web", "203.0.113.20"))
 	tp.startAgent(t)
 	lab.Eventually(t, 10*time.Second, 100*time.Millisecond, func() error { return pingOnce(tp.client, "203.0.113.20") })
+	p, err := tp.client.StartPinger("203.0.113.20", 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Stop() })
+	if err := p.WaitReplies(20, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	from := time.Now()
 	writeFile(t, path, "apiVersion: v1\nkind: Service\nmetadata: [this is not\n")
-	lab.Eventually(t, 10*time.Second, 100*time.Millisecond, func() error {
+	lab.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
 		if !strings.Contains(tp.agent.Log(), "web.yaml") {
 			return fmt.Errorf("the broken file is not reported yet")
 		}
 		return nil
 	})
-	time.Sleep(500 * time.Millisecond)
-	if err := pingOnce(tp.client, "203.0.113.20"); err != nil {
+	// Once the agent has read the broken file, the VIP answers on: 50
+	// pings in a row after the report, and none lost since the edit.
+	if err := p.WaitReplies(50, 10*time.Second); err != nil {
 		t.Errorf("a broken edit removed a good VIP: %v", err)
+	}
+	if r := p.Stop().Since(from); r.Lost() != 0 {
+		t.Errorf("a broken edit interrupted a good VIP: %v", r)
 	}
 }
 
@@ -238,7 +251,12 @@ func TestRestartWithBrokenManifestKeepsVIPs(t *testing.T) {
 	}
 	// Once the file is fixed and then removed, the VIP goes as usual.
 	writeFile(t, path, service("web", "203.0.113.40"))
-	time.Sleep(300 * time.Millisecond)
+	lab.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
+		if !strings.Contains(tp.agent.Log(), `msg="applying services" component=standalone vips=1`) {
+			return fmt.Errorf("the agent has not read the fixed manifest yet")
+		}
+		return nil
+	})
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}

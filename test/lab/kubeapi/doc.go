@@ -13,6 +13,14 @@
 // rendered YAML stream (helm template). Server.Can asks the authorizer
 // what a user (AgentUser) may do.
 //
+// NewCluster is the kube suites' topology: one segment (bridge br0 on the
+// router, or on the host ClusterOptions.Bridge names) holding the API
+// server's host "api", more hosts (a client) and the nodes; the deploy
+// manifests applied with the ConfigMap's vipspeaker.toml and gobgp.conf,
+// a namespace for the tests' Services, Ready Node objects (CreateNode, as
+// no kubelet runs here) and the agents' kubeconfig. LoadBalancer builds a
+// Service of vipspeaker's class; Events lists the Events of an object.
+//
 // What it needs: root and network namespaces (package lab), etcd on $PATH
 // (or apt-get, tried once), the Go toolchain and module proxy (or a warm
 // cache) for kube-apiserver. Missing tools skip the test (fail under

@@ -1,4 +1,8 @@
-package main
+// Package dirwatch signals, debounced, that something in a directory
+// changed. It follows the ConfigMap-volume pattern too (files are symlinks
+// into a ..data directory that is swapped atomically). It needs inotify
+// from the kernel (fsnotify).
+package dirwatch
 
 import (
 	"fmt"
@@ -7,16 +11,16 @@ import (
 	"github.com/fsnotify/fsnotify"
 )
 
-// dirWatcher signals, debounced, that something in a directory changed.
-// It follows the ConfigMap-volume pattern too (files are symlinks into a
-// ..data directory that is swapped atomically).
-type dirWatcher struct {
+// Watcher watches one directory. New starts it; Close stops it.
+type Watcher struct {
 	w       *fsnotify.Watcher
 	changed chan struct{}
 	done    chan struct{}
 }
 
-func newDirWatcher(dir string, debounce time.Duration) (*dirWatcher, error) {
+// New watches dir; a change is signalled once the directory has stayed
+// quiet for debounce.
+func New(dir string, debounce time.Duration) (*Watcher, error) {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return nil, fmt.Errorf("watch %s: %w", dir, err)
@@ -25,12 +29,12 @@ func newDirWatcher(dir string, debounce time.Duration) (*dirWatcher, error) {
 		w.Close()
 		return nil, fmt.Errorf("watch %s: %w", dir, err)
 	}
-	d := &dirWatcher{w: w, changed: make(chan struct{}, 1), done: make(chan struct{})}
+	d := &Watcher{w: w, changed: make(chan struct{}, 1), done: make(chan struct{})}
 	go d.loop(debounce)
 	return d, nil
 }
 
-func (d *dirWatcher) loop(debounce time.Duration) {
+func (d *Watcher) loop(debounce time.Duration) {
 	var timer <-chan time.Time
 	for {
 		select {
@@ -58,9 +62,10 @@ func (d *dirWatcher) loop(debounce time.Duration) {
 
 // Changed is signalled after the directory changed and stayed quiet for the
 // debounce time.
-func (d *dirWatcher) Changed() <-chan struct{} { return d.changed }
+func (d *Watcher) Changed() <-chan struct{} { return d.changed }
 
-func (d *dirWatcher) Close() error {
+// Close stops watching.
+func (d *Watcher) Close() error {
 	close(d.done)
 	return d.w.Close()
 }

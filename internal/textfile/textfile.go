@@ -1,35 +1,42 @@
-package main
+// Package textfile writes a Prometheus registry's vipspeaker_* families to a
+// file in node_exporter's textfile-collector format, atomically (a
+// temporary file in the same directory, then rename), so node_exporter
+// never reads half a file.
+package textfile
 
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 )
 
-// textfilePrefix selects the families written to --metrics-textfile. The
-// Go runtime and process families (go_*, process_*) are left out:
-// node_exporter exports its own under the same names, and a textfile that
-// repeats one of them makes its whole scrape fail.
-const textfilePrefix = "vipspeaker_"
+// prefix selects the families written. The Go runtime and process
+// families (go_*, process_*) are left out: node_exporter exports its own
+// under the same names, and a textfile that repeats one of them makes its
+// whole scrape fail.
+const prefix = "vipspeaker_"
 
-// writeTextfile writes the vipspeaker_* families of /metrics to path in
-// node_exporter's textfile-collector format every interval, and once more
-// when ctx ends, so the file holds the agent's last figures. Each write is
-// atomic (a temporary file in the same directory, then rename), so
-// node_exporter never reads half a file. A failed write is logged and
-// retried at the next interval; only an unusable directory stops the agent.
-func (a *agent) writeTextfile(ctx context.Context, path string, every time.Duration) error {
+// Run writes the vipspeaker_* families of g to path every interval (0: 15s),
+// and once more when ctx ends, so the file holds the agent's last figures.
+// A failed write is logged and retried at the next interval; only an
+// unusable directory ends Run with an error.
+func Run(ctx context.Context, g prometheus.Gatherer, path string, every time.Duration, log *slog.Logger) error {
 	if every <= 0 {
 		every = 15 * time.Second
 	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	if !strings.HasSuffix(path, ".prom") {
-		a.log.Warn("node_exporter's textfile collector reads only *.prom files", "component", "textfile", "file", path)
+		log.Warn("node_exporter's textfile collector reads only *.prom files", "component", "textfile", "file", path)
 	}
 	if fi, err := os.Stat(filepath.Dir(path)); err != nil {
 		return fmt.Errorf("metrics textfile %s: %w", path, err)
@@ -37,8 +44,8 @@ func (a *agent) writeTextfile(ctx context.Context, path string, every time.Durat
 		return fmt.Errorf("metrics textfile %s: %s is not a directory", path, filepath.Dir(path))
 	}
 	write := func() {
-		if err := a.writeTextfileOnce(path); err != nil {
-			a.log.Error("write metrics textfile", "component", "textfile", "file", path, "error", err)
+		if err := Write(g, path); err != nil {
+			log.Error("write metrics textfile", "component", "textfile", "file", path, "error", err)
 		}
 	}
 	write()
@@ -55,12 +62,12 @@ func (a *agent) writeTextfile(ctx context.Context, path string, every time.Durat
 	}
 }
 
-// writeTextfileOnce gathers the registry and replaces path with the result.
-func (a *agent) writeTextfileOnce(path string) error {
-	mfs, gatherErr := a.reg.Gather()
+// Write gathers g and replaces path with the result.
+func Write(g prometheus.Gatherer, path string) error {
+	mfs, gatherErr := g.Gather()
 	keep := mfs[:0]
 	for _, mf := range mfs {
-		if strings.HasPrefix(mf.GetName(), textfilePrefix) {
+		if strings.HasPrefix(mf.GetName(), prefix) {
 			keep = append(keep, mf)
 		}
 	}
@@ -69,7 +76,7 @@ func (a *agent) writeTextfileOnce(path string) error {
 		return fmt.Errorf("create temporary file for %s: %w", path, err)
 	}
 	defer os.Remove(tmp.Name()) // gone already after a successful rename
-	if err := encodeText(tmp, keep); err != nil {
+	if err := encode(tmp, keep); err != nil {
 		tmp.Close()
 		return fmt.Errorf("write %s: %w", tmp.Name(), err)
 	}
@@ -94,7 +101,7 @@ func (a *agent) writeTextfileOnce(path string) error {
 	return nil
 }
 
-func encodeText(f *os.File, mfs []*dto.MetricFamily) error {
+func encode(f *os.File, mfs []*dto.MetricFamily) error {
 	for _, mf := range mfs {
 		if _, err := expfmt.MetricFamilyToText(f, mf); err != nil {
 			return err

@@ -1,4 +1,4 @@
-package main
+package status
 
 import (
 	"fmt"
@@ -6,16 +6,19 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// readiness collects the conditions /readyz waits for.
-type readiness struct {
+// Readiness collects the conditions /readyz waits for. The zero value is
+// ready to use.
+type Readiness struct {
 	mu    sync.Mutex
 	conds map[string]bool
 }
 
-func (r *readiness) set(name string, ok bool) {
+// Set records whether the condition name is met.
+func (r *Readiness) Set(name string, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.conds == nil {
@@ -24,8 +27,8 @@ func (r *readiness) set(name string, ok bool) {
 	r.conds[name] = ok
 }
 
-// missing lists the conditions not met yet, sorted.
-func (r *readiness) missing(want ...string) []string {
+// Missing lists the conditions of want not met yet, sorted.
+func (r *Readiness) Missing(want ...string) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []string
@@ -38,22 +41,16 @@ func (r *readiness) missing(want ...string) []string {
 	return out
 }
 
-func (a *agent) httpHandler() http.Handler {
+// Handler serves /metrics from reg, /healthz, and /readyz, which answers
+// 503 naming what notReady lists while it lists anything.
+func Handler(reg *prometheus.Registry, notReady func() []string) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		want := []string{"config", "vips"}
-		a.bgpMu.Lock()
-		haveBGP := a.bgpConf != nil
-		a.bgpMu.Unlock()
-		if haveBGP {
-			a.ready.set("bgp", a.bgp.Ready())
-			want = append(want, "bgp")
-		}
-		if m := a.ready.missing(want...); len(m) > 0 {
+		if m := notReady(); len(m) > 0 {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintf(w, "not ready: %v\n", m)
 			return

@@ -1,4 +1,4 @@
-package main
+package l2node
 
 import (
 	"net/netip"

@@ -1,4 +1,4 @@
-package main
+package privilege
 
 import (
 	"bufio"
@@ -40,12 +40,12 @@ var agentCapabilities = []agentCapability{
 	{capPerfmon, "PERFMON", "the XDP fast path of layer2 pools (without it, ARP and NDP are answered in userspace)", false},
 }
 
-// checkPrivileges reads the agent's effective capabilities and returns an
+// Check reads the agent's effective capabilities and returns an
 // error naming each missing capability the agent cannot work without
 // (NET_ADMIN) and what it is needed for; missing optional ones are logged.
 // When the capabilities cannot be read, it logs that and lets the agent
 // try.
-func checkPrivileges(log *slog.Logger) error {
+func Check(log *slog.Logger) error {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		log.Warn("cannot read this process's capabilities; starting anyway", "error", err)

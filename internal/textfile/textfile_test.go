@@ -1,8 +1,10 @@
-package main
+package textfile
 
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,17 +18,72 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/vipspeaker/vipspeaker/bgp"
+	"github.com/vipspeaker/vipspeaker/internal/nstest"
 	"github.com/vipspeaker/vipspeaker/routing"
+	"github.com/vipspeaker/vipspeaker/status"
 )
 
-// tfAgent is an agent with the registry run() builds (Go and process
-// collectors, agent metrics, the VIP table's and BGP speaker's families) and
-// a VIP table in a fresh network namespace.
-func tfAgent(t *testing.T) *stAgent {
+// tfAgent is a registry as run() builds it (Go and process collectors,
+// the reload history, the VIP table's and BGP speaker's families) with a
+// VIP table in a fresh network namespace.
+type tfAgent struct {
+	reg     *prometheus.Registry
+	table   *routing.Table
+	reloads *status.Reloads
+}
+
+func newTFAgent(t *testing.T) *tfAgent {
 	t.Helper()
-	ta := stNewAgent(t, false)
+	ns := nstest.New(t)
+	log := slog.New(slog.DiscardHandler)
+	ta := &tfAgent{reg: prometheus.NewRegistry()}
 	ta.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ta.reloads = status.NewReloads(ta.reg)
+	ta.reloads.Accepted()
+	if _, err := bgp.New(bgp.Options{RunDir: t.TempDir(), Logger: log, Registerer: ta.reg, NodeName: "node1"}); err != nil {
+		t.Fatal(err)
+	}
+	table, err := routing.New(routing.Options{Interface: "kube-lb0", Kind: "ifb", NetnsPath: ns.Path(),
+		Logger: log, Registerer: ta.reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ta.table = table
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = table.Run(ctx); close(done) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		table.Close()
+	})
+	select {
+	case <-table.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("VIP table not ready within 10s")
+	}
 	return ta
+}
+
+func (ta *tfAgent) set(t *testing.T, vips ...routing.VIP) {
+	t.Helper()
+	if err := ta.table.Set(context.Background(), vips); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func tfVIP(addr, service string, mode routing.Mode) routing.VIP {
+	return routing.VIP{Addr: netip.MustParseAddr(addr), Attrs: routing.Attrs{Service: service, Mode: mode, Pool: "public"}}
+}
+
+func labelValue(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
 }
 
 // readTextfile parses path the way node_exporter's textfile collector does.
@@ -58,14 +115,14 @@ func vipsGauge(mfs map[string]*dto.MetricFamily, mode string) (float64, error) {
 }
 
 func TestTextfileWrittenAtStartAndAtExit(t *testing.T) {
-	ta := tfAgent(t)
+	ta := newTFAgent(t)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "vipspeaker.prom")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	// An interval far longer than the test: only the first and the last
 	// write happen.
-	go func() { done <- ta.writeTextfile(ctx, path, time.Hour) }()
+	go func() { done <- Run(ctx, ta.reg, path, time.Hour, nil) }()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		if _, err := os.Stat(path); err == nil {
@@ -101,16 +158,16 @@ func TestTextfileWrittenAtStartAndAtExit(t *testing.T) {
 		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
 	}
 
-	ta.set(t, stVIP("203.0.113.10", "demo/web", ""), stVIP("203.0.113.11", "demo/web", ""),
-		stVIP("198.51.100.7", "demo/l2", routing.ModeLayer2))
+	ta.set(t, tfVIP("203.0.113.10", "demo/web", ""), tfVIP("203.0.113.11", "demo/web", ""),
+		tfVIP("198.51.100.7", "demo/l2", routing.ModeLayer2))
 	cancel()
 	select {
 	case err := <-done:
 		if err != nil {
-			t.Fatalf("writeTextfile: %v", err)
+			t.Fatalf("Run: %v", err)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("writeTextfile did not return after cancel")
+		t.Fatal("Run did not return after cancel")
 	}
 	mfs, _ = readTextfile(t, path)
 	if n, err := vipsGauge(mfs, "bgp"); err != nil || n != 2 {
@@ -140,11 +197,11 @@ func TestTextfileWrittenAtStartAndAtExit(t *testing.T) {
 }
 
 func TestTextfileFollowsChanges(t *testing.T) {
-	ta := tfAgent(t)
+	ta := newTFAgent(t)
 	path := filepath.Join(t.TempDir(), "vipspeaker.prom")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- ta.writeTextfile(ctx, path, 20*time.Millisecond) }()
+	go func() { done <- Run(ctx, ta.reg, path, 20*time.Millisecond, nil) }()
 	t.Cleanup(func() {
 		cancel()
 		<-done
@@ -166,14 +223,14 @@ func TestTextfileFollowsChanges(t *testing.T) {
 		}
 		t.Fatalf("%s: %v", what, err)
 	}
-	ta.set(t, stVIP("203.0.113.20", "demo/web", ""))
+	ta.set(t, tfVIP("203.0.113.20", "demo/web", ""))
 	wait("one bgp VIP", func(mfs map[string]*dto.MetricFamily) error {
 		if n, err := vipsGauge(mfs, "bgp"); err != nil || n != 1 {
 			return fmt.Errorf("vipspeaker_vips{mode=bgp} = %v, %v", n, err)
 		}
 		return nil
 	})
-	ta.metrics.reloaded(false)
+	ta.reloads.Refused()
 	wait("refused reload", func(mfs map[string]*dto.MetricFamily) error {
 		mf := mfs["vipspeaker_config_last_reload_successful"]
 		if mf == nil || len(mf.GetMetric()) != 1 || mf.GetMetric()[0].GetGauge().GetValue() != 0 {
@@ -184,9 +241,8 @@ func TestTextfileFollowsChanges(t *testing.T) {
 }
 
 func TestTextfileBadDirectory(t *testing.T) {
-	a := &agent{log: stLogger(t), reg: prometheus.NewRegistry()}
-	err := a.writeTextfile(context.Background(), filepath.Join(t.TempDir(), "missing", "vipspeaker.prom"), time.Second)
+	err := Run(context.Background(), prometheus.NewRegistry(), filepath.Join(t.TempDir(), "missing", "vipspeaker.prom"), time.Second, nil)
 	if err == nil || !strings.Contains(err.Error(), "missing") {
-		t.Errorf("writeTextfile into a missing directory: %v, want an error naming it", err)
+		t.Errorf("Run into a missing directory: %v, want an error naming it", err)
 	}
 }

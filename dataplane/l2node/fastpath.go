@@ -1,4 +1,4 @@
-package main
+package l2node
 
 import (
 	"context"
@@ -12,28 +12,27 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/vipspeaker/vipspeaker/bgp"
 	"github.com/vipspeaker/vipspeaker/bpf"
 	"github.com/vipspeaker/vipspeaker/config"
 	"github.com/vipspeaker/vipspeaker/dataplane/owner"
 	"github.com/vipspeaker/vipspeaker/routing"
 )
 
-// startupLimit bounds how long a starting agent leaves the owned set it
+// StartupLimit bounds how long a starting agent leaves the owned set it
 // found pinned in place while it waits for its VIP table to settle (the
 // source's first apply giving the adopted VIPs their modes).
-const startupLimit = 10 * time.Second
+const StartupLimit = 10 * time.Second
 
 // uplinkRefresh is how often the BGP uplinks are looked up again (the
 // neighbors of the gobgp.conf in force, routed through the kernel).
 const uplinkRefresh = 2 * time.Second
 
-// fastPathState is what layer2 keeps for the XDP fast path beyond the
+// fastPathState is what a Node keeps for the XDP fast path beyond the
 // loaded program: the interfaces it was given and the start-up gate.
 type fastPathState struct {
 	// l2ifaces are the configured layer2 interfaces; appliedL2 and
 	// appliedUp what was last given to FastPath.SetInterfaces (all under
-	// layer2.mu).
+	// Node.mu).
 	l2ifaces, appliedL2, appliedUp []string
 	applied                        bool
 	// refresh serialises refreshUplinks (the run loop and config reloads
@@ -84,10 +83,10 @@ type gatedHealth struct {
 
 func (g gatedHealth) Ready() <-chan struct{} { return g.ready }
 
-func (l *layer2) gatedHealth(h owner.Health) owner.Health {
-	l.fast.gateOpen = make(chan struct{})
-	l.fast.ready = make(chan struct{})
-	return gatedHealth{Health: h, ready: l.fast.ready}
+func (n *Node) gatedHealth(h owner.Health) owner.Health {
+	n.fast.gateOpen = make(chan struct{})
+	n.fast.ready = make(chan struct{})
+	return gatedHealth{Health: h, ready: n.fast.ready}
 }
 
 // startGate follows the start-up: the table's adoption, then the modes of
@@ -99,46 +98,46 @@ type startGate struct {
 	timer      *time.Timer
 }
 
-// startGate arms the gate for run: it opens once the table is ready and no
-// VIP lacks a mode, or after startupLimit.
-func (l *layer2) startGate(ctx context.Context) *startGate {
+// startGate arms the gate for Run: it opens once the table is ready and no
+// VIP lacks a mode, or after StartupLimit.
+func (n *Node) startGate(ctx context.Context, tableReady <-chan struct{}) *startGate {
 	g := &startGate{unknown: map[netip.Addr]bool{}}
-	if l.fast.gateOpen == nil {
+	if n.fast.gateOpen == nil {
 		return g // counting only: no controller
 	}
-	g.tableReady = l.a.table.Ready()
-	g.timer = time.NewTimer(startupLimit)
+	g.tableReady = tableReady
+	g.timer = time.NewTimer(StartupLimit)
 	g.limit = g.timer.C
 	go func() {
-		for _, c := range []<-chan struct{}{l.ms.Ready(), l.fast.gateOpen} {
+		for _, c := range []<-chan struct{}{n.ms.Ready(), n.fast.gateOpen} {
 			select {
 			case <-ctx.Done():
 				return
 			case <-c:
 			}
 		}
-		close(l.fast.ready)
+		close(n.fast.ready)
 	}()
 	return g
 }
 
-func (g *startGate) open(l *layer2, reason string) {
-	if l.fast.gateOpen == nil {
+func (g *startGate) open(n *Node, reason string) {
+	if n.fast.gateOpen == nil {
 		return
 	}
-	l.fast.gateOnce.Do(func() {
+	n.fast.gateOnce.Do(func() {
 		if g.timer != nil {
 			g.timer.Stop()
 		}
 		g.limit = nil
-		l.log.Debug("VIP table settled; computing owners", "reason", reason)
-		close(l.fast.gateOpen)
+		n.log.Debug("VIP table settled; computing owners", "reason", reason)
+		close(n.fast.gateOpen)
 	})
 }
 
 // applyEvents takes a batch of the VIP table's events: the layer2 VIPs go
 // to the election, every VIP to the fast path's counters.
-func (l *layer2) applyEvents(evs []routing.Event, current map[netip.Addr]routing.VIP, all map[netip.Addr]bool, g *startGate) {
+func (n *Node) applyEvents(evs []routing.Event, current map[netip.Addr]routing.VIP, all map[netip.Addr]bool, g *startGate) {
 	for _, ev := range evs {
 		a := ev.VIP.Addr
 		if ev.Kind == routing.Removed {
@@ -158,21 +157,21 @@ func (l *layer2) applyEvents(evs []routing.Event, current map[netip.Addr]routing
 		}
 		current[a] = ev.VIP
 	}
-	if l.ctl != nil {
-		l.ctl.SetVIPs(l.ownerVIPs(current))
+	if n.ctl != nil {
+		n.ctl.SetVIPs(n.ownerVIPs(current))
 	}
-	l.arp.vipsChanged(all, current)
-	if l.fp != nil {
+	n.arp.vipsChanged(all, current)
+	if n.fp != nil {
 		counted := make([]netip.Addr, 0, len(all))
 		for a := range all {
 			counted = append(counted, a)
 		}
-		if err := l.fp.SetCounted(counted); err != nil {
-			l.log.Warn("XDP fast path: update counted VIPs", "error", err)
+		if err := n.fp.SetCounted(counted); err != nil {
+			n.log.Warn("XDP fast path: update counted VIPs", "error", err)
 		}
 	}
 	if g.tableReady == nil && len(g.unknown) == 0 {
-		g.open(l, "VIP table settled")
+		g.open(n, "VIP table settled")
 	}
 }
 
@@ -182,71 +181,69 @@ func (l *layer2) applyEvents(evs []routing.Event, current map[netip.Addr]routing
 // it never answers for VIPs another node has taken since. When ctx ends
 // for a restart, the lease is renewed for the restart window at once,
 // before the other parts wind down.
-func (l *layer2) fastPathRun(removeOnExit bool) func(context.Context) error {
-	return func(ctx context.Context) error {
-		if d, err := l.fp.LeaseRemaining(); err == nil && d == 0 {
-			if err := l.fp.SetOwned(map[netip.Addr][]string{}); err != nil {
-				l.log.Warn("XDP fast path: clear the stale owned set", "error", err)
-			}
+func (n *Node) fastPathRun(ctx context.Context) error {
+	if d, err := n.fp.LeaseRemaining(); err == nil && d == 0 {
+		if err := n.fp.SetOwned(map[netip.Addr][]string{}); err != nil {
+			n.log.Warn("XDP fast path: clear the stale owned set", "error", err)
 		}
-		err := l.fp.Run(ctx)
-		if !removeOnExit && l.resp != nil {
-			if rerr := l.fp.RenewLease(restartWindow); rerr != nil {
-				l.log.Warn("XDP fast path: renew lease for the restart", "error", rerr)
-			} else {
-				l.log.Info("XDP fast path keeps answering through the restart window", "window", restartWindow)
-			}
-		}
-		return err
 	}
+	err := n.fp.Run(ctx)
+	if !n.opts.RemoveOnExit && n.resp != nil {
+		if rerr := n.fp.RenewLease(RestartWindow); rerr != nil {
+			n.log.Warn("XDP fast path: renew lease for the restart", "error", rerr)
+		} else {
+			n.log.Info("XDP fast path keeps answering through the restart window", "window", RestartWindow)
+		}
+	}
+	return err
 }
 
 // configureFastPath takes a (new) config's layer2 interfaces for the fast
 // path.
-func (l *layer2) configureFastPath(cfg *config.Config) {
-	if l.resp == nil && len(layer2Interfaces(cfg)) > 0 {
-		l.log.Warn("layer2 pools were added; the ARP/NDP responder starts at the next restart")
+func (n *Node) configureFastPath(cfg *config.Config) {
+	if n.resp == nil && len(cfg.Layer2Interfaces()) > 0 {
+		n.log.Warn("layer2 pools were added; the ARP/NDP responder starts at the next restart")
 	}
-	if l.fp == nil {
+	if n.fp == nil {
 		return
 	}
 	var ifs []string
-	if l.resp != nil {
-		ifs = layer2Interfaces(cfg)
+	if n.resp != nil {
+		ifs = cfg.Layer2Interfaces()
 	}
-	l.mu.Lock()
-	l.fast.l2ifaces = ifs
-	l.mu.Unlock()
-	l.refreshUplinks()
+	n.mu.Lock()
+	n.fast.l2ifaces = ifs
+	n.mu.Unlock()
+	n.refreshUplinks()
 }
 
 // refreshUplinks gives the fast path the layer2 interfaces and the BGP
 // uplinks (count only) when either changed since the last time.
-func (l *layer2) refreshUplinks() {
-	if l.fp == nil {
+func (n *Node) refreshUplinks() {
+	if n.fp == nil {
 		return
 	}
-	l.fast.refresh.Lock()
-	defer l.fast.refresh.Unlock()
+	n.fast.refresh.Lock()
+	defer n.fast.refresh.Unlock()
 	var up []string
-	if l.a != nil && l.a.bgp != nil {
-		up = uplinksOf(l.a.bgp.PeersBrief())
+	if n.opts.Peers != nil {
+		up = uplinksOf(n.opts.Peers())
 	}
-	l.mu.Lock()
-	st := &l.fast
+	n.mu.Lock()
+	st := &n.fast
 	l2 := slices.Clone(st.l2ifaces)
 	if st.applied && slices.Equal(l2, st.appliedL2) && slices.Equal(up, st.appliedUp) {
-		l.mu.Unlock()
+		n.mu.Unlock()
 		return
 	}
 	upChanged := !slices.Equal(up, st.appliedUp)
 	st.applied, st.appliedL2, st.appliedUp = true, l2, up
-	l.mu.Unlock()
+	n.mu.Unlock()
 	if upChanged {
-		l.log.Info("BGP uplinks: counting VIP traffic there", "uplinks", up)
+		n.log.Info("BGP uplinks: counting VIP traffic there", "uplinks", up)
 	}
-	if err := l.fp.SetInterfaces(l2, up); err != nil {
-		l.log.Warn("XDP fast path: attach", "layer2", l2, "uplinks", up, "error", err)
+	if err := n.fp.SetInterfaces(l2, up); err != nil {
+		n.log.Warn("XDP fast path: attach", "layer2", l2, "uplinks", up, "error", err)
 	}
 }
 
@@ -254,7 +251,7 @@ func (l *layer2) refreshUplinks() {
 // given by interface (unnumbered) that interface, otherwise the one the
 // kernel routes its address through. Loopback and non-Ethernet interfaces
 // are left out (nothing to attach XDP to there).
-func uplinksOf(peers []bgp.PeerStatus) []string {
+func uplinksOf(peers []Peer) []string {
 	seen := map[string]bool{}
 	var out []string
 	add := func(l netlink.Link) {
@@ -293,40 +290,41 @@ func uplinksOf(peers []bgp.PeerStatus) []string {
 // newCountingOnly loads the fast path on a node without layer2 pools, to
 // count VIP traffic on the BGP uplinks; nil when the fast path is off or
 // does not load (auto).
-func (a *agent) newCountingOnly(cfg *config.Config) (*layer2, error) {
+func newCountingOnly(opts Options) (*Node, error) {
+	cfg, log := opts.Config, opts.Logger
 	if cfg.Layer2.FastPath == config.FastPathOff {
 		return nil, nil
 	}
 	fp, err := bpf.Load(bpf.Options{
-		PinDir:     pinDir(cfg, a.f.nodeName),
-		Logger:     a.log,
-		Registerer: a.reg,
+		PinDir:     pinDir(cfg, opts.NodeName),
+		Logger:     log,
+		Registerer: opts.Registerer,
 	})
 	switch {
 	case err == nil:
-		a.log.Info("XDP fast path counts VIP traffic on the BGP uplinks")
+		log.Info("XDP fast path counts VIP traffic on the BGP uplinks")
 	case cfg.Layer2.FastPath == config.FastPathXDP:
 		return nil, fmt.Errorf("[layer2] fast-path = \"xdp\": %w", err)
 	case errors.Is(err, bpf.ErrNotSupported):
-		a.log.Info("XDP fast path not available; no per-VIP traffic counters", "reason", err)
+		log.Info("XDP fast path not available; no per-VIP traffic counters", "reason", err)
 		return nil, nil
 	default:
-		a.log.Warn("XDP fast path failed to load; no per-VIP traffic counters", "error", err)
+		log.Warn("XDP fast path failed to load; no per-VIP traffic counters", "error", err)
 		return nil, nil
 	}
-	l := &layer2{fp: fp, a: a, log: a.log.With("component", "layer2"), kick: make(chan struct{}, 1)}
-	l.configure(cfg)
-	return l, nil
+	n := &Node{opts: opts, fp: fp, log: log.With("component", "layer2"), kick: make(chan struct{}, 1)}
+	n.Configure(cfg)
+	return n, nil
 }
 
-// runCounting is run for a node without layer2 pools: it keeps the fast
+// runCounting is Run for a node without layer2 pools: it keeps the fast
 // path's counted VIPs and uplinks current until ctx ends.
-func (l *layer2) runCounting(ctx context.Context, vips *routing.Subscription, removeOnExit bool) error {
+func (n *Node) runCounting(ctx context.Context, vips *routing.Subscription) error {
 	errc := make(chan error, 1)
-	go func() { errc <- l.fastPathRun(removeOnExit)(ctx) }()
+	go func() { errc <- n.fastPathRun(ctx) }()
 	t := time.NewTicker(uplinkRefresh)
 	defer t.Stop()
-	l.refreshUplinks()
+	n.refreshUplinks()
 	g := &startGate{unknown: map[netip.Addr]bool{}}
 	current := map[netip.Addr]routing.VIP{}
 	all := map[netip.Addr]bool{}
@@ -342,20 +340,20 @@ loop:
 				break loop
 			}
 		case <-t.C:
-			l.refreshUplinks()
+			n.refreshUplinks()
 		case <-vips.Ready():
-			l.applyEvents(vips.Next(), current, all, g)
+			n.applyEvents(vips.Next(), current, all, g)
 		}
 	}
 	if errc != nil {
 		<-errc
 	}
-	if removeOnExit {
-		if rerr := l.fp.Remove(); rerr != nil {
-			l.log.Warn("XDP fast path: remove", "error", rerr)
+	if n.opts.RemoveOnExit {
+		if rerr := n.fp.Remove(); rerr != nil {
+			n.log.Warn("XDP fast path: remove", "error", rerr)
 		}
-	} else if cerr := l.fp.Close(); cerr != nil {
-		l.log.Warn("XDP fast path: close", "error", cerr)
+	} else if cerr := n.fp.Close(); cerr != nil {
+		n.log.Warn("XDP fast path: close", "error", cerr)
 	}
 	return err
 }

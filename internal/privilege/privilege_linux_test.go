@@ -1,4 +1,4 @@
-package main
+package privilege
 
 import (
 	"bytes"
@@ -79,7 +79,7 @@ func TestPrivilegeProblems(t *testing.T) {
 	}
 }
 
-// checkPrivileges on this very process agrees with capget(2).
+// Check on this very process agrees with capget(2).
 func TestCheckPrivilegesOfThisProcess(t *testing.T) {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
@@ -95,8 +95,8 @@ func TestCheckPrivilegesOfThisProcess(t *testing.T) {
 		t.Fatalf("CapEff from /proc/self/status = %#x, %v; capget says %#x", got, err, eff)
 	}
 	var logs bytes.Buffer
-	err = checkPrivileges(slog.New(slog.NewTextHandler(&logs, nil)))
+	err = Check(slog.New(slog.NewTextHandler(&logs, nil)))
 	if has := eff&(1<<capNetAdmin) != 0; has != (err == nil) {
-		t.Fatalf("NET_ADMIN in effective set: %v, but checkPrivileges returned %v", has, err)
+		t.Fatalf("NET_ADMIN in effective set: %v, but Check returned %v", has, err)
 	}
 }
