@@ -76,7 +76,7 @@ type Node struct {
 	log  *slog.Logger
 	ms   *owner.Membership
 	ctl  *owner.Controller
-	fast fastPathState // uplinks, start-up gate (fastpath.go)
+	fast fastPathState  // uplinks, start-up gate (fastpath.go)
 	arp  arpFilterState // the kernel's silence about VIPs (arpfilter.go)
 
 	mu       sync.Mutex
