@@ -11,13 +11,16 @@ COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 GO_TEST_TIMEOUT ?= 25m
 
-.PHONY: help build deps test test-tools lint demo demo-down bench generate clean
+.PHONY: help build image deps test test-tools lint demo demo-down bench generate clean
 
 help: ## Show the targets and what they do
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 build: ## Build the agent into bin/vipspeaker
 	go build -ldflags '$(LDFLAGS)' -o bin/vipspeaker ./cmd/vipspeaker
+
+image: ## Build the agent's image from Go alone (linux/amd64+arm64 OCI index, layout + tarballs) into build/image/; prints the digest and the push command
+	go run ./hack/image -version $(VERSION) -commit $(COMMIT)
 
 deps: ## Install the Debian packages and Go modules the lab and tests use (skips what is there)
 	@scripts/deps.sh
@@ -57,4 +60,4 @@ generate: ## Regenerate generated code (bpf2go output)
 	go generate ./...
 
 clean: ## Remove build output
-	rm -rf bin
+	rm -rf bin build

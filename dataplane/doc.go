@@ -40,7 +40,9 @@
 // address that lives on another one (the VIP interface, kube-lb0); the
 // responder therefore sets arp_ignore=1 and arp_announce=2 on every layer2
 // interface, as kube-proxy's strict ARP mode does, logs it, and puts the old
-// values back on Close where it changed them. Stale-neighbour correction
+// values back on Close where it changed them. Where /proc/sys is read-only
+// (the DaemonSet's container) ARPFilter does the same job with CAP_NET_ADMIN
+// alone: an nftables table of the arp family (arpfilter_linux.go). Stale-neighbour correction
 // needs the xtables NFQUEUE target and the iptables/ip6tables commands; the
 // responder works without them (logged). The kernel does not answer
 // neighbour solicitations for an address on another interface, so IPv6 needs

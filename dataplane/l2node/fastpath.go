@@ -160,6 +160,7 @@ func (n *Node) applyEvents(evs []routing.Event, current map[netip.Addr]routing.V
 	if n.ctl != nil {
 		n.ctl.SetVIPs(n.ownerVIPs(current))
 	}
+	n.arp.vipsChanged(all, current)
 	if n.fp != nil {
 		counted := make([]netip.Addr, 0, len(all))
 		for a := range all {

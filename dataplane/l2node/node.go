@@ -79,7 +79,8 @@ type Node struct {
 	log  *slog.Logger
 	ms   *owner.Membership
 	ctl  *owner.Controller
-	fast fastPathState // uplinks, start-up gate (fastpath.go)
+	fast fastPathState  // uplinks, start-up gate (fastpath.go)
+	arp  arpFilterState // the kernel's silence about VIPs (arpfilter.go)
 
 	mu       sync.Mutex
 	pools    map[string][]string     // pool name -> layer2 interfaces
@@ -138,6 +139,9 @@ func New(opts Options) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{opts: opts, resp: resp, ms: ms, log: opts.Logger.With("component", "layer2"), kick: make(chan struct{}, 1)}
+	if n.arp.f, err = dataplane.NewARPFilter(dataplane.ARPFilterOptions{Logger: opts.Logger}); err != nil {
+		return nil, err
+	}
 	if n.fp, err = loadFastPath(opts, ifaces); err != nil {
 		return nil, err
 	}
@@ -258,6 +262,7 @@ func (n *Node) setOwned(owned map[netip.Addr][]string) {
 		}
 	}
 	n.resp.SetOwned(owned)
+	n.arp.ownedChanged(owned)
 }
 
 // Configure takes a (new) config's layer2 interfaces and pools. Pools of a
@@ -357,6 +362,9 @@ loop:
 				n.log.Warn("XDP fast path: close", "error", cerr)
 			}
 		}
+	}
+	if aerr := n.arp.exit(removeOnExit); aerr != nil && err == nil {
+		err = aerr
 	}
 	if removeOnExit {
 		if cerr := n.resp.Close(); cerr != nil && err == nil {
