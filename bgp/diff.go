@@ -182,6 +182,7 @@ func (s *Server) applyLocked(ctx context.Context, cfg *parsedConfig) error {
 	}
 	if p.policies {
 		fail(setPolicies(ctx, b, cfg.set))
+		s.refillZebraVIPs(ctx, b, cfg)
 	}
 	if p.globalPolicy {
 		fail(setGlobalAssignment(ctx, b, &cfg.set.Global.ApplyPolicy.Config))

@@ -1,6 +1,7 @@
 package bgp
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -142,6 +143,7 @@ func (s *Server) handle(evs []routing.Event) {
 		s.paths[a] = p
 	}
 	s.pushPaths(add, del)
+	s.syncZebraVIPsLocked(context.Background())
 	s.announced.Store(int64(len(s.vips)))
 }
 

@@ -76,6 +76,9 @@ type Server struct {
 	vips    map[netip.Addr]routing.VIP // announced VIPs
 	paths   map[netip.Addr]*apiutil.Path
 	nh6     netip.Addr
+	// zebraSet: the VIP prefixes in the sets of the zebra export policy
+	// (see syncZebraVIPs)
+	zebraSet map[netip.Prefix]bool
 
 	running atomic.Pointer[server.BgpServer] // for readers (Peers)
 	// zebraUp: the running speaker's zebra client has connected; a read
@@ -238,6 +241,7 @@ func (s *Server) run(ctx context.Context, vips vipSource) error {
 			s.handle(vips.Next())
 		case <-tick.C:
 			s.releaseBFD(ctx)
+			s.pruneZebraVIPs(ctx)
 		}
 	}
 }
@@ -262,6 +266,7 @@ func (s *Server) start(ctx context.Context) error {
 // resolve fills what the file may leave to the node: the router-id and the
 // IPv6 next hop.
 func (s *Server) resolve(cfg *parsedConfig) error {
+	addZebraOnlyVIPs(cfg)
 	g := &cfg.set.Global.Config
 	addrs := nodeAddrs()
 	if !g.RouterId.IsValid() {
@@ -362,6 +367,7 @@ func (s *Server) startLocked(ctx context.Context, cfg *parsedConfig) error {
 			return fail(fmt.Errorf("add dynamic-neighbor %s: %w", d.Config.Prefix, err))
 		}
 	}
+	s.refillZebraVIPs(ctx, b, cfg)
 	s.restrictSocket(sock)
 	s.bgp = b
 	s.nh6 = cfg.nh6

@@ -196,3 +196,92 @@ func TestNativeFeedOffInZebraMode(t *testing.T) {
 		t.Errorf("native updates = %v in zebra mode, want still 2", got)
 	}
 }
+
+// In zebra mode the speaker's only-VIPs policy comes last in the global
+// export list (the user's policies decide first), once however often the
+// config is resolved, and converts to a GoBGP policy that rejects locally
+// originated paths outside the VIP sets, per family.
+func TestAddZebraOnlyVIPs(t *testing.T) {
+	const base = `[global.config]
+  as = 65001
+  router-id = "198.18.1.2"
+`
+	const zebra = `[zebra.config]
+  enabled = true
+  url = "unix:/var/run/frr/zserv.api"
+  redistribute-route-type-list = ["connect"]
+  version = 6
+  software-name = "frr8.4"
+`
+	const own = `[global.apply-policy.config]
+  export-policy-list = ["mine"]
+[[policy-definitions]]
+  name = "mine"
+  [[policy-definitions.statements]]
+    name = "lan"
+    [policy-definitions.statements.actions]
+      route-disposition = "accept-route"
+`
+	for _, tc := range []struct {
+		name string
+		conf string
+		want []string
+	}{
+		{"zebra, no export policy", base + zebra, []string{zebraOnlyVIPsPolicy}},
+		{"zebra, a policy of the user's own", base + zebra + own, []string{"mine", zebraOnlyVIPsPolicy}},
+		{"native feed", base + own, []string{"mine"}},
+		{"native feed, no export policy", base, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, errs := parseConfig("gobgp.conf", []byte(tc.conf))
+			if len(errs) > 0 {
+				t.Fatal(errs)
+			}
+			addZebraOnlyVIPs(cfg)
+			addZebraOnlyVIPs(cfg)
+			if diff := cmp.Diff(tc.want, cfg.set.Global.ApplyPolicy.Config.ExportPolicyList); diff != "" {
+				t.Errorf("export policies (-want +got):\n%s", diff)
+			}
+			if err := policyEngineCheck(cfg.set); err != nil {
+				t.Fatalf("GoBGP's policy engine refuses the config: %v", err)
+			}
+			sets, policies, err := apiPolicies(cfg.set)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, p := range policies {
+				if p.Name != zebraOnlyVIPsPolicy {
+					continue
+				}
+				for _, st := range p.Statements {
+					c := st.GetConditions()
+					got = append(got, fmt.Sprintf("%v %s %v %v → %v", c.GetAfiSafiIn(), c.GetPrefixSet().GetName(), c.GetPrefixSet().GetType(),
+						c.GetRouteType(), st.GetActions().GetRouteAction()))
+				}
+			}
+			var want []string
+			if slices.Contains(tc.want, zebraOnlyVIPsPolicy) {
+				want = []string{
+					fmt.Sprintf("%v %s %v %v → %v", []*api.Family{{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}}, zebraVIPs4Set, api.MatchSet_TYPE_INVERT, api.Conditions_ROUTE_TYPE_LOCAL, api.RouteAction_ROUTE_ACTION_REJECT),
+					fmt.Sprintf("%v %s %v %v → %v", []*api.Family{{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST}}, zebraVIPs6Set, api.MatchSet_TYPE_INVERT, api.Conditions_ROUTE_TYPE_LOCAL, api.RouteAction_ROUTE_ACTION_REJECT),
+				}
+				n := 0
+				for _, d := range sets {
+					if d.Name == zebraVIPs4Set || d.Name == zebraVIPs6Set {
+						n++
+						if len(d.Prefixes) != 1 || d.Prefixes[0].IpPrefix != zebraSentinel[d.Name].String() {
+							t.Errorf("set %s = %v, want only its sentinel %s", d.Name, d.Prefixes, zebraSentinel[d.Name])
+						}
+					}
+				}
+				if n != 2 {
+					t.Errorf("%d VIP sets defined, want 2", n)
+				}
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("statements of %s (-want +got):\n%s", zebraOnlyVIPsPolicy, diff)
+			}
+		})
+	}
+}

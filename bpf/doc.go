@@ -88,7 +88,8 @@
 // vipspeaker_arp_replies_sent_total and
 // vipspeaker_ndp_advertisements_sent_total{interface,path} and
 // vipspeaker_gratuitous_sent_total{interface} belong to dataplane; it reads
-// what XDP sent through SentCounts and reports it with path="xdp".
+// what XDP sent through SentCounts when Prometheus scrapes and reports it
+// with path="xdp".
 //
 // Lease and restarts in practice: Run renews the lease every quarter of
 // Options.Lease (default 1 s), so a node whose agent dies unannounced stops

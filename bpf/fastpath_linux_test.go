@@ -296,9 +296,11 @@ func TestLeaseLapseStopsAnswers(t *testing.T) {
 	l := newLab(t)
 	f := l.load(t, AttachGeneric, nil)
 	own(t, f, vip4, vip6)
-	renew(t, f, 300*time.Millisecond)
+	// Long enough for arping to start and be answered on a loaded machine
+	// (300 ms was not, once).
+	renew(t, f, 2*time.Second)
 	wantMACs(t, "arping within the lease", l.arping(t, vip4, 1), 1)
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for {
 		d, err := f.LeaseRemaining()
 		if err != nil {
@@ -308,7 +310,7 @@ func TestLeaseLapseStopsAnswers(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("lease still %v after 5s", d)
+			t.Fatalf("lease still %v after 10s", d)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

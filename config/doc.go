@@ -18,14 +18,15 @@
 //     single address (as OpenELB allows). A CIDR with host bits set
 //     ("203.0.113.5/28") is an error that names the network meant, because
 //     it is nearly always a typo. Both ends of a range are in the pool.
-//   - Every address of a CIDR is usable, the network and broadcast address
-//     included, as in MetalLB and OpenELB: a pool is a set of /32 and /128
-//     host addresses, not a subnet. Sites whose clients' routers mishandle
+//   - Every address of a CIDR is in the pool (Contains, Size, All): a pool is
+//     a set of /32 and /128 host addresses, not a subnet. The allocator
+//     (kube/allocator) does not hand out the network and broadcast address
+//     of an IPv4 CIDR of /30 or wider unless a Service asks for it; a range
+//     is handed out as written. Sites whose clients' routers mishandle
 //     IPv4 addresses ending in .0 or .255 set the pool key
 //     `avoid-buggy-ips = true` (MetalLB's name and meaning, so migrating users
 //     find it); those addresses are then neither contained, counted nor
-//     iterated. We did not add an `allow-network-broadcast` switch: its
-//     default would contradict both projects users come from.
+//     iterated.
 //   - Pool entries may not overlap, neither across pools nor inside one pool,
 //     and may not touch unspecified, loopback, multicast, link-local,
 //     limited-broadcast or IPv4-mapped IPv6 space.

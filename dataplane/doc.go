@@ -12,8 +12,9 @@
 // l2node fills it with the XDP fast path's live frames); the VIPs it reports as
 // not announced, and whole rounds when it fails, go through the packet
 // sockets. vipspeaker_gratuitous_sent_total has path="userspace" for the
-// packet sockets; the fast path's sends arrive through AddFastPathCounts
-// with path="xdp".
+// packet sockets; with path="xdp" it and the reply counters report what
+// the fast path's program sent, read from its maps at scrape time
+// (Responder.SetFastPath).
 //
 // Which VIPs this node owns is decided elsewhere (the owner sub-package
 // computes it; l2node passes the result to Responder.SetOwned). The responder

@@ -108,16 +108,6 @@ type FastPathCounts interface {
 
 type fastPathRef struct{ FastPathCounts }
 
-// AddFastPathCounts adds to the reply counters, with path="xdp", what the
-// eBPF fast path sent on iface since the caller last asked (deltas).
-// Deprecated: SetFastPath reads the same counts at scrape time; use one or
-// the other, never both (the path="xdp" series would be collected twice).
-func (r *Responder) AddFastPathCounts(iface string, arpReplies, ndpAdverts, gratuitous uint64) {
-	r.m.arpReplies.WithLabelValues(iface, PathXDP).Add(float64(arpReplies))
-	r.m.ndpAdverts.WithLabelValues(iface, PathXDP).Add(float64(ndpAdverts))
-	r.m.gratuitous.WithLabelValues(iface, PathXDP).Add(float64(gratuitous))
-}
-
 // SetFastPath says which fast path answers next to the responder (nil:
 // none, the responder answers everything). From then on the reply counters
 // report, with path="xdp", what its program sent: read from its maps when

@@ -71,7 +71,8 @@ type Options struct {
 // VIP an unsolicited neighbour advertisement with Override. It returns the
 // VIPs it did not announce (not owned in its own view), which the
 // responder then sends through its packet socket. Frames it sends are
-// counted by its owner (AddFastPathCounts), not by the responder.
+// counted by the program and read at scrape time (SetFastPath), not by the
+// responder.
 type Announcer interface {
 	AnnounceOwned(iface string, vips []netip.Addr) (sent int, missed []netip.Addr, err error)
 }

@@ -165,7 +165,7 @@ func (c *Controller) syncPools(st *allocState) {
 	st.gen = gen
 	c.metrics.poolSize.Reset()
 	for i := range pools {
-		v4, v6 := pools[i].Size()
+		v4, v6 := allocator.Size(&pools[i])
 		c.metrics.poolSize.WithLabelValues(pools[i].Name, "ipv4").Set(float64(v4))
 		c.metrics.poolSize.WithLabelValues(pools[i].Name, "ipv6").Set(float64(v6))
 	}

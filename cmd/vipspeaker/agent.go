@@ -43,6 +43,9 @@ type agent struct {
 	// runSource runs the source of desired VIPs: a manifest directory
 	// (standalone) or the API server (cluster mode).
 	runSource func(ctx context.Context) error
+	// pools exports the pool gauges in standalone mode (nil in cluster
+	// mode, where the allocator does)
+	pools *standalone.PoolMetrics
 
 	// The config in force and the last VIPs the source wanted, so a
 	// config change (pools, modes) re-applies the table.
@@ -83,8 +86,14 @@ func newAgent(ctx context.Context, f *runFlags, log *slog.Logger) (*agent, error
 		if err := a.newCluster(ctx); err != nil {
 			return nil, err
 		}
-	} else if err := a.applyBGP(ctx, true); err != nil {
-		return nil, err
+	} else {
+		if err := a.applyBGP(ctx, true); err != nil {
+			return nil, err
+		}
+		if a.pools, err = standalone.NewPoolMetrics(reg); err != nil {
+			return nil, err
+		}
+		a.pools.SetPools(cfg.Pools)
 	}
 	if a.l2, err = a.newLayer2(); err != nil {
 		return nil, err
@@ -217,6 +226,9 @@ func (a *agent) applyVIPs(ctx context.Context, vips []routing.VIP, partial bool)
 	a.vipMu.Lock()
 	defer a.vipMu.Unlock()
 	a.lastVIPs, a.haveVIPs = vips, true
+	if a.pools != nil {
+		a.pools.SetVIPs(vips)
+	}
 	want := a.cfg.WithPools(vips)
 	if partial {
 		want = keepUnaccounted(want, a.table.List())
@@ -250,6 +262,9 @@ func (a *agent) setConfig(ctx context.Context, c *config.Config) {
 	a.cfg = c
 	vips, have := a.lastVIPs, a.haveVIPs
 	a.vipMu.Unlock()
+	if a.pools != nil {
+		a.pools.SetPools(c.Pools)
+	}
 	if a.l2 != nil {
 		a.l2.Configure(c)
 	} else if len(c.Layer2Interfaces()) > 0 {

@@ -141,6 +141,9 @@ func New(opts Options) (*Node, error) {
 	if n.fp, err = loadFastPath(opts, ifaces); err != nil {
 		return nil, err
 	}
+	// The reply counters read the program's counts at scrape time, and
+	// vipspeaker_l2_fast_path_active says which path answers.
+	resp.SetFastPath(n.fp)
 	ann.fp = n.fp
 	ctl, err := owner.NewController(owner.ControllerOptions{
 		Logger:   opts.Logger,
@@ -186,8 +189,9 @@ func (n *Node) Owners() (map[netip.Addr]string, bool) {
 }
 
 // loadFastPath loads the XDP responder as [layer2] fast-path asks: off
-// loads nothing; auto falls back to userspace with one log line; xdp makes
-// a refusal fatal. The userspace responder runs either way and answers
+// loads nothing; auto falls back to userspace with one log line (at error
+// level when the kernel's verifier refused the program); xdp makes a
+// refusal fatal. The userspace responder runs either way and answers
 // whatever XDP does not.
 func loadFastPath(opts Options, ifaces []string) (*bpf.FastPath, error) {
 	cfg, log := opts.Config, opts.Logger
@@ -219,6 +223,9 @@ func loadFastPath(opts Options, ifaces []string) (*bpf.FastPath, error) {
 		return nil, fmt.Errorf("[layer2] fast-path = \"xdp\": %w", err)
 	case errors.Is(err, bpf.ErrNotSupported):
 		log.Info("XDP fast path not available; ARP/NDP answered in userspace", "reason", err)
+		return nil, nil
+	case errors.As(err, new(*bpf.VerifierError)):
+		log.Error("the kernel's verifier refused the XDP fast path (its log is above); ARP/NDP answered in userspace", "error", err)
 		return nil, nil
 	default:
 		log.Warn("XDP fast path failed to load; ARP/NDP answered in userspace", "error", err)
@@ -292,12 +299,6 @@ func (n *Node) Run(ctx context.Context, table Table) error {
 		parts = append(parts, n.fastPathRun)
 	}
 	gate := n.startGate(ctx, table.Ready())
-	// The baseline of the program's counts (a pinned program's carry over
-	// from the previous agent), taken before this agent sends anything.
-	fpSeen := map[string][3]uint64{} // per interface: the fast path's counts at the last look
-	if n.fp != nil {
-		n.fastPathCounts(fpSeen)
-	}
 	errc := make(chan error, len(parts))
 	var wg sync.WaitGroup
 	for _, f := range parts {
@@ -310,11 +311,11 @@ func (n *Node) Run(ctx context.Context, table Table) error {
 	current := map[netip.Addr]routing.VIP{}
 	all := map[netip.Addr]bool{} // every VIP of the node, for the XDP counters
 	var err error
-	var fpTick <-chan time.Time
+	var uplinkTick <-chan time.Time // the BGP uplinks the fast path counts on
 	if n.fp != nil {
 		t := time.NewTicker(2 * time.Second)
 		defer t.Stop()
-		fpTick = t.C
+		uplinkTick = t.C
 	}
 	beat, stopBeat := n.opts.Heartbeat.Tick()
 	defer stopBeat()
@@ -325,8 +326,7 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case <-beat:
-		case <-fpTick:
-			n.fastPathCounts(fpSeen)
+		case <-uplinkTick:
 			n.refreshUplinks()
 		case <-gate.tableReady:
 			gate.tableReady = nil
@@ -366,23 +366,6 @@ loop:
 		err = derr
 	}
 	return err
-}
-
-// fastPathCounts moves what the XDP program sent since the last look into
-// the reply counters (path="xdp"). The first look after a start is the
-// baseline: a pinned program's counts carry over from the previous agent.
-func (n *Node) fastPathCounts(seen map[string][3]uint64) {
-	for name := range n.fp.Interfaces() {
-		arp, ndp, garp, err := n.fp.SentCounts(name)
-		if err != nil {
-			continue
-		}
-		now := [3]uint64{arp, ndp, garp}
-		if last, ok := seen[name]; ok && now[0] >= last[0] && now[1] >= last[1] && now[2] >= last[2] {
-			n.resp.AddFastPathCounts(name, now[0]-last[0], now[1]-last[1], now[2]-last[2])
-		}
-		seen[name] = now
-	}
 }
 
 func (n *Node) ownerVIPs(current map[netip.Addr]routing.VIP) []owner.VIP {

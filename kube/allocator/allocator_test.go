@@ -30,10 +30,12 @@ func pools(t *testing.T, toml string) []config.Pool {
 	return cfg.Pools
 }
 
+// stdPools: the IPv4 blocks are ranges, so every address of them is handed
+// out (TestNetworkAndBroadcast covers CIDRs).
 const stdPools = `
 [[pools]]
 name = "public"
-addresses = ["203.0.113.0/30", "2001:db8:100::/126"]
+addresses = ["203.0.113.0-203.0.113.3", "2001:db8:100::/126"]
 
 [[pools]]
 name = "v4only"
@@ -41,7 +43,7 @@ addresses = ["198.51.100.10-198.51.100.11"]
 
 [[pools]]
 name = "reserved"
-addresses = ["198.51.100.128/30"]
+addresses = ["198.51.100.128-198.51.100.131"]
 auto-assign = false
 
 [[pools]]
@@ -553,5 +555,96 @@ addresses = ["2001:db8:100::/112"]
 	}
 	if got := mustAssign(t, a, v6("next")).Addrs; fmt.Sprint(got) != "[2001:db8:100::4]" {
 		t.Errorf("next got %v, want 2001:db8:100::4", got)
+	}
+}
+
+var addrEq = cmp.Comparer(func(x, y netip.Addr) bool { return x == y })
+
+// Auto-assignment skips the network and broadcast address of an IPv4 CIDR
+// (/30 or wider), not those of a range, a /31 or IPv6; a Service may still
+// ask for one, and one already held is kept.
+func TestNetworkAndBroadcast(t *testing.T) {
+	ps := pools(t, `
+[[pools]]
+name = "cidr"
+addresses = ["203.0.113.0/30", "2001:db8:100::/127"]
+
+[[pools]]
+name = "range"
+addresses = ["198.51.100.0-198.51.100.1"]
+auto-assign = false
+
+[[pools]]
+name = "p2p"
+addresses = ["192.0.2.0/31"]
+auto-assign = false
+
+[[pools]]
+name = "buggy"
+addresses = ["192.0.2.252/30", "198.18.0.0/24"]
+avoid-buggy-ips = true
+auto-assign = false
+`)
+	a := New(ps)
+	var got []netip.Addr
+	for i := range 3 {
+		r := svc(fmt.Sprint("v4-", i))
+		res, err := a.Assign(r)
+		if i == 2 {
+			wantReason(t, err, ReasonExhausted)
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, res.Addrs...)
+	}
+	if diff := cmp.Diff(addrs("203.0.113.1", "203.0.113.2"), got, addrEq); diff != "" {
+		t.Errorf("from 203.0.113.0/30 (-want +got):\n%s", diff)
+	}
+	got = nil
+	for i := range 2 {
+		got = append(got, mustAssign(t, a, Request{Service: fmt.Sprint("default/v6-", i), Namespace: "default", Families: []Family{IPv6}}).Addrs...)
+	}
+	if diff := cmp.Diff(addrs("2001:db8:100::", "2001:db8:100::1"), got, addrEq); diff != "" {
+		t.Errorf("from 2001:db8:100::/127 (-want +got):\n%s", diff)
+	}
+	for _, tc := range []struct{ pool, want string }{
+		{"range", "198.51.100.0"}, {"p2p", "192.0.2.0"},
+	} {
+		r := svc("from-" + tc.pool)
+		r.Pool = tc.pool
+		if res := mustAssign(t, a, r); len(res.Addrs) != 1 || res.Addrs[0].String() != tc.want {
+			t.Errorf("pool %s gave %v, want %s", tc.pool, res.Addrs, tc.want)
+		}
+	}
+	r := svc("wants-network")
+	r.Addresses = addrs("203.0.113.0")
+	mustAssign(t, a, r)
+	a2 := New(ps)
+	r = svc("holds-broadcast")
+	r.Current = addrs("203.0.113.3")
+	if res := mustAssign(t, a2, r); !cmp.Equal(res.Addrs, addrs("203.0.113.3"), addrEq) || res.Changed {
+		t.Errorf("a Service holding 203.0.113.3 got %v (changed %v), want it kept", res.Addrs, res.Changed)
+	}
+	for _, tc := range []struct {
+		pool   string
+		v4, v6 uint64
+	}{
+		// 4 − network − broadcast; a /127 keeps both
+		{"cidr", 2, 2}, {"range", 2, 0}, {"p2p", 2, 0},
+		// 192.0.2.252/30: .252 network, .255 broadcast (and buggy);
+		// 198.18.0.0/24: .0 and .255 already buggy, 254 left
+		{"buggy", 2 + 254, 0},
+	} {
+		var p *config.Pool
+		for i := range ps {
+			if ps[i].Name == tc.pool {
+				p = &ps[i]
+			}
+		}
+		if v4, v6 := Size(p); v4 != tc.v4 || v6 != tc.v6 {
+			t.Errorf("Size(%s) = %d, %d; want %d, %d", tc.pool, v4, v6, tc.v4, tc.v6)
+		}
 	}
 }

@@ -24,7 +24,11 @@
 //     address when no two of them use the same protocol and port. When
 //     auto-assigning, an address already shared under the key is preferred.
 //   - A pool's addresses are those config.Pool yields (avoid-buggy-ips
-//     skips IPv4 addresses ending in .0 and .255).
+//     skips IPv4 addresses ending in .0 and .255). Auto-assignment also
+//     skips the network and broadcast address (first and last) of every
+//     IPv4 CIDR of /30 or wider; a Service may still request one by
+//     address, a Service already holding one keeps it, and a pool that
+//     wants them lists the addresses as a range.
 //
 // The allocator is not safe for concurrent use; the kube package calls it
 // from one worker.

@@ -138,7 +138,7 @@ func (a *Allocator) fresh(r Request, fams []Family) ([]netip.Addr, string, *Erro
 		need = fams
 	}
 	hasFams := func(p *config.Pool, fs []Family) bool {
-		v4, v6 := p.Size()
+		v4, v6 := Size(p)
 		for _, f := range fs {
 			if (f == IPv4 && v4 == 0) || (f == IPv6 && v6 == 0) {
 				return false
@@ -218,7 +218,7 @@ func (a *Allocator) pick(p *config.Pool, f Family, r Request) (netip.Addr, bool)
 		if _, used := a.byAddr[addr]; used {
 			return false
 		}
-		return p.Contains(addr) // avoid-buggy-ips
+		return p.Contains(addr) && !networkOrBroadcast(p, addr) // avoid-buggy-ips
 	}
 	blocks := p.Blocks()
 	// From the cursor to the end of the pool, then from its start up to
@@ -255,6 +255,45 @@ func (a *Allocator) pick(p *config.Pool, f Family, r Request) (netip.Addr, bool)
 		}
 	}
 	return netip.Addr{}, false
+}
+
+// networkOrBroadcast reports whether addr is the first (network) or last
+// (broadcast) address of one of the pool's IPv4 CIDRs of /30 or wider.
+// Auto-assignment skips them: some clients and middleboxes refuse or
+// mishandle such a destination. A Service may still ask for one by
+// address, and a pool that lists the addresses as a range
+// ("203.0.113.0-203.0.113.255") hands them all out. A /31 or /32 has no
+// network or broadcast address; IPv6 has no broadcast.
+func networkOrBroadcast(p *config.Pool, addr netip.Addr) bool {
+	if !addr.Is4() {
+		return false
+	}
+	for _, pf := range p.Prefixes {
+		if pf.Addr().Is4() && pf.Bits() <= 30 && pf.Contains(addr) {
+			r := config.PrefixRange(pf)
+			return addr == r.First || addr == r.Last
+		}
+	}
+	return false
+}
+
+// Size counts the addresses of p that auto-assignment may hand out, per
+// family: config.Pool.Size without the network and broadcast addresses of
+// its IPv4 CIDRs (saturated like it for huge IPv6 pools).
+func Size(p *config.Pool) (v4, v6 uint64) {
+	v4, v6 = p.Size()
+	for _, pf := range p.Prefixes {
+		if !pf.Addr().Is4() || pf.Bits() > 30 {
+			continue
+		}
+		r := config.PrefixRange(pf)
+		for _, a := range []netip.Addr{r.First, r.Last} {
+			if p.Contains(a) {
+				v4--
+			}
+		}
+	}
+	return v4, v6
 }
 
 func famList(fs []Family) string {

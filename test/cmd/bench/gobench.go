@@ -41,6 +41,15 @@ func (b benchResults) get(name, unit string) *float64 {
 	return nil
 }
 
+// count returns a metric that counts samples (the n= of a figure), 0 when
+// the benchmark did not report it (the figure then shows no n).
+func (b benchResults) count(name, unit string) int {
+	if v := b.get(name, unit); v != nil {
+		return int(*v)
+	}
+	return 0
+}
+
 var procSuffix = regexp.MustCompile(`-\d+$`)
 
 // parseBench reads `go test -bench` output.

@@ -374,7 +374,9 @@ func sum(text, name string, want map[string]string) float64 {
 // TestAgentResolvesThroughXDP: with fast-path = "xdp", the client's ARP
 // requests and neighbour solicitations for the owned VIPs are answered by
 // the XDP program: the agent's reply counters rise with path="xdp" by what
-// the client sent, and not at all with path="userspace".
+// the client sent, at the first scrape after the replies (they are read
+// from the program's maps then), and not at all with path="userspace";
+// vipspeaker_l2_fast_path_active is 1.
 func TestAgentResolvesThroughXDP(t *testing.T) {
 	t.Parallel()
 	al := newAgentLab(t, 1, labOpts{})
@@ -386,8 +388,6 @@ func TestAgentResolvesThroughXDP(t *testing.T) {
 		}
 		return nil
 	})
-	// The agent moves the program's counts into its metrics every 2 s.
-	time.Sleep(2500 * time.Millisecond)
 	before := scrape(t, al.nodes[0])
 
 	const n = 5
@@ -402,20 +402,17 @@ func TestAgentResolvesThroughXDP(t *testing.T) {
 	delta := func(text, name, path string) float64 {
 		return sum(text, name, map[string]string{"path": path}) - sum(before, name, map[string]string{"path": path})
 	}
-	lab.Eventually(t, 10*time.Second, 500*time.Millisecond, func() error {
-		now, err := tryScrape(al.nodes[0])
-		if err != nil {
-			return err
-		}
-		if d := delta(now, "vipspeaker_arp_replies_sent_total", "xdp"); d != n {
-			return fmt.Errorf("ARP replies path=xdp rose by %v, want %d", d, n)
-		}
-		if d := delta(now, "vipspeaker_ndp_advertisements_sent_total", "xdp"); d != 3 {
-			return fmt.Errorf("NDP advertisements path=xdp rose by %v, want 3", d)
-		}
-		return nil
-	})
+	// Read from the program's maps at scrape time: exact at once.
 	now := scrape(t, al.nodes[0])
+	if d := delta(now, "vipspeaker_arp_replies_sent_total", "xdp"); d != n {
+		t.Errorf("ARP replies path=xdp rose by %v right after the replies, want %d", d, n)
+	}
+	if d := delta(now, "vipspeaker_ndp_advertisements_sent_total", "xdp"); d != 3 {
+		t.Errorf("NDP advertisements path=xdp rose by %v right after the replies, want 3", d)
+	}
+	if v := sum(now, "vipspeaker_l2_fast_path_active", nil); v != 1 {
+		t.Errorf("vipspeaker_l2_fast_path_active = %v while XDP answers, want 1", v)
+	}
 	for _, name := range []string{"vipspeaker_arp_replies_sent_total", "vipspeaker_ndp_advertisements_sent_total"} {
 		if v := sum(now, name, map[string]string{"path": "userspace"}); v != 0 {
 			t.Errorf("%s{path=userspace} = %v while XDP answers, want 0", name, v)
@@ -831,6 +828,9 @@ func TestAgentWithoutCapBPF(t *testing.T) {
 		}
 		if v := sum(m, "vipspeaker_arp_replies_sent_total", map[string]string{"path": "xdp"}); v != 0 {
 			return fmt.Errorf("ARP replies path=xdp = %v without XDP", v)
+		}
+		if !strings.Contains(m, "\nvipspeaker_l2_fast_path_active 0\n") {
+			return errors.New("vipspeaker_l2_fast_path_active is not 0 after the fallback")
 		}
 		return nil
 	})

@@ -113,6 +113,7 @@ func (e *env) breakdown(b *testing.B, rounds []round) {
 	}
 	b.ReportMetric(ms(pct(table, 50)), "to_vip_table_p50_ms")
 	b.ReportMetric(ms(pct(bgp, 50)), "to_gobgp_p50_ms")
+	b.ReportMetric(float64(len(status)), "breakdown_n")
 	b.Logf("breakdown over %d Services, from the create call (p50/p99 ms): status seen %.1f/%.1f; VIP table applied on the last node %.1f/%.1f; GoBGP path on the last node %.1f/%.1f; route with all next hops in FRR's kernel %.1f/%.1f",
 		len(status), ms(pct(status, 50)), ms(pct(status, 99)), ms(pct(table, 50)), ms(pct(table, 99)),
 		ms(pct(bgp, 50)), ms(pct(bgp, 99)), ms(pct(route, 50)), ms(pct(route, 99)))
@@ -297,6 +298,8 @@ func BenchmarkManyServices(b *testing.B) {
 	b.ReportMetric(ms(pct(plain, 50)), "new_svc_p50_ms")
 	b.ReportMetric(ms(pct(withPool, 50)), "new_svc_after_pool_add_p50_ms")
 	b.ReportMetric(ms(pct(withPool, 100)), "new_svc_after_pool_add_max_ms")
+	b.ReportMetric(float64(len(plain)), "new_svc_n")
+	b.ReportMetric(float64(len(withPool)), "new_svc_after_pool_add_n")
 	b.Logf("new Service at %d Services: %v (of which until the status: %v); right after a pool was added: %v", n, plain, plainStatus, withPool)
 	b.ReportMetric(ms(pct(plainStatus, 50)), "new_svc_status_p50_ms")
 }

@@ -686,6 +686,7 @@ func BenchmarkServiceToRoute(b *testing.B) {
 		b.ReportMetric(ms(pct(alloc, 50)), "status_p50_ms")
 		b.ReportMetric(ms(pct(lat, 50)), "p50_ms")
 		b.ReportMetric(ms(pct(lat, 99)), "p99_ms")
+		b.ReportMetric(float64(len(lat)), "n")
 		b.ReportMetric(ms(pct(lat, 100)), "max_ms")
 		e.breakdown(b, rounds)
 	}

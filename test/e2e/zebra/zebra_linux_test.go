@@ -19,6 +19,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -44,12 +45,15 @@ func routerBGPd(i int) string {
 	}.String()
 }
 
-// gobgpConf is the node's gobgp.conf; zsock "" leaves zebra out (native
-// mode).
-func gobgpConf(zsock string, routers int) string {
-	c := lab.GoBGPConf{AS: 65001, RouterID: "198.18.1.2", MultiPath: true, Extra: onlyVIPs}
+// gobgpConf is the node's gobgp.conf with the onlyVIPs export policy;
+// zsock "" leaves zebra out (native mode).
+func gobgpConf(zsock string, routers int) string { return gobgpConfWith(zsock, routers, onlyVIPs) }
+
+// gobgpConfWith is gobgpConf with the export policy given ("": none).
+func gobgpConfWith(zsock string, routers int, policy string) string {
+	c := lab.GoBGPConf{AS: 65001, RouterID: "198.18.1.2", MultiPath: true, Extra: policy}
 	if zsock != "" {
-		c.Extra = lab.GoBGPZebra(zsock) + "\n" + onlyVIPs
+		c.Extra = lab.GoBGPZebra(zsock) + "\n" + policy
 	}
 	for i := 1; i <= routers; i++ {
 		c.Neighbors = append(c.Neighbors, lab.GoBGPNeighbor{Address: fmt.Sprintf("198.18.%d.1", i), PeerAS: 65100,
@@ -87,6 +91,12 @@ func setup(t testing.TB, routers int) *env {
 // setupMode is setup; without zebra the node runs no FRR and the agent
 // announces the VIPs of its Services natively.
 func setupMode(t testing.TB, routers int, zebra bool) *env {
+	return setupWith(t, routers, zebra, onlyVIPs)
+}
+
+// setupWith is setupMode with the export policy of gobgp.conf given ("":
+// none).
+func setupWith(t testing.TB, routers int, zebra bool, policy string) *env {
 	t.Helper()
 	lab.RequireFRR(t)
 	t0 := time.Now()
@@ -125,7 +135,7 @@ func setupMode(t testing.TB, routers int, zebra bool) *env {
 	if zebra {
 		zsock = zebraSocket(e.node)
 	}
-	a := newAgent(t, e.node, bin, gobgpConf(zsock, routers))
+	a := newAgent(t, e.node, bin, gobgpConfWith(zsock, routers, policy))
 	e.svcDir, e.runDir = a.ServicesDir, a.RunDir
 	e.agent = startAgent(t, a)
 	t.Cleanup(func() { _ = e.agent.Signal(syscall.SIGCONT) })
@@ -339,6 +349,79 @@ func TestZebraModeRedistributesOnlyVIPsAndImports(t *testing.T) {
 			t.Errorf("router has a route to the node's non-VIP network %s (%v, %v)", p, ok, err)
 		}
 	}
+}
+
+// A user who enables zebra with redistribute-route-type-list = ["connect"]
+// and writes no export policy still sends only the VIPs: the node's other
+// connected networks (lan0's, the link to the router) reach the agent's
+// RIB from zebra but not FRR's BGP table, and VIPs added and removed while
+// the session is up come and go at the router.
+func TestZebraModeWithoutExportPolicyAnnouncesOnlyVIPs(t *testing.T) {
+	e := setupWith(t, 1, true, "")
+	vips := map[string]map[netip.Prefix]bool{"ipv4": {}, "ipv6": {}}
+	// onlyVIPs waits until FRR's BGP table holds exactly the VIPs wanted,
+	// in both families.
+	onlyVIPs := func() {
+		t.Helper()
+		lab.Eventually(t, 15*time.Second, 20*time.Millisecond, func() error {
+			for _, afi := range []string{"ipv4", "ipv6"} {
+				rib, err := e.rfrr.BGPRoutes(afi)
+				if err != nil {
+					return err
+				}
+				var extra, missing []netip.Prefix
+				for p := range rib {
+					if !vips[afi][p] {
+						extra = append(extra, p)
+					}
+				}
+				for p := range vips[afi] {
+					if _, ok := rib[p]; !ok {
+						missing = append(missing, p)
+					}
+				}
+				if len(extra)+len(missing) > 0 {
+					return fmt.Errorf("router's BGP %s table: not VIPs %v, VIPs missing %v", afi, extra, missing)
+				}
+			}
+			return nil
+		})
+	}
+	set := func(p string, on bool) {
+		pfx := netip.MustParsePrefix(p)
+		afi := "ipv4"
+		if pfx.Addr().Is6() {
+			afi = "ipv6"
+		}
+		if on {
+			vips[afi][pfx] = true
+		} else {
+			delete(vips[afi], pfx)
+		}
+	}
+	e.service(t, "web", "203.0.113.10", "2001:db8:100::10")
+	set("203.0.113.10/32", true)
+	set("2001:db8:100::10/128", true)
+	onlyVIPs()
+	// The networks held back are in the agent's RIB: the speaker's own
+	// export policy is what keeps them in.
+	for _, c := range []struct{ afi, prefix string }{
+		{"ipv4", "198.18.50.0/24"}, {"ipv6", "2001:db8:50::/64"}, {"ipv4", "198.18.1.0/30"},
+	} {
+		if err := e.fromZebra(t, c.afi, c.prefix); err != nil {
+			t.Errorf("node's connected network %s: %v", c.prefix, err)
+		}
+	}
+	// A VIP added and one removed while the session is up.
+	e.service(t, "api", "203.0.113.11")
+	set("203.0.113.11/32", true)
+	onlyVIPs()
+	e.removeService(t, "web")
+	set("203.0.113.10/32", false)
+	set("2001:db8:100::10/128", false)
+	onlyVIPs()
+	waitRoute(t, e.router, "203.0.113.10/32", false, 15*time.Second)
+	waitRoute(t, e.router, "203.0.113.11/32", true, 15*time.Second)
 }
 
 // gapWatch polls a host's kernel for prefixes every 10 ms and records every
@@ -615,6 +698,7 @@ func BenchmarkVIPToRouterKernel(b *testing.B) {
 		}
 		b.ReportMetric(ms(report.Percentile(m.l, 50)), m.name+"_p50_ms")
 		b.ReportMetric(ms(report.Percentile(m.l, 99)), m.name+"_p99_ms")
+		b.ReportMetric(float64(len(m.l)), m.name+"_n")
 	}
 }
 
