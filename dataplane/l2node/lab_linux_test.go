@@ -139,10 +139,12 @@ join = [%q]
 		}
 		return nil
 	})
-	// Then one owner answers alone.
+	// Then one owner answers alone (replies from before both had joined
+	// do not count).
+	joined := time.Now()
 	var owner string
 	lab.Eventually(t, 30*time.Second, 100*time.Millisecond, func() error {
-		since := time.Now().Add(-time.Second)
+		since := joined
 		r, ok := probe.FirstFrom(since)
 		if !ok {
 			return fmt.Errorf("no ARP reply for %s in the last second", vip)
