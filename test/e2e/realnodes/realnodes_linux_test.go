@@ -14,6 +14,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,6 +58,19 @@ const (
 // apply -k, as a user does.
 func cluster(t *testing.T) *realnodes.Cluster {
 	t.Helper()
+	before, err := realnodes.HostSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Registered first, so it runs after the cluster and the lab are gone.
+	t.Cleanup(func() {
+		after, err := realnodes.HostSnapshot()
+		if err != nil {
+			t.Error(err)
+		} else if gone, added := lineDiff(before, after); len(gone)+len(added) > 0 {
+			t.Errorf("the cluster did not leave the host as it found it:\nonly before: %q\nonly after: %q", gone, added)
+		}
+	})
 	c := realnodes.Start(t, realnodes.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -174,4 +188,24 @@ func e2eReal(t *testing.T) {
 	if os.Getenv("VIPSPEAKER_E2E_REAL") != "1" {
 		t.Skip("runs in make e2e-real (VIPSPEAKER_E2E_REAL=1)")
 	}
+}
+
+// lineDiff returns the lines only in a and those only in b.
+func lineDiff(a, b string) (onlyA, onlyB []string) {
+	count := map[string]int{}
+	for _, l := range strings.Split(a, "\n") {
+		count[l]++
+	}
+	for _, l := range strings.Split(b, "\n") {
+		count[l]--
+	}
+	for l, n := range count {
+		switch {
+		case n > 0:
+			onlyA = append(onlyA, l)
+		case n < 0:
+			onlyB = append(onlyB, l)
+		}
+	}
+	return onlyA, onlyB
 }

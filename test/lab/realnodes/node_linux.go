@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -142,6 +144,11 @@ func (n *Node) holderScript() (string, error) {
 		}
 		fmt.Fprintf(&b, "mount --bind %s /proc/sys/%s\n", f, key)
 	}
+	// As on a node booted by systemd, / is shared inside the node (Pods
+	// mount with HostToContainer propagation, e.g. the agent's
+	// /sys/fs/bpf); the node's mounts have no peer outside it (the
+	// namespace was made private first), so nothing reaches the host.
+	b.WriteString("mount --make-rshared /\n")
 	fmt.Fprintf(&b, "hostname %s\n", n.Name)
 	// Per network namespace on this kernel: the node's own.
 	b.WriteString("echo 1 > /proc/sys/net/ipv4/ip_forward\n")
@@ -524,4 +531,56 @@ func SweepStale() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// counterRE matches iptables-save's packet/byte counters.
+var counterRE = regexp.MustCompile(`\[[0-9]+:[0-9]+\]`)
+
+// HostSnapshot describes what a cluster must leave as it found it on the
+// host (the test process's namespaces): the /proc/sys values the kubelet
+// and kube-proxy want to set, the root namespace's iptables and nftables
+// rules (without counters), and the cgroups this process named.
+func HostSnapshot() (string, error) {
+	var b strings.Builder
+	keys := []string{"net/netfilter/nf_conntrack_max", "net/netfilter/nf_conntrack_tcp_timeout_established", "net/netfilter/nf_conntrack_tcp_timeout_close_wait",
+		"net/ipv4/ip_forward", "net/bridge/bridge-nf-call-iptables", "net/ipv4/conf/all/route_localnet"}
+	for k := range kubeletSysctls {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		v, err := os.ReadFile(filepath.Join("/proc/sys", k))
+		if err != nil {
+			fmt.Fprintf(&b, "%s: (unreadable)\n", k)
+			continue
+		}
+		fmt.Fprintf(&b, "%s = %s\n", k, strings.TrimSpace(string(v)))
+	}
+	for _, argv := range [][]string{{"iptables-save"}, {"ip6tables-save"}, {"nft", "list", "ruleset"}} {
+		out, err := exec.Command(argv[0], argv[1:]...).Output()
+		if err != nil {
+			fmt.Fprintf(&b, "%s: %v\n", argv[0], err)
+			continue
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(line, "#") {
+				continue // iptables-save's time stamps
+			}
+			fmt.Fprintf(&b, "%s: %s\n", argv[0], counterRE.ReplaceAllString(line, ""))
+		}
+	}
+	mounts, err := cgroupMounts()
+	if err != nil {
+		return "", err
+	}
+	own := fmt.Sprintf("%s%d-", Prefix, os.Getpid())
+	for _, m := range mounts {
+		ents, _ := os.ReadDir(m.dir)
+		for _, e := range ents {
+			if e.IsDir() && strings.HasPrefix(e.Name(), own) {
+				fmt.Fprintf(&b, "cgroup %s\n", filepath.Join(m.dir, e.Name()))
+			}
+		}
+	}
+	return b.String(), nil
 }
