@@ -69,7 +69,7 @@ func nextHops(c *realnodes.Cluster, vip string) ([]netip.Addr, error) {
 
 func agentsReady(c *realnodes.Cluster, vip string) func() error {
 	return func() error {
-		if err := c.WaitDaemonSetReady(realnodes.AgentNamespace, realnodes.AgentDaemonSet, time.Millisecond); err != nil {
+		if err := c.DaemonSetReady(realnodes.AgentNamespace, realnodes.AgentDaemonSet); err != nil {
 			return err
 		}
 		hops, err := nextHops(c, vip)
@@ -130,7 +130,7 @@ func TestE2EReal(t *testing.T) {
 		r := underLoad(t, c.Client, url, func() {
 			kubectl(t, c, "drain", node, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=3m")
 		}, func() error {
-			if err := c.WaitDeploymentReady(bgp.Namespace, bgp.Name, time.Millisecond); err != nil {
+			if err := c.DeploymentReady(bgp.Namespace, bgp.Name); err != nil {
 				return err
 			}
 			on, err := c.PodsOn(context.Background(), bgp.Namespace, bgp.Name)

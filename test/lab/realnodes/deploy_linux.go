@@ -119,29 +119,34 @@ func (c *Cluster) InstallAgent(ctx context.Context, toml, gobgp string) (time.Du
 // WaitDaemonSetReady waits until the DaemonSet's Pods are updated and
 // Ready on every node it schedules to.
 func (c *Cluster) WaitDaemonSetReady(ns, name string, timeout time.Duration) error {
-	cs := c.API.Client()
 	err := lab.Poll(timeout, 250*time.Millisecond, func() error {
 		for _, n := range c.Nodes {
 			if err := n.checkAlive(); err != nil {
 				return fmt.Errorf("%w: %w", err, lab.ErrGiveUp)
 			}
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		ds, err := cs.AppsV1().DaemonSets(ns).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		st := ds.Status
-		if ds.Generation != st.ObservedGeneration || st.DesiredNumberScheduled == 0 ||
-			st.UpdatedNumberScheduled != st.DesiredNumberScheduled || st.NumberReady != st.DesiredNumberScheduled || st.NumberAvailable != st.DesiredNumberScheduled {
-			return fmt.Errorf("DaemonSet %s/%s: desired %d, updated %d, ready %d, available %d", ns, name,
-				st.DesiredNumberScheduled, st.UpdatedNumberScheduled, st.NumberReady, st.NumberAvailable)
-		}
-		return nil
+		return c.DaemonSetReady(ns, name)
 	})
 	if err != nil {
 		return fmt.Errorf("%w\n%s", err, c.PodReport(ns))
+	}
+	return nil
+}
+
+// DaemonSetReady checks once that the DaemonSet's Pods are updated and
+// Ready on every node it schedules to.
+func (c *Cluster) DaemonSetReady(ns, name string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ds, err := c.API.Client().AppsV1().DaemonSets(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	st := ds.Status
+	if ds.Generation != st.ObservedGeneration || st.DesiredNumberScheduled == 0 ||
+		st.UpdatedNumberScheduled != st.DesiredNumberScheduled || st.NumberReady != st.DesiredNumberScheduled || st.NumberAvailable != st.DesiredNumberScheduled {
+		return fmt.Errorf("DaemonSet %s/%s: desired %d, updated %d, ready %d, available %d", ns, name,
+			st.DesiredNumberScheduled, st.UpdatedNumberScheduled, st.NumberReady, st.NumberAvailable)
 	}
 	return nil
 }
@@ -273,26 +278,29 @@ func (c *Cluster) Apply(ctx context.Context, manifest string) error {
 // WaitDeploymentReady waits until every replica of a Deployment is
 // updated and available.
 func (c *Cluster) WaitDeploymentReady(ns, name string, timeout time.Duration) error {
-	cs := c.API.Client()
-	err := lab.Poll(timeout, 250*time.Millisecond, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		d, err := cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		want := int32(1)
-		if d.Spec.Replicas != nil {
-			want = *d.Spec.Replicas
-		}
-		st := d.Status
-		if d.Generation != st.ObservedGeneration || st.UpdatedReplicas != want || st.AvailableReplicas != want || st.Replicas != want {
-			return fmt.Errorf("Deployment %s/%s: want %d, updated %d, available %d, total %d", ns, name, want, st.UpdatedReplicas, st.AvailableReplicas, st.Replicas)
-		}
-		return nil
-	})
+	err := lab.Poll(timeout, 250*time.Millisecond, func() error { return c.DeploymentReady(ns, name) })
 	if err != nil {
 		return fmt.Errorf("%w\n%s", err, c.PodReport(ns))
+	}
+	return nil
+}
+
+// DeploymentReady checks once that every replica of a Deployment is
+// updated and available, and no other replica is left.
+func (c *Cluster) DeploymentReady(ns, name string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	d, err := c.API.Client().AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	want := int32(1)
+	if d.Spec.Replicas != nil {
+		want = *d.Spec.Replicas
+	}
+	st := d.Status
+	if d.Generation != st.ObservedGeneration || st.UpdatedReplicas != want || st.AvailableReplicas != want || st.Replicas != want {
+		return fmt.Errorf("Deployment %s/%s: want %d, updated %d, available %d, total %d", ns, name, want, st.UpdatedReplicas, st.AvailableReplicas, st.Replicas)
 	}
 	return nil
 }
