@@ -44,22 +44,15 @@ func (h *Host) StartBIRD(conf string) (*BIRD, error) {
 	if err := os.WriteFile(b.conf, []byte(conf), 0o644); err != nil {
 		return nil, fmt.Errorf("bird on %s: %w", h.name, err)
 	}
-	p, err := h.Start("bird", []string{"bird", "-f", "-c", b.conf, "-s", b.ctl,
-		"-P", filepath.Join(h.lab.dir, h.name+".bird.pid")}, StopTimeout(3*time.Second))
-	if err != nil {
-		return nil, err
-	}
-	b.proc = p
-	err = Poll(10*time.Second, 20*time.Millisecond, func() error {
-		if p.Exited() {
-			return fmt.Errorf("exited: %w", ErrGiveUp)
-		}
+	p, err := h.startReady("bird", []string{"bird", "-f", "-c", b.conf, "-s", b.ctl,
+		"-P", filepath.Join(h.lab.dir, h.name+".bird.pid")}, 10*time.Second, 20*time.Millisecond, func() error {
 		_, err := b.Birdc("show status")
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("bird on %s not ready: %w\n%s", h.name, err, tail(p.Log(), 20))
+		return nil, err
 	}
+	b.proc = p
 	return b, nil
 }
 

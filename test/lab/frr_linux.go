@@ -189,7 +189,7 @@ func (f *FRR) startDaemon(d string) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("frr %s on %s not ready: %w\n%s", d, h.name, err, tail(p.Log(), 20))
+		return fmt.Errorf("frr %s on %s not ready: %w\n%s", d, h.name, err, Tail(p.Log(), 20))
 	}
 	return nil
 }

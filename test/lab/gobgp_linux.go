@@ -66,21 +66,14 @@ func (h *Host) StartGoBGPd(conf string, opts ...GoBGPdOptions) (*GoBGPd, error) 
 		"-l", o.LogLevel, "-p",
 	}
 	argv = append(argv, o.Args...)
-	p, err := h.Start("gobgpd", argv, StopTimeout(3*time.Second))
-	if err != nil {
-		return nil, err
-	}
-	g.proc = p
-	err = Poll(15*time.Second, 25*time.Millisecond, func() error {
-		if p.Exited() {
-			return fmt.Errorf("exited: %w", ErrGiveUp)
-		}
+	p, err := h.startReady("gobgpd", argv, 15*time.Second, 25*time.Millisecond, func() error {
 		_, err := g.CLI("global")
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("gobgpd on %s not ready: %w\n%s", h.name, err, tail(p.Log(), 20))
+		return nil, err
 	}
+	g.proc = p
 	return g, nil
 }
 

@@ -234,25 +234,18 @@ func (h *Host) addAddrs(link netlink.Link, addrs []string) error {
 }
 
 // SetUp brings an interface of the host up.
-func (h *Host) SetUp(ifName string) error {
-	link, err := h.nl.LinkByName(ifName)
-	if err != nil {
-		return fmt.Errorf("find %s on %s: %w", ifName, h.name, err)
-	}
-	if err := h.nl.LinkSetUp(link); err != nil {
-		return fmt.Errorf("set %s up on %s: %w", ifName, h.name, err)
-	}
-	return nil
-}
+func (h *Host) SetUp(ifName string) error { return h.setLink(ifName, "up", h.nl.LinkSetUp) }
 
 // SetDown takes an interface of the host down.
-func (h *Host) SetDown(ifName string) error {
+func (h *Host) SetDown(ifName string) error { return h.setLink(ifName, "down", h.nl.LinkSetDown) }
+
+func (h *Host) setLink(ifName, state string, set func(netlink.Link) error) error {
 	link, err := h.nl.LinkByName(ifName)
 	if err != nil {
 		return fmt.Errorf("find %s on %s: %w", ifName, h.name, err)
 	}
-	if err := h.nl.LinkSetDown(link); err != nil {
-		return fmt.Errorf("set %s down on %s: %w", ifName, h.name, err)
+	if err := set(link); err != nil {
+		return fmt.Errorf("set %s %s on %s: %w", ifName, state, h.name, err)
 	}
 	return nil
 }
@@ -272,22 +265,9 @@ func (h *Host) AddRoute(dst string, via ...string) error {
 		}
 		gws = append(gws, gw)
 	}
-	var pfx netip.Prefix
-	switch dst {
-	case "default":
-		if gws[0].Is6() {
-			pfx = netip.MustParsePrefix("::/0")
-		} else {
-			pfx = netip.MustParsePrefix("0.0.0.0/0")
-		}
-	case "default6":
-		pfx = netip.MustParsePrefix("::/0")
-	default:
-		p, err := netip.ParsePrefix(dst)
-		if err != nil {
-			return fmt.Errorf("route %s on %s: %w", dst, h.name, err)
-		}
-		pfx = p.Masked()
+	pfx, err := routeDst(dst, gws[0].Is6())
+	if err != nil {
+		return fmt.Errorf("route %s on %s: %w", dst, h.name, err)
 	}
 	for _, gw := range gws {
 		if gw.Is6() != pfx.Addr().Is6() {
@@ -311,24 +291,28 @@ func (h *Host) AddRoute(dst string, via ...string) error {
 // DelRoute deletes the main-table route to dst (a prefix, "default" or
 // "default6"). A missing route is not an error.
 func (h *Host) DelRoute(dst string) error {
-	var pfx netip.Prefix
-	switch dst {
-	case "default":
-		pfx = netip.MustParsePrefix("0.0.0.0/0")
-	case "default6":
-		pfx = netip.MustParsePrefix("::/0")
-	default:
-		p, err := netip.ParsePrefix(dst)
-		if err != nil {
-			return fmt.Errorf("delete route %s on %s: %w", dst, h.name, err)
-		}
-		pfx = p.Masked()
+	pfx, err := routeDst(dst, false)
+	if err != nil {
+		return fmt.Errorf("delete route %s on %s: %w", dst, h.name, err)
 	}
 	r := &netlink.Route{Dst: &net.IPNet{IP: pfx.Addr().AsSlice(), Mask: net.CIDRMask(pfx.Bits(), pfx.Addr().BitLen())}}
 	if err := h.nl.RouteDel(r); err != nil && !errors.Is(err, unix.ESRCH) {
 		return fmt.Errorf("delete route %s on %s: %w", dst, h.name, err)
 	}
 	return nil
+}
+
+// routeDst parses a route's destination: a prefix, "default6" (::/0) or
+// "default" (0.0.0.0/0, or ::/0 when v6).
+func routeDst(dst string, v6 bool) (netip.Prefix, error) {
+	switch {
+	case dst == "default6" || dst == "default" && v6:
+		return netip.MustParsePrefix("::/0"), nil
+	case dst == "default":
+		return netip.MustParsePrefix("0.0.0.0/0"), nil
+	}
+	p, err := netip.ParsePrefix(dst)
+	return p.Masked(), err
 }
 
 // KernelRoute is a route of a host's main routing table.

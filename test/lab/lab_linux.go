@@ -259,11 +259,12 @@ func (l *Lab) printLogTails(t testing.TB, lines int) {
 			continue
 		}
 		seen[p.logPath] = true
-		t.Logf("--- %s on %s: last %d lines of %s ---\n%s", p.name, p.host.name, lines, p.logPath, tail(p.Log(), lines))
+		t.Logf("--- %s on %s: last %d lines of %s ---\n%s", p.name, p.host.name, lines, p.logPath, Tail(p.Log(), lines))
 	}
 }
 
-func tail(s string, lines int) string {
+// Tail is the last lines of s (all of it when shorter).
+func Tail(s string, lines int) string {
 	s = strings.TrimRight(s, "\n")
 	idx := len(s)
 	for i := 0; i < lines; i++ {

@@ -413,17 +413,8 @@ func requireBIRD(t *testing.T) {
 
 // frrBGPConf is bgpd's config for one eBGP neighbor.
 func frrBGPConf(as int, routerID, peer string, peerAS int) string {
-	return fmt.Sprintf(`hostname frr
-log stdout informational
-router bgp %d
- bgp router-id %s
- no bgp ebgp-requires-policy
- no bgp network import-check
- neighbor %s remote-as %d
- neighbor %s timers 3 9
- neighbor %s timers connect 5
-!
-`, as, routerID, peer, peerAS, peer, peer)
+	return lab.FRRBGPConf{Hostname: "frr", AS: as, RouterID: routerID,
+		Neighbors: []lab.FRRNeighbor{{Addr: peer, AS: peerAS, Timers: "3 9", ConnectRetry: 5}}}.String()
 }
 
 func TestFRRAndBIRDPeer(t *testing.T) {
@@ -585,23 +576,8 @@ func TestGoBGPdPeersWithFRR(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := gh.StartGoBGPd(`
-[global.config]
-  as = 65003
-  router-id = "198.18.3.2"
-
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "198.18.3.1"
-    peer-as = 65001
-  [neighbors.timers.config]
-    connect-retry = 2
-    hold-time = 9
-    keepalive-interval = 3
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv4-unicast"
-`)
+	g, err := gh.StartGoBGPd(lab.GoBGPConf{AS: 65003, RouterID: "198.18.3.2", Neighbors: []lab.GoBGPNeighbor{
+		{Address: "198.18.3.1", PeerAS: 65001, ConnectRetry: 2, HoldTime: 9, KeepaliveInterval: 3}}}.String())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -293,3 +293,23 @@ func ipPath() string {
 	}
 	return "ip"
 }
+
+// startReady starts a daemon (stopped with a 3 s grace) and waits until
+// ready says it serves; when it does not, the daemon's last log lines are
+// in the error.
+func (h *Host) startReady(name string, argv []string, timeout, interval time.Duration, ready func() error) (*Process, error) {
+	p, err := h.Start(name, argv, StopTimeout(3*time.Second))
+	if err != nil {
+		return nil, err
+	}
+	err = Poll(timeout, interval, func() error {
+		if p.Exited() {
+			return fmt.Errorf("exited: %w", ErrGiveUp)
+		}
+		return ready()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s on %s not ready: %w\n%s", name, h.name, err, Tail(p.Log(), 20))
+	}
+	return p, nil
+}

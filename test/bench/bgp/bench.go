@@ -33,9 +33,9 @@ type bench struct {
 	agent  *lab.Host
 	base   *lab.Host
 	bin    string
+	a      *lab.Agent // on the agent's node
 	conf   string
 	svc    string
-	run    string
 	proc   *lab.Process
 }
 
@@ -106,97 +106,37 @@ func Run(r *report.Report, only ...string) (err error) {
 	return nil
 }
 
+// setup builds the lab: the agent's node (node1) and gobgpd's (node2),
+// each linked to the router, which runs FRR in AS 65000.
 func (b *bench) setup() error {
-	var err error
-	if b.router, err = b.l.Host("router"); err != nil {
+	tp, err := lab.BuildRouted(b.l, lab.RoutedOptions{Nodes: 2, Bin: b.bin})
+	if err != nil {
 		return err
 	}
-	if b.agent, err = b.l.Host("agent"); err != nil {
-		return err
-	}
-	if b.base, err = b.l.Host("gobgpd"); err != nil {
-		return err
-	}
-	if err := b.l.Link(b.router, "agent", []string{agentPeer + "/30", "2001:db8:18:1::1/64"}, b.agent, "eth0", []string{agentAddr + "/30", "2001:db8:18:1::2/64"}); err != nil {
-		return err
-	}
-	if err := b.l.Link(b.router, "gobgpd", []string{basePeer + "/30"}, b.base, "eth0", []string{baseAddr + "/30"}); err != nil {
-		return err
-	}
-	if err := b.router.EnableForwarding(); err != nil {
-		return err
-	}
-	bgpd := fmt.Sprintf(`frr defaults traditional
-hostname router
-router bgp 65000
- bgp router-id 198.18.0.1
- no bgp ebgp-requires-policy
- neighbor %s remote-as 65001
- neighbor %s timers connect 1
- neighbor %s remote-as 65002
- neighbor %s timers connect 1
-!
-`, agentAddr, agentAddr, baseAddr, baseAddr)
-	if b.frr, err = b.router.StartFRR(lab.FRRConfig{Zebra: "hostname router\n", BGPd: bgpd}); err != nil {
-		return err
-	}
-	dir := filepath.Join(b.l.Dir(), "agent")
-	b.conf, b.svc, b.run = filepath.Join(dir, "config"), filepath.Join(dir, "services"), filepath.Join(dir, "run")
-	for _, d := range []string{b.conf, b.svc} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return err
-		}
-	}
-	return nil
+	b.router, b.agent, b.base, b.a = tp.Router, tp.Nodes[0].Host, tp.Nodes[1].Host, tp.Nodes[0].Agent
+	b.conf, b.svc = b.a.ConfigDir, b.a.ServicesDir
+	nbs := tp.FRRNeighbors(65001)
+	nbs[0].IPv6, nbs[1].IPv6, nbs[1].AS = false, false, 65002
+	b.frr, err = tp.StartFRR(lab.FRRBGPConf{AS: 65000, RouterID: "198.18.0.1", Neighbors: nbs}, "")
+	return err
 }
 
 func (b *bench) agentConf(med int) string {
-	return fmt.Sprintf(`[global.config]
-  as = 65001
-[global.apply-policy.config]
-  export-policy-list = ["vips"]
-  default-export-policy = "accept-route"
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = %q
-    peer-as = 65000
-  [neighbors.timers.config]
-    connect-retry = 1
-[[defined-sets.bgp-defined-sets.community-sets]]
-  community-set-name = "gold"
-  community-list = ["65000:100"]
-[[policy-definitions]]
-  name = "vips"
-  [[policy-definitions.statements]]
-    name = "gold"
-    [policy-definitions.statements.conditions.bgp-conditions.match-community-set]
-      community-set = "gold"
-    [policy-definitions.statements.actions]
-      route-disposition = "accept-route"
-    [policy-definitions.statements.actions.bgp-actions]
-      set-med = "%d"
-`, agentPeer, med)
+	return lab.GoBGPConf{AS: 65001, Neighbors: []lab.GoBGPNeighbor{{Address: agentPeer, PeerAS: 65000, ConnectRetry: 1}},
+		Extra: lab.GoBGPPolicy{Name: "vips", Default: "accept-route",
+			CommunitySets: []lab.GoBGPSet{{Name: "gold", Members: []string{"65000:100"}}},
+			Statements:    []lab.GoBGPStatement{{Name: "gold", CommunitySet: "gold", Disposition: "accept-route", SetMED: fmt.Sprint(med)}},
+		}.String()}.String()
 }
 
-func writeAtomic(path, content string) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}
+func writeAtomic(path, content string) error { return lab.WriteFileAtomic(path, content) }
 
 func service(name, communities string, addrs []string) string {
-	ann := fmt.Sprintf("    vipspeaker.io/addresses: %q\n", strings.Join(addrs, ","))
-	if communities != "" {
-		ann += fmt.Sprintf("    vipspeaker.io/communities: %q\n", communities)
-	}
-	return fmt.Sprintf("apiVersion: v1\nkind: Service\nmetadata:\n  name: %s\n  namespace: bench\n  annotations:\n%sspec:\n  type: LoadBalancer\n  ports:\n  - port: 80\n", name, ann)
+	return lab.ServiceFile{Name: name, Namespace: "bench", Addresses: addrs, Communities: communities}.String()
 }
 
 func (b *bench) startAgent() error {
-	p, err := b.agent.Start(fmt.Sprintf("vipspeaker-%d", time.Now().UnixNano()), []string{b.bin, "run",
-		"--config-dir", b.conf, "--services-dir", b.svc, "--run-dir", b.run, "--node-name", "agent", "--log-level", "debug"})
+	p, err := b.a.Start()
 	if err != nil {
 		return err
 	}
@@ -252,16 +192,8 @@ func (b *bench) vipLatency(r *report.Report) error {
 	}
 
 	// baseline: gobgpd fed by its CLI
-	g, err := b.base.StartGoBGPd(fmt.Sprintf(`[global.config]
-  as = 65002
-  router-id = %q
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = %q
-    peer-as = 65000
-  [neighbors.timers.config]
-    connect-retry = 1
-`, baseAddr, basePeer), lab.GoBGPdOptions{LogLevel: "warn"})
+	g, err := b.base.StartGoBGPd(lab.GoBGPConf{AS: 65002, RouterID: baseAddr,
+		Neighbors: []lab.GoBGPNeighbor{{Address: basePeer, PeerAS: 65000, ConnectRetry: 1}}}.String(), lab.GoBGPdOptions{LogLevel: "warn"})
 	if err != nil {
 		return err
 	}
@@ -297,32 +229,17 @@ func (b *bench) vipLatency(r *report.Report) error {
 	return g.Stop()
 }
 
-type frrNeighbor struct {
-	State       string `json:"bgpState"`
-	Established int    `json:"connectionsEstablished"`
-}
-
-func (b *bench) neighbor(addr string) (frrNeighbor, error) {
-	var doc map[string]frrNeighbor
-	if err := b.frr.VtyshJSON("show bgp neighbors "+addr+" json", &doc); err != nil {
-		return frrNeighbor{}, err
-	}
-	return doc[addr], nil
-}
+func (b *bench) neighbor(addr string) (lab.Session, error) { return b.frr.Session(addr) }
 
 func (b *bench) med(prefix string) (int, error) {
-	var doc struct {
-		Paths []struct {
-			Metric int `json:"metric"`
-		} `json:"paths"`
-	}
-	if err := b.frr.VtyshJSON("show bgp ipv4 unicast "+prefix+" json", &doc); err != nil {
+	ps, err := b.frr.PrefixPaths("ipv4", prefix)
+	if err != nil {
 		return 0, err
 	}
-	if len(doc.Paths) == 0 {
+	if len(ps) == 0 {
 		return 0, fmt.Errorf("no path to %s", prefix)
 	}
-	return doc.Paths[0].Metric, nil
+	return ps[0].MED, nil
 }
 
 func (b *bench) policyLatency(r *report.Report) error {

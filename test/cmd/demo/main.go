@@ -67,7 +67,7 @@ func up() error {
 		// Say what the agents said before everything is removed.
 		for _, p := range l.Processes() {
 			if strings.HasPrefix(p.Name(), "vipspeaker") {
-				fmt.Fprintf(os.Stderr, "--- %s on %s (%s) ---\n%s\n", p.Name(), p.Host().Name(), p.LogPath(), lastLines(p.Log(), 20))
+				fmt.Fprintf(os.Stderr, "--- %s on %s (%s) ---\n%s\n", p.Name(), p.Host().Name(), p.LogPath(), lab.Tail(p.Log(), 20))
 			}
 		}
 		_ = lab.Teardown(labName, stateDir)
@@ -75,50 +75,24 @@ func up() error {
 	}
 
 	step("Building the lab: one router, two nodes and a client, each a network namespace")
-	hosts := map[string]*lab.Host{}
-	for _, n := range []string{"router", "node1", "node2", "client"} {
-		h, err := l.Host(n)
-		if err != nil {
-			return fail(err)
-		}
-		hosts[n] = h
-	}
-	r := hosts["router"]
-	links := []struct {
-		h          *lab.Host
-		ifn, rIf   string
-		addr, rAdr []string
-	}{
-		{hosts["client"], "eth0", "client", []string{"198.18.0.2/24", "2001:db8:18::2/64"}, []string{"198.18.0.1/24", "2001:db8:18::1/64"}},
-		{hosts["node1"], "eth0", "node1", []string{"198.18.1.2/24", "2001:db8:18:1::2/64"}, []string{"198.18.1.1/24", "2001:db8:18:1::1/64"}},
-		{hosts["node2"], "eth0", "node2", []string{"198.18.2.2/24", "2001:db8:18:2::2/64"}, []string{"198.18.2.1/24", "2001:db8:18:2::1/64"}},
-	}
-	for _, k := range links {
-		if err := l.Link(k.h, k.ifn, k.addr, r, k.rIf, k.rAdr); err != nil {
-			return fail(err)
-		}
-		gw4 := strings.Split(k.rAdr[0], "/")[0]
-		gw6 := strings.Split(k.rAdr[1], "/")[0]
-		if err := k.h.AddRoute("default", gw4); err != nil {
-			return fail(err)
-		}
-		if err := k.h.AddRoute("default6", gw6); err != nil {
-			return fail(err)
-		}
-		say("    %-7s %s, %s  <->  router %s", k.h.Name(), k.addr[0], k.addr[1], k.rAdr[0])
-	}
-	if err := r.EnableForwarding(); err != nil {
+	tp, err := lab.BuildRouted(l, lab.RoutedOptions{Nodes: 2, Client: true, Bin: bin})
+	if err != nil {
 		return fail(err)
+	}
+	r := tp.Router
+	say("    %-7s %s, %s  <->  router %s", "client", "198.18.0.2/24", "2001:db8:18::2/64", "198.18.0.1")
+	for _, n := range tp.Nodes {
+		say("    %-7s %s/30, %s/64  <->  router %s", n.Host.Name(), n.Addr4, n.Addr6, n.Peer4)
 	}
 
 	step("Starting FRR on the router: bgpd peers with both nodes (AS 65000 <-> AS 65001)")
 	if err := lab.HaveFRR(); err != nil {
 		return fail(fmt.Errorf("the demo router runs FRR: %w", err))
 	}
-	frr, err := r.StartFRR(lab.FRRConfig{
-		Zebra: "hostname router\nlog stdout informational\n",
-		BGPd:  routerBGPd,
-	})
+	// One eBGP session per node carrying IPv4 and IPv6, graceful restart,
+	// and ECMP over both nodes.
+	frr, err := tp.StartFRR(lab.FRRBGPConf{AS: 65000, RouterID: "198.18.0.1", Global: []string{"bgp graceful-restart"},
+		MaximumPaths: 8, Neighbors: tp.FRRNeighbors(65001)}, "")
 	if err != nil {
 		return fail(err)
 	}
@@ -126,43 +100,38 @@ func up() error {
 
 	step("Starting `vipspeaker run` on node1 and node2 (standalone mode, embedded GoBGP)")
 	svcDir := filepath.Join(root, "deploy", "examples", "services")
-	for _, n := range []string{"node1", "node2"} {
-		cfgDir := filepath.Join(stateDir, "config-"+n)
-		if err := os.MkdirAll(cfgDir, 0o755); err != nil {
-			return fail(err)
+	toml, err := os.ReadFile(filepath.Join(root, "deploy", "examples", "demo", "vipspeaker.toml"))
+	if err != nil {
+		return fail(err)
+	}
+	for _, n := range tp.Nodes {
+		// gobgp.conf: AS 65001, the router as its one neighbor, IPv4 and
+		// IPv6, graceful restart; no router-id, so the node's own address.
+		nb := n.RouterGoBGP()
+		nb.GracefulRestart = true
+		n.ServicesDir, n.LogLevel = svcDir, "info"
+		for _, f := range [][2]string{{"vipspeaker.toml", string(toml)}, {"gobgp.conf", lab.GoBGPConf{AS: 65001, Neighbors: []lab.GoBGPNeighbor{nb}}.String()}} {
+			if err := n.WriteConfig(f[0], f[1]); err != nil {
+				return fail(err)
+			}
 		}
-		toml, err := os.ReadFile(filepath.Join(root, "deploy", "examples", "demo", "vipspeaker.toml"))
+		p, err := n.Start()
 		if err != nil {
 			return fail(err)
 		}
-		if err := os.WriteFile(filepath.Join(cfgDir, "vipspeaker.toml"), toml, 0o644); err != nil {
-			return fail(err)
-		}
-		peer := map[string]string{"node1": "198.18.1.1", "node2": "198.18.2.1"}[n]
-		conf := fmt.Sprintf(nodeGoBGPConf, peer)
-		if err := os.WriteFile(filepath.Join(cfgDir, "gobgp.conf"), []byte(conf), 0o644); err != nil {
-			return fail(err)
-		}
-		runDir := filepath.Join(stateDir, "run-"+n)
-		argv := []string{bin, "run", "--services-dir", svcDir, "--config-dir", cfgDir,
-			"--node-name", n, "--run-dir", runDir}
-		p, err := hosts[n].Start("vipspeaker", argv)
-		if err != nil {
-			return fail(err)
-		}
-		say("    %s: vipspeaker %s\n           log: %s", n, strings.Join(argv[1:], " "), p.LogPath())
+		say("    %s: vipspeaker %s\n           log: %s", n.Host.Name(), strings.Join(n.Args()[1:], " "), p.LogPath())
 	}
 	say("    Both read the Services in %s:", svcDir)
 	entries, _ := os.ReadDir(svcDir)
 	for _, e := range entries {
 		say("      - %s", e.Name())
 	}
-	say("    and peer with the router as gobgp.conf in %s/config-nodeN says.", stateDir)
+	say("    and peer with the router as gobgp.conf in %s/nodeN/config says.", l.Dir())
 
 	step("The VIPs on each node's kube-lb0 (the kernel is vipspeaker's source of truth)")
 	vips := []string{"203.0.113.10", "203.0.113.11", "2001:db8:100::10"}
-	for _, n := range []string{"node1", "node2"} {
-		h := hosts[n]
+	for _, node := range tp.Nodes {
+		h, n := node.Host, node.Host.Name()
 		err := lab.Poll(15*time.Second, 100*time.Millisecond, func() error {
 			out, err := h.Run(context.Background(), "ip", "-br", "addr", "show", "dev", "kube-lb0")
 			if err != nil {
@@ -216,7 +185,7 @@ func up() error {
 	step("The client reaches every VIP")
 	var errs []error
 	for _, v := range vips {
-		if err := hosts["client"].Ping(v); err != nil {
+		if err := tp.Client.Ping(v); err != nil {
 			errs = append(errs, err)
 			say("    client$ ping %s  -> FAILED: %v", v, err)
 			continue
@@ -238,7 +207,7 @@ func up() error {
 
     Try it:
       ip netns exec %[1]s-client ping 203.0.113.10
-      ip netns exec %[1]s-node1 bin/vipspeaker status --run-dir %[2]s/run-node1
+      ip netns exec %[1]s-node1 bin/vipspeaker status --run-dir %[2]s/node1/run
       ip netns exec %[1]s-node1 ip addr del 203.0.113.10/32 dev kube-lb0   # vipspeaker puts it back at once
       ip netns exec %[1]s-router vtysh -N %[1]s-router -c 'show bgp ipv4 unicast'
       edit or remove a file in deploy/examples/services/ and watch the router follow
@@ -254,67 +223,4 @@ func indent(s string) string {
 		b.WriteString("      " + line + "\n")
 	}
 	return strings.TrimRight(b.String(), "\n")
-}
-
-// routerBGPd is the demo router's bgpd: one eBGP session per node carrying
-// IPv4 and IPv6, graceful restart, and ECMP over both nodes.
-const routerBGPd = `frr defaults traditional
-hostname router
-log stdout informational
-!
-router bgp 65000
- bgp router-id 198.18.0.1
- no bgp ebgp-requires-policy
- bgp graceful-restart
- neighbor 198.18.1.2 remote-as 65001
- neighbor 198.18.1.2 timers connect 1
- neighbor 198.18.2.2 remote-as 65001
- neighbor 198.18.2.2 timers connect 1
- address-family ipv4 unicast
-  maximum-paths 8
- exit-address-family
- address-family ipv6 unicast
-  maximum-paths 8
-  neighbor 198.18.1.2 activate
-  neighbor 198.18.2.2 activate
- exit-address-family
-!
-`
-
-// nodeGoBGPConf is a node's gobgp.conf (GoBGP's own TOML): AS 65001, the
-// router as its one neighbor (%s), IPv4 and IPv6, graceful restart. No
-// router-id: the node's own address is used.
-const nodeGoBGPConf = `[global.config]
-  as = 65001
-
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "%s"
-    peer-as = 65000
-  [neighbors.timers.config]
-    connect-retry = 1
-    hold-time = 9
-    keepalive-interval = 3
-    idle-hold-time-after-reset = 1
-  [neighbors.graceful-restart.config]
-    enabled = true
-    restart-time = 30
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv4-unicast"
-    [neighbors.afi-safis.mp-graceful-restart.config]
-      enabled = true
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv6-unicast"
-    [neighbors.afi-safis.mp-graceful-restart.config]
-      enabled = true
-`
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

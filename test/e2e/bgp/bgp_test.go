@@ -25,9 +25,9 @@ func TestVIPReachesAndLeavesRouterKernel(t *testing.T) {
 	n.start(t)
 	tp.waitEstablished(t, n)
 
-	tp.waitKernelRoute(t, "203.0.113.10/32", n.addr4)
+	tp.waitKernelRoute(t, "203.0.113.10/32", n.Addr4)
 	// a real IPv6 next hop of the node, not ::ffff:198.18.1.2
-	tp.waitKernelRoute(t, "2001:db8:100::10/128", n.addr6)
+	tp.waitKernelRoute(t, "2001:db8:100::10/128", n.Addr6)
 	paths, err := tp.frrPaths("ipv4", "203.0.113.10/32")
 	if err != nil || len(paths) != 1 || paths[0].ASPath != "65001" {
 		t.Fatalf("FRR's path to 203.0.113.10: %+v, %v; want one path with AS path 65001", paths, err)
@@ -36,7 +36,7 @@ func TestVIPReachesAndLeavesRouterKernel(t *testing.T) {
 	// a second Service adds one more VIP; removing the first takes both of
 	// its VIPs away and leaves the other
 	n.service(t, "dns", "", "203.0.113.11")
-	tp.waitKernelRoute(t, "203.0.113.11/32", n.addr4)
+	tp.waitKernelRoute(t, "203.0.113.11/32", n.Addr4)
 	n.removeService(t, "web")
 	tp.waitNoKernelRoute(t, "203.0.113.10/32")
 	tp.waitNoKernelRoute(t, "2001:db8:100::10/128")
@@ -46,7 +46,7 @@ func TestVIPReachesAndLeavesRouterKernel(t *testing.T) {
 
 	// the stock gobgp CLI works on the node's socket
 	if _, cli, err := lab.GoBGPBinaries(); err == nil {
-		out := runCtx(t, n.h, cli, "--target", "unix://"+n.runDir+"/gobgp.sock", "global", "rib")
+		out := runCtx(t, n.Host, cli, "--target", "unix://"+n.RunDir+"/gobgp.sock", "global", "rib")
 		if !strings.Contains(out, "203.0.113.11/32") {
 			t.Errorf("gobgp CLI on the node's socket does not show the VIP:\n%s", out)
 		}
@@ -55,27 +55,15 @@ func TestVIPReachesAndLeavesRouterKernel(t *testing.T) {
 	}
 }
 
-const communityPolicy = `
-[global.apply-policy.config]
-  export-policy-list = ["vips"]
-  default-export-policy = "accept-route"
-
-[[defined-sets.bgp-defined-sets.community-sets]]
-  community-set-name = "gold"
-  community-list = ["65000:100"]
-
-[[policy-definitions]]
-  name = "vips"
-  [[policy-definitions.statements]]
-    name = "gold"
-    [policy-definitions.statements.conditions.bgp-conditions.match-community-set]
-      community-set = "gold"
-      match-set-options = "any"
-    [policy-definitions.statements.actions]
-      route-disposition = "accept-route"
-    [policy-definitions.statements.actions.bgp-actions]
-      set-med = "%d"
-%s`
+// communityPolicy exports every VIP, setting MED med on those with
+// community 65000:100 ("gold"); extra goes at the statement's end.
+func communityPolicy(med int, extra string) string {
+	return "\n" + lab.GoBGPPolicy{Name: "vips", Default: "accept-route",
+		CommunitySets: []lab.GoBGPSet{{Name: "gold", Members: []string{"65000:100"}}},
+		Statements: []lab.GoBGPStatement{{Name: "gold", CommunitySet: "gold", MatchOptions: "any", Disposition: "accept-route",
+			SetMED: fmt.Sprint(med), Extra: extra}},
+	}.String()
+}
 
 // A community from the Service annotation is matched by a policy in
 // gobgp.conf; changing the policy reaches FRR with the session untouched.
@@ -84,12 +72,12 @@ func TestPolicyReloadWithoutSessionReset(t *testing.T) {
 	tp := newTopo(t, 1)
 	n := tp.nodes[0]
 	tp.startFRR(t, nil, ebgp, "")
-	n.writeConf(t, n.gobgpConf(65001, "", fmt.Sprintf(communityPolicy, 50, ""), false))
+	n.writeConf(t, n.gobgpConf(65001, "", communityPolicy(50, ""), false))
 	n.service(t, "gold", "65000:100", "203.0.113.10")
 	n.service(t, "plain", "", "203.0.113.11")
 	n.start(t)
 	tp.waitEstablished(t, n)
-	tp.waitKernelRoute(t, "203.0.113.10/32", n.addr4)
+	tp.waitKernelRoute(t, "203.0.113.10/32", n.Addr4)
 
 	want := func(prefix string, ok func(frrPath) bool, what string) {
 		t.Helper()
@@ -110,7 +98,7 @@ func TestPolicyReloadWithoutSessionReset(t *testing.T) {
 
 	// new MED and an AS-path prepend, by reload
 	start := time.Now()
-	n.writeConf(t, n.gobgpConf(65001, "", fmt.Sprintf(communityPolicy, 70, `      [policy-definitions.statements.actions.bgp-actions.set-as-path-prepend]
+	n.writeConf(t, n.gobgpConf(65001, "", communityPolicy(70, `      [policy-definitions.statements.actions.bgp-actions.set-as-path-prepend]
         as = "65001"
         repeat-n = 2
 `), false))
@@ -132,7 +120,7 @@ func TestBadConfigRejectedSessionUnchanged(t *testing.T) {
 	tp := newTopo(t, 1)
 	n := tp.nodes[0]
 	tp.startFRR(t, nil, ebgp, "")
-	good := n.gobgpConf(65001, "", fmt.Sprintf(communityPolicy, 50, ""), false)
+	good := n.gobgpConf(65001, "", communityPolicy(50, ""), false)
 	n.writeConf(t, good)
 	n.service(t, "gold", "65000:100", "203.0.113.10")
 	n.start(t)
@@ -165,7 +153,7 @@ func TestBadConfigRejectedSessionUnchanged(t *testing.T) {
 			fmt.Sprintf(`gobgp.conf:%d: community-set \"silver\" is not defined`, line(`community-set = "gold"`))},
 		{"undefined policy", strings.Replace(good, `export-policy-list = ["vips"]`, `export-policy-list = ["vipz"]`, 1),
 			fmt.Sprintf(`gobgp.conf:%d: policy \"vipz\" is not defined`, line(`export-policy-list`))},
-		{"invalid address", strings.Replace(good, n.peer4, "198.18.1.256", 1),
+		{"invalid address", strings.Replace(good, n.Peer4, "198.18.1.256", 1),
 			fmt.Sprintf("gobgp.conf:%d: ", line("neighbor-address"))},
 		{"AS 0", strings.Replace(good, "as = 65001", "as = 0", 1),
 			fmt.Sprintf("gobgp.conf:%d: global.config.as: AS 0", line("as = 65001"))},
@@ -211,7 +199,7 @@ func (tp *topo) watchKernel(prefixes ...string) *kernelWatch {
 		tick := time.NewTicker(10 * time.Millisecond)
 		defer tick.Stop()
 		for {
-			rs, err := tp.router.KernelRoutes()
+			rs, err := tp.Router.KernelRoutes()
 			if err == nil {
 				have := map[string]bool{}
 				for _, r := range rs {
@@ -284,25 +272,25 @@ func freezeBoth(t testing.TB, tp *topo, fast, slow *node) (bfd, hold time.Durati
 	t.Helper()
 	tp.waitEstablished(t, fast)
 	tp.waitEstablished(t, slow)
-	tp.waitKernelRoute(t, "203.0.113.10/32", fast.addr4)
-	tp.waitKernelRoute(t, "203.0.113.11/32", slow.addr4)
+	tp.waitKernelRoute(t, "203.0.113.10/32", fast.Addr4)
+	tp.waitKernelRoute(t, "203.0.113.11/32", slow.Addr4)
 	lab.Eventually(t, 20*time.Second, 50*time.Millisecond, func() error {
-		out, err := tp.frr.Vtysh("show bfd peers brief")
-		if err != nil || !strings.Contains(out, fast.addr4) || !strings.Contains(strings.ToLower(out), "up") {
-			return fmt.Errorf("BFD session with %s not up at FRR:\n%s %v", fast.addr4, out, err)
+		out, err := tp.FRR.Vtysh("show bfd peers brief")
+		if err != nil || !strings.Contains(out, fast.Addr4) || !strings.Contains(strings.ToLower(out), "up") {
+			return fmt.Errorf("BFD session with %s not up at FRR:\n%s %v", fast.Addr4, out, err)
 		}
 		return nil
 	})
 
 	w := tp.watchKernel("203.0.113.10/32", "203.0.113.11/32")
 	for _, n := range []*node{fast, slow} {
-		if err := n.agent.Signal(syscall.SIGSTOP); err != nil {
+		if err := n.Proc.Signal(syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
 		}
 	}
 	defer func() {
 		for _, n := range []*node{fast, slow} {
-			_ = n.agent.Signal(syscall.SIGCONT)
+			_ = n.Proc.Signal(syscall.SIGCONT)
 		}
 	}()
 	lab.Eventually(t, 8*time.Second, 50*time.Millisecond, func() error {
@@ -317,14 +305,8 @@ func freezeBoth(t testing.TB, tp *topo, fast, slow *node) (bfd, hold time.Durati
 	return gone["203.0.113.10/32"], gone["203.0.113.11/32"]
 }
 
-const fastBFD = `bfd
- profile fast
-  receive-interval 100
-  transmit-interval 100
-  detect-multiplier 3
- !
-!
-`
+// fastBFD is bfdd's profile "fast": 100 ms × 3.
+const fastBFD = lab.FRRFastBFD
 
 // A frozen agent (SIGSTOP) is noticed by BFD: FRR drops its route in well
 // under a second. Measured in the same test: a second node without BFD,
@@ -377,12 +359,12 @@ func TestGracefulRestartKill9KeepsRoute(t *testing.T) {
 	n.service(t, "web", "", "203.0.113.10", "2001:db8:100::10")
 	n.start(t)
 	tp.waitEstablished(t, n)
-	tp.waitKernelRoute(t, "203.0.113.10/32", n.addr4)
-	tp.waitKernelRoute(t, "2001:db8:100::10/128", n.addr6)
+	tp.waitKernelRoute(t, "203.0.113.10/32", n.Addr4)
+	tp.waitKernelRoute(t, "2001:db8:100::10/128", n.Addr6)
 	before := tp.session(t, n)
 
 	w := tp.watchKernel("203.0.113.10/32", "2001:db8:100::10/128")
-	if err := n.agent.Kill(); err != nil {
+	if err := n.Proc.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	// FRR notices the dead session (the kernel closed the socket) and keeps
@@ -426,7 +408,7 @@ func TestTwoNodesGiveECMP(t *testing.T) {
 		n.service(t, "web", "", "203.0.113.10")
 		n.start(t)
 	}
-	tp.waitKernelRoute(t, "203.0.113.10/32", tp.nodes[0].addr4, tp.nodes[1].addr4)
+	tp.waitKernelRoute(t, "203.0.113.10/32", tp.nodes[0].Addr4, tp.nodes[1].Addr4)
 	tp.nodes[1].removeService(t, "web")
-	tp.waitKernelRoute(t, "203.0.113.10/32", tp.nodes[0].addr4)
+	tp.waitKernelRoute(t, "203.0.113.10/32", tp.nodes[0].Addr4)
 }

@@ -24,59 +24,27 @@ func TestIBGPOverIPv4AndIPv6Sessions(t *testing.T) {
 	n := tp.nodes[0]
 	tp.startFRR(t, nil, func(n *node) frrNeighbor {
 		return frrNeighbor{as: 65000,
-			extra:   []string{"neighbor " + n.addr6 + " remote-as 65000", "neighbor " + n.addr6 + " timers connect 1"},
-			v6Extra: []string{"no neighbor %[1]s activate", "neighbor " + n.addr6 + " activate"},
+			extra:   []string{"neighbor " + n.Addr6 + " remote-as 65000", "neighbor " + n.Addr6 + " timers connect 1"},
+			v6Extra: []string{"no neighbor %[1]s activate", "neighbor " + n.Addr6 + " activate"},
 		}
 	}, "")
-	n.writeConf(t, fmt.Sprintf(`[global.config]
-  as = 65000
-
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = %q
-    peer-as = 65000
-  [neighbors.timers.config]
-    connect-retry = 1
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv4-unicast"
-
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = %q
-    peer-as = 65000
-  [neighbors.timers.config]
-    connect-retry = 1
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv6-unicast"
-
-[global.apply-policy.config]
-  export-policy-list = ["pref"]
-  default-export-policy = "accept-route"
-[[defined-sets.bgp-defined-sets.community-sets]]
-  community-set-name = "preferred"
-  community-list = ["65000:200"]
-[[policy-definitions]]
-  name = "pref"
-  [[policy-definitions.statements]]
-    [policy-definitions.statements.conditions.bgp-conditions.match-community-set]
-      community-set = "preferred"
-    [policy-definitions.statements.actions]
-      route-disposition = "accept-route"
-    [policy-definitions.statements.actions.bgp-actions]
-      set-local-pref = 200
-`, n.peer4, n.peer6))
+	n.writeConf(t, lab.GoBGPConf{AS: 65000, Neighbors: []lab.GoBGPNeighbor{
+		{Address: n.Peer4, PeerAS: 65000, ConnectRetry: 1},
+		{Address: n.Peer6, PeerAS: 65000, ConnectRetry: 1, Families: []string{"ipv6-unicast"}},
+	}, Extra: lab.GoBGPPolicy{Name: "pref", Default: "accept-route",
+		CommunitySets: []lab.GoBGPSet{{Name: "preferred", Members: []string{"65000:200"}}},
+		Statements:    []lab.GoBGPStatement{{CommunitySet: "preferred", Disposition: "accept-route", SetLocalPref: 200}},
+	}.String()}.String())
 	n.service(t, "web", "", "203.0.113.10", "2001:db8:100::10")
 	n.service(t, "api", "65000:200", "203.0.113.20")
 	n.start(t)
-	for _, a := range []string{n.addr4, n.addr6} {
-		if err := tp.frr.WaitEstablished(a, 30*time.Second); err != nil {
+	for _, a := range []string{n.Addr4, n.Addr6} {
+		if err := tp.FRR.WaitEstablished(a, 30*time.Second); err != nil {
 			t.Fatal(err)
 		}
 	}
-	tp.waitKernelRoute(t, "203.0.113.10/32", n.addr4)
-	tp.waitKernelRoute(t, "2001:db8:100::10/128", n.addr6)
+	tp.waitKernelRoute(t, "203.0.113.10/32", n.Addr4)
+	tp.waitKernelRoute(t, "2001:db8:100::10/128", n.Addr6)
 	ps, err := tp.frrPaths("ipv4", "203.0.113.10/32")
 	if err != nil || len(ps) != 1 || ps[0].LocalPref != 100 || (ps[0].ASPath != "" && ps[0].ASPath != "Local") {
 		t.Fatalf("iBGP path at FRR: %+v %v; want local-pref 100 and an empty AS path", ps, err)
@@ -97,7 +65,7 @@ func TestMultihopWithMD5PasswordFile(t *testing.T) {
 	t.Parallel()
 	tp := newTopo(t, 1)
 	n := tp.nodes[0]
-	if err := tp.router.AddAddr("lo", "198.18.255.1/32"); err != nil {
+	if err := tp.Router.AddAddr("lo", "198.18.255.1/32"); err != nil {
 		t.Fatal(err)
 	}
 	tp.startFRR(t, nil, func(n *node) frrNeighbor {
@@ -107,20 +75,20 @@ func TestMultihopWithMD5PasswordFile(t *testing.T) {
 			"neighbor %[1]s password s3cret-pw",
 		}}
 	}, "")
-	secret := filepath.Join(tp.l.Dir(), "bgp-password")
+	secret := filepath.Join(tp.Lab.Dir(), "bgp-password")
 	if err := os.WriteFile(secret, []byte("s3cret-pw\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	conf := strings.Replace(n.gobgpConf(65001, "  [neighbors.ebgp-multihop.config]\n    enabled = true\n    multihop-ttl = 2\n", "", false),
 		"peer-as = 65000\n", fmt.Sprintf("peer-as = 65000\n    auth-password = %q\n", secret), 1)
-	conf = strings.Replace(conf, n.peer4, "198.18.255.1", 1)
+	conf = strings.Replace(conf, n.Peer4, "198.18.255.1", 1)
 	n.writeConf(t, conf)
 	n.service(t, "web", "", "203.0.113.10")
 	n.start(t)
-	if err := tp.frr.WaitEstablished(n.addr4, 30*time.Second); err != nil {
+	if err := tp.FRR.WaitEstablished(n.Addr4, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	tp.waitKernelRoute(t, "203.0.113.10/32", n.addr4)
+	tp.waitKernelRoute(t, "203.0.113.10/32", n.Addr4)
 
 	// the password matters: a wrong one in the file, after a reload, takes
 	// the session down (the session parameters changed, so it is reset)
@@ -142,8 +110,8 @@ func TestPolicyPrefixSetAndNeighborSetAtFRRAndBIRD(t *testing.T) {
 	}
 	tp := newTopo(t, 1)
 	n := tp.nodes[0]
-	bh := tp.l.MustHost("bird")
-	tp.l.MustLink(bh, "eth0", []string{"198.18.101.1/30"}, n.h, "eth1", []string{"198.18.101.2/30"})
+	bh := tp.Lab.MustHost("bird")
+	tp.Lab.MustLink(bh, "eth0", []string{"198.18.101.1/30"}, n.Host, "eth1", []string{"198.18.101.2/30"})
 	bird, err := bh.StartBIRD(`router id 198.18.101.1;
 protocol device {}
 protocol bgp node1 {
@@ -157,53 +125,27 @@ protocol bgp node1 {
 		t.Fatal(err)
 	}
 	tp.startFRR(t, nil, ebgp, "")
-	policy := `
-[global.apply-policy.config]
-  export-policy-list = ["vips"]
-  default-export-policy = "accept-route"
-
-[[defined-sets.prefix-sets]]
-  prefix-set-name = "ours"
-  [[defined-sets.prefix-sets.prefix-list]]
-    ip-prefix = "203.0.113.0/24"
-    masklength-range = "32..32"
-
-[[defined-sets.neighbor-sets]]
-  neighbor-set-name = "bird"
-  neighbor-info-list = ["198.18.101.1"]
-
-[[policy-definitions]]
-  name = "vips"
-  [[policy-definitions.statements]]
-    name = "not-ours"
-    [policy-definitions.statements.conditions.match-prefix-set]
-      prefix-set = "ours"
-      match-set-options = "invert"
-    [policy-definitions.statements.actions]
-      route-disposition = "reject-route"
-  [[policy-definitions.statements]]
-    name = "no-bird"
-    [policy-definitions.statements.conditions.match-neighbor-set]
-      neighbor-set = "%s"
-    [policy-definitions.statements.actions]
-      route-disposition = "reject-route"
-`
-	birdNeighbor := `
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "198.18.101.1"
-    peer-as = 65100
-  [neighbors.timers.config]
-    connect-retry = 1
-`
-	n.writeConf(t, n.gobgpConf(65001, "", birdNeighbor+fmt.Sprintf(policy, "bird"), false))
+	// policy rejects VIPs outside 203.0.113.0/24 and every VIP to the
+	// peers of neighbor set nset ("bird": 198.18.101.1).
+	policy := func(nset string) string {
+		return "\n" + lab.GoBGPPolicy{Name: "vips", Default: "accept-route",
+			PrefixSets:   []lab.GoBGPPrefixSet{{Name: "ours", Prefix: "203.0.113.0/24", MaskRange: "32..32"}},
+			NeighborSets: []lab.GoBGPSet{{Name: "bird", Members: []string{"198.18.101.1"}}},
+			Statements: []lab.GoBGPStatement{
+				{Name: "not-ours", PrefixSet: "ours", MatchOptions: "invert", Disposition: "reject-route"},
+				{Name: "no-bird", NeighborSet: nset, Disposition: "reject-route"},
+			},
+		}.String()
+	}
+	birdNeighbor := "\n" + lab.GoBGPNeighbor{Address: "198.18.101.1", PeerAS: 65100, ConnectRetry: 1}.String()
+	n.writeConf(t, n.gobgpConf(65001, "", birdNeighbor+policy("bird"), false))
 	n.service(t, "web", "", "203.0.113.10", "198.51.100.10")
 	n.start(t)
 	tp.waitEstablished(t, n)
 	if err := bird.WaitEstablished("node1", 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	tp.waitKernelRoute(t, "203.0.113.10/32", n.addr4)
+	tp.waitKernelRoute(t, "203.0.113.10/32", n.Addr4)
 	time.Sleep(time.Second)
 	if _, ok := tp.kernelRoute("198.51.100.10/32"); ok {
 		t.Error("198.51.100.10 (outside the prefix-set) reached FRR")
@@ -214,7 +156,7 @@ protocol bgp node1 {
 
 	// the same policy with the neighbor-set renamed to an empty one: BIRD
 	// now receives 203.0.113.10 (and still not 198.51.100.10), by reload
-	n.writeConf(t, n.gobgpConf(65001, "", birdNeighbor+fmt.Sprintf(policy, "nobody")+`
+	n.writeConf(t, n.gobgpConf(65001, "", birdNeighbor+policy("nobody")+`
 [[defined-sets.neighbor-sets]]
   neighbor-set-name = "nobody"
   neighbor-info-list = ["198.18.200.1"]
@@ -243,8 +185,8 @@ func TestNeighborChangesOneByOne(t *testing.T) {
 	n := tp.nodes[0]
 	tp.startFRR(t, nil, func(n *node) frrNeighbor {
 		return frrNeighbor{as: 65001,
-			extra:   []string{"neighbor " + n.addr6 + " remote-as 65001", "neighbor " + n.addr6 + " timers connect 1"},
-			v6Extra: []string{"neighbor " + n.addr6 + " activate"},
+			extra:   []string{"neighbor " + n.Addr6 + " remote-as 65001", "neighbor " + n.Addr6 + " timers connect 1"},
+			v6Extra: []string{"neighbor " + n.Addr6 + " activate"},
 		}
 	}, "")
 	v6Neighbor := fmt.Sprintf(`
@@ -255,7 +197,7 @@ func TestNeighborChangesOneByOne(t *testing.T) {
 %%s  [neighbors.timers.config]
     connect-retry = 1
     idle-hold-time-after-reset = 1
-`, n.peer6)
+`, n.Peer6)
 	both := func(extra string) string {
 		c := n.gobgpConf(65001, "", fmt.Sprintf(v6Neighbor, extra), false)
 		return strings.Replace(c, "peer-as = 65000\n", "peer-as = 65000\n"+extra, 1)
@@ -263,37 +205,37 @@ func TestNeighborChangesOneByOne(t *testing.T) {
 	n.writeConf(t, both(""))
 	n.service(t, "web", "", "203.0.113.10")
 	n.start(t)
-	for _, a := range []string{n.addr4, n.addr6} {
-		if err := tp.frr.WaitEstablished(a, 30*time.Second); err != nil {
+	for _, a := range []string{n.Addr4, n.Addr6} {
+		if err := tp.FRR.WaitEstablished(a, 30*time.Second); err != nil {
 			t.Fatal(err)
 		}
 	}
-	v4 := tp.sessionAt(t, n.addr4)
+	v4 := tp.sessionAt(t, n.Addr4)
 
 	// remove the IPv6 neighbor
 	n.writeConf(t, n.gobgpConf(65001, "", "", false))
 	lab.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
-		if s := tp.sessionAt(t, n.addr6); s.State == "Established" {
+		if s := tp.sessionAt(t, n.Addr6); s.State == "Established" {
 			return fmt.Errorf("IPv6 session still up")
 		}
 		return nil
 	})
-	if s := tp.sessionAt(t, n.addr4); s != v4 {
+	if s := tp.sessionAt(t, n.Addr4); s != v4 {
 		t.Fatalf("removing the other neighbor touched the IPv4 session: %+v → %+v", v4, s)
 	}
 	// add it back
 	n.writeConf(t, both(""))
-	if err := tp.frr.WaitEstablished(n.addr6, 30*time.Second); err != nil {
+	if err := tp.FRR.WaitEstablished(n.Addr6, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if s := tp.sessionAt(t, n.addr4); s != v4 {
+	if s := tp.sessionAt(t, n.Addr4); s != v4 {
 		t.Fatalf("adding the other neighbor touched the IPv4 session: %+v → %+v", v4, s)
 	}
 	// shut both down in one change: both go (GoBGP's own UpdateConfig
 	// would apply only the first changed neighbor)
 	n.writeConf(t, both("    admin-down = true\n"))
 	lab.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
-		for _, a := range []string{n.addr4, n.addr6} {
+		for _, a := range []string{n.Addr4, n.Addr6} {
 			if s := tp.sessionAt(t, a); s.State == "Established" {
 				return fmt.Errorf("session %s still up", a)
 			}
@@ -306,7 +248,7 @@ func TestNeighborChangesOneByOne(t *testing.T) {
 func (tp *topo) sessionAt(t *testing.T, addr string) frrSession {
 	t.Helper()
 	var doc map[string]json.RawMessage
-	if err := tp.frr.VtyshJSON("show bgp neighbors "+addr+" json", &doc); err != nil {
+	if err := tp.FRR.VtyshJSON("show bgp neighbors "+addr+" json", &doc); err != nil {
 		t.Fatal(err)
 	}
 	var s struct {
@@ -325,7 +267,7 @@ func (tp *topo) updatesReceived(t *testing.T, addr string) int {
 			UpdatesRecv int `json:"updatesRecv"`
 		} `json:"messageStats"`
 	}
-	if err := tp.frr.VtyshJSON("show bgp neighbors "+addr+" json", &doc); err != nil {
+	if err := tp.FRR.VtyshJSON("show bgp neighbors "+addr+" json", &doc); err != nil {
 		t.Fatal(err)
 	}
 	return doc[addr].MessageStats.UpdatesRecv
@@ -348,26 +290,26 @@ func TestSIGTERMGracefulRestartOrWithdraw(t *testing.T) {
 		n.start(t)
 		tp.waitEstablished(t, n)
 	}
-	tp.waitKernelRoute(t, "203.0.113.10/32", gr.addr4)
-	tp.waitKernelRoute(t, "203.0.113.11/32", plain.addr4)
+	tp.waitKernelRoute(t, "203.0.113.10/32", gr.Addr4)
+	tp.waitKernelRoute(t, "203.0.113.11/32", plain.Addr4)
 	time.Sleep(500 * time.Millisecond)
-	updates := tp.updatesReceived(t, plain.addr4)
+	updates := tp.updatesReceived(t, plain.Addr4)
 
 	w := tp.watchKernel("203.0.113.10/32")
 	for _, n := range tp.nodes {
-		if err := n.agent.Signal(syscall.SIGTERM); err != nil {
+		if err := n.Proc.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, n := range tp.nodes {
 		select {
-		case <-n.agent.Done():
+		case <-n.Proc.Done():
 		case <-time.After(15 * time.Second):
-			t.Fatalf("agent on %s did not exit after SIGTERM", n.h.Name())
+			t.Fatalf("agent on %s did not exit after SIGTERM", n.Host.Name())
 		}
 	}
 	tp.waitNoKernelRoute(t, "203.0.113.11/32")
-	if got := tp.updatesReceived(t, plain.addr4); got <= updates {
+	if got := tp.updatesReceived(t, plain.Addr4); got <= updates {
 		t.Errorf("the router received no UPDATE (withdrawal) from the node without graceful restart (%d → %d)", updates, got)
 	}
 	time.Sleep(time.Second)
@@ -395,21 +337,15 @@ func TestMetricsShowPeer(t *testing.T) {
 	}, fastBFD)
 	n.writeConf(t, n.gobgpConf(65001, "  [neighbors.bfd.config]\n    enabled = true\n    desired-minimum-tx-interval = 100000\n    required-minimum-receive = 100000\n", "", false))
 	n.service(t, "web", "", "203.0.113.10", "2001:db8:100::10")
-	n.starts++
-	p, err := n.h.Start("vipspeaker-metrics", []string{n.bin, "run", "--config-dir", n.confDir, "--services-dir", n.svcDir,
-		"--run-dir", n.runDir, "--node-name", n.h.Name(), "--metrics-addr", "127.0.0.1:9472"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.agent = p
+	n.start(t, "--metrics-addr", "127.0.0.1:9472")
 	tp.waitEstablished(t, n)
 	want := []string{
-		`vipspeaker_bgp_session_up{peer="` + n.peer4 + `"} 1`,
-		`vipspeaker_bgp_advertised_prefixes{peer="` + n.peer4 + `"} 2`,
-		`vipspeaker_bfd_session_up{peer="` + n.peer4 + `"} 1`,
+		`vipspeaker_bgp_session_up{peer="` + n.Peer4 + `"} 1`,
+		`vipspeaker_bgp_advertised_prefixes{peer="` + n.Peer4 + `"} 2`,
+		`vipspeaker_bfd_session_up{peer="` + n.Peer4 + `"} 1`,
 	}
 	lab.Eventually(t, 15*time.Second, 100*time.Millisecond, func() error {
-		out, err := httpGet(n.h, "127.0.0.1:9472", "/metrics")
+		out, err := httpGet(n.Host, "127.0.0.1:9472", "/metrics")
 		if err != nil {
 			return err
 		}
@@ -454,18 +390,18 @@ func TestGlobalChangeRestartsSpeaker(t *testing.T) {
 	n.service(t, "web", "", "203.0.113.10")
 	n.start(t)
 	tp.waitEstablished(t, n)
-	tp.waitKernelRoute(t, "203.0.113.10/32", n.addr4)
+	tp.waitKernelRoute(t, "203.0.113.10/32", n.Addr4)
 	remoteID := func() string {
 		var doc map[string]struct {
 			RemoteRouterID string `json:"remoteRouterId"`
 		}
-		if err := tp.frr.VtyshJSON("show bgp neighbors "+n.addr4+" json", &doc); err != nil {
+		if err := tp.FRR.VtyshJSON("show bgp neighbors "+n.Addr4+" json", &doc); err != nil {
 			return ""
 		}
-		return doc[n.addr4].RemoteRouterID
+		return doc[n.Addr4].RemoteRouterID
 	}
-	if id := remoteID(); id != n.addr4 {
-		t.Fatalf("router-id left empty: FRR sees %q, want the node's own address %s", id, n.addr4)
+	if id := remoteID(); id != n.Addr4 {
+		t.Fatalf("router-id left empty: FRR sees %q, want the node's own address %s", id, n.Addr4)
 	}
 	n.writeConf(t, strings.Replace(conf, "as = 65001\n", "as = 65001\n  router-id = \"198.18.250.1\"\n", 1))
 	lab.Eventually(t, 20*time.Second, 50*time.Millisecond, func() error {
@@ -474,7 +410,7 @@ func TestGlobalChangeRestartsSpeaker(t *testing.T) {
 		}
 		return nil
 	})
-	tp.waitKernelRoute(t, "203.0.113.10/32", n.addr4)
+	tp.waitKernelRoute(t, "203.0.113.10/32", n.Addr4)
 }
 
 // gobgpd of the same GoBGP version as a peer: it receives the VIPs with the
@@ -486,42 +422,16 @@ func TestGoBGPdPeerSeesCommunities(t *testing.T) {
 	}
 	tp := newTopo(t, 1)
 	n := tp.nodes[0]
-	gh := tp.l.MustHost("gobgpd")
-	tp.l.MustLink(gh, "eth0", []string{"198.18.102.1/30", "2001:db8:18:102::1/64"}, n.h, "eth1", []string{"198.18.102.2/30", "2001:db8:18:102::2/64"})
-	g, err := gh.StartGoBGPd(`[global.config]
-  as = 65200
-  router-id = "198.18.102.1"
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "198.18.102.2"
-    peer-as = 65001
-  [neighbors.timers.config]
-    connect-retry = 1
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv4-unicast"
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv6-unicast"
-`)
+	gh := tp.Lab.MustHost("gobgpd")
+	tp.Lab.MustLink(gh, "eth0", []string{"198.18.102.1/30", "2001:db8:18:102::1/64"}, n.Host, "eth1", []string{"198.18.102.2/30", "2001:db8:18:102::2/64"})
+	peer := func(addr string, as int) []lab.GoBGPNeighbor {
+		return []lab.GoBGPNeighbor{{Address: addr, PeerAS: as, ConnectRetry: 1, Families: lab.BothFamilies}}
+	}
+	g, err := gh.StartGoBGPd(lab.GoBGPConf{AS: 65200, RouterID: "198.18.102.1", Neighbors: peer("198.18.102.2", 65001)}.String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.writeConf(t, fmt.Sprintf(`[global.config]
-  as = 65001
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "198.18.102.1"
-    peer-as = 65200
-  [neighbors.timers.config]
-    connect-retry = 1
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv4-unicast"
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv6-unicast"
-`))
+	n.writeConf(t, lab.GoBGPConf{AS: 65001, Neighbors: peer("198.18.102.1", 65200)}.String())
 	n.service(t, "web", "65000:100,large:65000:1:2", "203.0.113.10", "2001:db8:100::10")
 	n.start(t)
 	if err := g.WaitEstablished("198.18.102.2", 30*time.Second); err != nil {
@@ -564,17 +474,17 @@ func TestGracefulRestartWithBFDKill9KeepsRoute(t *testing.T) {
 	n.service(t, "web", "", "203.0.113.10")
 	n.start(t)
 	tp.waitEstablished(t, n)
-	tp.waitKernelRoute(t, "203.0.113.10/32", n.addr4)
+	tp.waitKernelRoute(t, "203.0.113.10/32", n.Addr4)
 	lab.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
-		out, err := tp.frr.Vtysh("show bfd peers brief")
-		if err != nil || !strings.Contains(out, n.addr4) || !strings.Contains(strings.ToLower(out), "up") {
+		out, err := tp.FRR.Vtysh("show bfd peers brief")
+		if err != nil || !strings.Contains(out, n.Addr4) || !strings.Contains(strings.ToLower(out), "up") {
 			return fmt.Errorf("BFD not up:\n%s %v", out, err)
 		}
 		return nil
 	})
 	before := tp.session(t, n)
 	w := tp.watchKernel("203.0.113.10/32")
-	if err := n.agent.Kill(); err != nil {
+	if err := n.Proc.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Second) // BFD (300 ms) has expired by now

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/netip"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,7 +20,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/vipspeaker/vipspeaker/internal/nstest"
 	"github.com/vipspeaker/vipspeaker/kube"
 	"github.com/vipspeaker/vipspeaker/test/lab"
 	"github.com/vipspeaker/vipspeaker/test/lab/kubeapi"
@@ -49,70 +47,24 @@ var (
 // baseTOML is the ConfigMap's vipspeaker.toml: pool public (IPv4, auto)
 // and bulk6 (IPv6, by annotation) — 1,000 IPv4 VIPs do not fit in the lab's
 // two /24s.
-const baseTOML = `default-class = false
+var baseTOML = lab.AgentTOML{DefaultClass: "false", Pools: []lab.Pool{
+	{Name: "public", Addresses: []string{"203.0.113.0/28"}},
+	{Name: "bulk6", Addresses: []string{"2001:db8:200::/116"}, Manual: true},
+}}.String()
 
-[interface]
-name = "kube-lb0"
-kind = "ifb"
-
-[[pools]]
-name = "public"
-addresses = ["203.0.113.0/28"]
-
-[[pools]]
-name = "bulk6"
-addresses = ["2001:db8:200::/116"]
-auto-assign = false
-`
-
-// baseGoBGP peers with the router over IPv4 (ipv4-unicast) and IPv6
-// (ipv6-unicast), so each family's next hop is the node's own address.
-const baseGoBGP = `[global.config]
-  as = 64512
-
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "198.18.10.1"
-    peer-as = 64500
-  [neighbors.timers.config]
-    hold-time = 9
-    keepalive-interval = 3
-    connect-retry = 1
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv4-unicast"
-
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "2001:db8:10::1"
-    peer-as = 64500
-  [neighbors.timers.config]
-    hold-time = 9
-    keepalive-interval = 3
-    connect-retry = 1
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv6-unicast"
-`
+var baseGoBGP = lab.GoBGPConf{AS: 64512, Neighbors: []lab.GoBGPNeighbor{
+	{Address: routerAddr, PeerAS: 64500, HoldTime: 9, KeepaliveInterval: 3, ConnectRetry: 1},
+	{Address: routerAddr6, PeerAS: 64500, HoldTime: 9, KeepaliveInterval: 3, ConnectRetry: 1, Families: []string{"ipv6-unicast"}},
+}}.String()
 
 func frrConf() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "hostname router\nlog stdout informational\nrouter bgp 64500\n bgp router-id %s\n no bgp ebgp-requires-policy\n no bgp network import-check\n no bgp default ipv4-unicast\n", routerAddr)
+	c := lab.FRRBGPConf{AS: 64500, RouterID: routerAddr, MaximumPaths: 8, NoDefaultIPv4: true}
 	for _, n := range nodeNames {
-		for _, a := range []string{nodeAddrs[n], nodeAddrs6[n]} {
-			fmt.Fprintf(&b, " neighbor %s remote-as 64512\n neighbor %s timers 3 9\n neighbor %s timers connect 2\n", a, a, a)
+		for i, a := range []string{nodeAddrs[n], nodeAddrs6[n]} {
+			c.Neighbors = append(c.Neighbors, lab.FRRNeighbor{Addr: a, AS: 64512, Timers: "3 9", ConnectRetry: 2, IPv4: i == 0, IPv6: i == 1})
 		}
 	}
-	b.WriteString(" address-family ipv4 unicast\n  maximum-paths 8\n")
-	for _, n := range nodeNames {
-		fmt.Fprintf(&b, "  neighbor %s activate\n", nodeAddrs[n])
-	}
-	b.WriteString(" exit-address-family\n address-family ipv6 unicast\n  maximum-paths 8\n")
-	for _, n := range nodeNames {
-		fmt.Fprintf(&b, "  neighbor %s activate\n", nodeAddrs6[n])
-	}
-	b.WriteString(" exit-address-family\n!\n")
-	return b.String()
+	return c.String()
 }
 
 // env is one lab: router (FRR), API server, two nodes with agents, client.
@@ -131,26 +83,18 @@ type env struct {
 
 func setup(t *testing.T) *env {
 	t.Helper()
-	nstest.RequireRoot(t)
-	if err := lab.HaveFRR(); err != nil {
-		nstest.Skip(t, "%v", err)
-	}
-	bin, err := lab.BuildBinary("./cmd/vipspeaker")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := lab.New(t)
-	e := &env{l: l, bin: bin, nodes: map[string]*lab.Host{}, agents: map[string]*lab.Process{}}
-	e.router = l.MustHost("router")
+	lab.RequireFRR(t)
+	bin := lab.Vipspeaker(t)
+	// RBAC, namespace, ServiceAccount and ConfigMap as a user applies them;
+	// the DaemonSet as a dry run (no kubelet here).
+	c := kubeapi.NewCluster(t, kubeapi.ClusterOptions{BridgeAddrs: []string{routerAddr + "/24", routerAddr6 + "/64"}, APIAddr: apiAddr,
+		Nodes: nodeNames, NodeAddrs: func(n string) []string { return []string{nodeAddrs[n] + "/24", nodeAddrs6[n] + "/64"} },
+		Deploy: true, TOML: baseTOML, GoBGP: baseGoBGP, Namespace: svcNS})
+	e := &env{l: c.Lab, bin: bin, api: c.API, cs: c.Client, router: c.Bridge, nodes: c.Nodes, agents: map[string]*lab.Process{}, kcfg: c.Kubeconfig}
 	if err := e.router.EnableForwarding(); err != nil {
 		t.Fatal(err)
 	}
-	l.MustBridge(e.router, "br0", []string{routerAddr + "/24", routerAddr6 + "/64"})
-	apiHost := l.MustHost("api")
-	l.MustLinkToBridge(apiHost, "eth0", []string{apiAddr + "/24"}, e.router, "br0")
-	for _, n := range nodeNames {
-		h := l.MustHost(n)
-		l.MustLinkToBridge(h, "eth0", []string{nodeAddrs[n] + "/24", nodeAddrs6[n] + "/64"}, e.router, "br0")
+	for _, h := range e.nodes {
 		// Replies to the client go back through the router.
 		if err := h.AddRoute(clientNet, routerAddr); err != nil {
 			t.Fatal(err)
@@ -158,34 +102,14 @@ func setup(t *testing.T) *env {
 		if err := h.AddRoute(clientNet6, routerAddr6); err != nil {
 			t.Fatal(err)
 		}
-		e.nodes[n] = h
 	}
-	e.client = l.MustHost("client")
-	l.MustLink(e.client, "eth0", []string{clientAddr + "/24", "2001:db8:20::2/64"}, e.router, "eth1", []string{"198.18.20.1/24", "2001:db8:20::1/64"})
+	e.client = e.l.MustHost("client")
+	e.l.MustLink(e.client, "eth0", []string{clientAddr + "/24", "2001:db8:20::2/64"}, e.router, "eth1", []string{"198.18.20.1/24", "2001:db8:20::1/64"})
 	if err := e.client.AddRoute("default", "198.18.20.1"); err != nil {
 		t.Fatal(err)
 	}
-	e.frr, err = e.router.StartFRR(lab.FRRConfig{BGPd: frrConf()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.api = kubeapi.Start(t, apiHost, apiAddr, kubeapi.Options{})
-	e.cs = e.api.Client()
-
-	// RBAC, namespace, ServiceAccount and ConfigMap as a user applies them;
-	// the DaemonSet as a dry run (no kubelet here).
-	if err := e.api.ApplyDeploy(); err != nil {
-		t.Fatal(err)
-	}
-	e.setConfigMap(t, baseTOML, baseGoBGP)
-	ctx := context.Background()
-	if _, err := e.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: svcNS}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range nodeNames {
-		e.createNode(t, n)
-	}
-	if e.kcfg, err = e.api.Kubeconfig(kubeapi.AgentToken); err != nil {
+	var err error
+	if e.frr, err = e.router.StartFRR(lab.FRRConfig{BGPd: frrConf()}); err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range nodeNames {
@@ -204,21 +128,6 @@ func setup(t *testing.T) *env {
 func (e *env) setConfigMap(t *testing.T, toml, gobgp string) {
 	t.Helper()
 	if err := e.api.SetAgentConfig(toml, gobgp); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func (e *env) createNode(t *testing.T, name string) {
-	t.Helper()
-	ctx := context.Background()
-	n, err := e.cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
-		LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
-	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: nodeAddrs[name]}}
-	if _, err := e.cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -245,16 +154,9 @@ func (e *env) checkAgentsAlive(t *testing.T) {
 	}
 }
 
-type svcOpt func(*corev1.Service)
+type svcOpt = kubeapi.ServiceOption
 
-func withAnn(k, v string) svcOpt {
-	return func(s *corev1.Service) {
-		if s.Annotations == nil {
-			s.Annotations = map[string]string{}
-		}
-		s.Annotations[k] = v
-	}
-}
+var withAnn = kubeapi.WithAnnotation
 
 func ipv6Only(s *corev1.Service) {
 	single := corev1.IPFamilyPolicySingleStack
@@ -263,19 +165,7 @@ func ipv6Only(s *corev1.Service) {
 }
 
 func newService(name string, opts ...svcOpt) *corev1.Service {
-	class := kube.LoadBalancerClass
-	s := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: svcNS},
-		Spec: corev1.ServiceSpec{
-			Type:              corev1.ServiceTypeLoadBalancer,
-			LoadBalancerClass: &class,
-			Ports:             []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}},
-		},
-	}
-	for _, o := range opts {
-		o(s)
-	}
-	return s
+	return kubeapi.LoadBalancer(name, svcNS, opts...)
 }
 
 func (e *env) createService(t *testing.T, name string, opts ...svcOpt) {
@@ -313,14 +203,12 @@ func (e *env) waitEvent(t *testing.T, ns, name, reason string, timeout time.Dura
 	t.Helper()
 	var msg string
 	lab.Eventually(t, timeout, 200*time.Millisecond, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		l, err := e.cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + name + ",reason=" + reason})
+		evs, err := e.api.Events(ns, name, reason)
 		if err != nil {
 			return err
 		}
 	next:
-		for _, ev := range l.Items {
+		for _, ev := range evs {
 			for _, s := range substrs {
 				if !strings.Contains(ev.Message, s) {
 					continue next
@@ -330,7 +218,7 @@ func (e *env) waitEvent(t *testing.T, ns, name, reason string, timeout time.Dura
 			return nil
 		}
 		var have []string
-		for _, ev := range l.Items {
+		for _, ev := range evs {
 			have = append(have, ev.Message)
 		}
 		return fmt.Errorf("no %s event on %s/%s containing %q; have %q", reason, ns, name, substrs, have)
@@ -341,16 +229,7 @@ func (e *env) waitEvent(t *testing.T, ns, name, reason string, timeout time.Dura
 // gateways returns the router kernel's next hops for vip (sorted), nil
 // when there is no route.
 func (e *env) gateways(vip netip.Addr) ([]string, error) {
-	kr, ok, err := e.router.KernelRoute(netip.PrefixFrom(vip, vip.BitLen()).String())
-	if err != nil || !ok {
-		return nil, err
-	}
-	var out []string
-	for _, g := range kr.Gateways {
-		out = append(out, g.String())
-	}
-	slices.Sort(out)
-	return out, nil
+	return e.router.Gateways(lab.HostPrefix(vip))
 }
 
 // waitRouted waits until the router's kernel routes vip through both

@@ -25,7 +25,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/vipspeaker/vipspeaker/internal/nstest"
 	"github.com/vipspeaker/vipspeaker/kube"
 	"github.com/vipspeaker/vipspeaker/test/lab"
 	"github.com/vipspeaker/vipspeaker/test/lab/kubeapi"
@@ -39,54 +38,17 @@ const (
 
 var nodeAddrs = map[string]string{"n1": "198.18.10.11", "n2": "198.18.10.12", "n3": "198.18.10.13"}
 
-const testTOML = `
-default-class = false
+var testTOML = lab.AgentTOML{DefaultClass: "false", Pools: []lab.Pool{
+	{Name: "public", Addresses: []string{"203.0.113.0/28", "2001:db8:100::/124"}},
+	{Name: "tiny", Addresses: []string{"198.51.100.200"}, Manual: true},
+	{Name: "bench", Addresses: []string{"203.0.113.128/25"}, Manual: true},
+	{Name: "bulk", Addresses: []string{"203.0.113.16-203.0.113.127", "198.51.100.16-198.51.100.199"}, Manual: true},
+	{Name: "migrated", Addresses: []string{"198.51.100.0/28"}, Manual: true},
+}}.String()
 
-[interface]
-name = "kube-lb0"
-kind = "ifb"
-
-[[pools]]
-name = "public"
-addresses = ["203.0.113.0/28", "2001:db8:100::/124"]
-
-[[pools]]
-name = "tiny"
-addresses = ["198.51.100.200"]
-auto-assign = false
-
-[[pools]]
-name = "bench"
-addresses = ["203.0.113.128/25"]
-auto-assign = false
-
-[[pools]]
-name = "bulk"
-addresses = ["203.0.113.16-203.0.113.127", "198.51.100.16-198.51.100.199"]
-auto-assign = false
-
-[[pools]]
-name = "migrated"
-addresses = ["198.51.100.0/28"]
-auto-assign = false
-`
-
-const testGoBGP = `
-[global.config]
-  as = 64512
-
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "198.18.10.1"
-    peer-as = 64500
-  [neighbors.timers.config]
-    hold-time = 9
-    keepalive-interval = 3
-    connect-retry = 1
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv4-unicast"
-`
+// testGoBGP peers with the router over IPv4.
+var testGoBGP = lab.GoBGPConf{AS: 64512, Neighbors: []lab.GoBGPNeighbor{
+	{Address: routerAddr, PeerAS: 64500, HoldTime: 9, KeepaliveInterval: 3, ConnectRetry: 1}}}.String()
 
 // setupOpts vary the lab for benchmarks.
 type setupOpts struct {
@@ -110,28 +72,11 @@ func nodeAddr6(n string) string {
 }
 
 func frrConfWith(o setupOpts) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, `hostname router
-log stdout informational
-router bgp 64500
- bgp router-id %s
- no bgp ebgp-requires-policy
- no bgp network import-check
-`, routerAddr)
+	c := lab.FRRBGPConf{AS: 64500, RouterID: routerAddr, MaximumPaths: 8}
 	for _, n := range []string{"n1", "n2", "n3"} {
-		a := nodeAddrs[n]
-		fmt.Fprintf(&b, " neighbor %s remote-as 64512\n neighbor %s timers 3 9\n neighbor %s timers connect 2\n", a, a, a)
+		c.Neighbors = append(c.Neighbors, lab.FRRNeighbor{Addr: nodeAddrs[n], AS: 64512, Timers: "3 9", ConnectRetry: 2, IPv6: o.v6})
 	}
-	b.WriteString(" address-family ipv4 unicast\n  maximum-paths 8\n exit-address-family\n")
-	if o.v6 {
-		b.WriteString(" address-family ipv6 unicast\n  maximum-paths 8\n")
-		for _, n := range []string{"n1", "n2", "n3"} {
-			fmt.Fprintf(&b, "  neighbor %s activate\n", nodeAddrs[n])
-		}
-		b.WriteString(" exit-address-family\n")
-	}
-	b.WriteString("!\n")
-	return b.String()
+	return c.String()
 }
 
 type env struct {
@@ -150,64 +95,29 @@ func setup(t testing.TB) *env { return setupWith(t, setupOpts{}) }
 
 func setupWith(t testing.TB, o setupOpts) *env {
 	t.Helper()
-	nstest.RequireRoot(t)
-	if err := lab.HaveFRR(); err != nil {
-		nstest.Skip(t, "%v", err)
-	}
-	bin, err := lab.BuildBinary("./cmd/vipspeaker")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := lab.New(t)
-	e := &env{l: l, bin: bin, nodes: map[string]*lab.Host{}, agents: map[string]*lab.Process{}}
-	e.router = l.MustHost("router")
-	l.MustBridge(e.router, "br0", []string{routerAddr + "/24"})
-	api := l.MustHost("api")
-	l.MustLinkToBridge(api, "eth0", []string{apiAddr + "/24"}, e.router, "br0")
-	for _, n := range []string{"n1", "n2", "n3"} {
-		h := l.MustHost(n)
-		l.MustLinkToBridge(h, "eth0", []string{nodeAddrs[n] + "/24"}, e.router, "br0")
-		e.nodes[n] = h
-		if o.v6 {
-			h.MustRun("ip", "addr", "add", nodeAddr6(n)+"/64", "dev", "eth0", "nodad")
-		}
-	}
+	lab.RequireFRR(t)
+	bin := lab.Vipspeaker(t)
+	routerAddrs := []string{routerAddr + "/24"}
+	toml, gobgp := testTOML, testGoBGP
 	if o.v6 {
-		e.router.MustRun("ip", "addr", "add", routerAddr6+"/64", "dev", "br0", "nodad")
+		routerAddrs = append(routerAddrs, routerAddr6+"/64")
+		toml += bulk6Pool
+		gobgp += "  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"ipv6-unicast\"\n"
 	}
-	e.frr, err = e.router.StartFRR(lab.FRRConfig{BGPd: frrConfWith(o)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.api = kubeapi.Start(t, api, apiAddr, kubeapi.Options{})
-	e.cs = e.api.Client()
-
 	// The manifests, as a user applies them; the DaemonSet only as a
-	// server-side dry run (no kubelet here to run it).
-	if err := e.api.ApplyDeploy(); err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	cm, err := e.cs.CoreV1().ConfigMaps(kube.DefaultNamespace).Get(ctx, kube.DefaultConfigMapName, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cm.Data = map[string]string{"vipspeaker.toml": testTOML, "gobgp.conf": testGoBGP}
-	if o.v6 {
-		cm.Data["vipspeaker.toml"] += bulk6Pool
-		cm.Data["gobgp.conf"] += "  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"ipv6-unicast\"\n"
-	}
-	if _, err := e.cs.CoreV1().ConfigMaps(kube.DefaultNamespace).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range []string{"n1", "n2", "n3"} {
-		e.createNode(t, n)
-	}
-	// The agents authenticate as the ServiceAccount the manifests bind.
-	if e.kcfg, err = e.api.Kubeconfig(kubeapi.AgentToken); err != nil {
+	// server-side dry run (no kubelet here to run it). The agents
+	// authenticate as the ServiceAccount the manifests bind.
+	c := kubeapi.NewCluster(t, kubeapi.ClusterOptions{BridgeAddrs: routerAddrs, APIAddr: apiAddr,
+		Nodes: []string{"n1", "n2", "n3"}, NodeAddrs: func(n string) []string {
+			if o.v6 {
+				return []string{nodeAddrs[n] + "/24", nodeAddr6(n) + "/64"}
+			}
+			return []string{nodeAddrs[n] + "/24"}
+		},
+		Deploy: true, TOML: toml, GoBGP: gobgp, Namespace: ns})
+	e := &env{l: c.Lab, bin: bin, api: c.API, cs: c.Client, router: c.Bridge, nodes: c.Nodes, agents: map[string]*lab.Process{}, kcfg: c.Kubeconfig}
+	var err error
+	if e.frr, err = e.router.StartFRR(lab.FRRConfig{BGPd: frrConfWith(o)}); err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range []string{"n1", "n2", "n3"} {
@@ -223,15 +133,7 @@ func setupWith(t testing.TB, o setupOpts) *env {
 
 func (e *env) createNode(t testing.TB, name string) {
 	t.Helper()
-	ctx := context.Background()
-	n, err := e.cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
-		LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
-	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: nodeAddrs[name]}}
-	if _, err := e.cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+	if err := e.api.CreateNode(name, nodeAddrs[name], nil); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -265,16 +167,9 @@ func (e *env) startAgent(t testing.TB, n string) {
 	e.agents[n] = p
 }
 
-type svcOpt func(*corev1.Service)
+type svcOpt = kubeapi.ServiceOption
 
-func withAnn(k, v string) svcOpt {
-	return func(s *corev1.Service) {
-		if s.Annotations == nil {
-			s.Annotations = map[string]string{}
-		}
-		s.Annotations[k] = v
-	}
-}
+var withAnn = kubeapi.WithAnnotation
 
 func withPort(p int32) svcOpt {
 	return func(s *corev1.Service) {
@@ -286,19 +181,7 @@ func noClass(s *corev1.Service) { s.Spec.LoadBalancerClass = nil }
 
 func (e *env) createService(t testing.TB, name string, opts ...svcOpt) {
 	t.Helper()
-	class := kube.LoadBalancerClass
-	s := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-		Spec: corev1.ServiceSpec{
-			Type:              corev1.ServiceTypeLoadBalancer,
-			LoadBalancerClass: &class,
-			Selector:          map[string]string{"app": name},
-			Ports:             []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}},
-		},
-	}
-	for _, o := range opts {
-		o(s)
-	}
+	s := kubeapi.LoadBalancer(name, ns, append([]svcOpt{func(s *corev1.Service) { s.Spec.Selector = map[string]string{"app": name} }}, opts...)...)
 	if _, err := e.cs.CoreV1().Services(ns).Create(context.Background(), s, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create service %s: %v", name, err)
 	}
@@ -365,12 +248,7 @@ func (e *env) waitEvent(t testing.TB, name, reason, substr string) corev1.Event 
 }
 
 func (e *env) events(name, reason string) ([]corev1.Event, error) {
-	l, err := e.cs.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{
-		FieldSelector: "involvedObject.name=" + name + ",reason=" + reason})
-	if err != nil {
-		return nil, err
-	}
-	return l.Items, nil
+	return e.api.Events(ns, name, reason)
 }
 
 // nextHops returns the next hops of every valid path FRR has for p.
@@ -881,12 +759,6 @@ func BenchmarkBulkServices(b *testing.B) {
 	b.ReportMetric(float64(maxRSS)/1024, "agent_max_rss_MiB")
 }
 
-func tailLog(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
+var tailLog = lab.Tail
 
 func ptr[T any](v T) *T { return &v }

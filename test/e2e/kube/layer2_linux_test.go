@@ -10,7 +10,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/vipspeaker/vipspeaker/internal/nstest"
 	"github.com/vipspeaker/vipspeaker/test/lab"
@@ -29,28 +28,11 @@ var l2Nodes = map[string]string{"n1": "198.18.20.11", "n2": "198.18.20.12"}
 
 // No [membership] join: the speakers find each other through the Nodes'
 // InternalIPs. The membership key comes from a Secret.
-const l2TOML = `
-default-class = false
-
-[interface]
-name = "kube-lb0"
-kind = "ifb"
-
-[[pools]]
-name = "flat"
-addresses = ["203.0.113.64/28"]
-mode = "layer2"
-  [pools.layer2]
-  interfaces = ["eth0"]
-
-[layer2]
-gratuitous-count = 2
-gratuitous-interval = "100ms"
-fast-path = "off"
-
-[membership]
-secret-file = "secret:memberlist/key"
-`
+var l2TOML = lab.AgentTOML{DefaultClass: "false",
+	Pools: []lab.Pool{{Name: "flat", Addresses: []string{"203.0.113.64/28"}, Layer2Interfaces: []string{"eth0"}}},
+	Extra: "[layer2]\ngratuitous-count = 2\ngratuitous-interval = \"100ms\"\nfast-path = \"off\"\n\n" +
+		"[membership]\nsecret-file = \"secret:memberlist/key\"\n",
+}.String()
 
 type l2env struct {
 	e      *env
@@ -67,50 +49,19 @@ func setupLayer2(t *testing.T) *l2env {
 			nstest.Skip(t, "%s is not installed (Debian package arping / iputils-ping)", tool)
 		}
 	}
-	bin, err := lab.BuildBinary("./cmd/vipspeaker")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := lab.New(t)
-	e := &env{l: l, bin: bin, nodes: map[string]*lab.Host{}, agents: map[string]*lab.Process{}}
-	le := &l2env{e: e, client: l.MustHost("client"), rogue: l.MustHost("rogue"), macs: map[string]string{}}
-	l.MustBridge(le.client, "br0", []string{l2Client + "/24"})
+	bin := lab.Vipspeaker(t)
+	// The Secret is created before any agent starts.
+	c := kubeapi.NewCluster(t, kubeapi.ClusterOptions{Bridge: "client", BridgeAddrs: []string{l2Client + "/24"}, APIAddr: l2API,
+		Hosts: map[string][]string{"rogue": {l2Rogue + "/24"}},
+		Nodes: []string{"n1", "n2"}, NodeAddrs: func(n string) []string { return []string{l2Nodes[n] + "/24"} },
+		Deploy: true, TOML: l2TOML, Namespace: ns})
+	e := &env{l: c.Lab, bin: bin, api: c.API, cs: c.Client, nodes: c.Nodes, agents: map[string]*lab.Process{}, kcfg: c.Kubeconfig}
+	le := &l2env{e: e, client: c.Bridge, rogue: c.Hosts["rogue"], macs: map[string]string{}}
 	le.client.MustRun("ip", "route", "add", "203.0.113.64/28", "dev", "br0")
-	api := l.MustHost("api")
-	l.MustLinkToBridge(api, "eth0", []string{l2API + "/24"}, le.client, "br0")
-	l.MustLinkToBridge(le.rogue, "eth0", []string{l2Rogue + "/24"}, le.client, "br0")
-	for _, n := range []string{"n1", "n2"} {
-		h := l.MustHost(n)
-		l.MustLinkToBridge(h, "eth0", []string{l2Nodes[n] + "/24"}, le.client, "br0")
-		e.nodes[n] = h
+	for n, h := range c.Nodes {
 		le.macs[n] = strings.TrimSpace(h.MustRun("cat", "/sys/class/net/eth0/address"))
 	}
-	e.api = kubeapi.Start(t, api, l2API, kubeapi.Options{})
-	e.cs = e.api.Client()
-	if err := e.api.ApplyDeploy(); err != nil {
-		t.Fatal(err)
-	}
 	e.setSecret(t, "memberlist", map[string]string{"key": "layer2-e2e-membership-secret-0123456789"})
-	e.setConfigMap(t, l2TOML, "")
-	ctx := context.Background()
-	if _, err := e.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range []string{"n1", "n2"} {
-		node, err := e.cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n}}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		node.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
-			LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
-		node.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: l2Nodes[n]}}
-		if _, err := e.cs.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if e.kcfg, err = e.api.Kubeconfig(kubeapi.AgentToken); err != nil {
-		t.Fatal(err)
-	}
 	for _, n := range []string{"n1", "n2"} {
 		e.startAgent(t, n)
 	}

@@ -42,24 +42,10 @@ func TestStatusLayer2Owner(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	writeAtomic(t, filepath.Join(cfgDir, "vipspeaker.toml"), `[interface]
-name = "kube-lb0"
-kind = "ifb"
-
-[[pools]]
-name = "flat"
-addresses = ["203.0.113.48/28"]
-mode = "layer2"
-  [pools.layer2]
-  interfaces = ["eth0"]
-
-[layer2]
-gratuitous-interval = "100ms"
-fast-path = "xdp"
-
-[membership]
-join = ["198.18.6.10", "198.18.6.11"]
-`)
+	writeAtomic(t, filepath.Join(cfgDir, "vipspeaker.toml"), lab.AgentTOML{
+		Pools: []lab.Pool{{Name: "flat", Addresses: []string{"203.0.113.48/28"}, Layer2Interfaces: []string{"eth0"}}},
+		Extra: "[layer2]\ngratuitous-interval = \"100ms\"\nfast-path = \"xdp\"\n\n[membership]\njoin = [\"198.18.6.10\", \"198.18.6.11\"]\n",
+	}.String())
 	writeAtomic(t, filepath.Join(svcDir, "web.yaml"), strings.ReplaceAll(opsService, "203.0.113.40", l2VIP))
 	runDirs := make([]string, len(nodes))
 	for i, h := range nodes {

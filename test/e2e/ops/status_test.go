@@ -28,68 +28,27 @@ const (
 	vipAddr    = "203.0.113.40"
 )
 
-const opsFRRConf = `hostname router
-log stdout informational
-router bgp 65000
- bgp router-id 198.18.4.1
- no bgp ebgp-requires-policy
- no bgp network import-check
- neighbor 198.18.4.2 remote-as 65001
- neighbor 198.18.4.2 timers 3 9
- neighbor 198.18.4.2 timers connect 5
-!
-`
+// opsFRRConf is the router's bgpd: one eBGP session with the node.
+var opsFRRConf = lab.FRRBGPConf{AS: 65000, RouterID: routerAddr,
+	Neighbors: []lab.FRRNeighbor{{Addr: nodeAddr, AS: 65001, Timers: "3 9", ConnectRetry: 5}}}.String()
 
-const opsGoBGPConf = `[global.config]
-  as = 65001
-  router-id = "198.18.4.2"
+var opsGoBGPConf = lab.GoBGPConf{AS: 65001, RouterID: nodeAddr,
+	Neighbors: []lab.GoBGPNeighbor{{Address: routerAddr, PeerAS: 65000, ConnectRetry: 2}}}.String()
 
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "198.18.4.1"
-    peer-as = 65000
-  [neighbors.timers.config]
-    connect-retry = 2
-`
+const opsTOML = lab.IfbInterfaceTOML
 
-const opsTOML = `[interface]
-name = "kube-lb0"
-kind = "ifb"
-`
-
-const opsService = `apiVersion: v1
-kind: Service
-metadata:
-  name: web
-  namespace: demo
-  annotations:
-    vipspeaker.io/addresses: "203.0.113.40"
-spec:
-  type: LoadBalancer
-  loadBalancerClass: vipspeaker.io/lb
-  ports:
-  - port: 80
-`
+var opsService = lab.ServiceFile{Name: "web", Addresses: []string{vipAddr}, Class: "vipspeaker.io/lb"}.String()
 
 func writeAtomic(t *testing.T, path, content string) {
 	t.Helper()
-	if err := os.WriteFile(path+".tmp", []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(path+".tmp", path); err != nil {
+	if err := lab.WriteFileAtomic(path, content); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestStatusInLab(t *testing.T) {
-	nstest.RequireRoot(t)
-	if err := lab.HaveFRR(); err != nil {
-		nstest.Skip(t, "%v", err)
-	}
-	bin, err := lab.BuildBinary("./cmd/vipspeaker")
-	if err != nil {
-		t.Fatalf("build vipspeaker: %v", err)
-	}
+	lab.RequireFRR(t)
+	bin := lab.Vipspeaker(t)
 
 	l := lab.New(t)
 	router, node := l.MustHost("router"), l.MustHost("node1")
@@ -99,22 +58,19 @@ func TestStatusInLab(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	dir := l.Dir()
-	svcDir, cfgDir, runDir := filepath.Join(dir, "services"), filepath.Join(dir, "config"), filepath.Join(dir, "run-node1")
-	for _, d := range []string{svcDir, cfgDir} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
+	agent, err := lab.NewAgent(node, bin)
+	if err != nil {
+		t.Fatal(err)
 	}
+	svcDir, cfgDir, runDir := agent.ServicesDir, agent.ConfigDir, agent.RunDir
 	writeAtomic(t, filepath.Join(svcDir, "web.yaml"), opsService)
 	writeAtomic(t, filepath.Join(cfgDir, "gobgp.conf"), opsGoBGPConf)
 	writeAtomic(t, filepath.Join(cfgDir, "vipspeaker.toml"), opsTOML)
-	textfile := filepath.Join(dir, "textfile", "vipspeaker.prom")
+	textfile := filepath.Join(l.Dir(), "textfile", "vipspeaker.prom")
 	if err := os.MkdirAll(filepath.Dir(textfile), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := node.Start("vipspeaker", []string{bin, "run", "--services-dir", svcDir, "--config-dir", cfgDir,
-		"--run-dir", runDir, "--node-name", "node1", "--metrics-textfile", textfile, "--log-level", "debug"}); err != nil {
+	if _, err := agent.Start("--metrics-textfile", textfile); err != nil {
 		t.Fatal(err)
 	}
 	if err := frr.WaitEstablished(nodeAddr, 30*time.Second); err != nil {

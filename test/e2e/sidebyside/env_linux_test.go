@@ -15,7 +15,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/vipspeaker/vipspeaker/internal/nstest"
 	"github.com/vipspeaker/vipspeaker/test/lab"
 	"github.com/vipspeaker/vipspeaker/test/lab/kubeapi"
 )
@@ -95,21 +94,19 @@ type env struct {
 
 func newEnv(t testing.TB, sys system) *env {
 	t.Helper()
-	nstest.RequireRoot(t)
-	if err := lab.HaveFRR(); err != nil {
-		nstest.Skip(t, "%v", err)
-	}
-	l := lab.New(t)
-	e := &env{tb: t, sys: sys, l: l, nodes: map[string]*lab.Host{}, macs: map[string]string{}, proxied: map[netip.Addr]bool{}}
-	e.router = l.MustHost("router")
-	l.MustBridge(e.router, "br0", []string{routerAddr + "/24"})
+	lab.RequireFRR(t)
+	c := kubeapi.NewCluster(t, kubeapi.ClusterOptions{BridgeAddrs: []string{routerAddr + "/24"}, APIAddr: apiAddr,
+		Hosts: map[string][]string{"client": {clientAddr + "/24"}},
+		Nodes: nodeNames, NodeAddrs: func(n string) []string { return []string{nodeAddr(n) + "/24"} },
+		NodeLabels: func(n string) map[string]string {
+			return map[string]string{"kubernetes.io/hostname": n, "kubernetes.io/os": "linux"}
+		},
+		Namespace: svcNS})
+	e := &env{tb: t, sys: sys, l: c.Lab, api: c.API, router: c.Bridge, client: c.Hosts["client"], nodes: c.Nodes,
+		macs: map[string]string{}, proxied: map[netip.Addr]bool{}}
 	if err := e.router.EnableForwarding(); err != nil {
 		t.Fatal(err)
 	}
-	apiHost := l.MustHost("api")
-	l.MustLinkToBridge(apiHost, "eth0", []string{apiAddr + "/24"}, e.router, "br0")
-	e.client = l.MustHost("client")
-	l.MustLinkToBridge(e.client, "eth0", []string{clientAddr + "/24"}, e.router, "br0")
 	if err := e.client.AddRoute(bgpPool, routerAddr); err != nil {
 		t.Fatal(err)
 	}
@@ -126,10 +123,7 @@ func newEnv(t testing.TB, sys system) *env {
 			t.Fatal(err)
 		}
 	}
-	for _, n := range nodeNames {
-		h := l.MustHost(n)
-		l.MustLinkToBridge(h, "eth0", []string{nodeAddr(n) + "/24"}, e.router, "br0")
-		e.nodes[n] = h
+	for n, h := range e.nodes {
 		e.macs[n] = strings.TrimSpace(h.MustRun("cat", "/sys/class/net/eth0/address"))
 		if sys.KubeProxy() {
 			// kube-proxy in IPVS mode with strictARP, as MetalLB's docs ask.
@@ -150,18 +144,10 @@ func newEnv(t testing.TB, sys system) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.api = kubeapi.Start(t, apiHost, apiAddr, kubeapi.Options{})
 	cfg := e.api.Admin()
 	cfg.QPS, cfg.Burst = 2000, 4000 // the bench creates thousands of objects
 	if e.cs, err = kubernetes.NewForConfig(cfg); err != nil {
 		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if _, err := e.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: svcNS}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range nodeNames {
-		e.createNode(t, n)
 	}
 	sys.Install(t, e)
 	sys.Start(t, e)
@@ -173,33 +159,13 @@ func newEnv(t testing.TB, sys system) *env {
 // hold time MetalLB accepts (3 s), graceful restart helper on (vipspeaker
 // uses it; MetalLB's native mode does not ask for it), ECMP.
 func (e *env) frrConf() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "frr defaults traditional\nhostname router\nlog stdout informational\n!\nrouter bgp %d\n bgp router-id %s\n no bgp ebgp-requires-policy\n no bgp network import-check\n bgp graceful-restart\n bgp graceful-restart restart-time 30\n", routerAS, routerAddr)
+	c := lab.FRRBGPConf{AS: routerAS, RouterID: routerAddr, MaximumPaths: 16,
+		Global: []string{"bgp graceful-restart", "bgp graceful-restart restart-time 30"}}
 	for _, n := range nodeNames {
 		a := nodeAddr(n)
-		fmt.Fprintf(&b, " neighbor %s remote-as %d\n neighbor %s timers 1 3\n neighbor %s timers connect 1\n", a, nodeAS, a, a)
-		for _, l := range e.sys.RouterNeighbor(a) {
-			fmt.Fprintf(&b, " %s\n", l)
-		}
+		c.Neighbors = append(c.Neighbors, lab.FRRNeighbor{Addr: a, AS: nodeAS, Timers: "1 3", ConnectRetry: 1, Lines: e.sys.RouterNeighbor(a)})
 	}
-	b.WriteString(" address-family ipv4 unicast\n  maximum-paths 16\n exit-address-family\n!\n")
-	return b.String()
-}
-
-func (e *env) createNode(t testing.TB, name string) {
-	t.Helper()
-	ctx := context.Background()
-	n, err := e.cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name,
-		Labels: map[string]string{"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"}}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
-		LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
-	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: nodeAddr(name)}, {Type: corev1.NodeHostName, Address: name}}
-	if _, err := e.cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	return c.String()
 }
 
 // waitSessions waits until FRR has an established session with every node.
@@ -329,18 +295,7 @@ func (e *env) proxy(t testing.TB, vip netip.Addr) {
 
 // hops returns the router kernel's next hops for vip, sorted; nil when
 // there is no route.
-func (e *env) hops(vip netip.Addr) ([]string, error) {
-	kr, ok, err := e.router.KernelRoute(netip.PrefixFrom(vip, 32).String())
-	if err != nil || !ok {
-		return nil, err
-	}
-	var out []string
-	for _, g := range kr.Gateways {
-		out = append(out, g.String())
-	}
-	slices.Sort(out)
-	return out, nil
-}
+func (e *env) hops(vip netip.Addr) ([]string, error) { return e.router.Gateways(lab.HostPrefix(vip)) }
 
 // waitHops waits until the router's kernel routes vip through exactly n
 // next hops (0: no route), polling every interval, and returns when it

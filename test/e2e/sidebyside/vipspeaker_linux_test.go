@@ -40,95 +40,29 @@ func (v *vipspeakerSys) RouterNeighbor(addr string) []string {
 	return []string{"neighbor " + addr + " bfd", "neighbor " + addr + " bfd profile fast"}
 }
 
-func (v *vipspeakerSys) RouterGlobal() string {
-	return "bfd\n profile fast\n  receive-interval 100\n  transmit-interval 100\n  detect-multiplier 3\n !\n!\n"
-}
+func (v *vipspeakerSys) RouterGlobal() string { return lab.FRRFastBFD }
 
 func (v *vipspeakerSys) toml(e *env) string {
-	return fmt.Sprintf(`default-class = true
-
-[interface]
-name = "kube-lb0"
-kind = "ifb"
-
-[[pools]]
-name = "bgp"
-addresses = [%q]
-
-[[pools]]
-name = "l2"
-addresses = [%q]
-mode = "layer2"
-auto-assign = false
-  [pools.layer2]
-  interfaces = ["eth0"]
-
-[layer2]
-fast-path = "auto"
-pin-dir = %q
-
-[membership]
-secret-file = "secret:memberlist/key"
-`, bgpPool, l2Pool, filepath.Join(e.bpffs, "vipspeaker"))
+	return lab.AgentTOML{DefaultClass: "true", Pools: []lab.Pool{{Name: "bgp", Addresses: []string{bgpPool}},
+		{Name: "l2", Addresses: []string{l2Pool}, Manual: true, Layer2Interfaces: []string{"eth0"}}},
+		Extra: fmt.Sprintf("[layer2]\nfast-path = \"auto\"\npin-dir = %q\n\n[membership]\nsecret-file = \"secret:memberlist/key\"\n",
+			filepath.Join(e.bpffs, "vipspeaker")),
+	}.String()
 }
 
 // gobgp is the agents' gobgp.conf: the router with BFD and graceful
 // restart; with a community, an export policy adds it to every VIP of the
 // BGP pool.
 func (v *vipspeakerSys) gobgp(community string) string {
-	policy := ""
+	c := lab.GoBGPConf{AS: nodeAS, Neighbors: []lab.GoBGPNeighbor{{Address: routerAddr, PeerAS: routerAS,
+		ConnectRetry: 1, HoldTime: 3, KeepaliveInterval: 1, IdleHoldTimeAfterReset: 1, BFD: true, GracefulRestart: true}}}
 	if community != "" {
-		policy = fmt.Sprintf(`
-[global.apply-policy.config]
-  export-policy-list = ["tag-vips"]
-  default-export-policy = "accept-route"
-
-[[defined-sets.prefix-sets]]
-  prefix-set-name = "vips"
-  [[defined-sets.prefix-sets.prefix-list]]
-    ip-prefix = %q
-    masklength-range = "32..32"
-
-[[policy-definitions]]
-  name = "tag-vips"
-  [[policy-definitions.statements]]
-    name = "tag"
-    [policy-definitions.statements.conditions.match-prefix-set]
-      prefix-set = "vips"
-    [policy-definitions.statements.actions]
-      route-disposition = "accept-route"
-    [policy-definitions.statements.actions.bgp-actions.set-community]
-      options = "add"
-      [policy-definitions.statements.actions.bgp-actions.set-community.set-community-method]
-        communities-list = [%q]
-`, bgpPool, community)
+		c.Extra = lab.GoBGPPolicy{Name: "tag-vips", Default: "accept-route",
+			PrefixSets: []lab.GoBGPPrefixSet{{Name: "vips", Prefix: bgpPool, MaskRange: "32..32"}},
+			Statements: []lab.GoBGPStatement{{Name: "tag", PrefixSet: "vips", Disposition: "accept-route", AddCommunities: []string{community}}},
+		}.String()
 	}
-	return fmt.Sprintf(`[global.config]
-  as = %d
-%s
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = %q
-    peer-as = %d
-  [neighbors.timers.config]
-    connect-retry = 1
-    hold-time = 3
-    keepalive-interval = 1
-    idle-hold-time-after-reset = 1
-  [neighbors.bfd.config]
-    enabled = true
-    desired-minimum-tx-interval = 100000
-    required-minimum-receive = 100000
-    detection-multiplier = 3
-  [neighbors.graceful-restart.config]
-    enabled = true
-    restart-time = 30
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv4-unicast"
-    [neighbors.afi-safis.mp-graceful-restart.config]
-      enabled = true
-`, nodeAS, policy, routerAddr, routerAS)
+	return c.String()
 }
 
 func (v *vipspeakerSys) Install(t testing.TB, e *env) {

@@ -35,120 +35,46 @@ import (
 // switches of one AS), peering with the node
 // (198.18.i.2, AS 65001) for IPv4 and IPv6, sending it a default route.
 func routerBGPd(i int) string {
-	return fmt.Sprintf(`frr defaults traditional
-hostname router%[1]d
-log stdout informational
-!
-router bgp 65100
- bgp router-id 198.18.%[1]d.1
- no bgp ebgp-requires-policy
- no bgp network import-check
- bgp graceful-restart
- neighbor 198.18.%[1]d.2 remote-as 65001
- neighbor 198.18.%[1]d.2 timers connect 1
- address-family ipv4 unicast
-  neighbor 198.18.%[1]d.2 default-originate
- exit-address-family
- address-family ipv6 unicast
-  neighbor 198.18.%[1]d.2 activate
- exit-address-family
-!
-`, i)
+	node := fmt.Sprintf("198.18.%d.2", i)
+	return lab.FRRBGPConf{Hostname: fmt.Sprintf("router%d", i), AS: 65100, RouterID: fmt.Sprintf("198.18.%d.1", i),
+		Global: []string{"bgp graceful-restart"},
+		Neighbors: []lab.FRRNeighbor{{Addr: node, AS: 65001, ConnectRetry: 1, IPv6: true,
+			IPv4Lines: []string{"neighbor " + node + " default-originate"}}},
+	}.String()
 }
-
-const neighborConf = `[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "198.18.1.1"
-    peer-as = 65100
-  [neighbors.timers.config]
-    connect-retry = 1
-    hold-time = 9
-    keepalive-interval = 3
-    idle-hold-time-after-reset = 1
-  [neighbors.graceful-restart.config]
-    enabled = true
-    restart-time = 30
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv4-unicast"
-    [neighbors.afi-safis.mp-graceful-restart.config]
-      enabled = true
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv6-unicast"
-    [neighbors.afi-safis.mp-graceful-restart.config]
-      enabled = true
-`
 
 // gobgpConf is the node's gobgp.conf; zsock "" leaves zebra out (native
 // mode).
 func gobgpConf(zsock string, routers int) string {
-	zebra := ""
+	c := lab.GoBGPConf{AS: 65001, RouterID: "198.18.1.2", MultiPath: true, Extra: onlyVIPs}
 	if zsock != "" {
-		zebra = fmt.Sprintf(`[zebra.config]
-  enabled = true
-  url = "unix:%s"
-  redistribute-route-type-list = ["connect"]
-  version = 6
-  software-name = "frr8.4"
-`, zsock)
+		c.Extra = lab.GoBGPZebra(zsock) + "\n" + onlyVIPs
 	}
-	var neighbors string
 	for i := 1; i <= routers; i++ {
-		neighbors += strings.ReplaceAll(neighborConf, "198.18.1.1", fmt.Sprintf("198.18.%d.1", i))
+		c.Neighbors = append(c.Neighbors, lab.GoBGPNeighbor{Address: fmt.Sprintf("198.18.%d.1", i), PeerAS: 65100,
+			GracefulRestart: true, Families: lab.BothFamilies}.FastTimers())
 	}
-	return fmt.Sprintf(`[global.config]
-  as = 65001
-  router-id = "198.18.1.2"
-
-[global.use-multiple-paths.config]
-  enabled = true
-
-%s
-[[defined-sets.prefix-sets]]
-  prefix-set-name = "vips4"
-  [[defined-sets.prefix-sets.prefix-list]]
-    ip-prefix = "203.0.113.0/24"
-    masklength-range = "32..32"
-[[defined-sets.prefix-sets]]
-  prefix-set-name = "vips6"
-  [[defined-sets.prefix-sets.prefix-list]]
-    ip-prefix = "2001:db8:100::/64"
-    masklength-range = "128..128"
-
-[[policy-definitions]]
-  name = "only-vips"
-  [[policy-definitions.statements]]
-    name = "vips4"
-    [policy-definitions.statements.conditions.match-prefix-set]
-      prefix-set = "vips4"
-    [policy-definitions.statements.actions]
-      route-disposition = "accept-route"
-  [[policy-definitions.statements]]
-    name = "vips6"
-    [policy-definitions.statements.conditions.match-prefix-set]
-      prefix-set = "vips6"
-    [policy-definitions.statements.actions]
-      route-disposition = "accept-route"
-
-[global.apply-policy.config]
-  export-policy-list = ["only-vips"]
-  default-export-policy = "reject-route"
-
-%s`, zebra, neighbors)
+	return c.String()
 }
 
+// onlyVIPs is the global export policy that lets only the VIP ranges out.
+var onlyVIPs = lab.GoBGPPolicy{Name: "only-vips", Default: "reject-route",
+	PrefixSets: []lab.GoBGPPrefixSet{{Name: "vips4", Prefix: "203.0.113.0/24", MaskRange: "32..32"},
+		{Name: "vips6", Prefix: "2001:db8:100::/64", MaskRange: "128..128"}},
+	Statements: []lab.GoBGPStatement{{Name: "vips4", PrefixSet: "vips4", Disposition: "accept-route"},
+		{Name: "vips6", PrefixSet: "vips6", Disposition: "accept-route"}},
+}.String()
+
 type env struct {
-	l       *lab.Lab
-	router  *lab.Host // router1
-	node    *lab.Host
-	rfrr    *lab.FRR // router1's
-	rfrrs   []*lab.FRR
-	nfrr    *lab.FRR
-	agent   *lab.Process
-	confDir string
-	svcDir  string
-	runDir  string
+	l      *lab.Lab
+	router *lab.Host // router1
+	node   *lab.Host
+	rfrr   *lab.FRR // router1's
+	rfrrs  []*lab.FRR
+	nfrr   *lab.FRR
+	agent  *lab.Process
+	svcDir string
+	runDir string
 }
 
 // setup builds the node and routers router1..routerN (N ≥ 1), node eth(i-1)
@@ -161,15 +87,9 @@ func setup(t testing.TB, routers int) *env {
 // announces the VIPs of its Services natively.
 func setupMode(t testing.TB, routers int, zebra bool) *env {
 	t.Helper()
-	nstest.RequireRoot(t)
-	if err := lab.HaveFRR(); err != nil {
-		nstest.Skip(t, "%v", err)
-	}
+	lab.RequireFRR(t)
 	t0 := time.Now()
-	bin, err := lab.BuildBinary("./cmd/vipspeaker")
-	if err != nil {
-		t.Fatalf("build vipspeaker: %v", err)
-	}
+	bin := lab.Vipspeaker(t)
 	t.Logf("vipspeaker built in %v", time.Since(t0).Round(time.Millisecond))
 	t0 = time.Now()
 	l := lab.New(t)
@@ -190,40 +110,25 @@ func setupMode(t testing.TB, routers int, zebra bool) *env {
 	} {
 		e.node.MustRun(c...)
 	}
+	var err error
 	if zebra {
 		if e.nfrr, err = e.node.StartFRR(lab.FRRConfig{Daemons: []string{"zebra"}, Zebra: "hostname node\nlog stdout informational\n"}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	var rfrrs []*lab.FRR
 	for i, r := range rhosts {
-		f, err := r.StartFRR(lab.FRRConfig{Zebra: "log stdout informational\n", BGPd: routerBGPd(i + 1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		rfrrs = append(rfrrs, f)
+		e.rfrrs = append(e.rfrrs, startRouterFRR(t, r, i+1))
 	}
-	e.rfrr, e.rfrrs = rfrrs[0], rfrrs
-	base := filepath.Join(l.Dir(), "node")
-	e.confDir = filepath.Join(base, "config")
-	e.svcDir, e.runDir = filepath.Join(base, "services"), filepath.Join(base, "run")
-	for _, d := range []string{e.confDir, e.svcDir} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	e.rfrr = e.rfrrs[0]
 	zsock := ""
 	if zebra {
-		zsock = filepath.Join("/var/run/frr", e.node.NetnsName(), "zserv.api")
+		zsock = zebraSocket(e.node)
 	}
-	write(t, filepath.Join(e.confDir, "vipspeaker.toml"), "[interface]\nname = \"kube-lb0\"\nkind = \"ifb\"\n")
-	write(t, filepath.Join(e.confDir, "gobgp.conf"), gobgpConf(zsock, routers))
-	if e.agent, err = e.node.Start("vipspeaker", []string{bin, "run", "--config-dir", e.confDir,
-		"--services-dir", e.svcDir, "--run-dir", e.runDir, "--node-name", "node", "--log-level", "info"}); err != nil {
-		t.Fatal(err)
-	}
+	a := newAgent(t, e.node, bin, gobgpConf(zsock, routers))
+	e.svcDir, e.runDir = a.ServicesDir, a.RunDir
+	e.agent = startAgent(t, a)
 	t.Cleanup(func() { _ = e.agent.Signal(syscall.SIGCONT) })
-	for i, f := range rfrrs {
+	for i, f := range e.rfrrs {
 		if err := f.WaitEstablished(fmt.Sprintf("198.18.%d.2", i+1), 20*time.Second); err != nil {
 			t.Fatalf("%v\nagent log:\n%s", err, e.agent.Log())
 		}
@@ -232,29 +137,52 @@ func setupMode(t testing.TB, routers int, zebra bool) *env {
 	return e
 }
 
-func write(t testing.TB, p, s string) {
+func startRouterFRR(t testing.TB, r *lab.Host, i int) *lab.FRR {
 	t.Helper()
-	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+	f, err := r.StartFRR(lab.FRRConfig{Zebra: "log stdout informational\n", BGPd: routerBGPd(i)})
+	if err != nil {
 		t.Fatal(err)
 	}
+	return f
+}
+
+func zebraSocket(node *lab.Host) string {
+	return filepath.Join("/var/run/frr", node.NetnsName(), "zserv.api")
+}
+
+// newAgent makes the agent's folders on node and writes its config:
+// kube-lb0 as ifb, gobgp as gobgp.conf; at info level.
+func newAgent(t testing.TB, node *lab.Host, bin, gobgp string) *lab.Agent {
+	t.Helper()
+	a, err := lab.NewAgent(node, bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.LogLevel = "info"
+	for _, f := range [][2]string{{"vipspeaker.toml", lab.IfbInterfaceTOML}, {"gobgp.conf", gobgp}} {
+		if err := a.WriteConfig(f[0], f[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return a
+}
+
+func startAgent(t testing.TB, a *lab.Agent) *lab.Process {
+	t.Helper()
+	p, err := a.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // service writes a LoadBalancer Service manifest holding addrs to the
 // agent's services folder (standalone mode).
 func (e *env) service(t testing.TB, name string, addrs ...string) {
 	t.Helper()
-	write(t, filepath.Join(e.svcDir, name+".yaml"), fmt.Sprintf(`apiVersion: v1
-kind: Service
-metadata:
-  name: %s
-  namespace: demo
-  annotations:
-    vipspeaker.io/addresses: %q
-spec:
-  type: LoadBalancer
-  ports:
-  - port: 80
-`, name, strings.Join(addrs, ",")))
+	if err := lab.WriteFileAtomic(filepath.Join(e.svcDir, name+".yaml"), lab.ServiceFile{Name: name, Addresses: addrs}.String()); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (e *env) removeService(t testing.TB, name string) {
@@ -614,34 +542,16 @@ func TestZebraModeECMPDefault(t *testing.T) {
 // The agent started before FRR's zebra waits for it, says why, and once
 // zebra is up announces the VIPs zebra redistributes.
 func TestZebraModeStartsBeforeZebra(t *testing.T) {
-	nstest.RequireRoot(t)
-	if err := lab.HaveFRR(); err != nil {
-		nstest.Skip(t, "%v", err)
-	}
-	bin, err := lab.BuildBinary("./cmd/vipspeaker")
-	if err != nil {
-		t.Fatalf("build vipspeaker: %v", err)
-	}
+	lab.RequireFRR(t)
+	bin := lab.Vipspeaker(t)
 	l := lab.New(t)
 	router, node := l.MustHost("router1"), l.MustHost("node")
 	l.MustLink(router, "n1", []string{"198.18.1.1/30", "2001:db8:18:1::1/64"}, node, "eth0", []string{"198.18.1.2/30", "2001:db8:18:1::2/64"})
-	rfrr, err := router.StartFRR(lab.FRRConfig{Zebra: "log stdout informational\n", BGPd: routerBGPd(1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(l.Dir(), "node")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	e := &env{node: node, svcDir: dir}
+	rfrr := startRouterFRR(t, router, 1)
+	a := newAgent(t, node, bin, gobgpConf(zebraSocket(node), 1))
+	e := &env{node: node, svcDir: a.ServicesDir}
 	e.service(t, "web", "203.0.113.10")
-	write(t, filepath.Join(dir, "vipspeaker.toml"), "[interface]\nname = \"kube-lb0\"\nkind = \"ifb\"\n")
-	write(t, filepath.Join(dir, "gobgp.conf"), gobgpConf(filepath.Join("/var/run/frr", node.NetnsName(), "zserv.api"), 1))
-	agent, err := node.Start("vipspeaker", []string{bin, "run", "--config-dir", dir, "--services-dir", dir,
-		"--run-dir", filepath.Join(dir, "run"), "--node-name", "node", "--log-level", "info"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	agent := startAgent(t, a)
 	lab.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
 		if !strings.Contains(agent.Log(), "zebra is not up yet") {
 			return fmt.Errorf("agent has not said it waits for zebra")

@@ -280,7 +280,7 @@ func (s *Server) WaitReady(timeout time.Duration) error {
 	err := lab.Poll(timeout, 250*time.Millisecond, func() error {
 		select {
 		case <-p.Done():
-			return fmt.Errorf("kube-apiserver exited:\n%s: %w", tail(p.Log(), 30), lab.ErrGiveUp)
+			return fmt.Errorf("kube-apiserver exited:\n%s: %w", lab.Tail(p.Log(), 30), lab.ErrGiveUp)
 		default:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -296,14 +296,6 @@ func (s *Server) WaitReady(timeout time.Duration) error {
 		return fmt.Errorf("kube-apiserver not ready: %w", err)
 	}
 	return nil
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // Kubeconfig writes a kubeconfig for token into the lab folder and returns
