@@ -90,7 +90,9 @@ func newL2Lab(t testing.TB, nodes int) *l2lab {
 // when the test ends.
 func (l *l2lab) start(i int, reg prometheus.Registerer, opts Options) *Responder {
 	l.t.Helper()
-	opts.Enter = l.nodes[i].Do
+	if opts.Enter == nil {
+		opts.Enter = l.nodes[i].Do
+	}
 	opts.Registerer = reg
 	if opts.Logger == nil {
 		opts.Logger = testLogger(l.t).With("node", i)

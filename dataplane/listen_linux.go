@@ -100,8 +100,9 @@ func (r *Responder) listenPort(name string) (*port, error) {
 	}
 	r.recordSysctlsLocked(name, changes)
 	if sysErr != nil {
-		// Answering is still right; the kernel may answer too.
-		r.log.Error("cannot set arp_ignore/arp_announce; the kernel may also answer ARP for VIPs", "iface", name, "err", sysErr)
+		// Answering is still right; the ARP filter (arpfilter_linux.go)
+		// keeps the kernel silent where /proc/sys is read-only.
+		r.log.Info("cannot set arp_ignore/arp_announce (read-only /proc/sys, as in a container); the nftables ARP filter keeps the kernel from answering for layer2 VIPs", "iface", name, "err", sysErr)
 	}
 	return p, nil
 }

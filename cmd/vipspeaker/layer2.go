@@ -35,7 +35,8 @@ type layer2 struct {
 	ms   *owner.Membership
 	ctl  *owner.Controller
 	a    *agent
-	fast fastPathState // announcer, uplinks, start-up gate (layer2_fastpath.go)
+	fast fastPathState  // announcer, uplinks, start-up gate (layer2_fastpath.go)
+	arp  arpFilterState // the kernel's silence about VIPs (layer2_arpfilter.go)
 
 	mu       sync.Mutex
 	pools    map[string][]string     // pool name -> layer2 interfaces
@@ -109,6 +110,9 @@ func (a *agent) newLayer2(cfg *config.Config) (*layer2, error) {
 		return nil, err
 	}
 	l := &layer2{resp: resp, ms: ms, a: a, log: a.log.With("component", "layer2"), kick: make(chan struct{}, 1)}
+	if l.arp.f, err = dataplane.NewARPFilter(dataplane.ARPFilterOptions{Logger: a.log}); err != nil {
+		return nil, err
+	}
 	if l.fp, err = a.loadFastPath(cfg, ifaces); err != nil {
 		return nil, err
 	}
@@ -193,6 +197,7 @@ func (l *layer2) setOwned(owned map[netip.Addr][]string) {
 		}
 	}
 	l.resp.SetOwned(owned)
+	l.arp.ownedChanged(owned)
 }
 
 // configure takes a (new) config's layer2 interfaces and pools.
@@ -292,6 +297,9 @@ loop:
 				l.log.Warn("XDP fast path: close", "error", cerr)
 			}
 		}
+	}
+	if aerr := l.arp.exit(removeOnExit); aerr != nil && err == nil {
+		err = aerr
 	}
 	if removeOnExit {
 		if cerr := l.resp.Close(); cerr != nil && err == nil {

@@ -161,6 +161,7 @@ func (l *layer2) applyEvents(evs []routing.Event, current map[netip.Addr]routing
 	if l.ctl != nil {
 		l.ctl.SetVIPs(l.ownerVIPs(current))
 	}
+	l.arp.vipsChanged(all, current)
 	if l.fp != nil {
 		counted := make([]netip.Addr, 0, len(all))
 		for a := range all {
