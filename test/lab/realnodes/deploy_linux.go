@@ -161,7 +161,7 @@ func (c *Cluster) PodReport(ns string) string {
 		return err.Error()
 	}
 	ev, _ := c.Kubectl(ctx, "get", "events", "-n", ns, "--sort-by=.lastTimestamp")
-	return out + "\n" + tail(ev, 25)
+	return out + "\n" + lab.Tail(ev, 25)
 }
 
 // EchoOptions describe a Deployment of httpecho behind a LoadBalancer

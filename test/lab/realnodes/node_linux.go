@@ -189,7 +189,7 @@ func (n *Node) ImportImage(tarball string) error {
 func (n *Node) checkAlive() error {
 	for _, p := range []*lab.Process{n.holder, n.Containerd, n.Kubelet, n.KubeProxy} {
 		if p != nil && p.Exited() {
-			return fmt.Errorf("node %s: %s exited:\n%s", n.Name, p.Name(), tail(p.Log(), 25))
+			return fmt.Errorf("node %s: %s exited:\n%s", n.Name, p.Name(), lab.Tail(p.Log(), 25))
 		}
 	}
 	return nil
@@ -202,14 +202,6 @@ func (n *Node) Freeze() error { return signalCgroup(n.cgroup, syscall.SIGSTOP) }
 
 // Thaw resumes a frozen node (SIGCONT).
 func (n *Node) Thaw() error { return signalCgroup(n.cgroup, syscall.SIGCONT) }
-
-func tail(s string, lines int) string {
-	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(l) > lines {
-		l = l[len(l)-lines:]
-	}
-	return strings.Join(l, "\n")
-}
 
 func (n *Node) writeConfigs(proxyMode string) error {
 	c := n.c
