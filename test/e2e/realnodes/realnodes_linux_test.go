@@ -143,6 +143,11 @@ func TestInstallBGPRollingRestart(t *testing.T) {
 	c := cluster(t)
 	o := realnodes.EchoOptions{Namespace: "web", Name: "echo", Replicas: 3, Pool: "bgp"}
 	vip := echoBGP(t, c, o)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(c.PodReport(realnodes.AgentNamespace))
+		}
+	})
 	waitNextHops(t, c, vip, len(c.Nodes))
 
 	load := realnodes.StartLoad(c.Client, "http://"+vip+"/", rate, timeout)

@@ -161,7 +161,8 @@ func (c *Cluster) PodReport(ns string) string {
 		return err.Error()
 	}
 	ev, _ := c.Kubectl(ctx, "get", "events", "-n", ns, "--sort-by=.lastTimestamp")
-	return out + "\n" + lab.Tail(ev, 25)
+	logs, _ := c.Kubectl(ctx, "logs", "-n", ns, "--all-containers", "--prefix", "--tail=20", "-l", "app.kubernetes.io/name=vipspeaker")
+	return out + "\n" + lab.Tail(ev, 25) + "\n" + logs
 }
 
 // EchoOptions describe a Deployment of httpecho behind a LoadBalancer
