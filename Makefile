@@ -11,7 +11,7 @@ COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 GO_TEST_TIMEOUT ?= 25m
 
-.PHONY: help build image deps test test-tools lint demo demo-down bench generate clean
+.PHONY: help build image deps test test-tools lint demo demo-down bench generate clean e2e-real
 
 help: ## Show the targets and what they do
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,8 +43,8 @@ test: deps lint test-tools ## Everything CI runs: deps, lint, bpf2go output up t
 	bpf/check-generated.sh
 	go test -race -count=1 -p 2 -timeout $(GO_TEST_TIMEOUT) ./...
 
-test-tools: ## Build the test-only tools once per machine (kube-apiserver, helm, kustomize; cached)
-	test/apiserver/build.sh >/dev/null
+test-tools: ## Build the test-only tools once per machine (kube-apiserver, kubelet, kube-proxy, kube-controller-manager, kube-scheduler, kubectl, helm, kustomize; cached)
+	test/apiserver/build.sh all >/dev/null
 	go run ./test/e2e/ops/prebuild
 
 demo: deps build ## Start the lab: a router, two nodes running vipspeaker, a client reaching the VIPs
@@ -52,6 +52,9 @@ demo: deps build ## Start the lab: a router, two nodes running vipspeaker, a cli
 
 demo-down: ## Remove everything `make demo` created
 	go run ./test/cmd/demo down
+
+e2e-real: deps test-tools ## Every real-node scenario (three kubelet nodes, the agent installed with kubectl apply -k, HTTP clients through the VIPs); one line per scenario, then N passed, N failed (root, about 10 minutes)
+	set -o pipefail; VIPSPEAKER_E2E_REAL=1 go test -json -count=1 -timeout 40m -run 'TestE2EReal' ./test/e2e/realnodes | go run ./test/cmd/e2ereal
 
 bench: deps build test-tools ## Measure everything against baselines, MetalLB v0.15.2 side by side included; writes bench/RESULTS.md and bench/RESULTS.json (root, about an hour; ONLY=bgp,metallb runs some sections)
 	go run ./test/cmd/bench $(if $(ONLY),-only $(ONLY))

@@ -60,6 +60,10 @@ type Options struct {
 	ServiceCIDRs string
 	// ReadyTimeout bounds the wait for the first /readyz (default 90 s).
 	ReadyTimeout time.Duration
+	// Args are extra kube-apiserver flags, after the defaults (a later
+	// flag wins), e.g. the endpoint reconciler a cluster with real nodes
+	// needs (test/lab/realnodes).
+	Args []string
 }
 
 // Server is an etcd and a kube-apiserver running inside one lab host.
@@ -161,6 +165,7 @@ func Start(t testing.TB, h *lab.Host, addr string, opts Options) *Server {
 		"--endpoint-reconciler-type", "none",
 		"--v", "1",
 	}
+	s.argv = append(s.argv, opts.Args...)
 	s.admin = &rest.Config{
 		Host:            "https://" + net.JoinHostPort(addr, Port),
 		BearerToken:     AdminToken,
@@ -240,6 +245,11 @@ func (s *Server) Process() *lab.Process {
 	defer s.mu.Unlock()
 	return s.api
 }
+
+// Dir is the API server's folder: certs/ (its self-signed serving
+// certificate and CA, apiserver.crt), sa.key and sa.pub (the
+// ServiceAccount token keys).
+func (s *Server) Dir() string { return s.dir }
 
 // Addr is the API server's lab address.
 func (s *Server) Addr() string { return s.addr }

@@ -1,0 +1,457 @@
+package realnodes
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/vipspeaker/vipspeaker/internal/nstest"
+	"github.com/vipspeaker/vipspeaker/test/lab"
+	"github.com/vipspeaker/vipspeaker/test/lab/kubeapi"
+)
+
+// Lab addresses (see doc.go's topology).
+const (
+	RouterAddr       = "198.18.10.1"
+	APIAddr          = "198.18.10.100"
+	LANAddr          = "198.18.10.50"
+	ClientAddr       = "198.18.20.2"
+	RouterClientAddr = "198.18.20.1"
+	RouterAS         = 64500
+	NodeAS           = 64512
+	ServiceCIDR      = "10.96.0.0/16"
+	ClusterCIDR      = "10.244.0.0/16"
+	// PauseImage is the sandbox image every node's containerd uses; it is
+	// imported from a local tarball (test/cmd/pause).
+	PauseImage = "localhost/vsrn/pause:1"
+	// Prefix starts every name the package gives host-wide things (cgroup
+	// roots, folders): vsrn<pid>-<seq>-...
+	Prefix = "vsrn"
+)
+
+// Version is the Kubernetes version of the components.
+const Version = "v1.37.2"
+
+// Options change the cluster. The zero value is a three-node cluster with
+// kube-proxy in iptables mode.
+type Options struct {
+	// Nodes is the number of nodes (default 3, at most 9).
+	Nodes int
+	// ProxyMode is kube-proxy's mode: "iptables" (default) or "nftables".
+	ProxyMode string
+	// ReadyTimeout bounds the wait for every node to be Ready (default 3 min).
+	ReadyTimeout time.Duration
+}
+
+// Cluster is a control plane and real nodes inside one lab.
+type Cluster struct {
+	Lab     *lab.Lab
+	Router  *lab.Host
+	FRR     *lab.FRR
+	APIHost *lab.Host
+	API     *kubeapi.Server
+	// Client sits behind the router (reaches VIPs over BGP routes); LAN
+	// sits on the nodes' segment (reaches layer-2 VIPs).
+	Client, LAN *lab.Host
+	Nodes       []*Node
+	// Kubeconfig is an admin kubeconfig (inside the lab's namespaces only:
+	// run kubectl through Kubectl).
+	Kubeconfig string
+
+	t       testing.TB
+	bins    Binaries
+	tag     string // vsrn<pid>-<seq>
+	echoTar string
+	dir     string
+	// Ready is how long it took from Start to every node Ready.
+	Ready time.Duration
+}
+
+var clusterSeq atomic.Int64
+
+// Binaries are the paths of the components a cluster runs.
+type Binaries struct {
+	Kubelet, KubeProxy, ControllerManager, Scheduler, Kubectl string
+	Containerd, Runc, Ctr, CNIDir                             string
+}
+
+var (
+	binOnce sync.Once
+	bins    Binaries
+	binErr  error
+)
+
+// FindBinaries builds the Kubernetes components with
+// test/apiserver/build.sh (once per machine; cached) and finds the Debian
+// ones (containerd, runc, ctr, the CNI plugins, conntrack, nft).
+func FindBinaries() (Binaries, error) {
+	binOnce.Do(func() {
+		var missing []string
+		look := func(name string) string {
+			p, err := exec.LookPath(name)
+			if err != nil {
+				missing = append(missing, name)
+			}
+			return p
+		}
+		bins.Containerd, bins.Runc, bins.Ctr = look("containerd"), look("runc"), look("ctr")
+		look("conntrack")
+		look("nft")
+		look("nsenter")
+		look("unshare")
+		for _, d := range []string{"/usr/lib/cni", "/opt/cni/bin"} {
+			if _, err := os.Stat(filepath.Join(d, "bridge")); err == nil {
+				bins.CNIDir = d
+				break
+			}
+		}
+		if bins.CNIDir == "" {
+			missing = append(missing, "CNI plugins (bridge, host-local, loopback)")
+		}
+		if len(missing) > 0 {
+			binErr = fmt.Errorf("not installed: %s (scripts/deps.sh installs containerd runc containernetworking-plugins conntrack nftables)", strings.Join(missing, ", "))
+			return
+		}
+		root, err := lab.ModuleRoot()
+		if err != nil {
+			binErr = err
+			return
+		}
+		names := []string{"kubelet", "kube-proxy", "kube-controller-manager", "kube-scheduler", "kubectl"}
+		cmd := exec.Command(filepath.Join(root, "test", "apiserver", "build.sh"), names...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			binErr = fmt.Errorf("build the Kubernetes components: %w\n%s", err, stderr.String())
+			return
+		}
+		paths := strings.Fields(string(out))
+		if len(paths) != len(names) {
+			binErr = fmt.Errorf("build.sh printed %d paths for %d components", len(paths), len(names))
+			return
+		}
+		bins.Kubelet, bins.KubeProxy, bins.ControllerManager, bins.Scheduler, bins.Kubectl = paths[0], paths[1], paths[2], paths[3], paths[4]
+	})
+	return bins, binErr
+}
+
+// Start builds (or finds) everything, starts the control plane and the
+// nodes, imports the sandbox image and waits until every node is Ready. All
+// of it is removed at the end of the test. Missing packages skip the test
+// (a failure with CI=true).
+func Start(t testing.TB, opts Options) *Cluster {
+	t.Helper()
+	nstest.RequireRoot(t)
+	if opts.Nodes <= 0 {
+		opts.Nodes = 3
+	}
+	if opts.Nodes > 9 {
+		t.Fatalf("realnodes: at most 9 nodes, not %d", opts.Nodes)
+	}
+	switch opts.ProxyMode {
+	case "":
+		opts.ProxyMode = "iptables"
+	case "iptables", "nftables":
+	default:
+		t.Fatalf("realnodes: ProxyMode %q: want iptables or nftables", opts.ProxyMode)
+	}
+	if opts.ReadyTimeout <= 0 {
+		opts.ReadyTimeout = 3 * time.Minute
+	}
+	if err := lab.HaveFRR(); err != nil {
+		nstest.Skip(t, "%v", err)
+	}
+	b, err := FindBinaries()
+	if err != nil {
+		nstest.Skip(t, "realnodes: %v", err)
+	}
+	if err := SweepStale(); err != nil {
+		t.Logf("realnodes: sweep stale: %v", err)
+	}
+	pause, err := pauseImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	begin := time.Now()
+	l := lab.New(t)
+	c := &Cluster{Lab: l, t: t, bins: b, tag: fmt.Sprintf("%s%d-%d", Prefix, os.Getpid(), clusterSeq.Add(1))}
+	c.dir, err = os.MkdirTemp("", c.tag+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Registered after lab.New, so it runs first: the nodes' processes go
+	// by cgroup before the lab removes the namespaces.
+	t.Cleanup(func() {
+		if err := c.cleanup(); err != nil {
+			t.Errorf("realnodes: cleanup: %v", err)
+		}
+	})
+
+	c.Router = l.MustHost("router")
+	l.MustBridge(c.Router, "br0", []string{RouterAddr + "/24"})
+	c.APIHost = l.MustHost("api")
+	l.MustLinkToBridge(c.APIHost, "eth0", []string{APIAddr + "/24"}, c.Router, "br0")
+	c.LAN = l.MustHost("lan")
+	l.MustLinkToBridge(c.LAN, "eth0", []string{LANAddr + "/24"}, c.Router, "br0")
+	c.Client = l.MustHost("client")
+	l.MustLink(c.Router, "eth1", []string{RouterClientAddr + "/30"}, c.Client, "eth0", []string{ClientAddr + "/30"})
+	for _, h := range []*lab.Host{c.Client, c.APIHost, c.LAN} {
+		via := RouterAddr
+		if h == c.Client {
+			via = RouterClientAddr
+		}
+		if err := h.AddRoute("0.0.0.0/0", via); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Router.EnableForwarding(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= opts.Nodes; i++ {
+		name := fmt.Sprintf("n%d", i)
+		n := &Node{
+			Name:    name,
+			Addr:    fmt.Sprintf("198.18.10.%d", 10+i),
+			PodCIDR: fmt.Sprintf("10.244.%d.0/24", i),
+			c:       c,
+		}
+		n.Host = l.MustHost(Prefix + "-" + name)
+		l.MustLinkToBridge(n.Host, "eth0", []string{n.Addr + "/24"}, c.Router, "br0")
+		c.Nodes = append(c.Nodes, n)
+	}
+	for _, n := range c.Nodes {
+		if err := n.Host.AddRoute("0.0.0.0/0", RouterAddr); err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range c.Nodes {
+			if o != n {
+				if err := n.Host.AddRoute(o.PodCIDR, o.Addr); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	c.FRR, err = c.Router.StartFRR(lab.FRRConfig{BGPd: c.frrConf()})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	c.API = kubeapi.Start(t, c.APIHost, APIAddr, kubeapi.Options{
+		ServiceCIDRs: ServiceCIDR,
+		// Real nodes: the kubernetes Service gets the API server's address
+		// as its endpoint (Pods reach it through kube-proxy), and
+		// privileged containers are allowed, as on clusters users run.
+		Args: []string{"--endpoint-reconciler-type", "lease", "--allow-privileged=true"},
+	})
+	c.Kubeconfig, err = c.API.Kubeconfig(kubeapi.AdminToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.startControllers(); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, len(c.Nodes))
+	for _, n := range c.Nodes {
+		go func() { errs <- n.start(opts.ProxyMode, pause) }()
+	}
+	for range c.Nodes {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.WaitNodesReady(opts.ReadyTimeout); err != nil {
+		t.Fatal(err)
+	}
+	c.Ready = time.Since(begin)
+	t.Logf("realnodes: %d nodes Ready %v after Start (control plane, containerd, kubelet, kube-proxy)", len(c.Nodes), c.Ready.Round(10*time.Millisecond))
+	return c
+}
+
+// Client returns an admin clientset.
+func (c *Cluster) Clientset() kubernetes.Interface { return c.API.Client() }
+
+// Dir is the cluster's folder (node state, configs, image tarballs).
+func (c *Cluster) Dir() string { return c.dir }
+
+// Tag is vsrn<pid>-<seq>, the prefix of the cluster's host-wide names.
+func (c *Cluster) Tag() string { return c.tag }
+
+// Bins are the binaries the cluster runs.
+func (c *Cluster) Bins() Binaries { return c.bins }
+
+func (c *Cluster) frrConf() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "hostname router\nlog stdout informational\nrouter bgp %d\n bgp router-id %s\n no bgp ebgp-requires-policy\n no bgp network import-check\n bgp graceful-restart\n", RouterAS, RouterAddr)
+	for _, n := range c.Nodes {
+		fmt.Fprintf(&b, " neighbor %s remote-as %d\n neighbor %s timers 3 9\n neighbor %s timers connect 2\n", n.Addr, NodeAS, n.Addr, n.Addr)
+	}
+	b.WriteString(" address-family ipv4 unicast\n  maximum-paths 8\n exit-address-family\n!\n")
+	return b.String()
+}
+
+// GoBGPConf is the agents' gobgp.conf for this lab: one session to the
+// router, graceful restart on (as deploy/kustomize's example).
+func GoBGPConf() string {
+	return fmt.Sprintf(`[global.config]
+  as = %d
+
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = %q
+    peer-as = %d
+  [neighbors.timers.config]
+    hold-time = 9
+    keepalive-interval = 3
+    connect-retry = 1
+  [neighbors.graceful-restart.config]
+    enabled = true
+    restart-time = 120
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv4-unicast"
+    [neighbors.afi-safis.mp-graceful-restart.config]
+      enabled = true
+`, NodeAS, RouterAddr, RouterAS)
+}
+
+func (c *Cluster) startControllers() error {
+	apiDir := c.API.Dir()
+	kcm := []string{c.bins.ControllerManager,
+		"--kubeconfig", c.Kubeconfig,
+		"--leader-elect=false",
+		"--secure-port=0",
+		"--root-ca-file", filepath.Join(apiDir, "certs", "apiserver.crt"),
+		"--service-account-private-key-file", filepath.Join(apiDir, "sa.key"),
+		"--service-cluster-ip-range", ServiceCIDR,
+		"--cluster-cidr", ClusterCIDR,
+		"--allocate-node-cidrs=false",
+		"--v=1",
+	}
+	if _, err := c.APIHost.Start("kube-controller-manager", kcm, lab.StopTimeout(5*time.Second)); err != nil {
+		return err
+	}
+	sched := []string{c.bins.Scheduler, "--kubeconfig", c.Kubeconfig, "--leader-elect=false", "--secure-port=0", "--v=1"}
+	_, err := c.APIHost.Start("kube-scheduler", sched, lab.StopTimeout(5*time.Second))
+	return err
+}
+
+// Kubectl runs the pinned kubectl (v1.37.2) as admin inside the API
+// server's host and returns its combined output.
+func (c *Cluster) Kubectl(ctx context.Context, args ...string) (string, error) {
+	argv := append([]string{c.bins.Kubectl, "--kubeconfig", c.Kubeconfig}, args...)
+	out, err := c.APIHost.Run(ctx, argv...)
+	if err != nil {
+		return out, fmt.Errorf("kubectl %s: %w\n%s", strings.Join(args, " "), err, out)
+	}
+	return out, nil
+}
+
+// WaitNodesReady waits until every node's Ready condition is True.
+func (c *Cluster) WaitNodesReady(timeout time.Duration) error {
+	return lab.Poll(timeout, 250*time.Millisecond, func() error {
+		for _, n := range c.Nodes {
+			if err := n.checkAlive(); err != nil {
+				return fmt.Errorf("%w: %w", err, lab.ErrGiveUp)
+			}
+			ready, err := n.Ready()
+			if err != nil {
+				return err
+			}
+			if !ready {
+				return fmt.Errorf("node %s not Ready", n.Name)
+			}
+		}
+		return nil
+	})
+}
+
+// Node returns the node named name, or nil.
+func (c *Cluster) Node(name string) *Node {
+	for _, n := range c.Nodes {
+		if n.Name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+// ImportImage loads an image tarball (docker-archive or OCI) into every
+// node's containerd, as `ctr -n k8s.io images import` does on a real node.
+func (c *Cluster) ImportImage(tarball string) error {
+	errs := make(chan error, len(c.Nodes))
+	for _, n := range c.Nodes {
+		go func() { errs <- n.ImportImage(tarball) }()
+	}
+	var all []error
+	for range c.Nodes {
+		all = append(all, <-errs)
+	}
+	return errors.Join(all...)
+}
+
+func (c *Cluster) cleanup() error {
+	var errs []error
+	for _, n := range c.Nodes {
+		errs = append(errs, killCgroup(n.cgroup))
+	}
+	if !c.t.Failed() {
+		errs = append(errs, os.RemoveAll(c.dir))
+	} else {
+		c.t.Logf("realnodes: node folders kept in %s", c.dir)
+	}
+	return errors.Join(errs...)
+}
+
+// nodeReady reads the Ready condition of a Node object.
+func nodeReady(node *corev1.Node) bool {
+	for _, cond := range node.Status.Conditions {
+		if cond.Type == corev1.NodeReady {
+			return cond.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// Ready reports whether the node's Ready condition is True.
+func (n *Node) Ready() (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	node, err := n.c.API.Client().CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+	if err != nil {
+		return false, err
+	}
+	return nodeReady(node), nil
+}
+
+var (
+	pauseOnce sync.Once
+	pausePath string
+	pauseErr  error
+)
+
+// pauseImage writes the sandbox image tarball once per process.
+func pauseImage() (string, error) {
+	pauseOnce.Do(func() {
+		dir := filepath.Join(os.TempDir(), "vipspeaker-lab-bin", strconv.Itoa(os.Getpid()))
+		if pauseErr = os.MkdirAll(dir, 0o755); pauseErr != nil {
+			return
+		}
+		pausePath, pauseErr = BinaryImage(dir, "./test/cmd/pause", PauseImage)
+	})
+	return pausePath, pauseErr
+}
