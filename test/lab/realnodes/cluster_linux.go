@@ -256,7 +256,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 		// Real nodes: the kubernetes Service gets the API server's address
 		// as its endpoint (Pods reach it through kube-proxy), and
 		// privileged containers are allowed, as on clusters users run.
-		Args: []string{"--endpoint-reconciler-type", "lease", "--allow-privileged=true"},
+		Args: []string{"--endpoint-reconciler-type", "lease", "--allow-privileged=true", "--kubelet-preferred-address-types=InternalIP"},
 	})
 	c.Kubeconfig, err = c.API.Kubeconfig(kubeapi.AdminToken)
 	if err != nil {
