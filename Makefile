@@ -53,7 +53,7 @@ demo: deps build ## Start the lab: a router, two nodes running vipspeaker, a cli
 demo-down: ## Remove everything `make demo` created
 	go run ./test/cmd/demo down
 
-e2e-real: deps test-tools ## Every real-node scenario (three kubelet nodes, the agent installed with kubectl apply -k, HTTP clients through the VIPs); one line per scenario, then N passed, N failed (root, about 10 minutes)
+e2e-real: deps test-tools ## Every real-node scenario (three kubelet nodes, the agent installed with kubectl apply -k, HTTP clients through the VIPs); one line per scenario, then N passed, N failed (root; not yet run end to end, see the issue notes)
 	set -o pipefail; VIPSPEAKER_E2E_REAL=1 go test -json -count=1 -timeout 40m -run 'TestE2EReal' ./test/e2e/realnodes | go run ./test/cmd/e2ereal
 
 bench: deps build test-tools ## Measure everything against baselines, MetalLB v0.15.2 side by side included; writes bench/RESULTS.md and bench/RESULTS.json (root, about an hour; ONLY=bgp,metallb runs some sections)
