@@ -7,13 +7,12 @@
 // controller-manager do.
 //
 // TestInstallBGPRollingRestart runs in `make test`. The other scenarios run
-// in `make e2e-real` (VIPSPEAKER_E2E_REAL=1), one cluster for all.
+// in `make e2e-real` (built with -tags e2ereal), one cluster for all.
 package realnodes_test
 
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -180,14 +179,6 @@ func TestInstallBGPRollingRestart(t *testing.T) {
 	}
 	if len(r.Backends) != o.Replicas {
 		t.Errorf("answers came from %v, want all %d replicas", r.Backends, o.Replicas)
-	}
-}
-
-// e2eReal skips a scenario that only `make e2e-real` runs.
-func e2eReal(t *testing.T) {
-	t.Helper()
-	if os.Getenv("VIPSPEAKER_E2E_REAL") != "1" {
-		t.Skip("runs in make e2e-real (VIPSPEAKER_E2E_REAL=1)")
 	}
 }
 

@@ -1,3 +1,8 @@
+//go:build linux && e2ereal
+
+// Built only with -tags e2ereal (make e2e-real): the long scenarios on
+// real nodes, kept out of make test by the build, not by a skip.
+
 package realnodes_test
 
 import (
@@ -86,7 +91,6 @@ func agentsReady(c *realnodes.Cluster, vip string) func() error {
 // TestE2EReal is `make e2e-real`: every scenario on one cluster of three
 // real nodes, each subtest logging its figure ("figure: ...").
 func TestE2EReal(t *testing.T) {
-	e2eReal(t)
 	c := cluster(t)
 	bgp := realnodes.EchoOptions{Namespace: "web", Name: "echo", Replicas: 3, Pool: "bgp"}
 	var vip string
