@@ -55,7 +55,7 @@ func eventually(t *testing.T, what string, fn func() error) {
 const fakeTOML = `
 [[pools]]
 name = "public"
-addresses = ["203.0.113.0/30"]
+addresses = ["203.0.113.0-203.0.113.3"] # a range: every address as written, .0 included
 `
 
 func startFake(t *testing.T, objs ...any) (*fake.Clientset, *applied, func() []string) {
