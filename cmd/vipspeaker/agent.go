@@ -231,6 +231,13 @@ func (a *agent) applyVIPs(ctx context.Context, vips []routing.VIP, partial bool)
 	}
 	want := a.cfg.WithPools(vips)
 	if partial {
+		// What the table adopted at start is only known once it is
+		// ready; before that List is empty and the keep would keep nothing.
+		select {
+		case <-a.table.Ready():
+		case <-ctx.Done():
+			return
+		}
 		want = keepUnaccounted(want, a.table.List())
 		a.log.Warn("some manifests are broken and were never read cleanly: VIPs already on the interface stay until they are fixed")
 	}
