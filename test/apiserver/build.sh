@@ -26,12 +26,20 @@ for name in "$@"; do
 	case " ${all[*]} " in *" $name "*) ;; *) echo "build.sh: unknown component $name (want one of: ${all[*]})" >&2; exit 2 ;; esac
 	out=$cache/$name-$version
 	if [ ! -x "$out" ]; then
-		start=$(date +%s)
-		# -mod=mod: go.sum is filled from the module proxy on first use.
-		# CGO_ENABLED=0: static binaries; kubelet and kube-proxy work without cgo.
-		(cd "$here" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -o "$out.tmp.$$" "k8s.io/kubernetes/cmd/$name" 1>&2)
-		mv "$out.tmp.$$" "$out"
-		echo "build.sh: built $name $version in $(( $(date +%s) - start )) s" >&2
+		# One build of a component at a time: test processes started
+		# together on a cold machine wait for the first build and use it
+		# (seen: five concurrent kube-apiserver builds on two cores).
+		exec 9>"$cache/.$name-$version.lock"
+		flock 9
+		if [ ! -x "$out" ]; then
+			start=$(date +%s)
+			# -mod=mod: go.sum is filled from the module proxy on first use.
+			# CGO_ENABLED=0: static binaries; kubelet and kube-proxy work without cgo.
+			(cd "$here" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -o "$out.tmp.$$" "k8s.io/kubernetes/cmd/$name" 1>&2)
+			mv "$out.tmp.$$" "$out"
+			echo "build.sh: built $name $version in $(( $(date +%s) - start )) s" >&2
+		fi
+		exec 9>&-
 	fi
 	echo "$out"
 done

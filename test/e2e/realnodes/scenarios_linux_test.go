@@ -59,17 +59,22 @@ func kubectl(t *testing.T, c *realnodes.Cluster, args ...string) string {
 	return out
 }
 
+// nextHops is the router's kernel route to vip: FRR installs the ECMP
+// route there, while its BGP table lists one path per peer.
 func nextHops(c *realnodes.Cluster, vip string) ([]netip.Addr, error) {
-	routes, err := c.FRR.RoutesIPv4()
+	gws, err := c.Router.Gateways(vip + "/32")
 	if err != nil {
 		return nil, err
 	}
-	for p, hops := range routes {
-		if p.String() == vip+"/32" {
-			return hops, nil
+	out := make([]netip.Addr, 0, len(gws))
+	for _, g := range gws {
+		a, err := netip.ParseAddr(g)
+		if err != nil {
+			return nil, err
 		}
+		out = append(out, a)
 	}
-	return nil, nil
+	return out, nil
 }
 
 func agentsReady(c *realnodes.Cluster, vip string) func() error {
