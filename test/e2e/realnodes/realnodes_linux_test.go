@@ -85,6 +85,18 @@ func cluster(t *testing.T) *realnodes.Cluster {
 // for the first answer through the VIP from the client behind the router.
 func echoBGP(t *testing.T, c *realnodes.Cluster, o realnodes.EchoOptions) string {
 	t.Helper()
+	ip := firstAnswer(t, c, o, c.Client, "the BGP VIP", "from behind the router")
+	if err := c.WaitDeploymentReady(o.Namespace, o.Name, 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	return ip
+}
+
+// firstAnswer deploys o's httpecho behind a LoadBalancer Service and waits
+// for the first HTTP answer through its VIP from client, logging the time
+// from create to that answer. It returns the VIP.
+func firstAnswer(t *testing.T, c *realnodes.Cluster, o realnodes.EchoOptions, client *lab.Host, what, where string) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	start := time.Now()
@@ -99,15 +111,12 @@ func echoBGP(t *testing.T, c *realnodes.Cluster, o realnodes.EchoOptions) string
 	var name string
 	if err := lab.Poll(2*time.Minute, 100*time.Millisecond, func() error {
 		var err error
-		name, err = realnodes.Get(c.Client, url, timeout)
+		name, err = realnodes.Get(client, url, timeout)
 		return err
 	}); err != nil {
-		t.Fatalf("no answer through %s from the client behind the router: %v\n%s", url, err, c.PodReport(o.Namespace))
+		t.Fatalf("no answer through %s %s: %v\n%s", url, where, err, c.PodReport(o.Namespace))
 	}
-	t.Logf("figure: Service created → first HTTP answer through the BGP VIP %s from behind the router: %v (Pod %s)", ip, time.Since(start).Round(10*time.Millisecond), name)
-	if err := c.WaitDeploymentReady(o.Namespace, o.Name, 2*time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	t.Logf("figure: Service created → first HTTP answer through %s %s %s: %v (Pod %s)", what, ip, where, time.Since(start).Round(10*time.Millisecond), name)
 	return ip
 }
 

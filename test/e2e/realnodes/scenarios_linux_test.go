@@ -167,24 +167,7 @@ func TestE2EReal(t *testing.T) {
 // segment, and only one node (the owner) answers ARP for its VIP.
 func layer2(t *testing.T, c *realnodes.Cluster) {
 	o := realnodes.EchoOptions{Namespace: "l2", Name: "echo", Replicas: 3, Pool: "l2"}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	start := time.Now()
-	if err := c.DeployEcho(ctx, o); err != nil {
-		t.Fatal(err)
-	}
-	ip, err := c.WaitLoadBalancerIP(o.Namespace, o.Name, time.Minute)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, c.PodReport(o.Namespace))
-	}
-	url := "http://" + ip + "/"
-	if err := lab.Poll(2*time.Minute, 100*time.Millisecond, func() error {
-		_, err := realnodes.Get(c.LAN, url, timeout)
-		return err
-	}); err != nil {
-		t.Fatalf("no answer through %s from the segment: %v\n%s", url, err, c.PodReport(o.Namespace))
-	}
-	t.Logf("figure: Service created → first HTTP answer through the layer-2 VIP %s from the segment: %v", ip, time.Since(start).Round(10*time.Millisecond))
+	ip := firstAnswer(t, c, o, c.LAN, "the layer-2 VIP", "from the segment")
 
 	macs := map[string]string{}
 	for _, n := range c.Nodes {
