@@ -8,7 +8,6 @@ import (
 	"sort"
 
 	api "github.com/osrg/gobgp/v4/api"
-	"github.com/osrg/gobgp/v4/pkg/apiutil"
 	"github.com/osrg/gobgp/v4/pkg/config/oc"
 )
 
@@ -317,18 +316,7 @@ func (s *Server) restartLocked(ctx context.Context, cfg *parsedConfig) error {
 }
 
 func (s *Server) readdLocked(ctx context.Context) {
-	var add []*apiutil.Path
-	for a, v := range s.vips {
-		p, err := vipPath(v, s.nh6)
-		if err != nil {
-			delete(s.vips, a)
-			delete(s.paths, a)
-			continue
-		}
-		s.paths[a] = p
-		add = append(add, p)
-	}
-	s.pushPaths(add, nil)
+	s.pushPaths(s.rebuildAllLocked(), nil)
 	if !s.peersAdded {
 		return
 	}

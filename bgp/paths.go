@@ -34,17 +34,17 @@ func parseCommunity(s string) (uint32, error) {
 	return 0, fmt.Errorf("community %q: want ASN:VALUE (16-bit each), a number or a well-known name", s)
 }
 
-// vipPath builds the one path of a VIP. nh6 is the next hop for IPv6 VIPs
-// (the unspecified address lets GoBGP use each session's local address).
-func vipPath(v routing.VIP, nh6 netip.Addr) (*apiutil.Path, error) {
-	pfx := v.Prefix()
+// prefixPath builds the path announcing pfx (a VIP's host prefix or its
+// pool's covering prefix) with attrs. nh6 is the next hop for IPv6 (the
+// unspecified address lets GoBGP use each session's local address).
+func prefixPath(pfx netip.Prefix, a routing.Attrs, nh6 netip.Addr) (*apiutil.Path, error) {
 	nlri, err := bgppkt.NewIPAddrPrefix(pfx)
 	if err != nil {
-		return nil, fmt.Errorf("vip %s: %w", v.Addr, err)
+		return nil, fmt.Errorf("vip %s: %w", pfx, err)
 	}
 	attrs := []bgppkt.PathAttributeInterface{bgppkt.NewPathAttributeOrigin(bgppkt.BGP_ORIGIN_ATTR_TYPE_IGP)}
 	fam := bgppkt.RF_IPv4_UC
-	if v.Addr.Is4() {
+	if pfx.Addr().Is4() {
 		nh, err := bgppkt.NewPathAttributeNextHop(netip.IPv4Unspecified())
 		if err != nil {
 			return nil, err
@@ -57,27 +57,30 @@ func vipPath(v routing.VIP, nh6 netip.Addr) (*apiutil.Path, error) {
 		}
 		mp, err := bgppkt.NewPathAttributeMpReachNLRI(fam, []bgppkt.PathNLRI{{NLRI: nlri}}, nh6)
 		if err != nil {
-			return nil, fmt.Errorf("vip %s: %w", v.Addr, err)
+			return nil, fmt.Errorf("vip %s: %w", pfx, err)
 		}
 		attrs = append(attrs, mp)
 	}
-	if len(v.Attrs.Communities) > 0 {
-		cs := make([]uint32, 0, len(v.Attrs.Communities))
-		for _, s := range v.Attrs.Communities {
+	if a.LocalPref > 0 {
+		attrs = append(attrs, bgppkt.NewPathAttributeLocalPref(a.LocalPref))
+	}
+	if len(a.Communities) > 0 {
+		cs := make([]uint32, 0, len(a.Communities))
+		for _, s := range a.Communities {
 			c, err := parseCommunity(s)
 			if err != nil {
-				return nil, fmt.Errorf("vip %s: %w", v.Addr, err)
+				return nil, fmt.Errorf("vip %s: %w", pfx, err)
 			}
 			cs = append(cs, c)
 		}
 		attrs = append(attrs, bgppkt.NewPathAttributeCommunities(cs))
 	}
-	if len(v.Attrs.LargeCommunities) > 0 {
-		ls := make([]*bgppkt.LargeCommunity, 0, len(v.Attrs.LargeCommunities))
-		for _, s := range v.Attrs.LargeCommunities {
+	if len(a.LargeCommunities) > 0 {
+		ls := make([]*bgppkt.LargeCommunity, 0, len(a.LargeCommunities))
+		for _, s := range a.LargeCommunities {
 			l, err := bgppkt.ParseLargeCommunity(strings.TrimPrefix(s, "large:"))
 			if err != nil {
-				return nil, fmt.Errorf("vip %s: large community %q: %w", v.Addr, s, err)
+				return nil, fmt.Errorf("vip %s: large community %q: %w", pfx, s, err)
 			}
 			ls = append(ls, l)
 		}
@@ -112,36 +115,17 @@ func (s *Server) handle(evs []routing.Event) {
 			want[v.Addr] = &v
 		}
 	}
-	var add, del []*apiutil.Path
+	touched := make(map[netip.Prefix]bool, len(want))
 	for a, v := range want {
 		old, had := s.vips[a]
-		if v == nil {
-			if had {
-				del = append(del, s.paths[a])
-				delete(s.vips, a)
-				delete(s.paths, a)
-			}
-			continue
+		switch {
+		case v == nil && had:
+			s.dropVIPLocked(old, touched)
+		case v != nil && !(had && old.Attrs.Equal(v.Attrs)):
+			s.setVIPLocked(*v, touched)
 		}
-		if had && old.Attrs.Equal(v.Attrs) {
-			continue
-		}
-		p, err := vipPath(*v, s.nh6)
-		if err != nil {
-			s.log.Error("not announcing vip", "vip", a, "service", v.Attrs.Service, "err", err)
-			if had {
-				del = append(del, s.paths[a])
-				delete(s.vips, a)
-				delete(s.paths, a)
-			}
-			continue
-		}
-		// a new path for the same prefix replaces the old one (implicit
-		// withdraw), so a change is one AddPath
-		add = append(add, p)
-		s.vips[a] = *v
-		s.paths[a] = p
 	}
+	add, del := s.rebuildLocked(touched)
 	s.pushPaths(add, del)
 	s.syncZebraVIPsLocked(context.Background())
 	s.announced.Store(int64(len(s.vips)))
@@ -179,18 +163,14 @@ func (s *Server) pushPaths(add, del []*apiutil.Path) {
 
 // reannounce6 rebuilds the IPv6 paths after the next hop changed.
 func (s *Server) reannounce6() {
-	var add []*apiutil.Path
-	for a, v := range s.vips {
-		if a.Is4() {
-			continue
+	touched := make(map[netip.Prefix]bool)
+	for k := range s.paths {
+		if k.Addr().Is6() {
+			touched[k] = true
+			delete(s.sigs, k)
 		}
-		p, err := vipPath(v, s.nh6)
-		if err != nil {
-			continue
-		}
-		s.paths[a] = p
-		add = append(add, p)
 	}
+	add, _ := s.rebuildLocked(touched)
 	s.pushPaths(add, nil)
 }
 

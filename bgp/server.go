@@ -64,6 +64,10 @@ type Server struct {
 	// application, path changes, start and shutdown.
 	opMu    sync.Mutex
 	pending *parsedConfig // accepted, not yet applied (before Run)
+	// wanted is the last accepted gobgp.conf as written; hidden the
+	// neighbors kept out of it on this node (see SetHiddenNeighbors)
+	wanted *parsedConfig
+	hidden map[netip.Addr]bool
 	cur     *parsedConfig // applied; router-id resolved
 	bgp     *server.BgpServer
 	stopped bool
@@ -74,8 +78,12 @@ type Server struct {
 	// been Established for bfdHoldOff (see withBFDHeld)
 	bfdHeld map[netip.Addr]bool
 	vips    map[netip.Addr]routing.VIP // announced VIPs
-	paths   map[netip.Addr]*apiutil.Path
-	nh6     netip.Addr
+	// paths by announced prefix, with what each carries and the members of
+	// covering prefixes (see vippaths.go)
+	paths map[netip.Prefix]*apiutil.Path
+	sigs  map[netip.Prefix]string
+	agg   map[netip.Prefix]map[netip.Addr]struct{}
+	nh6   netip.Addr
 	// zebraSet: the VIP prefixes in the sets of the zebra export policy
 	// (see syncZebraVIPs)
 	zebraSet map[netip.Prefix]bool
@@ -109,7 +117,9 @@ func New(opts Options) (*Server, error) {
 		configured: make(chan struct{}),
 		vips:       make(map[netip.Addr]routing.VIP),
 		bfdHeld:    make(map[netip.Addr]bool),
-		paths:      make(map[netip.Addr]*apiutil.Path),
+		paths:      make(map[netip.Prefix]*apiutil.Path),
+		sigs:       make(map[netip.Prefix]string),
+		agg:        make(map[netip.Prefix]map[netip.Addr]struct{}),
 		zebraLost:  make(chan struct{}, 1),
 		nativeUpdates: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vipspeaker_bgp_native_vip_updates_total",
@@ -149,6 +159,8 @@ func (s *Server) Apply(ctx context.Context, file string, data []byte) error {
 	if s.stopped {
 		return errors.New("bgp speaker has stopped")
 	}
+	s.wanted = cfg
+	cfg = s.withoutHidden(cfg)
 	if s.bgp == nil {
 		s.pending = cfg
 		s.configuredOnce.Do(func() { close(s.configured) })

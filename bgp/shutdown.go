@@ -82,8 +82,7 @@ func (s *Server) withdrawAll(ctx context.Context) {
 		del = append(del, p)
 	}
 	s.pushPaths(nil, del)
-	clear(s.paths)
-	clear(s.vips)
+	s.forgetAllLocked()
 	s.announced.Store(0)
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()

@@ -379,20 +379,7 @@ func (s *Server) restartForZebra(ctx context.Context) error {
 	if err := s.startLocked(ctx, s.cur); err != nil {
 		return err
 	}
-	for a, v := range s.vips {
-		p, err := vipPath(v, s.nh6)
-		if err != nil {
-			delete(s.vips, a)
-			delete(s.paths, a)
-			continue
-		}
-		s.paths[a] = p
-	}
-	add := make([]*apiutil.Path, 0, len(s.paths))
-	for _, p := range s.paths {
-		add = append(add, p)
-	}
-	s.pushPaths(add, nil)
+	s.pushPaths(s.rebuildAllLocked(), nil)
 	if !s.peersAdded {
 		return nil
 	}

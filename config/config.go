@@ -91,6 +91,7 @@ type Pool struct {
 	// Namespaces that may use the pool; empty means all.
 	Namespaces []string
 	Layer2     PoolLayer2
+	Advertise  PoolAdvertise
 }
 
 // PoolLayer2 is a pool's [pools.layer2] section.

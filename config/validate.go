@@ -34,13 +34,14 @@ type fileInterface struct {
 }
 
 type filePool struct {
-	Name          string         `toml:"name"`
-	Addresses     []string       `toml:"addresses"`
-	Mode          *string        `toml:"mode"`
-	AutoAssign    *bool          `toml:"auto-assign"`
-	AvoidBuggyIPs bool           `toml:"avoid-buggy-ips"`
-	Namespaces    []string       `toml:"namespaces"`
-	Layer2        filePoolLayer2 `toml:"layer2"`
+	Name          string            `toml:"name"`
+	Addresses     []string          `toml:"addresses"`
+	Mode          *string           `toml:"mode"`
+	AutoAssign    *bool             `toml:"auto-assign"`
+	AvoidBuggyIPs bool              `toml:"avoid-buggy-ips"`
+	Namespaces    []string          `toml:"namespaces"`
+	Layer2        filePoolLayer2    `toml:"layer2"`
+	Advertise     filePoolAdvertise `toml:"advertise"`
 }
 
 type filePoolLayer2 struct {
@@ -252,6 +253,7 @@ func (v *validator) pools(raw []filePool) []Pool {
 			v.errorf(at+".layer2.interfaces", []string{at + ".layer2", at + ".mode"},
 				"a layer2 pool needs [pools.layer2] interfaces (where ARP/NDP is answered)")
 		}
+		v.advertise(at, rp.Advertise, &p)
 		out = append(out, p)
 	}
 	return out

@@ -1,11 +1,9 @@
 package kube
 
 import (
-	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/vipspeaker/vipspeaker/routing"
@@ -115,62 +113,8 @@ func ParseMode(s string) (routing.Mode, error) {
 	return "", fmt.Errorf("%q is not a mode (bgp or layer2)", s)
 }
 
-var wellKnownCommunities = map[string]string{
-	"graceful-shutdown":   "65535:0",
-	"blackhole":           "65535:666",
-	"no-export":           "65535:65281",
-	"no-advertise":        "65535:65282",
-	"no-export-subconfed": "65535:65283",
-	"local-as":            "65535:65283",
-	"no-peer":             "65535:65284",
-}
-
-// ParseCommunities reads a vipspeaker.io/communities value: standard
-// communities "A:B" (16-bit numbers) or well-known names, large ones
-// "large:A:B:C" (32-bit numbers). The results are numeric, sorted and
-// deduplicated. The first invalid entry is an error.
+// ParseCommunities reads a vipspeaker.io/communities value (a list split
+// at commas and white space) as routing.ParseCommunities does.
 func ParseCommunities(s string) (std, large []string, err error) {
-	var sn, ln [][3]uint64
-	for _, tok := range SplitList(s) {
-		t := strings.ToLower(tok)
-		if v, ok := wellKnownCommunities[t]; ok {
-			t = v
-		}
-		parts, bitSize, isLarge := strings.Split(t, ":"), 16, false
-		if rest, ok := strings.CutPrefix(t, "large:"); ok {
-			parts, bitSize, isLarge = strings.Split(rest, ":"), 32, true
-		}
-		if (isLarge && len(parts) != 3) || (!isLarge && len(parts) != 2) {
-			return nil, nil, fmt.Errorf("%q is not a community (A:B, large:A:B:C or a well-known name)", tok)
-		}
-		var n [3]uint64
-		for i, p := range parts {
-			v, perr := strconv.ParseUint(p, 10, bitSize)
-			if perr != nil {
-				return nil, nil, fmt.Errorf("%q: %q is not a number of %d bits", tok, p, bitSize)
-			}
-			n[i] = v
-		}
-		if isLarge {
-			ln = append(ln, n)
-		} else {
-			sn = append(sn, n)
-		}
-	}
-	text := func(ns [][3]uint64, large bool) []string {
-		slices.SortFunc(ns, func(a, b [3]uint64) int {
-			return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1]), cmp.Compare(a[2], b[2]))
-		})
-		ns = slices.Compact(ns)
-		var out []string
-		for _, n := range ns {
-			if large {
-				out = append(out, fmt.Sprintf("%d:%d:%d", n[0], n[1], n[2]))
-			} else {
-				out = append(out, fmt.Sprintf("%d:%d", n[0], n[1]))
-			}
-		}
-		return out
-	}
-	return text(sn, false), text(ln, true), nil
+	return routing.ParseCommunities(SplitList(s))
 }

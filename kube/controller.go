@@ -87,6 +87,9 @@ type Options struct {
 	// addresses) after the caches synced and whenever they change: the
 	// layer2 membership joins the other speakers through them (optional).
 	OnNodeAddrs func(map[string][]string)
+	// OnNodeLabels receives this node's labels once its Node is read and
+	// again whenever they change ([[peer-nodes]] selects on them).
+	OnNodeLabels func(map[string]string)
 
 	client kubernetes.Interface // tests: a fake clientset
 }
@@ -452,14 +455,15 @@ func (c *Controller) adopt(cfg *config.Config) {
 // when they differ from the last set.
 func (c *Controller) speak(ctx context.Context, apply func([]routing.VIP)) {
 	var (
-		last      []routing.VIP
-		applied   bool
-		said      = c.seedTold(ctx)
-		lastL2    map[netip.Addr][]string
-		lastAddrs map[string][]string
-		lastGood  = map[string]svcAttrs{}
-		invalid   = map[string]bool{}
-		noNode    bool
+		last       []routing.VIP
+		applied    bool
+		said       = c.seedTold(ctx)
+		lastL2     map[netip.Addr][]string
+		lastAddrs  map[string][]string
+		lastLabels map[string]string
+		lastGood   = map[string]svcAttrs{}
+		invalid    = map[string]bool{}
+		noNode     bool
 	)
 	c.kick()
 	var (
@@ -503,6 +507,13 @@ func (c *Controller) speak(ctx context.Context, apply func([]routing.VIP)) {
 			if noNode {
 				c.log.Warn("this node has no Node object: announcing nothing", "node", c.opts.NodeName)
 			}
+		}
+		if me := nodes[c.opts.NodeName]; me != nil && c.opts.OnNodeLabels != nil && (lastLabels == nil || !maps.Equal(me.Labels, lastLabels)) {
+			lastLabels = maps.Clone(me.Labels)
+			if lastLabels == nil {
+				lastLabels = map[string]string{}
+			}
+			c.opts.OnNodeLabels(lastLabels)
 		}
 		if c.opts.OnNodeAddrs != nil {
 			if addrs := nodeAddrs(nodeList); !maps.EqualFunc(addrs, lastAddrs, slices.Equal) || lastAddrs == nil {

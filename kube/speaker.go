@@ -99,6 +99,7 @@ func decide(in announceInput) announceResult {
 		pool     string
 		comms    []string
 		large    []string
+		local    bool // a Service of the address is externalTrafficPolicy Local
 	}
 	byAddr := map[netip.Addr]*acc{}
 	defaultClass := in.cfg != nil && in.cfg.DefaultClass
@@ -154,8 +155,13 @@ func decide(in announceInput) announceResult {
 		if spec.Local {
 			local = in.endpoints(svc.Namespace, svc.Name)
 		}
+		var poolCfg *config.Pool
+		if in.cfg != nil {
+			poolCfg = in.cfg.Pool(pool)
+		}
 		eligible := func(node string) bool {
-			return NodeEligible(in.nodes[node]) && (local == nil || local[node])
+			n := in.nodes[node]
+			return NodeEligible(n) && (local == nil || local[node]) && poolCfg.SelectsNode(n.Labels)
 		}
 		if mode == routing.ModeLayer2 {
 			var cands []string
@@ -182,6 +188,7 @@ func decide(in announceInput) announceResult {
 			x.services = append(x.services, key)
 			x.comms = append(x.comms, attrs.communities...)
 			x.large = append(x.large, attrs.large...)
+			x.local = x.local || spec.Local
 		}
 	}
 	for a, x := range byAddr {
@@ -189,13 +196,17 @@ func decide(in announceInput) announceResult {
 		if len(x.large) > 0 {
 			_, large, _ = ParseCommunities("large:" + strings.Join(x.large, ",large:"))
 		}
-		res.vips = append(res.vips, routing.VIP{Addr: a, Attrs: routing.Attrs{
+		attrs := routing.Attrs{
 			Service:          strings.Join(x.services, ","),
 			Mode:             x.mode,
 			Pool:             x.pool,
 			Communities:      std,
 			LargeCommunities: large,
-		}})
+		}
+		if in.cfg != nil {
+			attrs = in.cfg.Pool(x.pool).Advertised(attrs, a, x.local)
+		}
+		res.vips = append(res.vips, routing.VIP{Addr: a, Attrs: attrs})
 	}
 	slices.SortFunc(res.vips, func(a, b routing.VIP) int { return a.Addr.Compare(b.Addr) })
 	return res

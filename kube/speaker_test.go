@@ -172,3 +172,72 @@ func BenchmarkDecide5000(b *testing.B) {
 		}
 	}
 }
+
+// A pool's [pools.advertise]: only the nodes its selector matches announce
+// (bgp) or are candidates (layer2); its communities and local-pref join the
+// Service's; Cluster Services get the aggregation length, Local ones keep
+// their host route.
+func TestDecidePoolAdvertise(t *testing.T) {
+	cfg, errs := config.Parse("t.toml", []byte(`
+[[pools]]
+name = "rack"
+addresses = ["203.0.113.0/24"]
+  [pools.advertise]
+  node-selector = "rack=r1"
+  communities = ["64512:7", "large:64512:1:1"]
+  local-pref = 150
+  aggregation-length = 24
+[[pools]]
+name = "l2"
+addresses = ["198.51.100.0/24"]
+mode = "layer2"
+  [pools.layer2]
+  interfaces = ["eth0"]
+  [pools.advertise]
+  node-selector = "rack=r1"
+`))
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	local := func(s *corev1.Service) { s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal }
+	svcs := []*corev1.Service{
+		lbService("web", status("203.0.113.10"), ann(AnnotationCommunities, "65000:1")),
+		lbService("loc", status("203.0.113.11"), local),
+		lbService("l2", status("198.51.100.7")),
+	}
+	n1, n2, n3 := node("n1", true), node("n2", true), node("n3", true)
+	n1.Labels["rack"], n2.Labels["rack"], n3.Labels["rack"] = "r1", "r1", "r2"
+	nodes := nodesMap(n1, n2, n3)
+	in := func(name string) announceResult {
+		return decide(announceInput{node: name, cfg: cfg, services: svcs, nodes: nodes,
+			endpoints: func(string, string) map[string]bool { return map[string]bool{"n1": true, "n3": true} },
+			lastGood:  map[string]svcAttrs{}})
+	}
+	res := in("n1")
+	want := "198.51.100.7 demo/l2 layer2 l2 [] [];" +
+		"203.0.113.10 demo/web bgp rack [64512:7 65000:1] [64512:1:1];" +
+		"203.0.113.11 demo/loc bgp rack [64512:7] [64512:1:1];"
+	if got := vipsString(res.vips); got != want {
+		t.Errorf("n1 VIPs\n got %s\nwant %s", got, want)
+	}
+	for _, v := range res.vips {
+		wantBits := map[string]int{"203.0.113.10": 24, "203.0.113.11": 0, "198.51.100.7": 0}[v.Addr.String()]
+		if v.Attrs.AggregateBits != wantBits {
+			t.Errorf("%s: AggregateBits %d, want %d", v.Addr, v.Attrs.AggregateBits, wantBits)
+		}
+		if v.Attrs.Pool == "rack" && v.Attrs.LocalPref != 150 {
+			t.Errorf("%s: LocalPref %d, want 150", v.Addr, v.Attrs.LocalPref)
+		}
+	}
+	if got := fmt.Sprint(res.layer2); got != "map[198.51.100.7:[n1 n2]]" {
+		t.Errorf("layer2 candidates %s, want n1 and n2 (rack=r1)", got)
+	}
+	// n2: selected, but the Local Service has no endpoint there.
+	if got := vipsString(in("n2").vips); got != "198.51.100.7 demo/l2 layer2 l2 [] [];203.0.113.10 demo/web bgp rack [64512:7 65000:1] [64512:1:1];" {
+		t.Errorf("n2 VIPs %s", got)
+	}
+	// n3 is not in the rack: nothing, though it holds an endpoint of loc.
+	if got := vipsString(in("n3").vips); got != "" {
+		t.Errorf("n3 VIPs %s, want none", got)
+	}
+}

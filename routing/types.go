@@ -28,13 +28,22 @@ type Attrs struct {
 	// vipspeaker.io/communities annotation.
 	Communities      []string
 	LargeCommunities []string
+	// LocalPref is the LOCAL_PREF the pool asks for (iBGP peers only);
+	// 0: none set.
+	LocalPref uint32
+	// AggregateBits, when set and shorter than the address, makes the BGP
+	// path announce the covering prefix of that length instead of the
+	// host route (a pool's aggregation-length, for Services whose traffic
+	// any node can take).
+	AggregateBits int
 }
 
 // Equal reports whether two attribute sets are the same.
 func (a Attrs) Equal(b Attrs) bool {
 	return a.Service == b.Service && a.Mode == b.Mode && a.Pool == b.Pool &&
 		slices.Equal(a.Communities, b.Communities) &&
-		slices.Equal(a.LargeCommunities, b.LargeCommunities)
+		slices.Equal(a.LargeCommunities, b.LargeCommunities) &&
+		a.LocalPref == b.LocalPref && a.AggregateBits == b.AggregateBits
 }
 
 // VIP is one address of the table: an IPv4 /32 or IPv6 /128 host address.
@@ -46,6 +55,16 @@ type VIP struct {
 // Prefix is the VIP as a host prefix (/32 or /128).
 func (v VIP) Prefix() netip.Prefix {
 	return netip.PrefixFrom(v.Addr, v.Addr.BitLen())
+}
+
+// AnnouncedPrefix is what a BGP path for the VIP announces: the covering
+// prefix of AggregateBits when that is set and shorter, else the host
+// prefix.
+func (v VIP) AnnouncedPrefix() netip.Prefix {
+	if b := v.Attrs.AggregateBits; b > 0 && b < v.Addr.BitLen() {
+		return netip.PrefixFrom(v.Addr, b).Masked()
+	}
+	return v.Prefix()
 }
 
 // EventKind says what happened to a VIP.

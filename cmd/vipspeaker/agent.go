@@ -53,6 +53,7 @@ type agent struct {
 	cfg      *config.Config
 	lastVIPs []routing.VIP
 	haveVIPs bool
+	node     nodeLabels
 }
 
 // newAgent builds the parts from the flags and the configuration (the
@@ -61,6 +62,9 @@ func newAgent(ctx context.Context, f *runFlags, log *slog.Logger) (*agent, error
 	cfg := config.Default()
 	if f.configDir != "" {
 		c, errs := config.LoadDir(f.configDir)
+		if c != nil && f.servicesDir != "" {
+			errs = c.StandaloneErrors(filepath.Join(f.configDir, config.FileName))
+		}
 		if len(errs) > 0 {
 			for _, e := range errs {
 				log.Error("invalid configuration", "error", e)
@@ -87,6 +91,10 @@ func newAgent(ctx context.Context, f *runFlags, log *slog.Logger) (*agent, error
 			return nil, err
 		}
 	} else {
+		a.node = nodeLabels{labels: f.nodeLabels, known: true}
+		if err := a.hideNeighbors(ctx, cfg); err != nil {
+			return nil, err
+		}
 		if err := a.applyBGP(ctx, true); err != nil {
 			return nil, err
 		}
@@ -230,6 +238,9 @@ func (a *agent) applyVIPs(ctx context.Context, vips []routing.VIP, partial bool)
 		a.pools.SetVIPs(vips)
 	}
 	want := a.cfg.WithPools(vips)
+	if a.f.servicesDir != "" {
+		want = a.cfg.ForNode(want, a.f.nodeLabels)
+	}
 	if partial {
 		// What the table adopted at start is only known once it is
 		// ready; before that List is empty and the keep would keep nothing.

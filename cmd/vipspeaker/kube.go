@@ -58,6 +58,7 @@ func (a *agent) newCluster(ctx context.Context) error {
 				a.l2.SetEligible(candidates)
 			}
 		},
+		OnNodeLabels: func(l map[string]string) { a.setNodeLabels(ctx, l) },
 		OnNodeAddrs: func(addrs map[string][]string) {
 			if a.l2 != nil && a.cluster.joinFromAPI {
 				p := kube.JoinPeers(addrs, a.f.nodeName, a.cluster.joinV6)
@@ -127,8 +128,15 @@ func (a *agent) clusterConfig(ctx context.Context, vipspeakerTOML, gobgpConf []b
 		a.log.Warn("the layer2 membership key changed; it takes effect when the agent restarts (restart the DaemonSet)",
 			"field", "membership.secret-file", "secret", c.Membership.SecretRef.String())
 	}
+	if err := a.hideNeighbors(ctx, c); err != nil {
+		return err
+	}
 	if gobgpConf != nil {
 		if err := a.applyBGPData(ctx, bgpName, gobgpConf, initial); err != nil {
+			a.vipMu.Lock()
+			old := a.cfg
+			a.vipMu.Unlock()
+			_ = a.hideNeighbors(ctx, old)
 			return err
 		}
 	}

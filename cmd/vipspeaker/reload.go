@@ -28,6 +28,9 @@ func (a *agent) watchConfig(ctx context.Context, current *config.Config) error {
 		case <-w.Changed():
 		}
 		c, errs := config.LoadDir(a.f.configDir)
+		if c != nil && a.f.servicesDir != "" {
+			errs = c.StandaloneErrors(filepath.Join(a.f.configDir, config.FileName))
+		}
 		if len(errs) > 0 {
 			for _, e := range errs {
 				a.log.Error("configuration refused; the last good one stays in force", "error", e)
@@ -35,9 +38,15 @@ func (a *agent) watchConfig(ctx context.Context, current *config.Config) error {
 			a.reloads.Refused(errs...)
 			continue
 		}
+		if err := a.hideNeighbors(ctx, c); err != nil {
+			a.log.Error("[[peer-nodes]] refused; the last good config stays in force", "error", err)
+			a.reloads.Refused(err)
+			continue
+		}
 		if err := a.applyBGP(ctx, false); err != nil {
 			a.log.Error("gobgp.conf refused; the last good one stays in force", "error", err)
 			a.reloads.Refused(err)
+			_ = a.hideNeighbors(ctx, current)
 			continue
 		}
 		a.reloads.Accepted()

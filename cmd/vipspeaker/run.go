@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/klog/v2"
 
 	"github.com/vipspeaker/vipspeaker/internal/privilege"
@@ -32,6 +33,7 @@ type runFlags struct {
 	logLevel         string
 	logFormat        string
 	removeVIPsOnExit bool
+	nodeLabels       map[string]string
 }
 
 func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
@@ -51,8 +53,16 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
 	fs.BoolVar(&f.removeVIPsOnExit, "remove-vips-on-exit", false, "remove every VIP and the VIP interface on exit (default: leave them, so a restart is hitless)")
+	nodeLabels := fs.String("node-labels", "", "standalone mode: this node's labels (k=v,k2=v2), which pools' advertise.node-selector match (cluster mode reads the Node's)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if *nodeLabels != "" {
+		m, err := labels.ConvertSelectorToLabelsMap(*nodeLabels)
+		if err != nil {
+			return nil, fmt.Errorf("--node-labels %q: %w", *nodeLabels, err)
+		}
+		f.nodeLabels = m
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))

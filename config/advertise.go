@@ -1,0 +1,140 @@
+package config
+
+import (
+	"net/netip"
+	"strings"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/vipspeaker/vipspeaker/routing"
+)
+
+// PoolAdvertise is a pool's [pools.advertise] section: how its VIPs leave
+// the nodes, without a policy of the user's own in gobgp.conf.
+type PoolAdvertise struct {
+	// NodeSelector is a Kubernetes label selector (as written; empty:
+	// every node). Only the nodes it matches announce the pool's VIPs
+	// (bgp) or may own them (layer2).
+	NodeSelector string
+	// Communities and LargeCommunities are added to every path of the
+	// pool, numeric as routing.ParseCommunities returns them.
+	Communities      []string
+	LargeCommunities []string
+	// LocalPref is set on the pool's paths (iBGP peers only); 0: not set.
+	LocalPref uint32
+	// AggregationLength and AggregationLengthV6 (0: host routes) make the
+	// nodes announce the covering prefix of that length for Services whose
+	// traffic any node may take (externalTrafficPolicy Cluster); Local
+	// Services keep their host routes.
+	AggregationLength   int
+	AggregationLengthV6 int
+}
+
+type filePoolAdvertise struct {
+	NodeSelector        string   `toml:"node-selector"`
+	Communities         []string `toml:"communities"`
+	LocalPref           *int64   `toml:"local-pref"`
+	AggregationLength   *int64   `toml:"aggregation-length"`
+	AggregationLengthV6 *int64   `toml:"aggregation-length-v6"`
+}
+
+// SelectsNode reports whether a node with these labels announces (bgp) or
+// may own (layer2) the pool's VIPs. A nil pool selects every node.
+func (p *Pool) SelectsNode(nodeLabels map[string]string) bool {
+	if p == nil || p.Advertise.NodeSelector == "" {
+		return true
+	}
+	sel, ok := selectors.Load(p.Advertise.NodeSelector)
+	if !ok {
+		parsed, err := labels.Parse(p.Advertise.NodeSelector)
+		if err != nil {
+			return false // validation refused it; a hand-built Pool selects nothing
+		}
+		sel, _ = selectors.LoadOrStore(p.Advertise.NodeSelector, parsed)
+	}
+	return sel.(labels.Selector).Matches(labels.Set(nodeLabels))
+}
+
+// selectors caches parsed node selectors by their text (SelectsNode runs
+// for every Service and node at each decision).
+var selectors sync.Map
+
+// Advertised fills in what the pool adds to a VIP's BGP path: its
+// communities (merged with the Service's), local-pref and, when local is
+// false, the aggregation length of the VIP's family. A nil pool changes
+// nothing.
+func (p *Pool) Advertised(a routing.Attrs, addr netip.Addr, local bool) routing.Attrs {
+	if p == nil {
+		return a
+	}
+	ad := p.Advertise
+	if len(ad.Communities) > 0 {
+		a.Communities = routing.MergeCommunities(a.Communities, ad.Communities)
+	}
+	if len(ad.LargeCommunities) > 0 {
+		a.LargeCommunities = routing.MergeCommunities(a.LargeCommunities, ad.LargeCommunities)
+	}
+	a.LocalPref = ad.LocalPref
+	a.AggregateBits = 0
+	if !local {
+		if addr.Is4() {
+			a.AggregateBits = ad.AggregationLength
+		} else {
+			a.AggregateBits = ad.AggregationLengthV6
+		}
+	}
+	return a
+}
+
+func (v *validator) advertise(at string, raw filePoolAdvertise, p *Pool) {
+	at += ".advertise"
+	ad := PoolAdvertise{NodeSelector: strings.TrimSpace(raw.NodeSelector)}
+	if ad.NodeSelector != "" {
+		if _, err := labels.Parse(ad.NodeSelector); err != nil {
+			v.errorf(at+".node-selector", nil, "%q is not a label selector: %v", raw.NodeSelector, err)
+		}
+	}
+	if len(raw.Communities) > 0 {
+		std, large, err := routing.ParseCommunities(raw.Communities)
+		if err != nil {
+			v.errorf(at+".communities", nil, "%v", err)
+		}
+		ad.Communities, ad.LargeCommunities = std, large
+	}
+	if lp := raw.LocalPref; lp != nil {
+		if *lp < 0 || *lp > 0xFFFFFFFF {
+			v.errorf(at+".local-pref", nil, "%d is not a LOCAL_PREF (0..4294967295)", *lp)
+		} else {
+			ad.LocalPref = uint32(*lp)
+		}
+	}
+	ad.AggregationLength = v.aggregation(at+".aggregation-length", raw.AggregationLength, p, 32)
+	ad.AggregationLengthV6 = v.aggregation(at+".aggregation-length-v6", raw.AggregationLengthV6, p, 128)
+	p.Advertise = ad
+}
+
+// aggregation checks an aggregation length: within the family, and no
+// shorter than any block of the pool, so the covering prefix of a VIP never
+// reaches addresses outside the pool.
+func (v *validator) aggregation(field string, raw *int64, p *Pool, bits int) int {
+	if raw == nil {
+		return 0
+	}
+	n := int(*raw)
+	if *raw < 1 || *raw > int64(bits) {
+		v.errorf(field, nil, "%d is not a prefix length (1..%d)", *raw, bits)
+		return 0
+	}
+	for _, r := range p.Blocks() {
+		if r.First.BitLen() != bits {
+			continue
+		}
+		cover := netip.PrefixFrom(r.First, n).Masked()
+		if cover.Addr() != r.First || lastOf(netip.PrefixFrom(r.Last, n).Masked()) != r.Last {
+			v.errorf(field, nil, "/%d would announce addresses outside the pool: %s is not made of whole /%d blocks (use a longer length or align the pool)", n, r, n)
+			return 0
+		}
+	}
+	return n
+}
