@@ -66,8 +66,8 @@ type Server struct {
 	pending *parsedConfig // accepted, not yet applied (before Run)
 	// wanted is the last accepted gobgp.conf as written; hidden the
 	// neighbors kept out of it on this node (see SetHiddenNeighbors)
-	wanted *parsedConfig
-	hidden map[netip.Addr]bool
+	wanted  *parsedConfig
+	hidden  map[netip.Addr]bool
 	cur     *parsedConfig // applied; router-id resolved
 	bgp     *server.BgpServer
 	stopped bool
