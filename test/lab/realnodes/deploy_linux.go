@@ -91,17 +91,12 @@ func (c *Cluster) InstallAgent(ctx context.Context, toml, gobgp string) (time.Du
 	if err != nil {
 		return 0, err
 	}
-	cm := map[string]any{
-		"apiVersion": "v1", "kind": "ConfigMap",
-		"metadata": map[string]any{"name": "vipspeaker-config", "namespace": AgentNamespace},
-		"data":     map[string]string{"vipspeaker.toml": toml, "gobgp.conf": gobgp},
-	}
-	cmYAML, err := yaml.Marshal(cm)
+	cmYAML, err := ConfigMap(toml, gobgp)
 	if err != nil {
 		return 0, err
 	}
 	kz := fmt.Sprintf("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - %s\npatches:\n  - path: lab-config.yaml\n", rel)
-	for name, data := range map[string][]byte{"kustomization.yaml": []byte(kz), "lab-config.yaml": cmYAML} {
+	for name, data := range map[string][]byte{"kustomization.yaml": []byte(kz), "lab-config.yaml": []byte(cmYAML)} {
 		if err := os.WriteFile(filepath.Join(overlay, name), data, 0o644); err != nil {
 			return 0, err
 		}
@@ -114,6 +109,17 @@ func (c *Cluster) InstallAgent(ctx context.Context, toml, gobgp string) (time.Du
 		return 0, err
 	}
 	return time.Since(start), nil
+}
+
+// ConfigMap is the agent's ConfigMap (vipspeaker-config) holding toml and
+// gobgp, as YAML for kubectl apply.
+func ConfigMap(toml, gobgp string) (string, error) {
+	b, err := yaml.Marshal(map[string]any{
+		"apiVersion": "v1", "kind": "ConfigMap",
+		"metadata": map[string]any{"name": "vipspeaker-config", "namespace": AgentNamespace},
+		"data":     map[string]string{"vipspeaker.toml": toml, "gobgp.conf": gobgp},
+	})
+	return string(b), err
 }
 
 // WaitDaemonSetReady waits until the DaemonSet's Pods are updated and

@@ -45,6 +45,24 @@ namespaces = {{ . | toJson }}
   [pools.layer2]
   interfaces = {{ .interfaces | default list | toJson }}
 {{- end }}
+{{- with .advertise }}
+  [pools.advertise]
+{{- with .nodeSelector }}
+  node-selector = {{ . | quote }}
+{{- end }}
+{{- with .communities }}
+  communities = {{ . | toJson }}
+{{- end }}
+{{- with .localPref }}
+  local-pref = {{ . }}
+{{- end }}
+{{- with .aggregationLength }}
+  aggregation-length = {{ . }}
+{{- end }}
+{{- with .aggregationLengthV6 }}
+  aggregation-length-v6 = {{ . }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{- with .Values.layer2 }}
