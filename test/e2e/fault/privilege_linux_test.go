@@ -15,6 +15,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/vipspeaker/vipspeaker/bpf"
 	"github.com/vipspeaker/vipspeaker/internal/nstest"
 	"github.com/vipspeaker/vipspeaker/test/lab"
 )
@@ -207,8 +208,25 @@ func TestLeastPrivilegeDaemonSetCapabilities(t *testing.T) {
 		}
 		owner := tp.waitOneOwner(t)
 		lab.Eventually(t, routeBound, 100*time.Millisecond, func() error { return tp.client.Ping(vip) })
+		// A kernel that refuses live frames to root as well (probed here,
+		// with every capability) refuses them to the agent for the same
+		// reason: its "operation not permitted" for them is not a missing
+		// capability.
+		live, err := bpf.LiveFramesAllowed()
+		if err != nil {
+			t.Fatal(err)
+		}
 		for _, p := range tp.agents {
 			log := p.Log()
+			if !live {
+				var keep []string
+				for _, line := range strings.Split(log, "\n") {
+					if !strings.Contains(line, bpf.ErrLiveFramesRefused.Error()) {
+						keep = append(keep, line)
+					}
+				}
+				log = strings.Join(keep, "\n")
+			}
 			for _, bad := range []string{"XDP fast path not available", "XDP fast path failed to load", "verifier", "operation not permitted"} {
 				if strings.Contains(log, bad) {
 					t.Errorf("%s: %q with the DaemonSet's capabilities; the XDP fast path must load with them:\n%s", p.Name(), bad, tail(log, 15))
