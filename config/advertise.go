@@ -96,8 +96,8 @@ func (v *validator) advertise(at string, raw filePoolAdvertise, p *Pool) {
 		}
 	}
 	if len(raw.Communities) > 0 {
-		std, large, err := routing.ParseCommunities(raw.Communities)
-		if err != nil {
+		std, large, errs := routing.ParseCommunities(raw.Communities)
+		for _, err := range errs {
 			v.errorf(at+".communities", nil, "%v", err)
 		}
 		ad.Communities, ad.LargeCommunities = std, large

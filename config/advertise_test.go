@@ -98,7 +98,7 @@ aggregation-length = 0
 	_, errs := Parse("vipspeaker.toml", []byte(doc))
 	want := []string{
 		`vipspeaker.toml:6: pools[0].advertise.node-selector: "zone in (a" is not a label selector: `,
-		`vipspeaker.toml:7: pools[0].advertise.communities: "65536:1": "65536" is not a number of 16 bits`,
+		`vipspeaker.toml:7: pools[0].advertise.communities: "65536:1": "65536" is not a number in 0..65535`,
 		`vipspeaker.toml:8: pools[0].advertise.local-pref: -1 is not a LOCAL_PREF (0..4294967295)`,
 		`vipspeaker.toml:9: pools[0].advertise.aggregation-length: /24 would announce addresses outside the pool: 198.51.100.0-198.51.100.127 is not made of whole /24 blocks`,
 		`vipspeaker.toml:10: pools[0].advertise.aggregation-length-v6: 129 is not a prefix length (1..128)`,

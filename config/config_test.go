@@ -396,7 +396,8 @@ func TestExampleConfig(t *testing.T) {
 	if len(errs) > 0 {
 		t.Fatalf("example config: %v", errStrings(errs))
 	}
-	if len(cfg.Pools) != 2 || cfg.Pools[1].Mode != routing.ModeLayer2 || len(cfg.PeerNodes) != 1 {
+	if len(cfg.Pools) != 3 || cfg.Pools[1].Mode != routing.ModeLayer2 || len(cfg.PeerNodes) != 1 ||
+		cfg.Pools[2].Advertise.AggregationLength != 26 || cfg.Pools[2].Advertise.NodeSelector == "" {
 		t.Errorf("example config parsed to %+v", cfg)
 	}
 	v4, v6 := cfg.Pools[0].Size()

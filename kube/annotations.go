@@ -114,7 +114,12 @@ func ParseMode(s string) (routing.Mode, error) {
 }
 
 // ParseCommunities reads a vipspeaker.io/communities value (a list split
-// at commas and white space) as routing.ParseCommunities does.
+// at commas and white space) as routing.ParseCommunities does; the first
+// invalid entry is the error.
 func ParseCommunities(s string) (std, large []string, err error) {
-	return routing.ParseCommunities(SplitList(s))
+	std, large, errs := routing.ParseCommunities(SplitList(s))
+	if len(errs) > 0 {
+		return nil, nil, errs[0]
+	}
+	return std, large, nil
 }

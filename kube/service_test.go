@@ -120,7 +120,7 @@ func TestReadService(t *testing.T) {
 		{name: "bad address", svc: lbService("s", ann(AnnotationAddresses, "203.0.113.1,224.0.0.1")),
 			want: allocator.Request{Families: []allocator.Family{allocator.IPv4}}, wantErr: "annotation vipspeaker.io/addresses: \"224.0.0.1\" is not a unicast address usable as a VIP"},
 		{name: "bad community", svc: lbService("s", ann(AnnotationCommunities, "65000:70000")),
-			want: allocator.Request{Families: []allocator.Family{allocator.IPv4}}, wantErr: "annotation vipspeaker.io/communities: \"65000:70000\": \"70000\" is not a number of 16 bits"},
+			want: allocator.Request{Families: []allocator.Family{allocator.IPv4}}, wantErr: "annotation vipspeaker.io/communities: \"65000:70000\": \"70000\" is not a number in 0..65535"},
 		{name: "bad mode", svc: lbService("s", ann(OpenELBProtocol, "vrrp")),
 			want: allocator.Request{Families: []allocator.Family{allocator.IPv4}}, wantErr: "annotation protocol.openelb.kubesphere.io/v1alpha1: \"vrrp\" is not a mode (bgp or layer2)"},
 	}

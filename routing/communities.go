@@ -8,7 +8,7 @@ import (
 	"strings"
 )
 
-// wellKnownCommunities are the RFC 1997 / RFC 8326 / RFC 7999 names a
+// wellKnownCommunities are the RFC 1997 / RFC 7999 / RFC 8326 names a
 // user may write instead of numbers.
 var wellKnownCommunities = map[string]string{
 	"graceful-shutdown":   "65535:0",
@@ -20,51 +20,66 @@ var wellKnownCommunities = map[string]string{
 	"no-peer":             "65535:65284",
 }
 
-// ParseCommunities reads BGP communities as users write them (the
-// vipspeaker.io/communities annotation, a pool's advertise.communities):
-// standard ones "A:B" (16-bit numbers) or well-known names, large ones
-// "large:A:B:C" (32-bit numbers). The results are numeric ("65535:0",
-// "1:2:3" without the large: prefix), sorted and deduplicated. The first
-// invalid entry is an error.
-func ParseCommunities(list []string) (std, large []string, err error) {
-	var sn, ln [][3]uint64
+// ParseCommunities reads BGP communities as users write them (the entries
+// of a vipspeaker.io/communities annotation, a pool's
+// advertise.communities): standard ones "A:B" (16-bit numbers) or
+// well-known names, large ones "large:A:B:C" (32-bit numbers). Valid
+// entries come back numeric ("65535:0"; large ones without "large:"),
+// sorted numerically and deduplicated; each invalid one is an error.
+func ParseCommunities(list []string) (std, large []string, errs []error) {
+	var stdN, largeN [][3]uint64
 	for _, tok := range list {
-		t := strings.ToLower(strings.TrimSpace(tok))
-		if v, ok := wellKnownCommunities[t]; ok {
-			t = v
+		tok = strings.TrimSpace(tok)
+		lower := strings.ToLower(tok)
+		if v, ok := wellKnownCommunities[lower]; ok {
+			lower = v
 		}
-		parts, bitSize, isLarge := strings.Split(t, ":"), 16, false
-		if rest, ok := strings.CutPrefix(t, "large:"); ok {
-			parts, bitSize, isLarge = strings.Split(rest, ":"), 32, true
-		}
-		if (isLarge && len(parts) != 3) || (!isLarge && len(parts) != 2) {
-			return nil, nil, fmt.Errorf("%q is not a community (A:B, large:A:B:C or a well-known name)", tok)
-		}
-		var n [3]uint64
-		for i, p := range parts {
-			v, perr := strconv.ParseUint(p, 10, bitSize)
-			if perr != nil {
-				return nil, nil, fmt.Errorf("%q: %q is not a number of %d bits", tok, p, bitSize)
+		if rest, ok := strings.CutPrefix(lower, "large:"); ok {
+			parts := strings.Split(rest, ":")
+			if len(parts) != 3 {
+				errs = append(errs, fmt.Errorf("%q: a large community is large:A:B:C", tok))
+				continue
 			}
-			n[i] = v
+			if n, err := numbers(tok, parts, 32); err != nil {
+				errs = append(errs, err)
+			} else {
+				largeN = append(largeN, n)
+			}
+			continue
 		}
-		if isLarge {
-			ln = append(ln, n)
+		parts := strings.Split(lower, ":")
+		if len(parts) != 2 {
+			errs = append(errs, fmt.Errorf("%q is not a community (ASN:value, large:A:B:C or a well-known name)", tok))
+			continue
+		}
+		if n, err := numbers(tok, parts, 16); err != nil {
+			errs = append(errs, err)
 		} else {
-			sn = append(sn, n)
+			stdN = append(stdN, n)
 		}
 	}
-	return communityText(sn, false), communityText(ln, true), nil
+	return communityText(stdN, false), communityText(largeN, true), errs
 }
 
-// MergeCommunities is the sorted, deduplicated union of communities as
-// ParseCommunities returns them (standard or large lists, not mixed; a
-// "large:" prefix is dropped). Entries that are not numeric stay as they
-// are, after the numeric ones.
+func numbers(tok string, parts []string, bits int) ([3]uint64, error) {
+	var n [3]uint64
+	for i, p := range parts {
+		v, err := strconv.ParseUint(p, 10, bits)
+		if err != nil {
+			return n, fmt.Errorf("%q: %q is not a number in 0..%d", tok, p, uint64(1)<<bits-1)
+		}
+		n[i] = v
+	}
+	return n, nil
+}
+
+// MergeCommunities is the union of numeric community lists as
+// ParseCommunities returns them (a "large:" prefix is dropped), sorted
+// numerically and deduplicated: standard ones, then large ones, then any
+// entry that is not numeric, as it is.
 func MergeCommunities(lists ...[]string) []string {
-	var ns [][3]uint64
+	var std, large [][3]uint64
 	var other []string
-	large := false
 	for _, l := range lists {
 		for _, s := range l {
 			s = strings.TrimPrefix(s, "large:")
@@ -76,22 +91,26 @@ func MergeCommunities(lists ...[]string) []string {
 				n[i], err = strconv.ParseUint(parts[i], 10, 32)
 				ok = err == nil
 			}
-			if !ok {
+			switch {
+			case !ok:
 				other = append(other, s)
-				continue
+			case len(parts) == 2:
+				std = append(std, n)
+			default:
+				large = append(large, n)
 			}
-			large = len(parts) == 3
-			ns = append(ns, n)
 		}
 	}
 	slices.Sort(other)
-	out := append(communityText(ns, large), slices.Compact(other)...)
+	out := append(append(communityText(std, false), communityText(large, true)...), slices.Compact(other)...)
 	if len(out) == 0 {
 		return nil
 	}
 	return out
 }
 
+// communityText sorts and deduplicates ns and writes them as "A:B", or
+// "A:B:C" when large.
 func communityText(ns [][3]uint64, large bool) []string {
 	slices.SortFunc(ns, func(a, b [3]uint64) int {
 		return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1]), cmp.Compare(a[2], b[2]))

@@ -1,7 +1,6 @@
 package standalone
 
 import (
-	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -171,108 +170,8 @@ func parseVIP(s string) (netip.Addr, error) {
 	return netip.Addr{}, fmt.Errorf("%q %s, not a unicast VIP", s, why)
 }
 
-var wellKnown = map[string]string{
-	"graceful-shutdown":   "65535:0",
-	"blackhole":           "65535:666",
-	"no-export":           "65535:65281",
-	"no-advertise":        "65535:65282",
-	"no-export-subconfed": "65535:65283",
-	"local-as":            "65535:65283",
-	"no-peer":             "65535:65284",
-}
-
-// parseCommunities reads a vipspeaker.io/communities value. Valid entries
-// are returned normalised, sorted numerically and deduplicated; each invalid
-// one is an error.
+// parseCommunities reads a vipspeaker.io/communities value
+// (routing.ParseCommunities of its entries).
 func parseCommunities(s string) (std, large []string, errs []error) {
-	type num struct {
-		v    [3]uint64
-		text string
-	}
-	var stdN, largeN []num
-	for _, tok := range splitList(s) {
-		lower := strings.ToLower(tok)
-		if v, ok := wellKnown[lower]; ok {
-			lower = v
-		}
-		if rest, ok := strings.CutPrefix(lower, "large:"); ok {
-			parts := strings.Split(rest, ":")
-			if len(parts) != 3 {
-				errs = append(errs, fmt.Errorf("%q: a large community is large:A:B:C", tok))
-				continue
-			}
-			var n num
-			ok := true
-			for i, p := range parts {
-				v, err := strconv.ParseUint(p, 10, 32)
-				if err != nil {
-					errs = append(errs, fmt.Errorf("%q: %q is not a number in 0..4294967295", tok, p))
-					ok = false
-					break
-				}
-				n.v[i] = v
-			}
-			if ok {
-				n.text = fmt.Sprintf("%d:%d:%d", n.v[0], n.v[1], n.v[2])
-				largeN = append(largeN, n)
-			}
-			continue
-		}
-		parts := strings.Split(lower, ":")
-		if len(parts) != 2 {
-			errs = append(errs, fmt.Errorf("%q is not a community (ASN:value, large:A:B:C or a well-known name)", tok))
-			continue
-		}
-		var n num
-		ok := true
-		for i, p := range parts {
-			v, err := strconv.ParseUint(p, 10, 16)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%q: %q is not a number in 0..65535", tok, p))
-				ok = false
-				break
-			}
-			n.v[i] = v
-		}
-		if ok {
-			n.text = fmt.Sprintf("%d:%d", n.v[0], n.v[1])
-			stdN = append(stdN, n)
-		}
-	}
-	order := func(a, b num) int {
-		return cmp.Or(cmp.Compare(a.v[0], b.v[0]), cmp.Compare(a.v[1], b.v[1]), cmp.Compare(a.v[2], b.v[2]))
-	}
-	texts := func(ns []num) []string {
-		slices.SortFunc(ns, order)
-		ns = slices.CompactFunc(ns, func(a, b num) bool { return a.v == b.v })
-		var out []string
-		for _, n := range ns {
-			out = append(out, n.text)
-		}
-		return out
-	}
-	return texts(stdN), texts(largeN), errs
-}
-
-// mergeCommunities merges sorted community lists numerically.
-func mergeCommunities(lists ...[]string) []string {
-	var all []string
-	for _, l := range lists {
-		all = append(all, l...)
-	}
-	if len(all) == 0 {
-		return nil
-	}
-	key := func(s string) [3]uint64 {
-		var k [3]uint64
-		for i, p := range strings.SplitN(s, ":", 3) {
-			k[i], _ = strconv.ParseUint(p, 10, 32)
-		}
-		return k
-	}
-	slices.SortFunc(all, func(a, b string) int {
-		ka, kb := key(a), key(b)
-		return cmp.Or(cmp.Compare(ka[0], kb[0]), cmp.Compare(ka[1], kb[1]), cmp.Compare(ka[2], kb[2]))
-	})
-	return slices.Compact(all)
+	return routing.ParseCommunities(splitList(s))
 }

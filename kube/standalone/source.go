@@ -394,8 +394,8 @@ func merge(services map[string]*wanted) ([]routing.VIP, []conflict) {
 		vips = append(vips, routing.VIP{Addr: a, Attrs: routing.Attrs{
 			Service:          strings.Join(x.services, ","),
 			Mode:             x.mode,
-			Communities:      mergeCommunities(x.comms...),
-			LargeCommunities: mergeCommunities(x.larg...),
+			Communities:      routing.MergeCommunities(x.comms...),
+			LargeCommunities: routing.MergeCommunities(x.larg...),
 		}})
 	}
 	slices.SortFunc(vips, func(a, b routing.VIP) int { return a.Addr.Compare(b.Addr) })
