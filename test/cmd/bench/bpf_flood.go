@@ -2,9 +2,11 @@ package main
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +19,7 @@ import (
 
 type floodResult struct {
 	sent, answered int
+	dropped        int     // sendto said ENOBUFS: the veth dropped the request
 	offered        float64 // requests per second the generator put out
 	first, last    time.Duration
 	p50, p99       time.Duration
@@ -38,24 +41,18 @@ func (f floodResult) cpuPer1000() time.Duration {
 	return f.cpu * 1000 / time.Duration(f.answered)
 }
 
-// floodKit is the flood generator and the reply sink, both in the kernel
-// so that neither limits what is measured. One XDP program on the client's
-// cl: run with BPF_PROG_RUN in live-frames mode it is the generator (each
-// run stamps request i with sender 198.19.i>>8.i&255 and records its send
-// time); on frames arriving on cl it is the sink (it records the arrival
-// time of reply i, counts gratuitous frames, and drops both). All times are
-// bpf_ktime_get_ns.
+// floodKit is the reply sink: an XDP program on the client's cl, in its
+// kernel so that it does not limit what is measured. It records the
+// arrival time of reply i (a reply to 198.19.i>>8.i&255), counts
+// gratuitous frames and keeps the last one's arrival time, and drops
+// both. Times are bpf_ktime_get_ns, that is CLOCK_MONOTONIC.
 type floodKit struct {
-	prog                   *ebpf.Program
-	ctr, sent, recvd, grat *ebpf.Map
-	sinkLink               link.Link
+	prog        *ebpf.Program
+	recvd, grat *ebpf.Map
+	sinkLink    link.Link
 }
 
-const (
-	floodMax   = 65536
-	floodChunk = 32
-	floodMagic = 0x56534246
-)
+const floodMax = 65536
 
 func newFloodKit() (*floodKit, error) {
 	k := &floodKit{}
@@ -63,76 +60,16 @@ func newFloodKit() (*floodKit, error) {
 	mk := func(name string, vsize uint32, n uint32) (*ebpf.Map, error) {
 		return ebpf.NewMap(&ebpf.MapSpec{Name: name, Type: ebpf.Array, KeySize: 4, ValueSize: vsize, MaxEntries: n})
 	}
-	if k.ctr, err = mk("vsb_ctr", 4, 1); err != nil {
-		return nil, err
-	}
-	if k.sent, err = mk("vsb_sent", 8, floodMax); err != nil {
-		k.close()
-		return nil, err
-	}
 	if k.recvd, err = mk("vsb_recvd", 8, floodMax); err != nil {
-		k.close()
 		return nil, err
 	}
 	if k.grat, err = mk("vsb_grat", 16, 1); err != nil {
 		k.close()
 		return nil, err
 	}
-	// The generator branch runs only for frames carrying the flood magic
-	// as XDP metadata (BPF_PROG_RUN input; wire frames have none). Being
-	// the same program as the attached sink keeps it in the XDP
-	// dispatcher, so repeated runs do not pay for adding it each time.
-	gen := asm.Instructions{
-		asm.Mov.Reg(asm.R6, asm.R1),
-		asm.LoadMem(asm.R2, asm.R6, 8, asm.Word), // data_meta
-		asm.LoadMem(asm.R3, asm.R6, 0, asm.Word), // data
-		asm.Mov.Reg(asm.R4, asm.R2),
-		asm.Add.Imm(asm.R4, 4),
-		asm.JGT.Reg(asm.R4, asm.R3, "sink"),
-		asm.LoadMem(asm.R5, asm.R2, 0, asm.Word),
-		asm.JNE.Imm(asm.R5, floodMagic, "sink"),
-		asm.StoreImm(asm.RFP, -4, 0, asm.Word),
-		asm.LoadMapPtr(asm.R1, k.ctr.FD()),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, -4),
-		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "gdrop"),
-		asm.LoadMem(asm.R7, asm.R0, 0, asm.Word),
-		asm.Mov.Reg(asm.R8, asm.R7),
-		asm.Add.Imm(asm.R8, 1),
-		asm.StoreMem(asm.R0, 0, asm.R8, asm.Word),
-		asm.JGE.Imm(asm.R7, floodMax, "gdrop"),
-		asm.FnKtimeGetNs.Call(),
-		asm.Mov.Reg(asm.R9, asm.R0),
-		asm.StoreMem(asm.RFP, -8, asm.R7, asm.Word),
-		asm.LoadMapPtr(asm.R1, k.sent.FD()),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, -8),
-		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "gdrop"),
-		asm.StoreMem(asm.R0, 0, asm.R9, asm.DWord),
-		// Strip the metadata: it would travel with the frame to the peer
-		// (and come back on the reply).
-		asm.Mov.Reg(asm.R1, asm.R6),
-		asm.Mov.Imm(asm.R2, 8),
-		asm.FnXdpAdjustMeta.Call(),
-		asm.JNE.Imm(asm.R0, 0, "gdrop"),
-		asm.LoadMem(asm.R2, asm.R6, 0, asm.Word),
-		asm.LoadMem(asm.R3, asm.R6, 4, asm.Word),
-		asm.Mov.Reg(asm.R4, asm.R2),
-		asm.Add.Imm(asm.R4, 42),
-		asm.JGT.Reg(asm.R4, asm.R3, "gdrop"),
-		asm.Mov.Reg(asm.R5, asm.R7),
-		asm.RSh.Imm(asm.R5, 8),
-		asm.StoreMem(asm.R2, 30, asm.R5, asm.Byte),
-		asm.StoreMem(asm.R2, 31, asm.R7, asm.Byte),
-		asm.Mov.Imm(asm.R0, 3), // XDP_TX
-		asm.Return(),
-		asm.Mov.Imm(asm.R0, 1).WithSymbol("gdrop"), // XDP_DROP
-		asm.Return(),
-	}
 	sink := asm.Instructions{
-		asm.LoadMem(asm.R2, asm.R6, 0, asm.Word).WithSymbol("sink"),
+		asm.Mov.Reg(asm.R6, asm.R1),
+		asm.LoadMem(asm.R2, asm.R6, 0, asm.Word),
 		asm.LoadMem(asm.R3, asm.R6, 4, asm.Word),
 		asm.Mov.Reg(asm.R4, asm.R2),
 		asm.Add.Imm(asm.R4, 42),
@@ -194,9 +131,9 @@ func newFloodKit() (*floodKit, error) {
 		asm.Mov.Imm(asm.R0, 2).WithSymbol("pass"), // XDP_PASS
 		asm.Return(),
 	}
-	if k.prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{Name: "vsb_client", Type: ebpf.XDP, License: "MIT", Instructions: append(gen, sink...)}); err != nil {
+	if k.prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{Name: "vsb_sink", Type: ebpf.XDP, License: "MIT", Instructions: sink}); err != nil {
 		k.close()
-		return nil, fmt.Errorf("flood generator and sink: %w", err)
+		return nil, fmt.Errorf("reply sink: %w", err)
 	}
 	return k, nil
 }
@@ -205,7 +142,7 @@ func (k *floodKit) close() {
 	if k.sinkLink != nil {
 		k.sinkLink.Close()
 	}
-	for _, c := range []interface{ Close() error }{k.prog, k.ctr, k.sent, k.recvd, k.grat} {
+	for _, c := range []interface{ Close() error }{k.prog, k.recvd, k.grat} {
 		if c != nil && !isNilCloser(c) {
 			_ = c.Close()
 		}
@@ -222,25 +159,21 @@ func isNilCloser(c interface{ Close() error }) bool {
 	return false
 }
 
-// arpFlood sends n ARP requests for vip from the client (generator in
-// live-frames mode), collects the replies in the sink and measures them.
+// arpFlood sends n ARP requests for vip from the client through a packet
+// socket (request i from sender 198.19.i>>8.i&255, its send time taken
+// from CLOCK_MONOTONIC right before its sendto), collects the replies in
+// the sink and measures them.
 func (l *bpfLab) arpFlood(vip netip.Addr, n int) (floodResult, error) {
 	if n > floodMax {
 		return floodResult{}, fmt.Errorf("flood of %d: at most %d", n, floodMax)
 	}
 	k := l.kit
-	zero := make([]uint64, floodMax)
 	keys := make([]uint32, floodMax)
 	for i := range keys {
 		keys[i] = uint32(i)
 	}
-	for _, m := range []*ebpf.Map{k.sent, k.recvd} {
-		if _, err := m.BatchUpdate(keys, zero, nil); err != nil {
-			return floodResult{}, fmt.Errorf("reset flood maps: %w", err)
-		}
-	}
-	if err := k.ctr.Put(uint32(0), uint32(0)); err != nil {
-		return floodResult{}, err
+	if _, err := k.recvd.BatchUpdate(keys, make([]uint64, floodMax), nil); err != nil {
+		return floodResult{}, fmt.Errorf("reset the sink: %w", err)
 	}
 	frame := make([]byte, 60)
 	copy(frame[0:6], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
@@ -255,33 +188,25 @@ func (l *bpfLab) arpFlood(vip netip.Addr, n int) (floodResult, error) {
 	a[14], a[15] = 198, 19
 	t4 := vip.As4()
 	copy(a[24:28], t4[:])
-	type xdpMd struct{ Data, DataEnd, DataMeta, Ingress, RxQueue, Egress uint32 }
-	input := make([]byte, 8+len(frame))
-	binary.NativeEndian.PutUint32(input[0:4], floodMagic)
-	copy(input[8:], frame)
-	ctx := xdpMd{Data: 8, DataEnd: uint32(len(input)), Ingress: uint32(l.clientIndex)}
+	fd, err := packetSocket(l.client)
+	if err != nil {
+		return floodResult{}, fmt.Errorf("flood generator socket: %w", err)
+	}
+	defer unix.Close(fd)
+	sent := make([]uint64, n)
 	cpu0 := machineBusy()
-	// In runs of 32 frames: one run of all n overflows the veth rings
-	// (256 frames) before the receiving side's NAPI gets the CPU.
-	if err := l.client.do(func() error {
-		for done := 0; done < n; done += floodChunk {
-			_, err := k.prog.Run(&ebpf.RunOptions{Data: input, Context: &ctx, Repeat: uint32(min(floodChunk, n-done)), Flags: unix.BPF_F_TEST_XDP_LIVE_FRAMES, BatchSize: floodChunk})
-			if err != nil {
-				return err
-			}
-		}
-		return nil
-	}); err != nil {
-		return floodResult{}, fmt.Errorf("run flood generator: %w", err)
+	dropped, err := floodSend(fd, &unix.SockaddrLinklayer{Ifindex: l.clientIndex, Halen: 6}, frame, sent)
+	if err != nil {
+		return floodResult{}, fmt.Errorf("flood generator: %w", err)
 	}
 	// Let the replies drain: stop when no reply arrived for 300 ms.
+	recvd := make([]uint64, floodMax)
 	count := func() int {
-		got := make([]uint64, floodMax)
-		if _, err := k.recvd.BatchLookup(new(ebpf.MapBatchCursor), keys, got, nil); err != nil {
+		if _, err := k.recvd.BatchLookup(new(ebpf.MapBatchCursor), keys, recvd, nil); err != nil {
 			return -1
 		}
 		c := 0
-		for _, v := range got[:n] {
+		for _, v := range recvd[:n] {
 			if v != 0 {
 				c++
 			}
@@ -298,15 +223,10 @@ func (l *bpfLab) arpFlood(vip netip.Addr, n int) (floodResult, error) {
 		prev = c
 	}
 	cpu := machineBusy() - cpu0
-	sent := make([]uint64, floodMax)
-	recvd := make([]uint64, floodMax)
-	if _, err := k.sent.BatchLookup(new(ebpf.MapBatchCursor), keys, sent, nil); err != nil {
-		return floodResult{}, err
-	}
 	if _, err := k.recvd.BatchLookup(new(ebpf.MapBatchCursor), keys, recvd, nil); err != nil {
 		return floodResult{}, err
 	}
-	res := floodResult{sent: n, cpu: cpu}
+	res := floodResult{sent: n, dropped: dropped, cpu: cpu}
 	var lat []time.Duration
 	var firstSent, lastSent, lastRecv uint64
 	for i := range n {
@@ -329,6 +249,30 @@ func (l *bpfLab) arpFlood(vip netip.Addr, n int) (floodResult, error) {
 	}
 	res.p50, res.p99 = percentile(lat, 50), percentile(lat, 99)
 	return res, nil
+}
+
+// floodSend sends frame once per element of sent, request i from sender
+// 198.19.i>>8.i&255, and stores in sent[i] the CLOCK_MONOTONIC time read
+// right before its sendto (the clock of the sink's bpf_ktime_get_ns). It
+// returns how many the veth dropped (ENOBUFS); they stay offered.
+func floodSend(fd int, to unix.Sockaddr, frame []byte, sent []uint64) (int, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	dropped := 0
+	var ts unix.Timespec
+	for i := range sent {
+		frame[30], frame[31] = byte(i>>8), byte(i)
+		if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+			return dropped, err
+		}
+		if err := unix.Sendto(fd, frame, 0, to); errors.Is(err, unix.ENOBUFS) {
+			dropped++
+		} else if err != nil {
+			return dropped, fmt.Errorf("request %d: %w", i, err)
+		}
+		sent[i] = uint64(ts.Nano())
+	}
+	return dropped, nil
 }
 
 // machineBusy is the CPU time all CPUs spent not idle (from /proc/stat).

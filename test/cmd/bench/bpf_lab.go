@@ -10,8 +10,6 @@ import (
 	"runtime"
 	"time"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -67,8 +65,6 @@ type bpfLab struct {
 	pinDir       string
 	pinMount     string
 	kit          *floodKit
-	passProg     *ebpf.Program
-	nodePass     link.Link
 	clientIndex  int
 	nodeIndex    int
 }
@@ -151,32 +147,10 @@ func newBPFLab() (l *bpfLab, err error) {
 	}); err != nil {
 		return nil, fmt.Errorf("attach the reply sink to the client: %w", err)
 	}
-	l.passProg, err = ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "MIT",
-		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2), asm.Return()}})
-	if err != nil {
-		return nil, fmt.Errorf("XDP_PASS program: %w", err)
-	}
 	return l, nil
 }
 
-// nodeNAPI attaches an XDP_PASS program to the node's l2, so the node's
-// veth end receives the generator's live frames when the fast path is not
-// loaded (the userspace measurement).
-func (l *bpfLab) nodeNAPI() error {
-	return l.node.do(func() error {
-		var err error
-		l.nodePass, err = link.AttachXDP(link.XDPOptions{Program: l.passProg, Interface: l.nodeIndex, Flags: link.XDPDriverMode})
-		return err
-	})
-}
-
 func (l *bpfLab) close() {
-	if l.nodePass != nil {
-		l.nodePass.Close()
-	}
-	if l.passProg != nil {
-		l.passProg.Close()
-	}
 	if l.kit != nil {
 		l.kit.close()
 	}
@@ -192,47 +166,33 @@ func (l *bpfLab) close() {
 	}
 }
 
-// clientSocket opens an AF_PACKET socket on the client's cl.
-func (l *bpfLab) clientSocket() (int, error) {
+// packetSocket opens an AF_PACKET socket inside ns for sending only
+// (protocol 0: it receives nothing); sendto names the interface.
+func packetSocket(ns *benchNetns) (int, error) {
 	fd := -1
-	err := l.client.do(func() error {
+	err := ns.do(func() error {
 		var err error
-		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(benchHtons(unix.ETH_P_ALL)))
-		if err != nil {
-			return err
-		}
-		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: benchHtons(unix.ETH_P_ALL), Ifindex: l.clientIndex}); err != nil {
-			return err
-		}
-		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 32<<20)
-		tv := unix.NsecToTimeval((50 * time.Millisecond).Nanoseconds())
-		return unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+		return err
 	})
-	if err != nil && fd >= 0 {
-		unix.Close(fd)
-	}
 	return fd, err
 }
-
-func benchHtons(v uint16) uint16 { return v<<8 | v>>8 }
 
 // sendFromNode sends frames out of the node's l2 through an AF_PACKET
 // socket, one sendto each.
 func (l *bpfLab) sendFromNode(frames [][]byte) error {
-	return l.node.do(func() error {
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
+	fd, err := packetSocket(l.node)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	to := &unix.SockaddrLinklayer{Ifindex: l.nodeIndex, Halen: 6}
+	for _, f := range frames {
+		if err := unix.Sendto(fd, f, 0, to); err != nil {
 			return err
 		}
-		defer unix.Close(fd)
-		to := &unix.SockaddrLinklayer{Ifindex: l.nodeIndex, Halen: 6}
-		for _, f := range frames {
-			if err := unix.Sendto(fd, f, 0, to); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // startResponder runs a userspace responder on the node's l2 (one
