@@ -171,12 +171,24 @@ func decide(in announceInput) announceResult {
 				}
 			}
 			slices.Sort(cands)
+			cands = withoutDraining(cands, in.nodes)
 			for _, a := range addrs {
 				res.layer2[a] = mergeSorted(res.layer2[a], cands)
 			}
 		}
 		if !eligible(in.node) {
 			continue
+		}
+		// A cordoned node (kubectl drain) hands the Service to the nodes
+		// that are not, when there are any; otherwise it keeps it, its
+		// paths marked GRACEFUL_SHUTDOWN (RFC 8326) so routers that honour
+		// the community prefer any other path.
+		gshut := false
+		if draining(in.nodes[in.node]) {
+			if anyActive(in.nodes, eligible) {
+				continue
+			}
+			gshut = mode == routing.ModeBGP
 		}
 		res.services[key] = announcement{addrs: addrs, mode: mode}
 		for _, a := range addrs {
@@ -187,6 +199,9 @@ func decide(in announceInput) announceResult {
 			}
 			x.services = append(x.services, key)
 			x.comms = append(x.comms, attrs.communities...)
+			if gshut {
+				x.comms = append(x.comms, "graceful-shutdown")
+			}
 			x.large = append(x.large, attrs.large...)
 			x.local = x.local || spec.Local
 		}
@@ -210,6 +225,35 @@ func decide(in announceInput) announceResult {
 	}
 	slices.SortFunc(res.vips, func(a, b routing.VIP) int { return a.Addr.Compare(b.Addr) })
 	return res
+}
+
+// draining reports whether a node is cordoned (spec.unschedulable, as
+// kubectl cordon and drain set it).
+func draining(n *corev1.Node) bool { return n != nil && n.Spec.Unschedulable }
+
+// anyActive reports whether a node that is not draining is eligible.
+func anyActive(nodes map[string]*corev1.Node, eligible func(string) bool) bool {
+	for name, n := range nodes {
+		if !draining(n) && eligible(name) {
+			return true
+		}
+	}
+	return false
+}
+
+// withoutDraining drops the draining nodes from cands unless that would
+// leave none.
+func withoutDraining(cands []string, nodes map[string]*corev1.Node) []string {
+	var out []string
+	for _, c := range cands {
+		if !draining(nodes[c]) {
+			out = append(out, c)
+		}
+	}
+	if len(out) == 0 {
+		return cands
+	}
+	return out
 }
 
 // attrErrors reports whether errs touch what the speaker needs (mode,

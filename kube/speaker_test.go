@@ -241,3 +241,48 @@ mode = "layer2"
 		t.Errorf("n3 VIPs %s, want none", got)
 	}
 }
+
+// A cordoned node (kubectl drain) hands its Services to the nodes that are
+// not: it stops announcing those another node can take, keeps those only
+// it can serve with GRACEFUL_SHUTDOWN on their paths, and leaves the layer2
+// candidates unless every candidate is cordoned.
+func TestDecideDrain(t *testing.T) {
+	cfg := testConfig(t)
+	local := func(s *corev1.Service) { s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal }
+	svcs := []*corev1.Service{
+		lbService("web", status("203.0.113.1")),
+		lbService("only3", status("203.0.113.2"), local),
+		lbService("l2", status("198.51.100.7")),
+	}
+	eps := map[string]map[string]bool{"demo/only3": {"n3": true}}
+	n3 := node("n3", true)
+	n3.Spec.Unschedulable = true
+	nodes := nodesMap(node("n1", true), node("n2", true), n3)
+	in := func(name string, nodes map[string]*corev1.Node) announceResult {
+		return decide(announceInput{node: name, cfg: cfg, services: svcs, nodes: nodes,
+			endpoints: func(ns, name string) map[string]bool { return eps[ns+"/"+name] },
+			lastGood:  map[string]svcAttrs{}})
+	}
+	res := in("n3", nodes)
+	if got, want := vipsString(res.vips), "203.0.113.2 demo/only3 bgp bgp [65535:0] [];"; got != want {
+		t.Errorf("cordoned n3 VIPs\n got %s\nwant %s", got, want)
+	}
+	if got := fmt.Sprint(res.layer2); got != "map[198.51.100.7:[n1 n2]]" {
+		t.Errorf("layer2 candidates %s, want n1 and n2 (n3 cordoned)", got)
+	}
+	if got, want := vipsString(in("n1", nodes).vips), "198.51.100.7 demo/l2 layer2 l2 [] [];203.0.113.1 demo/web bgp bgp [] [];"; got != want {
+		t.Errorf("n1 VIPs\n got %s\nwant %s", got, want)
+	}
+	// Every node cordoned: nothing is handed anywhere, the VIPs stay.
+	all := nodesMap(node("n1", true), node("n2", true), n3)
+	for _, n := range all {
+		n.Spec.Unschedulable = true
+	}
+	res = in("n1", all)
+	if got, want := vipsString(res.vips), "198.51.100.7 demo/l2 layer2 l2 [] [];203.0.113.1 demo/web bgp bgp [65535:0] [];"; got != want {
+		t.Errorf("all cordoned, n1 VIPs\n got %s\nwant %s", got, want)
+	}
+	if got := fmt.Sprint(res.layer2); got != "map[198.51.100.7:[n1 n2 n3]]" {
+		t.Errorf("all cordoned: layer2 candidates %s, want all three", got)
+	}
+}
