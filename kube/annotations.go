@@ -31,14 +31,19 @@ const (
 	MetalLBPool          = "metallb.io/address-pool"
 	MetalLBAddresses     = "metallb.io/loadBalancerIPs"
 	MetalLBAllowSharedIP = "metallb.io/allow-shared-ip"
+	// MetalLB before v0.13 (and many Services written since) used the
+	// metallb.universe.tf prefix.
+	MetalLBOldPool          = "metallb.universe.tf/address-pool"
+	MetalLBOldAddresses     = "metallb.universe.tf/loadBalancerIPs"
+	MetalLBOldAllowSharedIP = "metallb.universe.tf/allow-shared-ip"
 )
 
 // Keys read for each setting, first present wins.
 var (
-	poolKeys    = []string{AnnotationPool, MetalLBPool, OpenELBPool}
-	addressKeys = []string{AnnotationAddresses, MetalLBAddresses, OpenELBAddress}
+	poolKeys    = []string{AnnotationPool, MetalLBPool, MetalLBOldPool, OpenELBPool}
+	addressKeys = []string{AnnotationAddresses, MetalLBAddresses, MetalLBOldAddresses, OpenELBAddress}
 	modeKeys    = []string{AnnotationMode, OpenELBProtocol}
-	sharingKeys = []string{AnnotationAllowSharedIP, MetalLBAllowSharedIP}
+	sharingKeys = []string{AnnotationAllowSharedIP, MetalLBAllowSharedIP, MetalLBOldAllowSharedIP}
 )
 
 // AnnotationError is one invalid annotation.

@@ -110,6 +110,8 @@ func TestReadService(t *testing.T) {
 			mode: routing.ModeLayer2, comms: "65000:1,65000:2,65535:65281|65000:1:2"},
 		{name: "MetalLB", svc: lbService("s", ann(MetalLBPool, "p2"), ann(MetalLBAddresses, "203.0.113.2"), ann(MetalLBAllowSharedIP, "k2")),
 			want: allocator.Request{Families: []allocator.Family{allocator.IPv4}, Pool: "p2", Addresses: a("203.0.113.2"), SharingKey: "k2"}},
+		{name: "MetalLB before v0.13", svc: lbService("s", ann(MetalLBOldPool, "p2"), ann(MetalLBOldAddresses, "203.0.113.2"), ann(MetalLBOldAllowSharedIP, "k2")),
+			want: allocator.Request{Families: []allocator.Family{allocator.IPv4}, Pool: "p2", Addresses: a("203.0.113.2"), SharingKey: "k2"}},
 		{name: "OpenELB", svc: lbService("s", noClass, ann(OpenELBOptIn, "openelb"), ann(OpenELBPool, "eip"), ann(OpenELBAddress, "203.0.113.3"), ann(OpenELBProtocol, "layer2")),
 			want: allocator.Request{Families: []allocator.Family{allocator.IPv4}, Pool: "eip", Addresses: a("203.0.113.3")}, mode: routing.ModeLayer2},
 		{name: "loadBalancerIP", svc: lbService("s", func(s *corev1.Service) { s.Spec.LoadBalancerIP = "203.0.113.9" }),

@@ -17,6 +17,7 @@ Usage:
   vipspeaker allocate [flags] the allocator alone, as its own Deployment (see vipspeaker allocate -h)
   vipspeaker status [-o json] tables of VIPs, BGP peers and config from the local agent
   vipspeaker check PATH       validate a config directory or a ConfigMap manifest
+  vipspeaker migrate FILE...  MetalLB or OpenELB resources in, the vipspeaker-config ConfigMap out
   vipspeaker version          version, commit, Go and GoBGP versions
 `)
 }
@@ -40,6 +41,8 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		return statusCommand(args[1:], stdout, stderr)
 	case "check":
 		return checkCommand(args[1:], stdout, stderr)
+	case "migrate":
+		return migrateCommand(args[1:], os.Stdin, stdout, stderr)
 	case "version", "--version", "-version":
 		printVersion(stdout)
 		return 0

@@ -1,0 +1,126 @@
+package migrate
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/vipspeaker/vipspeaker/config"
+)
+
+func convertFile(t *testing.T, name string) (*Result, *config.Config) {
+	t.Helper()
+	f, err := os.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	res, err := Convert(f)
+	if err != nil {
+		t.Fatalf("%v\n--- vipspeaker.toml\n%s\n--- gobgp.conf\n%s", err, res.TOML, res.GoBGP)
+	}
+	cfg, errs := config.Parse(config.FileName, []byte(res.TOML))
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	return res, cfg
+}
+
+func hasNote(t *testing.T, res *Result, parts ...string) {
+	t.Helper()
+	for _, n := range res.Notes {
+		ok := true
+		for _, p := range parts {
+			ok = ok && strings.Contains(n, p)
+		}
+		if ok {
+			return
+		}
+	}
+	t.Errorf("no note with %q among:\n%s", parts, strings.Join(res.Notes, "\n"))
+}
+
+func TestMetalLB(t *testing.T) {
+	res, cfg := convertFile(t, "testdata/metallb.yaml")
+	prod := cfg.Pool("production")
+	if prod == nil || prod.Mode != "bgp" || !prod.AvoidBuggyIPs || !prod.AutoAssign || strings.Join(prod.Namespaces, ",") != "web,shop" {
+		t.Fatalf("production pool %+v", prod)
+	}
+	ad := prod.Advertise
+	if ad.AggregationLength != 24 || ad.AggregationLengthV6 != 64 || ad.LocalPref != 150 ||
+		strings.Join(ad.Communities, ",") != "64512:100" || strings.Join(ad.LargeCommunities, ",") != "64512:1:7" ||
+		ad.NodeSelector != "topology.kubernetes.io/zone=rack1" {
+		t.Errorf("production advertise %+v", ad)
+	}
+	office := cfg.Pool("office")
+	if office == nil || office.Mode != "layer2" || office.AutoAssign || strings.Join(office.Layer2.Interfaces, ",") != "eth1" {
+		t.Errorf("office pool %+v", office)
+	}
+	if spare := cfg.Pool("spare"); spare == nil || spare.AutoAssign {
+		t.Errorf("spare pool (no advertisement in MetalLB) %+v, want auto-assign off", spare)
+	}
+	hasNote(t, res, "IPAddressPool/spare", "does not announce it")
+	hasNote(t, res, "IPAddressPool/production", "priority")
+	hasNote(t, res, "BGPAdvertisement/prod", "spec.peers")
+	hasNote(t, res, "BGPPeer/tor1", "passwordSecret", "tor1-password")
+	hasNote(t, res, "BGPPeer/tor2", "routerID")
+	hasNote(t, res, "Namespace/metallb-system", "passed over")
+
+	for _, want := range []string{
+		`neighbor-address = "198.18.0.1"`, "peer-as = 64500", `auth-password = "secret:tor1-password/password"`,
+		"hold-time = 9", "keepalive-interval = 3", "desired-minimum-tx-interval = 100000", "detection-multiplier = 3",
+		"[neighbors.graceful-restart.config]", `neighbor-address = "198.18.1.1"`, `afi-safi-name = "ipv6-unicast"`, "as = 64512",
+	} {
+		if !strings.Contains(res.GoBGP, want) {
+			t.Errorf("gobgp.conf lacks %s:\n%s", want, res.GoBGP)
+		}
+	}
+	if len(cfg.PeerNodes) != 1 || cfg.PeerNodes[0].Neighbors[0].String() != "198.18.1.1" ||
+		cfg.PeerNodes[0].NodeSelector != "topology.kubernetes.io/zone in (rack2,rack3)" {
+		t.Errorf("peer-nodes %+v", cfg.PeerNodes)
+	}
+}
+
+func TestOpenELB(t *testing.T) {
+	res, cfg := convertFile(t, "testdata/openelb.yaml")
+	if len(cfg.Pools) != 2 {
+		t.Fatalf("pools %+v, want eip-bgp and eip-layer2 (eip-off is disabled)", cfg.Pools)
+	}
+	if p := cfg.Pool("eip-bgp"); p == nil || p.Mode != "bgp" || !p.AutoAssign {
+		t.Errorf("eip-bgp %+v, want bgp and auto-assign (the default Eip)", p)
+	}
+	if p := cfg.Pool("eip-layer2"); p == nil || p.Mode != "layer2" || p.AutoAssign || strings.Join(p.Layer2.Interfaces, ",") != "eth0" ||
+		strings.Join(p.Namespaces, ",") != "project" {
+		t.Errorf("eip-layer2 %+v", p)
+	}
+	hasNote(t, res, "Eip/eip-off", "disabled")
+	hasNote(t, res, "BgpConf/default", "listenPort 17900")
+	for _, want := range []string{"as = 50000", `router-id = "192.168.0.2"`, `neighbor-address = "192.168.0.5"`, "peer-as = 50001", "hold-time = 9"} {
+		if !strings.Contains(res.GoBGP, want) {
+			t.Errorf("gobgp.conf lacks %s:\n%s", want, res.GoBGP)
+		}
+	}
+	if len(cfg.PeerNodes) != 1 || cfg.PeerNodes[0].NodeSelector != "openelb.kubesphere.io/rack=leaf1" {
+		t.Errorf("peer-nodes %+v", cfg.PeerNodes)
+	}
+}
+
+// Input the agent would refuse (an aggregation that reaches outside the
+// pool, as MetalLB refuses too) is an error naming the field, not a config
+// that fails later.
+func TestConvertRefusesWhatTheAgentRefuses(t *testing.T) {
+	in := `apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: small}
+spec: {addresses: ["198.51.100.0/26"]}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: agg}
+spec: {aggregationLength: 24}
+`
+	_, err := Convert(strings.NewReader(in))
+	if err == nil || !strings.Contains(err.Error(), "aggregation-length") {
+		t.Fatalf("err = %v, want the agent's refusal of aggregation-length", err)
+	}
+}
