@@ -242,7 +242,7 @@ func (c *Controller) Run(ctx context.Context, apply func([]routing.VIP)) error {
 	defer bc.Shutdown()
 	c.recorder = bc.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "vipspeaker", Host: c.opts.NodeName})
 
-	factory := informers.NewSharedInformerFactory(c.cs, 0)
+	factory := informers.NewSharedInformerFactoryWithOptions(c.cs, 0, informers.WithTransform(slim))
 	svcInf := factory.Core().V1().Services()
 	nodeInf := factory.Core().V1().Nodes()
 	epsInf := factory.Discovery().V1().EndpointSlices()

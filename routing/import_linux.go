@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -8,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -288,4 +290,33 @@ func (im *Importer) del(prefix netip.Prefix) error {
 		return fmt.Errorf("remove route %s: %w", prefix, err)
 	}
 	return nil
+}
+
+// Hold runs the importer's lifecycle around feed (which delivers routes
+// through Update until ctx ends): pruneAfter into the run the routes no
+// peer sent again are removed (PruneStale); at the end every route is
+// removed with removeOnExit (Close), otherwise kept for the next agent
+// (Release). feed's error is returned.
+func (im *Importer) Hold(ctx context.Context, pruneAfter time.Duration, removeOnExit bool, feed func(context.Context) error) error {
+	defer func() {
+		var err error
+		if removeOnExit {
+			err = im.Close()
+		} else {
+			err = im.Release()
+		}
+		if err != nil {
+			im.log.Warn("kernel import: close", "error", err)
+		}
+	}()
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-time.After(pruneAfter):
+			if err := im.PruneStale(); err != nil {
+				im.log.Warn("kernel import: remove routes no peer sent again", "error", err)
+			}
+		}
+	}()
+	return feed(ctx)
 }

@@ -97,3 +97,18 @@ type Event struct {
 	Kind EventKind
 	VIP  VIP
 }
+
+// Union is want with every VIP of have that want lacks added, with its
+// current attributes (so a VIP is never withdrawn for lack of information).
+func Union(want, have []VIP) []VIP {
+	seen := make(map[netip.Addr]bool, len(want))
+	for _, v := range want {
+		seen[v.Addr] = true
+	}
+	for _, v := range have {
+		if !seen[v.Addr] {
+			want = append(want, v)
+		}
+	}
+	return want
+}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -53,7 +51,9 @@ type agent struct {
 	cfg      *config.Config
 	lastVIPs []routing.VIP
 	haveVIPs bool
-	node     nodeLabels
+	// this node's labels for [[peer-nodes]] (known: read, or standalone)
+	nodeLabels  map[string]string
+	labelsKnown bool
 }
 
 // newAgent builds the parts from the flags and the configuration (the
@@ -91,7 +91,7 @@ func newAgent(ctx context.Context, f *runFlags, log *slog.Logger) (*agent, error
 			return nil, err
 		}
 	} else {
-		a.node = nodeLabels{labels: f.nodeLabels, known: true}
+		a.nodeLabels, a.labelsKnown = f.nodeLabels, true
 		if err := a.hideNeighbors(ctx, cfg); err != nil {
 			return nil, err
 		}
@@ -203,27 +203,9 @@ func (a *agent) runImport(ctx context.Context, g *errgroup.Group, table int) err
 	}
 	a.log.Info("importing BGP routes into the kernel", "table", table)
 	g.Go(func() error {
-		defer func() {
-			var err error
-			if a.f.removeVIPsOnExit {
-				err = im.Close()
-			} else {
-				err = im.Release()
-			}
-			if err != nil {
-				a.log.Warn("kernel import: close", "error", err)
-			}
-		}()
-		go func() {
-			select {
-			case <-ctx.Done():
-			case <-time.After(2 * time.Minute):
-				if err := im.PruneStale(); err != nil {
-					a.log.Warn("kernel import: remove routes no peer sent again", "error", err)
-				}
-			}
-		}()
-		return a.bgp.RunImport(ctx, im.Update, bgp.ImportOptions{})
+		return im.Hold(ctx, 2*time.Minute, a.f.removeVIPsOnExit, func(ctx context.Context) error {
+			return a.bgp.RunImport(ctx, im.Update, bgp.ImportOptions{})
+		})
 	})
 	return nil
 }
@@ -249,7 +231,7 @@ func (a *agent) applyVIPs(ctx context.Context, vips []routing.VIP, partial bool)
 		case <-ctx.Done():
 			return
 		}
-		want = keepUnaccounted(want, a.table.List())
+		want = routing.Union(want, a.table.List())
 		a.log.Warn("some manifests are broken and were never read cleanly: VIPs already on the interface stay until they are fixed")
 	}
 	if err := a.table.Set(ctx, want); err != nil && ctx.Err() == nil {
@@ -257,21 +239,6 @@ func (a *agent) applyVIPs(ctx context.Context, vips []routing.VIP, partial bool)
 	}
 	a.ready.Set("vips", true)
 	a.log.Info("VIP table applied", "vips", len(want))
-}
-
-// keepUnaccounted adds to want every VIP of have that want lacks, with its
-// current attributes, so a VIP is never withdrawn for lack of information.
-func keepUnaccounted(want, have []routing.VIP) []routing.VIP {
-	seen := make(map[netip.Addr]bool, len(want))
-	for _, v := range want {
-		seen[v.Addr] = true
-	}
-	for _, v := range have {
-		if !seen[v.Addr] {
-			want = append(want, v)
-		}
-	}
-	return want
 }
 
 // setConfig makes c the config in force and re-applies the VIPs under it.
@@ -321,19 +288,5 @@ func (a *agent) status() status.Report {
 }
 
 func (a *agent) serveHTTP(ctx context.Context) error {
-	return serveHTTP(ctx, &http.Server{Addr: a.f.metricsAddr, Handler: status.Handler(a.reg, a.beats.Stale, a.notReady), ReadHeaderTimeout: 5 * time.Second})
-}
-
-// serveHTTP serves /metrics, /healthz and /readyz until ctx ends.
-func serveHTTP(ctx context.Context, srv *http.Server) error {
-	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve metrics on %s: %w", srv.Addr, err)
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		return srv.Shutdown(sctx)
-	}
+	return status.ServeHTTP(ctx, a.f.metricsAddr, status.Handler(a.reg, a.beats.Stale, a.notReady))
 }

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"k8s.io/klog/v2"
 
+	"github.com/vipspeaker/vipspeaker/internal/logging"
 	"github.com/vipspeaker/vipspeaker/kube"
 	"github.com/vipspeaker/vipspeaker/status"
 )
@@ -46,7 +46,7 @@ func allocateCommand(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "vipspeaker allocate: unexpected arguments: %s\n", strings.Join(fs.Args(), " "))
 		return 2
 	}
-	log, err := newLogger(stderr, *logLevel, *logFormat)
+	log, err := logging.New(stderr, *logLevel, *logFormat)
 	if err == nil && *id == "" {
 		*id, err = os.Hostname()
 	}
@@ -83,8 +83,7 @@ func allocateCommand(args []string, stderr io.Writer) int {
 			}
 			return nil
 		}
-		srv := &http.Server{Addr: *metricsAddr, Handler: status.Handler(reg, unhealthy, notReady), ReadHeaderTimeout: 5 * time.Second}
-		g.Go(func() error { return serveHTTP(gctx, srv) })
+		g.Go(func() error { return status.ServeHTTP(gctx, *metricsAddr, status.Handler(reg, unhealthy, notReady)) })
 	}
 	if err := g.Wait(); err != nil && ctx.Err() == nil {
 		log.Error("vipspeaker allocate stopped", "error", err)

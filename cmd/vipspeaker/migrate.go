@@ -1,14 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 
-	"github.com/vipspeaker/vipspeaker/config"
 	"github.com/vipspeaker/vipspeaker/config/migrate"
 )
 
@@ -39,45 +35,18 @@ func migrateCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) in
 		fs.Usage()
 		return 2
 	}
-	var in bytes.Buffer
-	for _, name := range fs.Args() {
-		var b []byte
-		var err error
-		if name == "-" {
-			b, err = io.ReadAll(stdin)
-		} else {
-			b, err = os.ReadFile(name)
+	res, err := migrate.Files(fs.Args(), stdin)
+	if err == nil && *dir != "" {
+		err = res.WriteDir(*dir)
+	} else if err == nil {
+		var cm string
+		if cm, err = res.ConfigMap(*ns); err == nil {
+			fmt.Fprint(stdout, cm)
 		}
-		if err != nil {
-			fmt.Fprintf(stderr, "vipspeaker migrate: %v\n", err)
-			return 1
-		}
-		in.Write(b)
-		in.WriteString("\n---\n")
 	}
-	res, err := migrate.Convert(&in)
 	if err != nil {
 		fmt.Fprintf(stderr, "vipspeaker migrate: %v\n", err)
 		return 1
-	}
-	if *dir != "" {
-		files := map[string]string{config.FileName: res.TOML}
-		if res.GoBGP != "" {
-			files[config.GoBGPFileName] = res.GoBGP
-		}
-		for name, text := range files {
-			if err := os.WriteFile(filepath.Join(*dir, name), []byte(text), 0o644); err != nil {
-				fmt.Fprintf(stderr, "vipspeaker migrate: %v\n", err)
-				return 1
-			}
-		}
-	} else {
-		cm, err := res.ConfigMap(*ns)
-		if err != nil {
-			fmt.Fprintf(stderr, "vipspeaker migrate: %v\n", err)
-			return 1
-		}
-		fmt.Fprint(stdout, cm)
 	}
 	for _, n := range res.Notes {
 		fmt.Fprintf(stderr, "not carried over: %s\n", n)

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/klog/v2"
 
+	"github.com/vipspeaker/vipspeaker/internal/logging"
 	"github.com/vipspeaker/vipspeaker/internal/privilege"
 )
 
@@ -86,21 +87,6 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	return f, nil
 }
 
-func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: %w", level, err)
-	}
-	opts := &slog.HandlerOptions{Level: l}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	}
-	return nil, fmt.Errorf("--log-format %q: want text or json", format)
-}
-
 func runCommand(args []string, stderr io.Writer) int {
 	f, err := parseRunFlags(args, stderr)
 	if err != nil {
@@ -110,13 +96,12 @@ func runCommand(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "vipspeaker run: %v\n", err)
 		return 2
 	}
-	log, err := newLogger(stderr, f.logLevel, f.logFormat)
+	log, err := logging.New(stderr, f.logLevel, f.logFormat)
 	if err != nil {
 		fmt.Fprintf(stderr, "vipspeaker run: %v\n", err)
 		return 2
 	}
-	// client-go logs through klog: route it into the same slog logger.
-	klog.SetSlogLogger(log.With("component", "client-go"))
+	klog.SetSlogLogger(log.With("component", "client-go")) // client-go logs through klog
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, f, log); err != nil {

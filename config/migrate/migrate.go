@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -343,3 +345,35 @@ func list(ss []string) string {
 }
 
 func num(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
+
+// Files converts the documents of the named files ("-" reads stdin).
+func Files(names []string, stdin io.Reader) (*Result, error) {
+	var in bytes.Buffer
+	for _, name := range names {
+		var b []byte
+		var err error
+		if name == "-" {
+			b, err = io.ReadAll(stdin)
+		} else {
+			b, err = os.ReadFile(name)
+		}
+		if err != nil {
+			return nil, err
+		}
+		in.Write(b)
+		in.WriteString("\n---\n")
+	}
+	return Convert(&in)
+}
+
+// WriteDir writes res as a config directory: vipspeaker.toml, and
+// gobgp.conf when there is BGP.
+func (res *Result) WriteDir(dir string) error {
+	if err := os.WriteFile(filepath.Join(dir, config.FileName), []byte(res.TOML), 0o644); err != nil {
+		return err
+	}
+	if res.GoBGP == "" {
+		return nil
+	}
+	return os.WriteFile(filepath.Join(dir, config.GoBGPFileName), []byte(res.GoBGP), 0o644)
+}
