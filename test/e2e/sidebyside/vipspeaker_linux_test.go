@@ -68,8 +68,14 @@ func (v *vipspeakerSys) gobgp(community string) string {
 func (v *vipspeakerSys) Install(t testing.TB, e *env) {
 	t.Helper()
 	// RBAC, namespace, ServiceAccount, ConfigMap as a user applies them;
-	// the DaemonSet as a dry run (no kubelet here).
+	// the DaemonSet as a dry run (no kubelet here). The agents allocate
+	// themselves (run --allocate=true, the default: the measured figures
+	// are those of the all-in-one install), so their ServiceAccount gets
+	// the allocator's rights by deploy/kustomize/all-in-one's bindings.
 	if err := e.API.ApplyDeploy(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.API.ApplyAllInOne(); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
