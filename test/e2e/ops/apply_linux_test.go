@@ -24,6 +24,7 @@ type right struct {
 // run --allocate=false): read Services, EndpointSlices, Nodes, its
 // ConfigMap and its namespace's Secrets; write Events; change no Service.
 var speakerRights = []right{
+	{"get", "", "services", "", "demo", "", true},
 	{"watch", "", "services", "", "", "", true},
 	{"list", "", "nodes", "", "", "", true},
 	{"list", "discovery.k8s.io", "endpointslices", "", "", "", true},
@@ -54,6 +55,7 @@ var speakerRights = []right{
 // (the allocated-from annotation) and their status; its Lease; Events.
 // Nothing else: no Secret anywhere, no Node, no EndpointSlice.
 var allocatorRights = []right{
+	{"get", "", "services", "", "demo", "", true},
 	{"watch", "", "services", "", "", "", true},
 	{"patch", "", "services", "", "demo", "", true},
 	{"patch", "", "services", "status", "demo", "", true},
@@ -155,6 +157,24 @@ func TestHelmManifestsApplyToAPIServer(t *testing.T) {
 	}
 	checkRights(t, s, "helm", kubeapi.AgentUser, speakerRights)
 	checkRights(t, s, "helm", kubeapi.AllocatorUser, allocatorRights)
+	// allocator.replicas and the allocator's metrics port reach the
+	// Deployment.
+	d, ok := parseObjects(t, helmTemplate(t, "-f", values))["Deployment/vipspeaker-system/vipspeaker-allocator"]
+	if !ok {
+		t.Fatal("no allocator Deployment rendered")
+	}
+	if r := nested(d, "spec", "replicas"); fmt.Sprint(r) != "3" {
+		t.Errorf("allocator.replicas=3 renders %v replicas", r)
+	}
+	ctrs, _ := nested(d, "spec", "template", "spec", "containers").([]any)
+	var args []any
+	if len(ctrs) == 1 {
+		args, _ = nested(ctrs[0], "args").([]any)
+	}
+	if !slices.Contains(args, any("--metrics-addr=:9474")) {
+		t.Errorf("allocator.metricsPort=9474: containers %v", ctrs)
+	}
+	checkAllocatorPodSpec(t, d)
 
 	// All in one.
 	out := helmTemplate(t, "--set", "allocator.enabled=false")
@@ -224,6 +244,7 @@ func TestKustomizeRBAC(t *testing.T) {
 	if r := nested(d, "spec", "replicas"); fmt.Sprint(r) != "2" {
 		t.Errorf("the allocator Deployment has %v replicas, want 2", r)
 	}
+	checkAllocatorPodSpec(t, d)
 
 	dir := filepath.Join(moduleRoot(t), "deploy", "kustomize", "all-in-one")
 	aio := parseObjects(t, run(t, kustomizeBin(t), "build", dir))
@@ -244,4 +265,44 @@ func TestKustomizeRBAC(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkRights(t, s, "deploy/kustomize/all-in-one", kubeapi.AgentUser, allInOneRights)
+}
+
+// checkAllocatorPodSpec: the allocator's Pods run `vipspeaker allocate`
+// without host networking, as a non-root user, with no capability, a
+// read-only root file system and the RuntimeDefault seccomp profile.
+func checkAllocatorPodSpec(t *testing.T, d object) {
+	t.Helper()
+	spec := nested(d, "spec", "template", "spec")
+	if hn := nested(spec, "hostNetwork"); hn == true {
+		t.Errorf("the allocator runs on the host network")
+	}
+	if nested(spec, "securityContext", "runAsNonRoot") != true || fmt.Sprint(nested(spec, "securityContext", "runAsUser")) == "0" {
+		t.Errorf("the allocator's Pod securityContext %v: want runAsNonRoot, a uid other than 0", nested(spec, "securityContext"))
+	}
+	if nested(spec, "securityContext", "seccompProfile", "type") != "RuntimeDefault" {
+		t.Errorf("the allocator's seccomp profile: %v", nested(spec, "securityContext", "seccompProfile"))
+	}
+	containers, _ := nested(spec, "containers").([]any)
+	if len(containers) != 1 {
+		t.Fatalf("allocator containers: %v", containers)
+	}
+	ctr := containers[0]
+	if args, _ := nested(ctr, "args").([]any); len(args) == 0 || args[0] != "allocate" {
+		t.Errorf("the allocator container runs %v, want allocate", args)
+	}
+	sc := nested(ctr, "securityContext")
+	if nested(sc, "readOnlyRootFilesystem") != true || nested(sc, "allowPrivilegeEscalation") != false || nested(sc, "privileged") == true {
+		t.Errorf("the allocator container's securityContext %v", sc)
+	}
+	if drop, _ := nested(sc, "capabilities", "drop").([]any); !slices.Contains(drop, any("ALL")) || nested(sc, "capabilities", "add") != nil {
+		t.Errorf("the allocator container's capabilities %v: want ALL dropped and none added", nested(sc, "capabilities"))
+	}
+	for _, probe := range []string{"startupProbe", "readinessProbe", "livenessProbe"} {
+		if nested(ctr, probe) == nil {
+			t.Errorf("the allocator container has no %s", probe)
+		}
+	}
+	if nested(ctr, "resources", "limits", "memory") == nil {
+		t.Errorf("the allocator container has no memory limit")
+	}
 }
