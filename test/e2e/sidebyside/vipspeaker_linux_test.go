@@ -15,9 +15,10 @@ import (
 	"github.com/vipspeaker/vipspeaker/test/lab/kubeapi"
 )
 
-// vipspeakerSys runs `vipspeaker run` on every node as the DaemonSet
-// would, with the ServiceAccount's token and the manifests from
-// deploy/kustomize. BGP: BFD 100 ms × 3 and graceful restart with the
+// vipspeakerSys runs `vipspeaker run` on every node as the all-in-one
+// DaemonSet would (it allocates too: no allocator Deployment), with the
+// ServiceAccount's token and the manifests from deploy/kustomize plus
+// deploy/kustomize/all-in-one's bindings. BGP: BFD 100 ms × 3 and graceful restart with the
 // router. L2: the XDP fast path pinned in the lab's bpffs.
 type vipspeakerSys struct {
 	bin      string
