@@ -50,10 +50,12 @@ func leastPrivilege(t *testing.T, c *realnodes.Cluster) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(speakers.Items) != len(c.Nodes) {
-		t.Fatalf("%d speaker Pods, want %d", len(speakers.Items), len(c.Nodes))
+	// Not those still terminating after a rollout.
+	live := slices.DeleteFunc(speakers.Items, func(p corev1.Pod) bool { return p.DeletionTimestamp != nil })
+	if len(live) != len(c.Nodes) {
+		t.Fatalf("%d speaker Pods, want %d", len(live), len(c.Nodes))
 	}
-	for _, p := range speakers.Items {
+	for _, p := range live {
 		if args := p.Spec.Containers[0].Args; !slices.Contains(args, "--allocate=false") {
 			t.Errorf("speaker Pod %s runs %v, want --allocate=false", p.Name, args)
 		}
@@ -82,7 +84,7 @@ func leastPrivilege(t *testing.T, c *realnodes.Cluster) {
 	}
 
 	// A real request with a speaker Pod's token.
-	pod := speakers.Items[0]
+	pod := live[0]
 	exp := int64(600)
 	tr, err := cs.CoreV1().ServiceAccounts(realnodes.AgentNamespace).CreateToken(ctx, pod.Spec.ServiceAccountName, &authenticationv1.TokenRequest{
 		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &exp,

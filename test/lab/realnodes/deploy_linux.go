@@ -354,7 +354,7 @@ func (c *Cluster) PodsOn(ctx context.Context, ns, app string) (map[string][]stri
 }
 
 // SignalPod sends sig to the processes of Pod ns/name's containers (not
-// its sandbox's pause process), found in the Pod's cgroup on its node (the
+// its sandbox's pause process nor a containerd shim), found in the Pod's cgroup on its node (the
 // kubelet's pod<UID> folder under the node's cgroup root): `kill -9` of a
 // container's process, which the kubelet then restarts in the same Pod. It
 // returns how many processes it signalled.
@@ -402,7 +402,9 @@ func (c *Cluster) SignalPod(ctx context.Context, ns, name string, sig syscall.Si
 		if err != nil {
 			continue // gone
 		}
-		if argv0, _, _ := strings.Cut(string(cmd), "\x00"); filepath.Base(argv0) == "pause" {
+		// Not the sandbox (pause) nor a runtime shim placed in the Pod's
+		// cgroup: only what the containers run.
+		if argv0, _, _ := strings.Cut(string(cmd), "\x00"); filepath.Base(argv0) == "pause" || strings.HasPrefix(filepath.Base(argv0), "containerd-shim") {
 			continue
 		}
 		if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
