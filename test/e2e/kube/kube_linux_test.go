@@ -3,7 +3,7 @@
 // address, with RBAC on and the agents authenticated as the ServiceAccount
 // the deploy/kustomize manifests bind. TestKube's three agents allocate
 // themselves (run --allocate=true, the flag's default: the all-in-one
-// install, deploy/kustomize/all-in-one's bindings give their
+// install, deploy/kustomize-all-in-one's bindings give their
 // ServiceAccount the allocator's rights); TestKubeLayer2 and
 // TestAllocatorReplicasLeaseHolderKilled run as shipped, speakers with
 // --allocate=false and `vipspeaker allocate` as the allocator's

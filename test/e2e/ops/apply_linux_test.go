@@ -219,7 +219,7 @@ func daemonSetArgs(t *testing.T, objs map[string]object) []string {
 // cannot change a Service (no patch or update of Services or their
 // status) nor take the allocator's Lease; the allocator's may do exactly
 // what `vipspeaker allocate` does and read no Secret. The DaemonSet runs
-// `run --allocate=false`. deploy/kustomize/all-in-one renders no allocator
+// `run --allocate=false`. deploy/kustomize-all-in-one renders no allocator
 // Deployment, runs the speakers with --allocate=true, and its bindings
 // give their ServiceAccount the allocator's rights.
 func TestKustomizeRBAC(t *testing.T) {
@@ -246,25 +246,26 @@ func TestKustomizeRBAC(t *testing.T) {
 	}
 	checkAllocatorPodSpec(t, d)
 
-	dir := filepath.Join(moduleRoot(t), "deploy", "kustomize", "all-in-one")
+	dir := filepath.Join(moduleRoot(t), "deploy", "kustomize-all-in-one")
 	aio := parseObjects(t, run(t, kustomizeBin(t), "build", dir))
-	for _, k := range []string{"Deployment/vipspeaker-system/vipspeaker-allocator", "ServiceAccount/vipspeaker-system/vipspeaker-allocator"} {
+	for _, k := range []string{"Deployment/vipspeaker-system/vipspeaker-allocator", "ServiceAccount/vipspeaker-system/vipspeaker-allocator",
+		"ClusterRoleBinding/<nil>/vipspeaker-allocator", "RoleBinding/vipspeaker-system/vipspeaker-allocator"} {
 		if _, ok := aio[k]; ok {
-			t.Errorf("deploy/kustomize/all-in-one renders %s", k)
+			t.Errorf("deploy/kustomize-all-in-one renders %s", k)
 		}
 	}
 	if args := daemonSetArgs(t, aio); slices.Contains(args, "--allocate=false") || !slices.Contains(args, "--allocate=true") {
-		t.Errorf("deploy/kustomize/all-in-one: the DaemonSet runs %v, want --allocate=true", args)
+		t.Errorf("deploy/kustomize-all-in-one: the DaemonSet runs %v, want --allocate=true", args)
 	}
 	for _, k := range []string{"ClusterRoleBinding/<nil>/vipspeaker-all-in-one", "RoleBinding/vipspeaker-system/vipspeaker-all-in-one"} {
 		if _, ok := aio[k]; !ok {
-			t.Errorf("deploy/kustomize/all-in-one renders no %s; objects: %v", k, keys(aio))
+			t.Errorf("deploy/kustomize-all-in-one renders no %s; objects: %v", k, keys(aio))
 		}
 	}
 	if err := s.ApplyAllInOne(); err != nil {
 		t.Fatal(err)
 	}
-	checkRights(t, s, "deploy/kustomize/all-in-one", kubeapi.AgentUser, allInOneRights)
+	checkRights(t, s, "deploy/kustomize-all-in-one", kubeapi.AgentUser, allInOneRights)
 }
 
 // checkAllocatorPodSpec: the allocator's Pods run `vipspeaker allocate`

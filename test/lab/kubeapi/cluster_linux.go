@@ -57,7 +57,7 @@ type ClusterOptions struct {
 	// TOML and GoBGP.
 	Deploy      bool
 	TOML, GoBGP string
-	// AllInOne (with Deploy) also applies deploy/kustomize/all-in-one's
+	// AllInOne (with Deploy) also applies deploy/kustomize-all-in-one's
 	// bindings, for agents that allocate themselves (run
 	// --allocate=true, the default) with Kubeconfig.
 	AllInOne bool

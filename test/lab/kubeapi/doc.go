@@ -11,7 +11,7 @@
 // the agents for a while. Server.ApplyKustomization (and ApplyDeploy, for
 // deploy/kustomize) server-side-applies the resources a kustomization
 // lists, as a user would; Server.ApplyAllInOne adds the bindings of
-// deploy/kustomize/all-in-one (the speakers may allocate too);
+// deploy/kustomize-all-in-one (the speakers may allocate too);
 // Server.ApplyManifests does the same for a rendered YAML stream (helm
 // template). Server.Can asks the authorizer what a user (AgentUser,
 // AllocatorUser) may do.

@@ -382,7 +382,7 @@ func (s *Server) ApplyDeploy() error {
 	return s.ApplyKustomization(filepath.Join(root, "deploy", "kustomize"), "DaemonSet", "Deployment")
 }
 
-// ApplyAllInOne applies the bindings of deploy/kustomize/all-in-one (after
+// ApplyAllInOne applies the bindings of deploy/kustomize-all-in-one (after
 // ApplyDeploy): the allocator's roles bound to the speakers'
 // ServiceAccount, so agents with AgentToken may also allocate (`run` with
 // its default --allocate=true), as in a cluster without the allocator
@@ -392,7 +392,7 @@ func (s *Server) ApplyAllInOne() error {
 	if err != nil {
 		return err
 	}
-	data, err := os.ReadFile(filepath.Join(root, "deploy", "kustomize", "all-in-one", "bindings.yaml"))
+	data, err := os.ReadFile(filepath.Join(root, "deploy", "kustomize-all-in-one", "bindings.yaml"))
 	if err != nil {
 		return err
 	}
@@ -401,7 +401,7 @@ func (s *Server) ApplyAllInOne() error {
 		return err
 	}
 	if kinds["ClusterRoleBinding"] != 1 || kinds["RoleBinding"] != 1 {
-		return fmt.Errorf("deploy/kustomize/all-in-one/bindings.yaml: applied %v, want a ClusterRoleBinding and a RoleBinding", kinds)
+		return fmt.Errorf("deploy/kustomize-all-in-one/bindings.yaml: applied %v, want a ClusterRoleBinding and a RoleBinding", kinds)
 	}
 	return nil
 }
