@@ -3,6 +3,7 @@ package bpf
 import (
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
 
@@ -56,6 +57,9 @@ func (f *FastPath) AnnounceOwned(iface string, vips []netip.Addr) (int, []netip.
 	a := f.ifaces[iface]
 	if a == nil || a.flags&flagAnswer == 0 {
 		return 0, nil, fmt.Errorf("announce on %s: not a layer2 interface of the fast path", iface)
+	}
+	if f.noLive {
+		return 0, vips, nil
 	}
 	// Owned: from the keys this process put in the set, or, for a set a
 	// previous agent pinned, from the map itself.
@@ -114,6 +118,10 @@ func (f *FastPath) AnnounceOwned(iface string, vips []netip.Addr) (int, []netip.
 			jobs = jobs[:maxJobs]
 		}
 		if err := f.run(a.index, jobs, size); err != nil {
+			if errors.Is(err, ErrLiveFramesRefused) {
+				f.noLive = true
+				f.log.Warn("the kernel refuses XDP live frames: gratuitous announcements go through the packet sockets; XDP still answers requests", "iface", iface, "err", err)
+			}
 			return 0, missed, fmt.Errorf("announce on %s: %w", iface, err)
 		}
 		if size == arpFrameLen {
@@ -169,6 +177,9 @@ func (f *FastPath) run(ifindex int, jobs []vipJob, size int) error {
 			Flags:     unix.BPF_F_TEST_XDP_LIVE_FRAMES,
 			BatchSize: 64,
 		})
+		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EOPNOTSUPP) {
+			return fmt.Errorf("%w: %w", ErrLiveFramesRefused, err)
+		}
 		if err != nil {
 			return fmt.Errorf("run XDP program in live-frames mode: %w", err)
 		}

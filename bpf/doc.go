@@ -50,8 +50,9 @@
 // that the job table holds only for the length of that call. Frames from a
 // physical wire carry no metadata, but a veth peer's XDP program can pass
 // some along with a frame; the token keeps such frames out of this branch,
-// and the program strips the metadata before sending so its own frames
-// carry none to a peer. On
+// and the program zeroes the metadata before sending so its own frames
+// carry no token to a peer (it does not strip it with bpf_xdp_adjust_meta,
+// which some kernels refuse to XDP programs). On
 // each run the program takes the next job (VIP and form) from a job table,
 // checks that the VIP is owned on the interface and the lease valid, writes
 // the whole frame (gratuitous ARP request, gratuitous ARP reply, or

@@ -17,6 +17,14 @@ import (
 // (VerifierError).
 var ErrNotSupported = errors.New("eBPF fast path not supported")
 
+// ErrLiveFramesRefused is wrapped by the error of the first Announce on a
+// kernel that refuses BPF_PROG_RUN in live-frames mode
+// (BPF_F_TEST_XDP_LIVE_FRAMES; seen refused with EPERM on
+// 6.18.44-fc-v1300, while XDP itself loads and answers). After it the
+// fast path announces nothing and AnnounceOwned hands every VIP back to
+// the caller's packet socket, without an error.
+var ErrLiveFramesRefused = errors.New("the kernel refuses XDP live frames (BPF_F_TEST_XDP_LIVE_FRAMES)")
+
 // VerifierError is what Load returns when the kernel's verifier refuses the
 // XDP program. The kernel can run eBPF; it refused this build's program, a
 // defect to report rather than a missing feature, so it does not wrap

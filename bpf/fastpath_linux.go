@@ -48,6 +48,9 @@ type FastPath struct {
 	mu     sync.Mutex
 	ifaces map[string]*attached
 	closed bool
+	// noLive: the kernel refused a live-frames run; announcements go
+	// through the caller's packet sockets from then on
+	noLive bool
 	// want is the interfaces asked for (name → flags); missing those not
 	// found (logged once).
 	want    map[string]uint8

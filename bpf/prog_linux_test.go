@@ -62,10 +62,13 @@ func TestAnnounceBranchNeedsToken(t *testing.T) {
 	if ret != 3 {
 		t.Fatalf("right token: program returned %d, want XDP_TX (3)", ret)
 	}
-	// DataOut holds the frame without the metadata, which the program
-	// stripped.
-	a, ok := parseARP(out[:arpFrameLen])
+	// DataOut holds the metadata, which the program zeroed (a veth peer
+	// must not read the token), then the frame.
+	if meta := binary.NativeEndian.Uint64(out[:8]); meta != 0 {
+		t.Errorf("metadata %#x left in the sent frame, want it zeroed", meta)
+	}
+	a, ok := parseARP(out[8 : 8+arpFrameLen])
 	if !ok || a.op != 1 || a.spa != vip4 || a.tpa != vip4 || a.sha.String() != nodeMAC.String() || a.ethDst.String() != bcast.String() {
-		t.Fatalf("announce frame %x, parsed %+v", out[:arpFrameLen], a)
+		t.Fatalf("announce frame %x, parsed %+v", out[8:8+arpFrameLen], a)
 	}
 }

@@ -506,12 +506,16 @@ static __always_inline int announce(struct xdp_md *ctx, const struct iface_cfg *
 	struct cursor *c;
 	struct job *j;
 
-	/* Strip the metadata so it does not travel with the frame (a veth
-	 * peer would see it). */
-	if (bpf_xdp_adjust_meta(ctx, sizeof(struct announce_meta)))
-		return XDP_DROP;
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
+	void *meta = (void *)(long)ctx->data_meta;
+
+	/* Wipe the metadata, token included, so a veth peer that gets the
+	 * frame cannot read it. (Not bpf_xdp_adjust_meta: some kernels refuse
+	 * that helper to XDP programs, 6.18.44-fc-v1300 among them.) */
+	if (meta + sizeof(struct announce_meta) > data)
+		return XDP_DROP;
+	__builtin_memset(meta, 0, sizeof(struct announce_meta));
 	c = bpf_map_lookup_elem(&vs_cursor, &zero);
 	if (!c)
 		return XDP_DROP;
