@@ -8,6 +8,7 @@ import (
 	"net/netip"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"golang.org/x/sys/unix"
 )
 
@@ -185,4 +186,32 @@ func (f *FastPath) run(ifindex int, jobs []vipJob, size int) error {
 		}
 		return nil
 	})
+}
+
+// LiveFramesAllowed reports whether this kernel runs XDP programs in
+// live-frames mode (BPF_PROG_RUN with BPF_F_TEST_XDP_LIVE_FRAMES), which
+// Announce needs. It runs a two-instruction program that drops its one
+// frame, on lo of the calling thread's network namespace. false with a nil
+// error: the kernel refuses the mode; an error: the probe itself failed
+// (no BPF at all, say).
+func LiveFramesAllowed() (bool, error) {
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type:         ebpf.XDP,
+		License:      "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 1), asm.Return()}, // XDP_DROP
+	})
+	if err != nil {
+		return false, fmt.Errorf("live-frames probe: load: %w", err)
+	}
+	defer prog.Close()
+	frame := make([]byte, arpFrameLen)
+	ctx := xdpMd{DataEnd: uint32(len(frame)), IngressIfindex: 1} // lo
+	_, err = prog.Run(&ebpf.RunOptions{Data: frame, Context: &ctx, Repeat: 1, Flags: unix.BPF_F_TEST_XDP_LIVE_FRAMES, BatchSize: 1})
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, unix.EPERM) || errors.Is(err, unix.EOPNOTSUPP):
+		return false, nil
+	}
+	return false, fmt.Errorf("live-frames probe: %w", err)
 }

@@ -45,7 +45,14 @@ func TestAnnounceLiveFrames(t *testing.T) {
 			raw := l.openRaw(t)
 
 			vips := append(append(append([]netip.Addr{}, v4...), notOwned), v6...)
+			allowed, perr := LiveFramesAllowed()
+			if perr != nil {
+				t.Fatal(perr)
+			}
 			n, err := f.Announce(nodeIf, vips)
+			if refused := errors.Is(err, ErrLiveFramesRefused); refused == allowed {
+				t.Fatalf("LiveFramesAllowed() = %v, but Announce returned %v", allowed, err)
+			}
 			if errors.Is(err, ErrLiveFramesRefused) {
 				// This kernel cannot send live frames at all: what a user
 				// gets is the fallback, every VIP handed back to the

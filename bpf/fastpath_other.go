@@ -41,3 +41,6 @@ func (*FastPath) SentCounts(string) (arpReplies, ndpAdverts, gratuitous uint64, 
 // Unsupported reports whether err means the fast path cannot run here; on
 // this platform every error of Load does.
 func Unsupported(err error) bool { return errors.Is(err, ErrNotSupported) }
+
+// LiveFramesAllowed: no XDP here.
+func LiveFramesAllowed() (bool, error) { return false, ErrNotSupported }

@@ -444,10 +444,12 @@ func TestMoreVIPsThanTheMapHolds(t *testing.T) {
 	}
 
 	n, missed, err := fp.AnnounceOwned("l2", []netip.Addr{inside, past})
-	if err != nil {
+	switch {
+	case errors.Is(err, bpf.ErrLiveFramesRefused) && !liveFrames(t):
+		t.Log("this kernel refuses XDP live frames: the gratuitous round through the map is not exercised here")
+	case err != nil:
 		t.Fatal(err)
-	}
-	if n != 2 || len(missed) != 1 || missed[0] != past {
+	case n != 2 || len(missed) != 1 || missed[0] != past:
 		t.Fatalf("AnnounceOwned: %d frames sent, missed %v; want 2 (gratuitous request and reply of %s) and %s missed", n, missed, inside, past)
 	}
 
