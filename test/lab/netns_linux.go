@@ -9,15 +9,57 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
+
+var (
+	netnsDirOnce sync.Once
+	netnsDirErr  error
+)
+
+// PrepareNetnsDir makes /var/run/netns a shared mount point of its own, as
+// `ip netns add` does the first time it runs on a machine, before any
+// namespace is mounted in it. Otherwise the first `ip netns add` of
+// anyone else (a test, a CNI plugin) bind-mounts the directory over itself
+// while namespaces of ours are mounted in it: ours end up beneath the new
+// mount, and deleting them fails with "device or resource busy" (seen on a
+// freshly booted machine, where nothing had run `ip netns` yet).
+func PrepareNetnsDir() error {
+	netnsDirOnce.Do(func() {
+		if err := os.MkdirAll(netnsDir, 0o755); err != nil {
+			netnsDirErr = err
+			return
+		}
+		for bound := false; ; bound = true {
+			err := unix.Mount("", netnsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
+			if err == nil {
+				return
+			}
+			if !errors.Is(err, unix.EINVAL) || bound {
+				netnsDirErr = fmt.Errorf("make %s a shared mount: %w", netnsDir, err)
+				return
+			}
+			// Not a mount point yet: make it one.
+			if err := unix.Mount(netnsDir, netnsDir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+				netnsDirErr = fmt.Errorf("bind-mount %s onto itself: %w", netnsDir, err)
+				return
+			}
+		}
+	})
+	return netnsDirErr
+}
 
 // createNamespace makes a named namespace on a throw-away locked thread, so
 // no goroutine of the caller ever changes namespace.
 func createNamespace(name string) (netns.NsHandle, error) {
+	if err := PrepareNetnsDir(); err != nil {
+		return netns.None(), err
+	}
 	var (
 		h   netns.NsHandle
 		err error

@@ -17,12 +17,16 @@ import (
 
 	"github.com/vipspeaker/vipspeaker/routing"
 	"github.com/vipspeaker/vipspeaker/test/bench/report"
+	"github.com/vipspeaker/vipspeaker/test/lab"
 )
 
 // benchNS creates a named namespace for a measurement and returns its path
 // and a function that deletes it.
 func benchNS(name string) (string, func(), error) {
 	full := fmt.Sprintf("vsbench%d-%s", os.Getpid(), name)
+	if err := lab.PrepareNetnsDir(); err != nil {
+		return "", nil, err
+	}
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // the thread is thrown away with its namespace
