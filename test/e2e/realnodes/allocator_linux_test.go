@@ -214,7 +214,7 @@ func newServiceGetsAddress(t *testing.T, c *realnodes.Cluster, name string, befo
 // is deleted: each time a new Service still gets an address, and every
 // Service that had one keeps it. After the deletion the Lease is held by
 // another Pod, and the Deployment is back to two available replicas.
-func allocatorLeaseHolderGone(t *testing.T, c *realnodes.Cluster, kill bool) {
+func allocatorLeaseHolderGone(t *testing.T, c *realnodes.Cluster) {
 	t.Helper()
 	if err := c.API.CreateNamespace(allocNS); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
@@ -224,27 +224,33 @@ func allocatorLeaseHolderGone(t *testing.T, c *realnodes.Cluster, kill bool) {
 	tag := fmt.Sprint(time.Now().UnixNano() % 100000)
 	newServiceGetsAddress(t, c, "before-"+tag, lbAddrs(t, c))
 
-	if kill {
-		holder := leaseHolder(t, c)
-		before := lbAddrs(t, c)
-		n, err := c.SignalPod(ctx, realnodes.AgentNamespace, holder, syscall.SIGKILL)
-		if err != nil {
-			t.Fatal(err)
+	holder := leaseHolder(t, c)
+	restarts := restartCount(t, c, holder)
+	before := lbAddrs(t, c)
+	n, err := c.SignalPod(ctx, realnodes.AgentNamespace, holder, syscall.SIGKILL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := newServiceGetsAddress(t, c, "after-kill-"+tag, before)
+	// The kill was real: the kubelet restarted the container.
+	lab.Eventually(t, time.Minute, 100*time.Millisecond, func() error {
+		if r := restartCount(t, c, holder); r <= restarts {
+			return fmt.Errorf("allocator Pod %s: %d restarts, want more than %d after the kill", holder, r, restarts)
 		}
-		took := newServiceGetsAddress(t, c, "after-kill-"+tag, before)
-		t.Logf("figure: allocator Lease holder %s killed (kill -9, %d processes): a new Service got an address after %v; Lease now held by %s",
-			holder, n, took.Round(10*time.Millisecond), leaseHolder(t, c))
-		if err := c.WaitDeploymentReady(realnodes.AgentNamespace, realnodes.AllocatorDeployment, 2*time.Minute); err != nil {
-			t.Fatal(err)
-		}
+		return nil
+	})
+	t.Logf("figure: allocator Lease holder %s killed (kill -9 of %d processes; the kubelet restarted it): a new Service got an address after %v; Lease now held by %s",
+		holder, n, took.Round(10*time.Millisecond), leaseHolder(t, c))
+	if err := c.WaitDeploymentReady(realnodes.AgentNamespace, realnodes.AllocatorDeployment, 2*time.Minute); err != nil {
+		t.Fatal(err)
 	}
 
-	holder := leaseHolder(t, c)
-	before := lbAddrs(t, c)
+	holder = leaseHolder(t, c)
+	before = lbAddrs(t, c)
 	if _, err := c.Kubectl(ctx, "delete", "pod", "-n", realnodes.AgentNamespace, holder, "--wait=false"); err != nil {
 		t.Fatal(err)
 	}
-	took := newServiceGetsAddress(t, c, "after-delete-"+tag, before)
+	took = newServiceGetsAddress(t, c, "after-delete-"+tag, before)
 	var now string
 	lab.Eventually(t, time.Minute, 100*time.Millisecond, func() error {
 		if now = leaseHolder(t, c); now == holder {
@@ -262,4 +268,20 @@ func allocatorLeaseHolderGone(t *testing.T, c *realnodes.Cluster, kill bool) {
 	} else if _, ok := alloc[holder]; ok {
 		t.Errorf("the deleted Pod %s is still among %v", holder, slices.Sorted(maps.Keys(alloc)))
 	}
+}
+
+// restartCount is the restarts of Pod name's containers.
+func restartCount(t *testing.T, c *realnodes.Cluster, name string) int32 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	p, err := c.API.Client().CoreV1().Pods(realnodes.AgentNamespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int32
+	for _, st := range p.Status.ContainerStatuses {
+		n += st.RestartCount
+	}
+	return n
 }

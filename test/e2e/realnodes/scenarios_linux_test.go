@@ -124,7 +124,7 @@ func TestE2EReal(t *testing.T) {
 	// theirs.
 	t.Run("allocator-lease-holder-killed", func(t *testing.T) {
 		leastPrivilege(t, c)
-		allocatorLeaseHolderGone(t, c, true)
+		allocatorLeaseHolderGone(t, c)
 	})
 
 	t.Run("speaker-pod-deleted", func(t *testing.T) {
