@@ -2,7 +2,8 @@
 // each test builds its own lab — a real kube-apiserver and etcd
 // (test/lab/kubeapi) on a lab address, two node namespaces running the real
 // `vipspeaker run` with a kubeconfig for the agent's ServiceAccount (RBAC
-// from deploy/kustomize), FRR as the router, and a client behind the
+// from deploy/kustomize, all in one: the agents allocate themselves, with
+// deploy/kustomize-all-in-one's bindings), FRR as the router, and a client behind the
 // router — then breaks something and asserts on what users see: the VIP
 // routes in the router's kernel and BGP table, pings from the client,
 // Service status and Events, and the agents' /metrics.

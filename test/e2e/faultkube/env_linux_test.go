@@ -97,10 +97,13 @@ func setup(t *testing.T) *env {
 	lab.RequireFRR(t)
 	bin := lab.Vipspeaker(t)
 	// RBAC, namespace, ServiceAccount and ConfigMap as a user applies them;
-	// the DaemonSet as a dry run (no kubelet here).
+	// the DaemonSet as a dry run (no kubelet here). The agents allocate
+	// themselves (run --allocate=true, the default; the tests read the
+	// allocator's metrics from the agent holding the Lease): the
+	// all-in-one bindings give their ServiceAccount the allocator's rights.
 	c := kubeapi.NewCluster(t, kubeapi.ClusterOptions{BridgeAddrs: []string{routerAddr + "/24", routerAddr6 + "/64"}, APIAddr: apiAddr,
 		Nodes: nodeNames, NodeAddrs: func(n string) []string { return []string{nodeAddrs[n] + "/24", nodeAddrs6[n] + "/64"} },
-		Deploy: true, TOML: baseTOML, GoBGP: baseGoBGP, Namespace: svcNS})
+		Deploy: true, AllInOne: true, TOML: baseTOML, GoBGP: baseGoBGP, Namespace: svcNS})
 	e := &env{l: c.Lab, bin: bin, api: c.API, cs: c.Client, router: c.Bridge, nodes: c.Nodes, agents: map[string]*lab.Process{}, kcfg: c.Kubeconfig}
 	if err := e.router.EnableForwarding(); err != nil {
 		t.Fatal(err)

@@ -27,15 +27,10 @@ func TestAllocatorReplicasLeaseHolderKilled(t *testing.T) {
 		Deploy: true, TOML: testTOML, Namespace: ns})
 	e := &env{Cluster: c, bin: bin, cs: c.Client}
 	ctx := context.Background()
-	api := c.Hosts["api"]
+	// As the allocator Deployment's ServiceAccount.
 	replicas := map[string]*lab.Process{}
 	for _, id := range []string{"allocator-a", "allocator-b"} {
-		p, err := api.Start(id, []string{bin, "allocate", "--kubeconfig", c.Kubeconfig, "--id", id,
-			"--lease-duration", "4s", "--metrics-addr", "", "--log-level", "debug"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		replicas[id] = p
+		replicas[id] = e.startAllocator(t, id)
 	}
 
 	e.createService(t, "before")

@@ -1,10 +1,15 @@
 // Package kube_test runs vipspeaker against a real kube-apiserver (built by
 // test/apiserver/build.sh) and etcd (Debian's etcd-server), served on a lab
 // address, with RBAC on and the agents authenticated as the ServiceAccount
-// the deploy/kustomize manifests bind. Three node namespaces run the agent
-// (kube controller + VIP table + embedded GoBGP) and peer with FRR on a
-// router namespace; the tests look at Service status, Events and FRR's BGP
-// table and kernel.
+// the deploy/kustomize manifests bind. TestKube's three agents allocate
+// themselves (run --allocate=true, the flag's default: the all-in-one
+// install, deploy/kustomize-all-in-one's bindings give their
+// ServiceAccount the allocator's rights); TestKubeLayer2 and
+// TestAllocatorReplicasLeaseHolderKilled run as shipped, speakers with
+// --allocate=false and `vipspeaker allocate` as the allocator's
+// ServiceAccount. The node namespaces run the agent (kube controller + VIP
+// table + embedded GoBGP) and peer with FRR on a router namespace; the
+// tests look at Service status, Events and FRR's BGP table and kernel.
 package kube_test
 
 import (
@@ -86,6 +91,9 @@ type env struct {
 	router *lab.Host
 	agents map[string]*lab.Process
 	bin    string
+	// speakersOnly: the agents run with --allocate=false, next to
+	// startAllocator's replicas, as deploy/kustomize ships them.
+	speakersOnly bool
 }
 
 func setup(t testing.TB) *env { return setupWith(t, setupOpts{}) }
@@ -103,7 +111,8 @@ func setupWith(t testing.TB, o setupOpts) *env {
 	}
 	// The manifests, as a user applies them; the DaemonSet only as a
 	// server-side dry run (no kubelet here to run it). The agents
-	// authenticate as the ServiceAccount the manifests bind.
+	// authenticate as the ServiceAccount the manifests bind, with the
+	// all-in-one bindings: they allocate too.
 	c := kubeapi.NewCluster(t, kubeapi.ClusterOptions{BridgeAddrs: routerAddrs, APIAddr: apiAddr,
 		Nodes: []string{"n1", "n2", "n3"}, NodeAddrs: func(n string) []string {
 			if o.v6 {
@@ -111,7 +120,7 @@ func setupWith(t testing.TB, o setupOpts) *env {
 			}
 			return []string{nodeAddrs[n] + "/24"}
 		},
-		Deploy: true, TOML: toml, GoBGP: gobgp, Namespace: ns})
+		Deploy: true, AllInOne: true, TOML: toml, GoBGP: gobgp, Namespace: ns})
 	e := &env{Cluster: c, bin: bin, cs: c.Client, router: c.Bridge, agents: map[string]*lab.Process{}}
 	var err error
 	if e.frr, err = e.router.StartFRR(lab.FRRConfig{BGPd: frrConfWith(o)}); err != nil {
@@ -148,13 +157,30 @@ func (e *env) setReady(t testing.TB, name string, ready bool) {
 
 func (e *env) startAgent(t testing.TB, n string) {
 	t.Helper()
-	p, err := e.Nodes[n].Start(fmt.Sprintf("agent-%d", time.Now().UnixNano()%100000), []string{e.bin, "run",
+	argv := []string{e.bin, "run",
 		"--kubeconfig", e.Kubeconfig, "--node-name", n, "--run-dir", filepath.Join(e.Lab.Dir(), "run-"+n),
-		"--lease-duration", "4s", "--metrics-addr", "", "--log-level", "debug"})
+		"--lease-duration", "4s", "--metrics-addr", "", "--log-level", "debug"}
+	if e.speakersOnly {
+		argv = append(argv, "--allocate=false")
+	}
+	p, err := e.Nodes[n].Start(fmt.Sprintf("agent-%d", time.Now().UnixNano()%100000), argv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.agents[n] = p
+}
+
+// startAllocator starts a replica of the allocator Deployment on the API
+// server's host: `vipspeaker allocate` as the allocator's ServiceAccount,
+// identity id in the Lease.
+func (e *env) startAllocator(t testing.TB, id string) *lab.Process {
+	t.Helper()
+	p, err := e.Hosts["api"].Start(id, []string{e.bin, "allocate", "--kubeconfig", e.AllocatorKubeconfig, "--id", id,
+		"--lease-duration", "4s", "--metrics-addr", "", "--log-level", "debug"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 type svcOpt = kubeapi.ServiceOption

@@ -55,13 +55,15 @@ func setupLayer2(t *testing.T) *l2env {
 		Hosts: map[string][]string{"rogue": {l2Rogue + "/24"}},
 		Nodes: []string{"n1", "n2"}, NodeAddrs: func(n string) []string { return []string{l2Nodes[n] + "/24"} },
 		Deploy: true, TOML: l2TOML, Namespace: ns})
-	e := &env{Cluster: c, bin: bin, cs: c.Client, agents: map[string]*lab.Process{}}
+	// As shipped: speakers (--allocate=false) and one allocator replica.
+	e := &env{Cluster: c, bin: bin, cs: c.Client, agents: map[string]*lab.Process{}, speakersOnly: true}
 	le := &l2env{e: e, client: c.Bridge, rogue: c.Hosts["rogue"], macs: map[string]string{}}
 	le.client.MustRun("ip", "route", "add", "203.0.113.64/28", "dev", "br0")
 	for n, h := range c.Nodes {
 		le.macs[n] = strings.TrimSpace(h.MustRun("cat", "/sys/class/net/eth0/address"))
 	}
 	e.setSecret(t, "memberlist", map[string]string{"key": "layer2-e2e-membership-secret-0123456789"})
+	e.startAllocator(t, "allocator")
 	for _, n := range []string{"n1", "n2"} {
 		e.startAgent(t, n)
 	}

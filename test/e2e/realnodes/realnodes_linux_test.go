@@ -142,7 +142,11 @@ func waitNextHops(t *testing.T, c *realnodes.Cluster, vip string, want int) {
 // in front of a Deployment, and reaches it from behind the router; then
 // `kubectl rollout restart` of the DaemonSet under a steady 50 requests/s
 // loses no request (graceful restart keeps the routes at the router while
-// each agent restarts).
+// each agent restarts). Then the split of rights as shipped: the
+// allocator runs as its Deployment's Pods, a speaker Pod's token is
+// refused a change to a Service, and with the allocator replica holding
+// the Lease killed (kill -9), then its Pod deleted, a new Service still
+// gets an address and the others keep theirs.
 func TestInstallBGPRollingRestart(t *testing.T) {
 	c := cluster(t)
 	o := realnodes.EchoOptions{Namespace: "web", Name: "echo", Replicas: 3, Pool: "bgp"}
@@ -189,6 +193,13 @@ func TestInstallBGPRollingRestart(t *testing.T) {
 	if len(r.Backends) != o.Replicas {
 		t.Errorf("answers came from %v, want all %d replicas", r.Backends, o.Replicas)
 	}
+
+	// Least privilege as shipped: the allocator runs as its own
+	// Deployment's Pods, a speaker's token cannot change a Service, and
+	// with the Lease holder killed, then its Pod deleted, Services still
+	// get addresses.
+	leastPrivilege(t, c)
+	allocatorLeaseHolderGone(t, c)
 }
 
 // lineDiff returns the lines only in a and those only in b.

@@ -118,8 +118,18 @@ func TestE2EReal(t *testing.T) {
 		}
 	})
 
+	// The allocator Deployment as shipped: real Pods, a speaker's token
+	// refused a Service change; its Lease holder killed (kill -9), then
+	// its Pod deleted: new Services still get addresses, the others keep
+	// theirs.
+	t.Run("allocator-lease-holder-killed", func(t *testing.T) {
+		leastPrivilege(t, c)
+		allocatorLeaseHolderGone(t, c)
+	})
+
 	t.Run("speaker-pod-deleted", func(t *testing.T) {
-		pods, err := c.API.Client().CoreV1().Pods(realnodes.AgentNamespace).List(context.Background(), metav1.ListOptions{FieldSelector: "spec.nodeName=n1"})
+		pods, err := c.API.Client().CoreV1().Pods(realnodes.AgentNamespace).List(context.Background(),
+			metav1.ListOptions{FieldSelector: "spec.nodeName=n1", LabelSelector: realnodes.SpeakerLabel})
 		if err != nil || len(pods.Items) == 0 {
 			t.Fatalf("agent Pod on n1: %v (%d Pods)", err, len(pods.Items))
 		}

@@ -61,7 +61,8 @@ type system interface {
 	StartSpeaker(t testing.TB, e *env, node string)
 	Speaker(node string) *lab.Process
 	// Controller is the separate controller process, nil when the system
-	// has none (vipspeaker's allocator runs in the Lease holder's agent).
+	// has none (here vipspeaker runs all-in-one: its allocator runs in the
+	// Lease holder's agent).
 	Controller() *lab.Process
 	// PoolAnnotations selects pool "bgp" or "l2" for a Service.
 	PoolAnnotations(pool string) map[string]string

@@ -15,9 +15,10 @@ import (
 	"github.com/vipspeaker/vipspeaker/test/lab/kubeapi"
 )
 
-// vipspeakerSys runs `vipspeaker run` on every node as the DaemonSet
-// would, with the ServiceAccount's token and the manifests from
-// deploy/kustomize. BGP: BFD 100 ms × 3 and graceful restart with the
+// vipspeakerSys runs `vipspeaker run` on every node as the all-in-one
+// DaemonSet would (it allocates too: no allocator Deployment), with the
+// ServiceAccount's token and the manifests from deploy/kustomize plus
+// deploy/kustomize-all-in-one's bindings. BGP: BFD 100 ms × 3 and graceful restart with the
 // router. L2: the XDP fast path pinned in the lab's bpffs.
 type vipspeakerSys struct {
 	bin      string
@@ -68,8 +69,14 @@ func (v *vipspeakerSys) gobgp(community string) string {
 func (v *vipspeakerSys) Install(t testing.TB, e *env) {
 	t.Helper()
 	// RBAC, namespace, ServiceAccount, ConfigMap as a user applies them;
-	// the DaemonSet as a dry run (no kubelet here).
+	// the DaemonSet as a dry run (no kubelet here). The agents allocate
+	// themselves (run --allocate=true, the default: the measured figures
+	// are those of the all-in-one install), so their ServiceAccount gets
+	// the allocator's rights by deploy/kustomize-all-in-one's bindings.
 	if err := e.API.ApplyDeploy(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.API.ApplyAllInOne(); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()

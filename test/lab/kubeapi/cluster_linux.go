@@ -24,9 +24,14 @@ type Cluster struct {
 	// Hosts are the other hosts on the segment: "api" and
 	// ClusterOptions.Hosts.
 	Hosts map[string]*lab.Host
-	// Kubeconfig is the agents' kubeconfig (AgentToken: the
-	// ServiceAccount the manifests bind).
+	// Kubeconfig is the agents' kubeconfig (AgentToken: the speakers'
+	// ServiceAccount the manifests bind; with ClusterOptions.AllInOne it
+	// may allocate too).
 	Kubeconfig string
+	// AllocatorKubeconfig is the allocator's (AllocatorToken: the
+	// ServiceAccount of the allocator Deployment), for `vipspeaker
+	// allocate`.
+	AllocatorKubeconfig string
 }
 
 // ClusterOptions describe a Cluster. Addresses carry their prefix length.
@@ -47,10 +52,15 @@ type ClusterOptions struct {
 	// Hosts are more hosts on the segment (a client), created before the
 	// nodes, with their addresses.
 	Hosts map[string][]string
-	// Deploy applies deploy/kustomize as a user does (the DaemonSet as a
-	// dry run) and sets the ConfigMap to TOML and GoBGP.
+	// Deploy applies deploy/kustomize as a user does (the DaemonSet and
+	// the allocator Deployment as a dry run) and sets the ConfigMap to
+	// TOML and GoBGP.
 	Deploy      bool
 	TOML, GoBGP string
+	// AllInOne (with Deploy) also applies deploy/kustomize-all-in-one's
+	// bindings, for agents that allocate themselves (run
+	// --allocate=true, the default) with Kubeconfig.
+	AllInOne bool
 	// Namespace is created for the tests' Services ("" for none).
 	Namespace string
 }
@@ -88,6 +98,9 @@ func NewCluster(t testing.TB, o ClusterOptions) *Cluster {
 	if o.Deploy {
 		check(c.API.ApplyDeploy())
 		check(c.API.SetAgentConfig(o.TOML, o.GoBGP))
+		if o.AllInOne {
+			check(c.API.ApplyAllInOne())
+		}
 	}
 	if o.Namespace != "" {
 		check(c.API.CreateNamespace(o.Namespace))
@@ -101,6 +114,8 @@ func NewCluster(t testing.TB, o ClusterOptions) *Cluster {
 	}
 	var err error
 	c.Kubeconfig, err = c.API.Kubeconfig(AgentToken)
+	check(err)
+	c.AllocatorKubeconfig, err = c.API.Kubeconfig(AllocatorToken)
 	check(err)
 	return c
 }

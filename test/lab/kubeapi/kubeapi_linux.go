@@ -40,14 +40,21 @@ import (
 const (
 	// AdminToken authenticates as "admin" in system:masters.
 	AdminToken = "lab-admin-token"
-	// AgentToken authenticates as AgentUser, the ServiceAccount that
-	// deploy/kustomize binds its RBAC rules to.
+	// AgentToken authenticates as AgentUser, the speakers' ServiceAccount
+	// (the DaemonSet's) that deploy/kustomize binds its speaker rules to:
+	// read-only but for Events. Agents that also allocate (run
+	// --allocate=true) need ApplyAllInOne too.
 	AgentToken = "lab-agent-token"
 	AgentUser  = "system:serviceaccount:vipspeaker-system:vipspeaker"
+	// AllocatorToken authenticates as AllocatorUser, the allocator
+	// Deployment's ServiceAccount (vipspeaker allocate).
+	AllocatorToken = "lab-allocator-token"
+	AllocatorUser  = "system:serviceaccount:vipspeaker-system:vipspeaker-allocator"
 )
 
-// AgentGroups are the groups AgentToken authenticates into (besides
-// system:authenticated), those of a ServiceAccount in vipspeaker-system.
+// AgentGroups are the groups AgentToken and AllocatorToken authenticate
+// into (besides system:authenticated), those of a ServiceAccount in
+// vipspeaker-system.
 var AgentGroups = []string{"system:serviceaccounts", "system:serviceaccounts:vipspeaker-system"}
 
 // Port is the API server's secure port.
@@ -199,8 +206,9 @@ func (s *Server) writeFiles() error {
 	files := map[string][]byte{
 		"sa.key": pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}),
 		"sa.pub": pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}),
-		"tokens.csv": fmt.Appendf(nil, "%s,admin,admin,\"system:masters\"\n%s,%s,agent,%q\n",
-			AdminToken, AgentToken, AgentUser, strings.Join(AgentGroups, ",")),
+		"tokens.csv": fmt.Appendf(nil, "%s,admin,admin,\"system:masters\"\n%s,%s,agent,%q\n%s,%s,allocator,%q\n",
+			AdminToken, AgentToken, AgentUser, strings.Join(AgentGroups, ","),
+			AllocatorToken, AllocatorUser, strings.Join(AgentGroups, ",")),
 	}
 	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(s.dir, name), data, 0o600); err != nil {
@@ -361,14 +369,41 @@ func (s *Server) ApplyKustomization(dir string, dryRunKinds ...string) error {
 }
 
 // ApplyDeploy applies the repository's deploy/kustomize manifests
-// (namespace, ServiceAccount, RBAC, ConfigMap) as a user would, the
-// DaemonSet only as a server-side dry run: there is no kubelet to run it.
+// (namespace, ServiceAccounts, RBAC, ConfigMap) as a user would, the
+// DaemonSet and the allocator's Deployment only as a server-side dry run:
+// there is no kubelet to run them. The speakers' ServiceAccount
+// (AgentToken) then has the rights of `run --allocate=false`, the
+// allocator's (AllocatorToken) those of `vipspeaker allocate`.
 func (s *Server) ApplyDeploy() error {
 	root, err := lab.ModuleRoot()
 	if err != nil {
 		return err
 	}
-	return s.ApplyKustomization(filepath.Join(root, "deploy", "kustomize"), "DaemonSet")
+	return s.ApplyKustomization(filepath.Join(root, "deploy", "kustomize"), "DaemonSet", "Deployment")
+}
+
+// ApplyAllInOne applies the bindings of deploy/kustomize-all-in-one (after
+// ApplyDeploy): the allocator's roles bound to the speakers'
+// ServiceAccount, so agents with AgentToken may also allocate (`run` with
+// its default --allocate=true), as in a cluster without the allocator
+// Deployment.
+func (s *Server) ApplyAllInOne() error {
+	root, err := lab.ModuleRoot()
+	if err != nil {
+		return err
+	}
+	data, err := os.ReadFile(filepath.Join(root, "deploy", "kustomize-all-in-one", "bindings.yaml"))
+	if err != nil {
+		return err
+	}
+	kinds, err := s.ApplyManifests(data, "lab")
+	if err != nil {
+		return err
+	}
+	if kinds["ClusterRoleBinding"] != 1 || kinds["RoleBinding"] != 1 {
+		return fmt.Errorf("deploy/kustomize-all-in-one/bindings.yaml: applied %v, want a ClusterRoleBinding and a RoleBinding", kinds)
+	}
+	return nil
 }
 
 // ApplyManifests server-side-applies every object of a YAML stream (as

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -17,10 +18,15 @@ import (
 	"github.com/vipspeaker/vipspeaker/test/lab"
 )
 
-// AgentNamespace and AgentDaemonSet are what deploy/kustomize creates.
+// AgentNamespace, AgentDaemonSet (the speakers) and AllocatorDeployment
+// are what deploy/kustomize creates; SpeakerLabel and AllocatorLabel
+// select their Pods.
 const (
-	AgentNamespace = "vipspeaker-system"
-	AgentDaemonSet = "vipspeaker"
+	AgentNamespace      = "vipspeaker-system"
+	AgentDaemonSet      = "vipspeaker"
+	AllocatorDeployment = "vipspeaker-allocator"
+	SpeakerLabel        = "app.kubernetes.io/name=vipspeaker"
+	AllocatorLabel      = "app.kubernetes.io/name=vipspeaker-allocator"
 	// EchoImage is the image of test/cmd/httpecho.
 	EchoImage = "localhost/vsrn/httpecho:1"
 	// LBClass is vipspeaker's loadBalancerClass.
@@ -66,7 +72,8 @@ func (c *Cluster) AgentImage(ctx context.Context) (string, error) {
 // registry), then `kubectl apply -k` of an overlay that is
 // deploy/kustomize unchanged plus the lab's ConfigMap (vipspeaker.toml and
 // gobgp.conf), and waits until the DaemonSet's Pods are Ready on every
-// node. It returns how long the apply took to every Pod Ready.
+// node and the allocator Deployment's replicas are available. It returns
+// how long the apply took to every Pod Ready.
 func (c *Cluster) InstallAgent(ctx context.Context, toml, gobgp string) (time.Duration, error) {
 	image, err := c.AgentImage(ctx)
 	if err != nil {
@@ -106,6 +113,9 @@ func (c *Cluster) InstallAgent(ctx context.Context, toml, gobgp string) (time.Du
 		return 0, err
 	}
 	if err := c.WaitDaemonSetReady(AgentNamespace, AgentDaemonSet, 3*time.Minute); err != nil {
+		return 0, err
+	}
+	if err := c.WaitDeploymentReady(AgentNamespace, AllocatorDeployment, 3*time.Minute); err != nil {
 		return 0, err
 	}
 	return time.Since(start), nil
@@ -167,7 +177,7 @@ func (c *Cluster) PodReport(ns string) string {
 		return err.Error()
 	}
 	ev, _ := c.Kubectl(ctx, "get", "events", "-n", ns, "--sort-by=.lastTimestamp")
-	logs, _ := c.Kubectl(ctx, "logs", "-n", ns, "--all-containers", "--prefix", "--tail=20", "-l", "app.kubernetes.io/name=vipspeaker")
+	logs, _ := c.Kubectl(ctx, "logs", "-n", ns, "--all-containers", "--prefix", "--tail=20", "-l", "app.kubernetes.io/name in (vipspeaker,vipspeaker-allocator)")
 	return out + "\n" + lab.Tail(ev, 25) + "\n" + logs
 }
 
@@ -347,4 +357,69 @@ func (c *Cluster) PodsOn(ctx context.Context, ns, app string) (map[string][]stri
 		}
 	}
 	return out, nil
+}
+
+// SignalPod sends sig to the processes of Pod ns/name's containers (not
+// its sandbox's pause process nor a containerd shim), found in the Pod's cgroup on its node (the
+// kubelet's pod<UID> folder under the node's cgroup root): `kill -9` of a
+// container's process, which the kubelet then restarts in the same Pod. It
+// returns how many processes it signalled.
+func (c *Cluster) SignalPod(ctx context.Context, ns, name string, sig syscall.Signal) (int, error) {
+	pod, err := c.API.Client().CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return 0, err
+	}
+	n := c.Node(pod.Spec.NodeName)
+	if n == nil {
+		return 0, fmt.Errorf("Pod %s/%s is on %q, not a node of the lab", ns, name, pod.Spec.NodeName)
+	}
+	mounts, err := cgroupMounts()
+	if err != nil {
+		return 0, err
+	}
+	want := "pod" + string(pod.UID)
+	var podDir string
+	for _, m := range mounts {
+		base := filepath.Join(m.dir, n.cgroup)
+		_ = filepath.WalkDir(base, func(p string, d os.DirEntry, err error) error {
+			if err != nil || !d.IsDir() || podDir != "" {
+				return nil
+			}
+			if d.Name() == want {
+				podDir, _ = filepath.Rel(m.dir, p)
+				return filepath.SkipAll
+			}
+			return nil
+		})
+		if podDir != "" {
+			break
+		}
+	}
+	if podDir == "" {
+		return 0, fmt.Errorf("no cgroup %s under %s for Pod %s/%s", want, n.cgroup, ns, name)
+	}
+	pids, err := cgroupPIDs(podDir)
+	if err != nil {
+		return 0, err
+	}
+	sent := 0
+	for _, pid := range pids {
+		cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil {
+			continue // gone
+		}
+		// Not the sandbox (pause) nor a runtime shim placed in the Pod's
+		// cgroup: only what the containers run.
+		if argv0, _, _ := strings.Cut(string(cmd), "\x00"); filepath.Base(argv0) == "pause" || strings.HasPrefix(filepath.Base(argv0), "containerd-shim") {
+			continue
+		}
+		if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return sent, fmt.Errorf("signal %v to pid %d of Pod %s/%s: %w", sig, pid, ns, name, err)
+		}
+		sent++
+	}
+	if sent == 0 {
+		return 0, fmt.Errorf("Pod %s/%s: no container process in %s", ns, name, podDir)
+	}
+	return sent, nil
 }

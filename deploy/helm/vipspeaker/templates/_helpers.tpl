@@ -10,6 +10,29 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 {{- end }}
 
+{{/* The allocator's objects: their own name, part of vipspeaker. */}}
+{{- define "vipspeaker.allocatorSelectorLabels" -}}
+app.kubernetes.io/name: vipspeaker-allocator
+{{- end }}
+
+{{- define "vipspeaker.allocatorLabels" -}}
+{{ include "vipspeaker.allocatorSelectorLabels" . }}
+app.kubernetes.io/part-of: vipspeaker
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end }}
+
+{{/* The ServiceAccount the allocator's roles are bound to: its own, or the
+speakers' when they allocate themselves (allocator.enabled false). */}}
+{{- define "vipspeaker.allocatorServiceAccount" -}}
+{{- if .Values.allocator.enabled -}}
+vipspeaker-allocator
+{{- else -}}
+vipspeaker
+{{- end }}
+{{- end }}
+
 {{- define "vipspeaker.image" -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end }}
