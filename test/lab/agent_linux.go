@@ -19,6 +19,8 @@ type Agent struct {
 	ConfigDir, ServicesDir, RunDir string
 	// LogLevel of the agent (default "debug").
 	LogLevel string
+	// Wrap is argv before the binary (setpriv ... --).
+	Wrap []string
 	// Proc is the agent last started, nil before.
 	Proc   *Process
 	starts int
@@ -53,15 +55,15 @@ func (a *Agent) RemoveService(name string) error {
 	return os.Remove(filepath.Join(a.ServicesDir, name+".yaml"))
 }
 
-// Args is the agent's command line: `vipspeaker run` on its folders, node
-// name = host name, then extra.
+// Args is the agent's command line: Wrap, then `vipspeaker run` on its
+// folders, node name = host name, then extra.
 func (a *Agent) Args(extra ...string) []string {
 	level := a.LogLevel
 	if level == "" {
 		level = "debug"
 	}
-	return append([]string{a.Bin, "run", "--config-dir", a.ConfigDir, "--services-dir", a.ServicesDir,
-		"--run-dir", a.RunDir, "--node-name", a.Host.Name(), "--log-level", level}, extra...)
+	return append(append(slices.Clone(a.Wrap), a.Bin, "run", "--config-dir", a.ConfigDir, "--services-dir", a.ServicesDir,
+		"--run-dir", a.RunDir, "--node-name", a.Host.Name(), "--log-level", level), extra...)
 }
 
 // Start starts the agent (again) as process vipspeaker-<n>, n counting the

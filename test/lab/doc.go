@@ -59,7 +59,7 @@
 //
 // # Topologies and fixtures
 //
-// The suites share two topologies, so a new scenario is a page of
+// The suites share three topologies, so a new scenario is a page of
 // assertions:
 //
 //	tp := lab.NewRouted(t, lab.RoutedOptions{Nodes: 2, Client: true})
@@ -74,9 +74,30 @@
 //
 // Routed is "router + N nodes (+ a client)": node i linked to the router
 // on 198.18.i.0/30 and 2001:db8:18:i::/64, default routes through the
-// router, which forwards; BuildRouted builds it in a persistent lab (the
-// demo, bench bgp). Each Node is an Agent: a vipspeaker in standalone mode
-// with its folders under <lab dir>/<host> (NewAgent makes one on any host).
+// router (RoutedOptions.NoNodeDefaults: none, the nodes learn them), which
+// forwards; BuildRouted builds it in a persistent lab (the demo, bench
+// bgp). Each Node is an Agent: a vipspeaker in standalone mode with its
+// folders under <lab dir>/<host> (NewAgent makes one on any host; Wrap
+// puts setpriv or the like before it).
+//
+// Flat is "one segment" for the layer2 suites:
+//
+//	f := lab.NewFlat(t, lab.FlatOptions{Nodes: 2, IPv6: true, Routes: []string{"203.0.113.0/24"}})
+//	f.WriteConfig("vipspeaker.toml", lab.AgentTOML{Pools: []lab.Pool{{Name: "flat",
+//		Addresses: []string{"203.0.113.0/28"}, Layer2Interfaces: []string{"eth0"}}},
+//		Membership: &lab.Membership{Join: f.Join()}}.String())
+//	f.Nodes[0].Start()
+//	o := f.WaitOwner(t, "203.0.113.10", 20*time.Second, func(a string) []string {
+//		return f.ARPing(a, 2, 100*time.Millisecond)
+//	})
+//
+// The client's bridge br0 (198.18.2.1/24) with node i (node<i>, 0-based)
+// on eth0 at 198.18.2.(10+i), each an Agent with its MAC; the client routes
+// the VIP ranges onto br0. Host.ARPing (arping), MACs (the MACs in a
+// tool's output) and WaitOwner ("exactly one node answers for this VIP:
+// which") serve any segment, the kube layer2 suite's too; StartProber is
+// an ARPProber on the client, stopped with the test. Host.Metrics and
+// MetricSum read an agent's /metrics.
 //
 // kubeapi.NewCluster is "router + API server + N nodes on one segment":
 // bridge br0 on the router (or another host), the API server on "api",
@@ -91,8 +112,9 @@
 // families), GoBGPPolicy (a global export policy with prefix, community
 // and neighbor sets), GoBGPZebra, FRRBGPConf and FRRNeighbor (bgpd: eBGP
 // without policy, timers, ECMP, families), FRRFastBFD (bfdd, 100 ms × 3),
-// AgentTOML and Pool (vipspeaker.toml with kube-lb0 as ifb) and
-// ServiceFile (a Service manifest for standalone mode). FRR.PrefixPaths
+// AgentTOML, Pool, Layer2TOML and Membership (vipspeaker.toml with
+// kube-lb0 as ifb, or dummy with DummyInterface) and ServiceFile (a Service
+// manifest for standalone mode, with its pool annotation if any). FRR.PrefixPaths
 // and FRR.Session read FRR's view of a prefix and a session;
 // Host.Gateways, WaitGateways and WatchKernelRoutes read a host's kernel.
 //

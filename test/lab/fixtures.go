@@ -224,6 +224,8 @@ type ServiceFile struct {
 	Communities string
 	// Class is spec.loadBalancerClass ("" for none).
 	Class string
+	// Pool names the pool (vipspeaker.io/pool; "" for none).
+	Pool string
 }
 
 func (s ServiceFile) String() string {
@@ -234,6 +236,9 @@ func (s ServiceFile) String() string {
 	ann := fmt.Sprintf("    vipspeaker.io/addresses: %q\n", strings.Join(s.Addresses, ","))
 	if s.Communities != "" {
 		ann += fmt.Sprintf("    vipspeaker.io/communities: %q\n", s.Communities)
+	}
+	if s.Pool != "" {
+		ann += fmt.Sprintf("    vipspeaker.io/pool: %s\n", s.Pool)
 	}
 	class := ""
 	if s.Class != "" {
@@ -248,13 +253,34 @@ func (s ServiceFile) String() string {
 const IfbInterfaceTOML = "[interface]\nname = \"kube-lb0\"\nkind = \"ifb\"\n"
 
 // AgentTOML is a vipspeaker.toml: default-class, kube-lb0 as ifb, the
-// pools, and Extra ([layer2], [membership] ...) at the end.
+// pools, [layer2], [membership], and Extra at the end.
 type AgentTOML struct {
 	// DefaultClass is "true" or "false" for default-class; "" leaves it
 	// out.
 	DefaultClass string
-	Pools        []Pool
-	Extra        string
+	// DummyInterface leaves [interface] out: the agent's default, kube-lb0
+	// as dummy.
+	DummyInterface bool
+	Pools          []Pool
+	Layer2         *Layer2TOML
+	Membership     *Membership
+	Extra          string
+}
+
+// Layer2TOML is the [layer2] table of AgentTOML; zero values leave a key
+// out.
+type Layer2TOML struct {
+	GratuitousCount    int
+	GratuitousInterval string // "100ms"
+	FastPath           string // "auto", "xdp", "off"
+	PinDir             string
+}
+
+// Membership is the [membership] table of AgentTOML; zero values leave a
+// key out.
+type Membership struct {
+	Join       []string
+	SecretFile string
 }
 
 // Pool is one [[pools]] entry of AgentTOML.
@@ -273,7 +299,9 @@ func (c AgentTOML) String() string {
 	if c.DefaultClass != "" {
 		fmt.Fprintf(&b, "default-class = %s\n\n", c.DefaultClass)
 	}
-	b.WriteString(IfbInterfaceTOML)
+	if !c.DummyInterface {
+		b.WriteString(IfbInterfaceTOML)
+	}
 	for _, p := range c.Pools {
 		fmt.Fprintf(&b, "\n[[pools]]\nname = %q\naddresses = %s\n", p.Name, tomlList(p.Addresses))
 		if len(p.Layer2Interfaces) > 0 {
@@ -286,10 +314,40 @@ func (c AgentTOML) String() string {
 			fmt.Fprintf(&b, "  [pools.layer2]\n  interfaces = %s\n", tomlList(p.Layer2Interfaces))
 		}
 	}
+	if l := c.Layer2; l != nil {
+		b.WriteString("\n[layer2]\n")
+		keys(&b, []string{"gratuitous-count", "gratuitous-interval", "fast-path", "pin-dir"},
+			l.GratuitousCount, l.GratuitousInterval, l.FastPath, l.PinDir)
+	}
+	if m := c.Membership; m != nil {
+		b.WriteString("\n[membership]\n")
+		keys(&b, []string{"join", "secret-file"}, m.Join, m.SecretFile)
+	}
 	if c.Extra != "" {
 		b.WriteString("\n" + withNewline(c.Extra))
 	}
 	return b.String()
+}
+
+// keys writes `name = value` for each value that is not zero: ints as
+// numbers, strings quoted, string lists as TOML lists.
+func keys(b *strings.Builder, names []string, values ...any) {
+	for i, v := range values {
+		switch v := v.(type) {
+		case int:
+			if v != 0 {
+				fmt.Fprintf(b, "%s = %d\n", names[i], v)
+			}
+		case string:
+			if v != "" {
+				fmt.Fprintf(b, "%s = %q\n", names[i], v)
+			}
+		case []string:
+			if v != nil {
+				fmt.Fprintf(b, "%s = %s\n", names[i], tomlList(v))
+			}
+		}
+	}
 }
 
 func lines(b *strings.Builder, indent string, ls []string) {

@@ -1,8 +1,10 @@
 package lab_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vipspeaker/vipspeaker/bgp"
 	"github.com/vipspeaker/vipspeaker/config"
@@ -76,5 +78,29 @@ func TestAgentTOMLIsValid(t *testing.T) {
 	}
 	if len(c.Pools) != 2 || c.Pools[0].Name != "public" || c.Pools[1].Name != "flat" {
 		t.Errorf("pools %+v\n%s", c.Pools, text)
+	}
+}
+
+// [layer2] and [membership] from Layer2TOML and Membership read back as
+// written; DummyInterface leaves kube-lb0 to the agent's default kind.
+func TestAgentTOMLLayer2AndMembership(t *testing.T) {
+	text := lab.AgentTOML{DummyInterface: true,
+		Pools:      []lab.Pool{{Name: "flat", Addresses: []string{"203.0.113.0/28"}, Layer2Interfaces: []string{"eth0"}}},
+		Layer2:     &lab.Layer2TOML{GratuitousCount: 2, GratuitousInterval: "100ms", FastPath: "off", PinDir: "/tmp/pins"},
+		Membership: &lab.Membership{Join: []string{"198.18.2.10", "198.18.2.11"}, SecretFile: "/etc/vipspeaker/key"},
+	}.String()
+	c, errs := config.Parse("vipspeaker.toml", []byte(text))
+	if len(errs) > 0 {
+		t.Fatalf("%v\n%s", errs, text)
+	}
+	if c.Interface.Kind != config.DefaultInterfaceKind {
+		t.Errorf("interface kind %q, want the default %q\n%s", c.Interface.Kind, config.DefaultInterfaceKind, text)
+	}
+	l2 := config.Layer2{GratuitousCount: 2, GratuitousInterval: 100 * time.Millisecond, FastPath: config.FastPathOff, PinDir: "/tmp/pins"}
+	if c.Layer2 != l2 {
+		t.Errorf("[layer2] %+v, want %+v\n%s", c.Layer2, l2, text)
+	}
+	if !slices.Equal(c.Membership.Join, []string{"198.18.2.10", "198.18.2.11"}) || c.Membership.SecretFile != "/etc/vipspeaker/key" {
+		t.Errorf("[membership] %+v\n%s", c.Membership, text)
 	}
 }

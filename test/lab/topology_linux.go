@@ -58,6 +58,9 @@ type RoutedOptions struct {
 	NodeName string
 	// Client adds the client host.
 	Client bool
+	// NoNodeDefaults leaves the nodes without default routes (they learn
+	// them, e.g. from the router over BGP through zebra).
+	NoNodeDefaults bool
 	// Bin is the vipspeaker binary of the agents.
 	Bin string
 }
@@ -89,14 +92,14 @@ func BuildRouted(l *Lab, o RoutedOptions) (*Routed, error) {
 	}
 	r := &Routed{Lab: l, Router: router}
 	if o.Client {
-		if r.Client, err = r.attach("client", "client", "198.18.0.1", "2001:db8:18::1", "198.18.0.2", "2001:db8:18::2", "/24"); err != nil {
+		if r.Client, err = r.attach("client", "client", "198.18.0.1", "2001:db8:18::1", "198.18.0.2", "2001:db8:18::2", "/24", true); err != nil {
 			return nil, err
 		}
 	}
 	for i := 1; i <= o.Nodes; i++ {
 		n := &Node{Index: i, Addr4: fmt.Sprintf("198.18.%d.2", i), Addr6: fmt.Sprintf("2001:db8:18:%d::2", i),
 			Peer4: fmt.Sprintf("198.18.%d.1", i), Peer6: fmt.Sprintf("2001:db8:18:%d::1", i)}
-		h, err := r.attach(fmt.Sprintf(name, i), fmt.Sprintf("n%d", i), n.Peer4, n.Peer6, n.Addr4, n.Addr6, "/30")
+		h, err := r.attach(fmt.Sprintf(name, i), fmt.Sprintf("n%d", i), n.Peer4, n.Peer6, n.Addr4, n.Addr6, "/30", !o.NoNodeDefaults)
 		if err != nil {
 			return nil, err
 		}
@@ -109,14 +112,17 @@ func BuildRouted(l *Lab, o RoutedOptions) (*Routed, error) {
 }
 
 // attach creates host name linked to the router (router side rIf), with
-// default routes through the router.
-func (r *Routed) attach(name, rIf, gw4, gw6, addr4, addr6, len4 string) (*Host, error) {
+// default routes through the router when defaults is set.
+func (r *Routed) attach(name, rIf, gw4, gw6, addr4, addr6, len4 string, defaults bool) (*Host, error) {
 	h, err := r.Lab.Host(name)
 	if err != nil {
 		return nil, err
 	}
 	if err := r.Lab.Link(r.Router, rIf, []string{gw4 + len4, gw6 + "/64"}, h, "eth0", []string{addr4 + len4, addr6 + "/64"}); err != nil {
 		return nil, err
+	}
+	if !defaults {
+		return h, nil
 	}
 	for _, rt := range [][2]string{{"default", gw4}, {"default6", gw6}} {
 		if err := h.AddRoute(rt[0], rt[1]); err != nil {

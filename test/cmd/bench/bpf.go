@@ -265,31 +265,36 @@ func benchTakeover(n, m int) (v4, v6 []netip.Addr) {
 	return v4, v6
 }
 
+var broadcastMAC = net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+
+// arpFrame is a broadcast Ethernet frame of 60 bytes from mac with an ARP
+// packet: op (1 request, 2 reply), sender mac and spa, target tha (nil:
+// zero) and tpa.
+func arpFrame(op uint16, mac net.HardwareAddr, spa netip.Addr, tha net.HardwareAddr, tpa netip.Addr) []byte {
+	f := make([]byte, 60)
+	copy(f[0:6], broadcastMAC)
+	copy(f[6:12], mac)
+	binary.BigEndian.PutUint16(f[12:14], 0x0806)
+	a := f[14:]
+	binary.BigEndian.PutUint16(a[0:2], 1)
+	binary.BigEndian.PutUint16(a[2:4], 0x0800)
+	a[4], a[5] = 6, 4
+	binary.BigEndian.PutUint16(a[6:8], op)
+	copy(a[8:14], mac)
+	s, t := spa.As4(), tpa.As4()
+	copy(a[14:18], s[:])
+	copy(a[18:24], tha)
+	copy(a[24:28], t[:])
+	return f
+}
+
 // gratuitousFrames builds what a takeover sends: for each IPv4 VIP a
 // gratuitous ARP request and reply, for each IPv6 VIP an unsolicited NA to
 // all-nodes.
 func gratuitousFrames(mac net.HardwareAddr, v4, v6 []netip.Addr) [][]byte {
 	var out [][]byte
 	for _, v := range v4 {
-		for _, op := range []uint16{1, 2} {
-			f := make([]byte, 60)
-			copy(f[0:6], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
-			copy(f[6:12], mac)
-			binary.BigEndian.PutUint16(f[12:14], 0x0806)
-			a := f[14:]
-			binary.BigEndian.PutUint16(a[0:2], 1)
-			binary.BigEndian.PutUint16(a[2:4], 0x0800)
-			a[4], a[5] = 6, 4
-			binary.BigEndian.PutUint16(a[6:8], op)
-			copy(a[8:14], mac)
-			b := v.As4()
-			copy(a[14:18], b[:])
-			if op == 2 {
-				copy(a[18:24], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
-			}
-			copy(a[24:28], b[:])
-			out = append(out, f)
-		}
+		out = append(out, arpFrame(1, mac, v, nil, v), arpFrame(2, mac, v, broadcastMAC, v))
 	}
 	allNodes := netip.MustParseAddr("ff02::1")
 	for _, v := range v6 {

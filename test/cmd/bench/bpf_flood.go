@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -54,6 +53,50 @@ type floodKit struct {
 
 const floodMax = 65536
 
+// cat joins instruction lists.
+func cat(parts ...asm.Instructions) asm.Instructions {
+	var out asm.Instructions
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+// lookup looks up the key in the stack at off in m: R0 is the value, or
+// the program jumps to fail when there is none.
+func lookup(m *ebpf.Map, off int16, fail string) asm.Instructions {
+	return asm.Instructions{
+		asm.LoadMapPtr(asm.R1, m.FD()),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, int32(off)),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, fail),
+	}
+}
+
+// bytesAre jumps to fail unless the frame (R2) holds each byte at
+// {offset, value}; it uses R5.
+func bytesAre(fail string, at ...[2]int) asm.Instructions {
+	var out asm.Instructions
+	for _, b := range at {
+		out = append(out, asm.LoadMem(asm.R5, asm.R2, int16(b[0]), asm.Byte), asm.JNE.Imm(asm.R5, int32(b[1]), fail))
+	}
+	return out
+}
+
+// stamp stores the time (bpf_ktime_get_ns, kept in tmp) at index key (a
+// register, put in the stack at off) of the 8-byte array m; fail as in
+// lookup.
+func stamp(m *ebpf.Map, key, tmp asm.Register, off int16, fail string) asm.Instructions {
+	return cat(asm.Instructions{
+		asm.FnKtimeGetNs.Call(),
+		asm.Mov.Reg(tmp, asm.R0),
+		asm.StoreMem(asm.RFP, off, key, asm.Word),
+	}, lookup(m, off, fail), asm.Instructions{
+		asm.StoreMem(asm.R0, 0, tmp, asm.DWord),
+	})
+}
+
 func newFloodKit() (*floodKit, error) {
 	k := &floodKit{}
 	var err error
@@ -67,7 +110,7 @@ func newFloodKit() (*floodKit, error) {
 		k.close()
 		return nil, err
 	}
-	sink := asm.Instructions{
+	sink := cat(asm.Instructions{
 		asm.Mov.Reg(asm.R6, asm.R1),
 		asm.LoadMem(asm.R2, asm.R6, 0, asm.Word),
 		asm.LoadMem(asm.R3, asm.R6, 4, asm.Word),
@@ -85,43 +128,23 @@ func newFloodKit() (*floodKit, error) {
 		asm.JEq.Reg(asm.R0, asm.R1, "grat"),
 		asm.LoadMem(asm.R5, asm.R2, 20, asm.Half),
 		asm.JNE.Imm(asm.R5, 0x0200, "pass"),
-		asm.LoadMem(asm.R5, asm.R2, 38, asm.Byte),
-		asm.JNE.Imm(asm.R5, 198, "pass"),
-		asm.LoadMem(asm.R5, asm.R2, 39, asm.Byte),
-		asm.JNE.Imm(asm.R5, 19, "pass"),
+	}, bytesAre("pass", [2]int{38, 198}, [2]int{39, 19}), asm.Instructions{
 		asm.LoadMem(asm.R7, asm.R2, 40, asm.Byte),
 		asm.LSh.Imm(asm.R7, 8),
 		asm.LoadMem(asm.R5, asm.R2, 41, asm.Byte),
 		asm.Or.Reg(asm.R7, asm.R5),
-		asm.FnKtimeGetNs.Call(),
-		asm.Mov.Reg(asm.R8, asm.R0),
-		asm.StoreMem(asm.RFP, -4, asm.R7, asm.Word),
-		asm.LoadMapPtr(asm.R1, k.recvd.FD()),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, -4),
-		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "drop"),
-		asm.StoreMem(asm.R0, 0, asm.R8, asm.DWord),
+	}, stamp(k.recvd, asm.R7, asm.R8, -4, "drop"), asm.Instructions{
 		asm.Ja.Label("drop"),
 		// IPv6: an ICMPv6 neighbour advertisement to a multicast group.
 		asm.Mov.Reg(asm.R4, asm.R2).WithSymbol("v6"),
 		asm.Add.Imm(asm.R4, 86),
 		asm.JGT.Reg(asm.R4, asm.R3, "pass"),
-		asm.LoadMem(asm.R5, asm.R2, 20, asm.Byte),
-		asm.JNE.Imm(asm.R5, 58, "pass"),
-		asm.LoadMem(asm.R5, asm.R2, 54, asm.Byte),
-		asm.JNE.Imm(asm.R5, 136, "pass"),
-		asm.LoadMem(asm.R5, asm.R2, 38, asm.Byte),
-		asm.JNE.Imm(asm.R5, 0xff, "pass"),
+	}, bytesAre("pass", [2]int{20, 58}, [2]int{54, 136}, [2]int{38, 0xff}), asm.Instructions{
 		// A gratuitous frame: count it and keep the arrival time.
 		asm.FnKtimeGetNs.Call().WithSymbol("grat"),
 		asm.Mov.Reg(asm.R8, asm.R0),
 		asm.StoreImm(asm.RFP, -4, 0, asm.Word),
-		asm.LoadMapPtr(asm.R1, k.grat.FD()),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, -4),
-		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "drop"),
+	}, lookup(k.grat, -4, "drop"), asm.Instructions{
 		asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
 		asm.Add.Imm(asm.R1, 1),
 		asm.StoreMem(asm.R0, 0, asm.R1, asm.DWord),
@@ -130,7 +153,7 @@ func newFloodKit() (*floodKit, error) {
 		asm.Return(),
 		asm.Mov.Imm(asm.R0, 2).WithSymbol("pass"), // XDP_PASS
 		asm.Return(),
-	}
+	})
 	if k.prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{Name: "vsb_sink", Type: ebpf.XDP, License: "MIT", Instructions: sink}); err != nil {
 		k.close()
 		return nil, fmt.Errorf("reply sink: %w", err)
@@ -175,19 +198,9 @@ func (l *bpfLab) arpFlood(vip netip.Addr, n int) (floodResult, error) {
 	if _, err := k.recvd.BatchUpdate(keys, make([]uint64, floodMax), nil); err != nil {
 		return floodResult{}, fmt.Errorf("reset the sink: %w", err)
 	}
-	frame := make([]byte, 60)
-	copy(frame[0:6], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
-	copy(frame[6:12], benchClientMAC)
-	binary.BigEndian.PutUint16(frame[12:14], 0x0806)
-	a := frame[14:]
-	binary.BigEndian.PutUint16(a[0:2], 1)
-	binary.BigEndian.PutUint16(a[2:4], 0x0800)
-	a[4], a[5] = 6, 4
-	binary.BigEndian.PutUint16(a[6:8], 1)
-	copy(a[8:14], benchClientMAC)
-	a[14], a[15] = 198, 19
-	t4 := vip.As4()
-	copy(a[24:28], t4[:])
+	// From 198.19.0.0: floodSend writes the request's number into the
+	// sender address's last two bytes.
+	frame := arpFrame(1, benchClientMAC, netip.AddrFrom4([4]byte{198, 19, 0, 0}), nil, vip)
 	fd, err := packetSocket(l.client)
 	if err != nil {
 		return floodResult{}, fmt.Errorf("flood generator socket: %w", err)

@@ -17,12 +17,7 @@ import (
 // and leave it when the Service goes.
 func TestVIPReachesAndLeavesRouterKernel(t *testing.T) {
 	t.Parallel()
-	tp, n := newNode(t)
-	tp.startFRR(t, nil, ebgp, "")
-	n.writeConf(t, n.gobgpConf(65001, "", "", false))
-	n.service(t, "web", "", "203.0.113.10", "2001:db8:100::10")
-	n.start(t)
-	tp.waitEstablished(t, n)
+	tp, n := announceWeb(t, nil, false)
 
 	tp.waitKernelRoute(t, "203.0.113.10/32", n.Addr4)
 	// a real IPv6 next hop of the node, not ::ffff:198.18.1.2
@@ -331,12 +326,7 @@ func BenchmarkBFDvsHoldTimer(b *testing.B) {
 // up fresh (not stale) once the new agent has sent its routes.
 func TestGracefulRestartKill9KeepsRoute(t *testing.T) {
 	t.Parallel()
-	tp, n := newNode(t)
-	tp.startFRR(t, []string{"bgp graceful-restart", "bgp graceful-restart restart-time 30"}, ebgp, "")
-	n.writeConf(t, n.gobgpConf(65001, "", "", true))
-	n.service(t, "web", "", "203.0.113.10", "2001:db8:100::10")
-	n.start(t)
-	tp.waitEstablished(t, n)
+	tp, n := announceWeb(t, []string{"bgp graceful-restart", "bgp graceful-restart restart-time 30"}, true)
 	tp.waitKernelRoute(t, "203.0.113.10/32", n.Addr4)
 	tp.waitKernelRoute(t, "2001:db8:100::10/128", n.Addr6)
 	before := tp.session(t, n)
@@ -354,19 +344,8 @@ func TestGracefulRestartKill9KeepsRoute(t *testing.T) {
 		return nil
 	})
 	n.start(t)
-	lab.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
-		if s := tp.session(t, n); s.State != "Established" || s.Established <= before.Established {
-			return fmt.Errorf("no new session yet: %+v", s)
-		}
-		return nil
-	})
-	lab.Eventually(t, 15*time.Second, 20*time.Millisecond, func() error {
-		ps, err := tp.frrPaths("ipv4", "203.0.113.10/32")
-		if err != nil || len(ps) == 0 || ps[0].Stale {
-			return fmt.Errorf("route not refreshed by the new agent: %+v %v", ps, err)
-		}
-		return nil
-	})
+	tp.waitNewSession(t, n, before.Established)
+	tp.waitFresh(t, "203.0.113.10/32", "the new agent")
 	time.Sleep(2 * time.Second) // past FRR's End-of-RIB processing
 	gone := w.Stop()
 	if len(gone) > 0 {

@@ -21,12 +21,7 @@ import (
 func TestIBGPOverIPv4AndIPv6Sessions(t *testing.T) {
 	t.Parallel()
 	tp, n := newNode(t)
-	tp.startFRR(t, nil, func(n *node) frrNeighbor {
-		return frrNeighbor{as: 65000,
-			extra:   []string{"neighbor " + n.Addr6 + " remote-as 65000", "neighbor " + n.Addr6 + " timers connect 1"},
-			v6Extra: []string{"no neighbor %[1]s activate", "neighbor " + n.Addr6 + " activate"},
-		}
-	}, "")
+	tp.startFRR(t, nil, bothSessions(65000, "no neighbor %[1]s activate"), "")
 	n.writeConf(t, lab.GoBGPConf{AS: 65000, Neighbors: []lab.GoBGPNeighbor{
 		{Address: n.Peer4, PeerAS: 65000, ConnectRetry: 1},
 		{Address: n.Peer6, PeerAS: 65000, ConnectRetry: 1, Families: []string{"ipv6-unicast"}},
@@ -179,12 +174,7 @@ protocol bgp node1 {
 func TestNeighborChangesOneByOne(t *testing.T) {
 	t.Parallel()
 	tp, n := newNode(t)
-	tp.startFRR(t, nil, func(n *node) frrNeighbor {
-		return frrNeighbor{as: 65001,
-			extra:   []string{"neighbor " + n.Addr6 + " remote-as 65001", "neighbor " + n.Addr6 + " timers connect 1"},
-			v6Extra: []string{"neighbor " + n.Addr6 + " activate"},
-		}
-	}, "")
+	tp.startFRR(t, nil, bothSessions(65001), "")
 	v6Neighbor := fmt.Sprintf(`
 [[neighbors]]
   [neighbors.config]
@@ -310,13 +300,7 @@ func TestSIGTERMGracefulRestartOrWithdraw(t *testing.T) {
 	}
 	time.Sleep(time.Second)
 	gr.start(t)
-	lab.Eventually(t, 15*time.Second, 20*time.Millisecond, func() error {
-		ps, err := tp.frrPaths("ipv4", "203.0.113.10/32")
-		if err != nil || len(ps) == 0 || ps[0].Stale {
-			return fmt.Errorf("route not refreshed by the restarted agent: %+v %v", ps, err)
-		}
-		return nil
-	})
+	tp.waitFresh(t, "203.0.113.10/32", "the restarted agent")
 	time.Sleep(time.Second)
 	if gone := w.Stop(); len(gone) > 0 {
 		t.Fatalf("the graceful-restart node's route left the router's kernel: %v", gone)
@@ -481,19 +465,8 @@ func TestGracefulRestartWithBFDKill9KeepsRoute(t *testing.T) {
 	}
 	time.Sleep(time.Second) // BFD (300 ms) has expired by now
 	n.start(t)
-	lab.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
-		if s := tp.session(t, n); s.State != "Established" || s.Established <= before.Established {
-			return fmt.Errorf("no new session yet: %+v", s)
-		}
-		return nil
-	})
-	lab.Eventually(t, 15*time.Second, 20*time.Millisecond, func() error {
-		ps, err := tp.frrPaths("ipv4", "203.0.113.10/32")
-		if err != nil || len(ps) == 0 || ps[0].Stale {
-			return fmt.Errorf("route not refreshed by the new agent: %+v %v", ps, err)
-		}
-		return nil
-	})
+	tp.waitNewSession(t, n, before.Established)
+	tp.waitFresh(t, "203.0.113.10/32", "the new agent")
 	time.Sleep(time.Second)
 	if gone := w.Stop(); len(gone) > 0 {
 		t.Fatalf("route left the router's kernel during kill -9 and restart with BFD on: %v", gone)

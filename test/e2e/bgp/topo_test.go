@@ -73,6 +73,32 @@ func (tp *topo) startFRR(t testing.TB, global []string, per func(n *node) frrNei
 	}
 }
 
+// bothSessions is the router's neighbor config for a node in AS as over
+// IPv4 and over IPv6 transport, the IPv6 session activated in ipv6
+// unicast after v6Lines.
+func bothSessions(as int, v6Lines ...string) func(n *node) frrNeighbor {
+	return func(n *node) frrNeighbor {
+		return frrNeighbor{as: as,
+			extra:   []string{fmt.Sprintf("neighbor %s remote-as %d", n.Addr6, as), "neighbor " + n.Addr6 + " timers connect 1"},
+			v6Extra: append(v6Lines, "neighbor "+n.Addr6+" activate"),
+		}
+	}
+}
+
+// announceWeb starts FRR (global lines under router bgp, eBGP to one node)
+// and the node's agent (graceful restart if gr) with the Service web on
+// 203.0.113.10 and 2001:db8:100::10, and waits for the session.
+func announceWeb(t testing.TB, global []string, gr bool) (*topo, *node) {
+	t.Helper()
+	tp, n := newNode(t)
+	tp.startFRR(t, global, ebgp, "")
+	n.writeConf(t, n.gobgpConf(65001, "", "", gr))
+	n.service(t, "web", "", "203.0.113.10", "2001:db8:100::10")
+	n.start(t)
+	tp.waitEstablished(t, n)
+	return tp, n
+}
+
 func ebgp(n *node) frrNeighbor { return frrNeighbor{as: 65001} }
 
 // gobgpConf is a node's gobgp.conf: one neighbor, the router; router-id left
@@ -163,6 +189,31 @@ func (tp *topo) waitEstablished(t testing.TB, n *node) {
 	if err := tp.FRR.WaitEstablished(n.Addr4, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// waitNewSession waits until FRR has an Established session with n newer
+// than the after-th.
+func (tp *topo) waitNewSession(t testing.TB, n *node, after int) {
+	t.Helper()
+	lab.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if s := tp.session(t, n); s.State != "Established" || s.Established <= after {
+			return fmt.Errorf("no new session yet: %+v", s)
+		}
+		return nil
+	})
+}
+
+// waitFresh waits until FRR's path to the IPv4 prefix is fresh (not
+// stale): sent again by the agent, which (say: "the new agent").
+func (tp *topo) waitFresh(t testing.TB, prefix, which string) {
+	t.Helper()
+	lab.Eventually(t, 15*time.Second, 20*time.Millisecond, func() error {
+		ps, err := tp.frrPaths("ipv4", prefix)
+		if err != nil || len(ps) == 0 || ps[0].Stale {
+			return fmt.Errorf("route not refreshed by %s: %+v %v", which, ps, err)
+		}
+		return nil
+	})
 }
 
 // waitLog waits until the agent's log holds every one of subs.

@@ -14,30 +14,18 @@ package bpf_test
 // another, and the mount goes with the test.
 
 import (
-	"bufio"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/link"
-	"github.com/mdlayher/packet"
-	"golang.org/x/sys/unix"
 
 	"github.com/vipspeaker/vipspeaker/bpf"
 	"github.com/vipspeaker/vipspeaker/internal/nstest"
@@ -49,17 +37,18 @@ const (
 	agentVIP6 = "2001:db8:100::1:10"
 )
 
+// agentLab is a lab.Flat of n nodes (IPv6 too) whose agents share conf
+// (the layer2 pool "flat" over 203.0.113.0/24, 198.51.100.0/24 and
+// 2001:db8:100::/64 on eth0, the fast path pinned in the test's own bpf
+// filesystem, [membership] joining every node) and the Services of
+// services.yaml.
 type agentLab struct {
+	*lab.Flat
 	t      testing.TB
-	l      *lab.Lab
-	bin    string
 	client *lab.Host
 	nodes  []*lab.Host
 	macs   []string
-	agents []*lab.Process
-	starts int
-	svcDir string
-	cfgDir string
+	conf   lab.AgentTOML
 	bpffs  string // the test's own bpf filesystem
 	flags  []string
 }
@@ -69,11 +58,8 @@ type labOpts struct {
 	napi     bool   // give the bridge ports NAPI (live frames on veth need it)
 }
 
-// newAgentLab builds a client namespace with bridge br0 (198.18.2.1/24,
-// 2001:db8:2::1/64, routes to the VIP ranges) and n node namespaces plugged
-// into it (eth0 198.18.2.1x), a layer2 pool over 203.0.113.0/24,
-// 198.51.100.0/24 and 2001:db8:100::/64, and the Service web with
-// agentVIP4 and agentVIP6.
+// newAgentLab builds the lab with the Service web on agentVIP4 and
+// agentVIP6; no agent runs yet.
 func newAgentLab(t testing.TB, n int, o labOpts) *agentLab {
 	t.Helper()
 	nstest.RequireRoot(t)
@@ -82,131 +68,63 @@ func newAgentLab(t testing.TB, n int, o labOpts) *agentLab {
 			nstest.Skip(t, "%s not installed", tool)
 		}
 	}
-	bin, err := lab.BuildBinary("./cmd/vipspeaker")
-	if err != nil {
-		t.Fatalf("build vipspeaker: %v", err)
-	}
-	l := lab.New(t)
-	al := &agentLab{t: t, l: l, bin: bin, client: l.MustHost("client")}
-	l.MustBridge(al.client, "br0", []string{"198.18.2.1/24", "2001:db8:2::1/64"})
-	al.client.MustRun("ip", "route", "add", "203.0.113.0/24", "dev", "br0")
-	al.client.MustRun("ip", "route", "add", "198.51.100.0/24", "dev", "br0")
-	al.client.MustRun("ip", "-6", "route", "add", "2001:db8:100::/64", "dev", "br0")
-	var join []string
-	for i := range n {
-		h := l.MustHost(fmt.Sprintf("node%d", i))
-		l.MustLinkToBridge(h, "eth0", []string{fmt.Sprintf("198.18.2.%d/24", 10+i), fmt.Sprintf("2001:db8:2::%d/64", 10+i)}, al.client, "br0")
-		al.nodes = append(al.nodes, h)
-		al.macs = append(al.macs, strings.TrimSpace(h.MustRun("cat", "/sys/class/net/eth0/address")))
-		join = append(join, fmt.Sprintf("%q", fmt.Sprintf("198.18.2.%d", 10+i)))
+	f := lab.NewFlat(t, lab.FlatOptions{Nodes: n, IPv6: true, Routes: []string{"203.0.113.0/24", "198.51.100.0/24", "2001:db8:100::/64"}})
+	al := &agentLab{Flat: f, t: t, client: f.Client, macs: f.MACs()}
+	for _, nd := range f.Nodes {
+		al.nodes = append(al.nodes, nd.Host)
 	}
 	if o.napi {
-		al.giveBridgePortsNAPI()
+		attachXDPPass(t, al.client.Do, al.bridgePorts()...)
 	}
 	al.bpffs = lab.MountBPFFS(t)
-	al.svcDir = filepath.Join(l.Dir(), "services")
-	al.cfgDir = filepath.Join(l.Dir(), "config")
-	for _, d := range []string{al.svcDir, al.cfgDir} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
 	fp := o.fastPath
 	if fp == "" {
 		fp = "xdp"
 	}
-	writeAtomic(t, filepath.Join(al.cfgDir, "vipspeaker.toml"), fmt.Sprintf(`
-[interface]
-name = "kube-lb0"
-kind = "ifb"
-
-[[pools]]
-name = "flat"
-addresses = ["203.0.113.0/24", "198.51.100.0/24", "2001:db8:100::/64"]
-mode = "layer2"
-  [pools.layer2]
-  interfaces = ["eth0"]
-
-[layer2]
-gratuitous-count = 3
-gratuitous-interval = "100ms"
-fast-path = %q
-pin-dir = %q
-
-[membership]
-join = [%s]
-`, fp, filepath.Join(al.bpffs, "vipspeaker"), strings.Join(join, ", ")))
+	al.conf = lab.AgentTOML{
+		Pools: []lab.Pool{{Name: "flat", Addresses: []string{"203.0.113.0/24", "198.51.100.0/24", "2001:db8:100::/64"},
+			Layer2Interfaces: []string{"eth0"}}},
+		Layer2: &lab.Layer2TOML{GratuitousCount: 3, GratuitousInterval: "100ms", FastPath: fp,
+			PinDir: filepath.Join(al.bpffs, "vipspeaker")},
+		Membership: &lab.Membership{Join: f.Join()},
+	}
+	al.writeConf()
 	al.services(map[string][]string{"web": {agentVIP4, agentVIP6}})
-	al.agents = make([]*lab.Process, n)
 	return al
 }
 
-func writeAtomic(t testing.TB, path, content string) {
-	t.Helper()
-	if err := os.WriteFile(path+".tmp", []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(path+".tmp", path); err != nil {
-		t.Fatal(err)
+// writeConf writes al.conf as every agent's vipspeaker.toml.
+func (al *agentLab) writeConf() {
+	if err := al.WriteConfig("vipspeaker.toml", al.conf.String()); err != nil {
+		al.t.Fatal(err)
 	}
 }
 
 // services writes one manifest file with a Service per entry (name →
-// addresses), replacing the previous file.
+// addresses) in the pool flat, replacing the previous file.
 func (al *agentLab) services(svcs map[string][]string) {
-	var b strings.Builder
+	var ss []lab.ServiceFile
 	for name, addrs := range svcs {
-		fmt.Fprintf(&b, `---
-apiVersion: v1
-kind: Service
-metadata:
-  name: %s
-  namespace: demo
-  annotations:
-    vipspeaker.io/pool: flat
-    vipspeaker.io/addresses: "%s"
-spec:
-  type: LoadBalancer
-  ports:
-  - port: 80
-`, name, strings.Join(addrs, ","))
+		ss = append(ss, lab.ServiceFile{Name: name, Pool: "flat", Addresses: addrs})
 	}
-	writeAtomic(al.t, filepath.Join(al.svcDir, "services.yaml"), b.String())
+	if err := al.WriteServices("services", ss...); err != nil {
+		al.t.Fatal(err)
+	}
 }
 
-// giveBridgePortsNAPI attaches a native XDP_PASS program to every bridge
-// port in the client namespace: a veth end receives frames its peer sends
-// with XDP (live frames, native XDP_TX) only when it runs NAPI (bpf/doc.go).
-func (al *agentLab) giveBridgePortsNAPI() {
-	t := al.t
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "MIT",
-		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2), asm.Return()}})
-	if bpf.Unsupported(err) {
-		nstest.Skip(t, "XDP not available: %v", err)
-	}
-	if err != nil {
-		t.Fatalf("load XDP_PASS program: %v", err)
-	}
-	t.Cleanup(func() { prog.Close() })
+// bridgePorts are the indexes of the veth ports of the client's bridge.
+func (al *agentLab) bridgePorts() []int {
 	links, err := al.client.Netlink().LinkList()
 	if err != nil {
-		t.Fatal(err)
+		al.t.Fatal(err)
 	}
+	var idx []int
 	for _, lk := range links {
-		if lk.Type() != "veth" {
-			continue
+		if lk.Type() == "veth" {
+			idx = append(idx, lk.Attrs().Index)
 		}
-		idx := lk.Attrs().Index
-		var xl link.Link
-		if err := al.client.Do(func() error {
-			var err error
-			xl, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: idx, Flags: link.XDPDriverMode})
-			return err
-		}); err != nil {
-			t.Fatalf("XDP_PASS on bridge port %s: %v", lk.Attrs().Name, err)
-		}
-		t.Cleanup(func() { xl.Close() })
 	}
+	return idx
 }
 
 // start runs node i's agent (argv prefixed with wrap, e.g. setpriv) and,
@@ -223,30 +141,28 @@ func (al *agentLab) start(i int, wrap ...string) *lab.Process {
 		}
 		return nil
 	}); err != nil {
-		al.t.Fatalf("node%d's agent: %v. Log:\n%s", i, err, tail(p.Log(), 30))
+		al.t.Fatalf("node%d's agent: %v. Log:\n%s", i, err, lab.Tail(p.Log(), 30))
 	}
 	return p
 }
 
 func (al *agentLab) spawn(i int, wrap ...string) *lab.Process {
 	al.t.Helper()
-	al.starts++
-	argv := append(append([]string{}, wrap...), al.bin, "run", "--services-dir", al.svcDir, "--config-dir", al.cfgDir,
-		"--run-dir", filepath.Join(al.l.Dir(), fmt.Sprintf("run-node%d", i)),
-		"--node-name", fmt.Sprintf("node%d", i), "--log-level", "debug")
-	argv = append(argv, al.flags...)
-	p, err := al.nodes[i].Start(fmt.Sprintf("vipspeaker-%d", al.starts), argv)
+	al.Nodes[i].Wrap = wrap
+	p, err := al.Nodes[i].Start(al.flags...)
 	if err != nil {
 		al.t.Fatal(err)
 	}
-	al.agents[i] = p
 	return p
 }
+
+// agent is node i's agent last started.
+func (al *agentLab) agent(i int) *lab.Process { return al.Nodes[i].Proc }
 
 // stop sends SIGTERM to node i's agent and waits (bounded) for it to exit.
 func (al *agentLab) stop(i int) {
 	al.t.Helper()
-	p := al.agents[i]
+	p := al.agent(i)
 	if err := p.Signal(syscall.SIGTERM); err != nil {
 		al.t.Fatal(err)
 	}
@@ -257,118 +173,41 @@ func (al *agentLab) stop(i int) {
 	}
 }
 
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-func macsIn(out string) []string {
-	seen := map[string]bool{}
-	var ms []string
-	for _, f := range strings.Fields(strings.ToLower(out)) {
-		if hw, err := net.ParseMAC(f); err == nil && len(hw) == 6 && !seen[hw.String()] {
-			seen[hw.String()] = true
-			ms = append(ms, hw.String())
-		}
-	}
-	return ms
-}
-
 func (al *agentLab) arping(addr string, n int) []string {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	out, _ := al.client.Run(ctx, "arping", "-i", "br0", "-c", strconv.Itoa(n), "-W", "0.1", "-w", "3", "-r", addr)
-	var got []string
-	for _, line := range strings.Split(out, "\n") {
-		if hw, err := net.ParseMAC(strings.TrimSpace(line)); err == nil && len(hw) == 6 {
-			got = append(got, hw.String())
-		}
-	}
-	return got
+	return al.ARPing(addr, n, 100*time.Millisecond)
 }
 
 func (al *agentLab) ndisc(addr string) []string {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	out, _ := al.client.Run(ctx, "ndisc6", "-1", "-q", "-r", "2", "-w", "300", addr, "br0")
-	return macsIn(out)
+	return lab.MACs(out)
 }
 
 // owner waits until addr is answered by exactly one node and returns it.
 func (al *agentLab) owner(addr string) int {
 	al.t.Helper()
-	idx := -1
-	lab.Eventually(al.t, 20*time.Second, 200*time.Millisecond, func() error {
-		got := macsIn(strings.Join(al.arping(addr, 2), " "))
-		if len(got) != 1 {
-			return fmt.Errorf("answers for %s from %v, want exactly one", addr, got)
-		}
-		for i, m := range al.macs {
-			if m == got[0] {
-				idx = i
-				return nil
-			}
-		}
-		return fmt.Errorf("%s answered by %s, not a node", addr, got[0])
-	})
-	return idx
+	return al.WaitOwner(al.t, addr, 20*time.Second, func(a string) []string { return al.arping(a, 2) })
+}
+
+// startTwo builds a lab of two nodes, starts both agents and returns the
+// owner of agentVIP4.
+func startTwo(t *testing.T) (al *agentLab, owner int) {
+	t.Helper()
+	al = newAgentLab(t, 2, labOpts{})
+	al.start(0)
+	al.start(1)
+	return al, al.owner(agentVIP4)
 }
 
 // scrape returns the /metrics text of the agent on h.
 func scrape(t testing.TB, h *lab.Host) string {
 	t.Helper()
-	out, err := tryScrape(h)
+	out, err := h.Metrics()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return out
-}
-
-func tryScrape(h *lab.Host) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	out, err := h.Run(ctx, "curl", "-s", "--max-time", "3", "http://127.0.0.1:9472/metrics")
-	if err != nil {
-		return "", fmt.Errorf("scrape %s: %w", h.Name(), err)
-	}
-	return out, nil
-}
-
-var seriesRE = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})?\s+(\S+)$`)
-
-// sum adds the samples of family name whose labels include want.
-func sum(text, name string, want map[string]string) float64 {
-	var total float64
-	sc := bufio.NewScanner(strings.NewReader(text))
-	for sc.Scan() {
-		m := seriesRE.FindStringSubmatch(strings.TrimSpace(sc.Text()))
-		if m == nil || m[1] != name {
-			continue
-		}
-		labels := map[string]string{}
-		for _, kv := range strings.Split(m[3], ",") {
-			k, v, ok := strings.Cut(kv, "=")
-			if ok {
-				labels[k] = strings.Trim(v, `"`)
-			}
-		}
-		match := true
-		for k, v := range want {
-			if labels[k] != v {
-				match = false
-			}
-		}
-		if !match {
-			continue
-		}
-		if v, err := strconv.ParseFloat(m[4], 64); err == nil {
-			total += v
-		}
-	}
-	return total
 }
 
 // TestAgentResolvesThroughXDP: with fast-path = "xdp", the client's ARP
@@ -400,7 +239,7 @@ func TestAgentResolvesThroughXDP(t *testing.T) {
 		}
 	}
 	delta := func(text, name, path string) float64 {
-		return sum(text, name, map[string]string{"path": path}) - sum(before, name, map[string]string{"path": path})
+		return lab.MetricSum(text, name, map[string]string{"path": path}) - lab.MetricSum(before, name, map[string]string{"path": path})
 	}
 	// Read from the program's maps at scrape time: exact at once.
 	now := scrape(t, al.nodes[0])
@@ -410,115 +249,14 @@ func TestAgentResolvesThroughXDP(t *testing.T) {
 	if d := delta(now, "vipspeaker_ndp_advertisements_sent_total", "xdp"); d != 3 {
 		t.Errorf("NDP advertisements path=xdp rose by %v right after the replies, want 3", d)
 	}
-	if v := sum(now, "vipspeaker_l2_fast_path_active", nil); v != 1 {
+	if v := lab.MetricSum(now, "vipspeaker_l2_fast_path_active", nil); v != 1 {
 		t.Errorf("vipspeaker_l2_fast_path_active = %v while XDP answers, want 1", v)
 	}
 	for _, name := range []string{"vipspeaker_arp_replies_sent_total", "vipspeaker_ndp_advertisements_sent_total"} {
-		if v := sum(now, name, map[string]string{"path": "userspace"}); v != 0 {
+		if v := lab.MetricSum(now, name, map[string]string{"path": "userspace"}); v != 0 {
 			t.Errorf("%s{path=userspace} = %v while XDP answers, want 0", name, v)
 		}
 	}
-}
-
-// capture counts, on the client's bridge, the gratuitous announcements
-// from one MAC: per IPv4 VIP the gratuitous ARP requests and replies, per
-// IPv6 VIP the unsolicited advertisements to all-nodes.
-type capture struct {
-	conn *packet.Conn
-	mac  net.HardwareAddr
-	mu   sync.Mutex
-	req  map[netip.Addr]int
-	rep  map[netip.Addr]int
-	na   map[netip.Addr]int
-	done chan struct{}
-}
-
-func startCapture(t *testing.T, h *lab.Host, ifname string, mac string) *capture {
-	t.Helper()
-	hw, _ := net.ParseMAC(mac)
-	c := &capture{mac: hw, req: map[netip.Addr]int{}, rep: map[netip.Addr]int{}, na: map[netip.Addr]int{}, done: make(chan struct{})}
-	if err := h.Do(func() error {
-		ifi, err := net.InterfaceByName(ifname)
-		if err != nil {
-			return err
-		}
-		c.conn, err = packet.Listen(ifi, packet.Raw, unix.ETH_P_ALL, nil)
-		return err
-	}); err != nil {
-		t.Fatalf("capture on %s: %v", ifname, err)
-	}
-	if rc, err := c.conn.SyscallConn(); err == nil {
-		_ = rc.Control(func(fd uintptr) {
-			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 32<<20)
-		})
-	}
-	go c.read()
-	t.Cleanup(func() { c.stop() })
-	return c
-}
-
-func (c *capture) stop() {
-	_ = c.conn.Close()
-	<-c.done
-}
-
-func (c *capture) read() {
-	defer close(c.done)
-	b := make([]byte, 2048)
-	for {
-		n, _, err := c.conn.ReadFrom(b)
-		if err != nil {
-			return
-		}
-		f := b[:n]
-		if n < 14 || net.HardwareAddr(f[6:12]).String() != c.mac.String() {
-			continue
-		}
-		switch binary.BigEndian.Uint16(f[12:14]) {
-		case unix.ETH_P_ARP:
-			if n < 42 {
-				continue
-			}
-			op := binary.BigEndian.Uint16(f[20:22])
-			spa, _ := netip.AddrFromSlice(f[28:32])
-			tpa, _ := netip.AddrFromSlice(f[38:42])
-			if spa != tpa {
-				continue
-			}
-			c.mu.Lock()
-			if op == 1 {
-				c.req[spa]++
-			} else if op == 2 {
-				c.rep[spa]++
-			}
-			c.mu.Unlock()
-		case unix.ETH_P_IPV6:
-			// IPv6 header 40, ICMPv6 type 136, target at 14+40+8.
-			if n < 14+40+24 || f[14+6] != 58 || f[14+40] != 136 {
-				continue
-			}
-			dst, _ := netip.AddrFromSlice(f[14+24 : 14+40])
-			if dst != netip.MustParseAddr("ff02::1") {
-				continue
-			}
-			target, _ := netip.AddrFromSlice(f[14+48 : 14+64])
-			c.mu.Lock()
-			c.na[target]++
-			c.mu.Unlock()
-		}
-	}
-}
-
-func (c *capture) total() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := 0
-	for _, m := range []map[netip.Addr]int{c.req, c.rep, c.na} {
-		for _, v := range m {
-			n += v
-		}
-	}
-	return n
 }
 
 // liveFrames reports whether the kernel allows XDP live frames.
@@ -595,30 +333,18 @@ func TestAgentTakeoverAnnouncesThroughXDP(t *testing.T) {
 		fast, other = other, fast
 	}
 	lab.Eventually(t, 10*time.Second, 500*time.Millisecond, func() error {
-		m, err := tryScrape(al.nodes[0])
+		m, err := al.nodes[0].Metrics()
 		if err != nil {
 			return err
 		}
-		if v := sum(m, "vipspeaker_gratuitous_sent_total", map[string]string{"path": fast}); v != float64(want) {
+		if v := lab.MetricSum(m, "vipspeaker_gratuitous_sent_total", map[string]string{"path": fast}); v != float64(want) {
 			return fmt.Errorf("gratuitous_sent_total{path=%s} = %v, want %d", fast, v, want)
 		}
-		if v := sum(m, "vipspeaker_gratuitous_sent_total", map[string]string{"path": other}); v != 0 {
+		if v := lab.MetricSum(m, "vipspeaker_gratuitous_sent_total", map[string]string{"path": other}); v != 0 {
 			return fmt.Errorf("gratuitous_sent_total{path=%s} = %v, want 0 (all through %s)", other, v, fast)
 		}
 		return nil
 	})
-}
-
-// startProber sends an ARP request for target from the client every
-// interval (lab.ARPProber), stopped at the end of the test.
-func startProber(t testing.TB, h *lab.Host, ifname string, src, target netip.Addr, every time.Duration) *lab.ARPProber {
-	t.Helper()
-	p, err := h.StartARPProber(ifname, src, target, every)
-	if err != nil {
-		t.Fatalf("prober on %s: %v", ifname, err)
-	}
-	t.Cleanup(func() { p.Stop(0) })
-	return p
 }
 
 // stopProber stops p, waits grace for the last replies and returns what
@@ -664,21 +390,18 @@ func countLines(log string, parts ...string) int {
 // other node never claims the VIP.
 func TestAgentRestartIsHitless(t *testing.T) {
 	t.Parallel()
-	al := newAgentLab(t, 2, labOpts{})
-	al.start(0)
-	al.start(1)
-	o := al.owner(agentVIP4)
+	al, o := startTwo(t)
 	other := 1 - o
-	if strings.Contains(al.agents[o].Log(), "pinning unavailable") {
-		t.Fatalf("node%d's agent could not pin:\n%s", o, tail(al.agents[o].Log(), 20))
+	if strings.Contains(al.agent(o).Log(), "pinning unavailable") {
+		t.Fatalf("node%d's agent could not pin:\n%s", o, lab.Tail(al.agent(o).Log(), 20))
 	}
 	pins, _ := os.ReadDir(filepath.Join(al.bpffs, "vipspeaker", fmt.Sprintf("node%d", o)))
 	if len(pins) == 0 {
 		t.Fatalf("nothing pinned under %s", filepath.Join(al.bpffs, "vipspeaker", fmt.Sprintf("node%d", o)))
 	}
-	claimsBefore := countLines(al.agents[other].Log(), "owner of VIP: answering", "vip="+agentVIP4)
+	claimsBefore := countLines(al.agent(other).Log(), "owner of VIP: answering", "vip="+agentVIP4)
 
-	pr := startProber(t, al.client, "br0", netip.MustParseAddr("198.18.2.1"), netip.MustParseAddr(agentVIP4), 10*time.Millisecond)
+	pr := al.StartProber(t, agentVIP4, 10*time.Millisecond)
 	time.Sleep(300 * time.Millisecond)
 	stopAt := time.Now()
 	al.stop(o)
@@ -708,7 +431,7 @@ func TestAgentRestartIsHitless(t *testing.T) {
 	if total != sent {
 		t.Errorf("%d requests, %d replies: %d unanswered through the restart", sent, total, sent-total)
 	}
-	if n := countLines(al.agents[other].Log(), "owner of VIP: answering", "vip="+agentVIP4); n != claimsBefore {
+	if n := countLines(al.agent(other).Log(), "owner of VIP: answering", "vip="+agentVIP4); n != claimsBefore {
 		t.Errorf("node%d claimed %s during node%d's restart", other, agentVIP4, o)
 	}
 	if got := al.arping(agentVIP4, 2); len(got) != 2 || got[0] != al.macs[o] {
@@ -722,10 +445,7 @@ func TestAgentRestartIsHitless(t *testing.T) {
 // owner stops answering and the other node takes the VIP.
 func TestAgentGoneStopsAnswering(t *testing.T) {
 	t.Parallel()
-	al := newAgentLab(t, 2, labOpts{})
-	al.start(0)
-	al.start(1)
-	o := al.owner(agentVIP4)
+	al, o := startTwo(t)
 	other := 1 - o
 	al.stop(o)
 	stopped := time.Now()
@@ -752,7 +472,7 @@ func TestAgentGoneStopsAnswering(t *testing.T) {
 	if firstNew == 0 {
 		t.Fatalf("node%d never took %s over", other, agentVIP4)
 	}
-	if !strings.Contains(al.agents[other].Log(), "speaker restarting; keeping its VIPs") {
+	if !strings.Contains(al.agent(other).Log(), "speaker restarting; keeping its VIPs") {
 		t.Errorf("node%d did not hold node%d's VIPs for its announced restart window", other, o)
 	}
 	if firstNew < 10*time.Second {
@@ -828,23 +548,23 @@ func TestAgentWithoutCapBPF(t *testing.T) {
 	}
 	log := p.Log()
 	if n := countLines(log, "XDP fast path not available"); n != 1 {
-		t.Errorf("%d log lines say the fast path is not available, want 1:\n%s", n, tail(log, 30))
+		t.Errorf("%d log lines say the fast path is not available, want 1:\n%s", n, lab.Tail(log, 30))
 	}
 	if countLines(log, "XDP fast path not available", "CAP_BPF") != 1 {
-		t.Errorf("the fallback line does not name CAP_BPF:\n%s", tail(log, 30))
+		t.Errorf("the fallback line does not name CAP_BPF:\n%s", lab.Tail(log, 30))
 	}
 	if got := al.arping(agentVIP4, 3); len(got) != 3 {
 		t.Fatalf("arping: %v, want 3 replies", got)
 	}
 	lab.Eventually(t, 10*time.Second, 300*time.Millisecond, func() error {
-		m, err := tryScrape(al.nodes[0])
+		m, err := al.nodes[0].Metrics()
 		if err != nil {
 			return err
 		}
-		if v := sum(m, "vipspeaker_arp_replies_sent_total", map[string]string{"path": "userspace"}); v < 3 {
+		if v := lab.MetricSum(m, "vipspeaker_arp_replies_sent_total", map[string]string{"path": "userspace"}); v < 3 {
 			return fmt.Errorf("ARP replies path=userspace = %v, want ≥ 3", v)
 		}
-		if v := sum(m, "vipspeaker_arp_replies_sent_total", map[string]string{"path": "xdp"}); v != 0 {
+		if v := lab.MetricSum(m, "vipspeaker_arp_replies_sent_total", map[string]string{"path": "xdp"}); v != 0 {
 			return fmt.Errorf("ARP replies path=xdp = %v without XDP", v)
 		}
 		if !strings.Contains(m, "\nvipspeaker_l2_fast_path_active 0\n") {
@@ -854,43 +574,29 @@ func TestAgentWithoutCapBPF(t *testing.T) {
 	})
 	al.stop(0)
 
-	writeAtomic(t, filepath.Join(al.cfgDir, "vipspeaker.toml"),
-		strings.Replace(readFile(t, filepath.Join(al.cfgDir, "vipspeaker.toml")), `fast-path = "auto"`, `fast-path = "xdp"`, 1))
+	al.conf.Layer2.FastPath = "xdp"
+	al.writeConf()
 	q := al.spawn(0, dropBPF...)
 	select {
 	case <-q.Done():
 	case <-time.After(20 * time.Second):
-		t.Fatalf("fast-path = xdp without CAP_BPF: the agent still runs after 20s:\n%s", tail(q.Log(), 20))
+		t.Fatalf("fast-path = xdp without CAP_BPF: the agent still runs after 20s:\n%s", lab.Tail(q.Log(), 20))
 	}
 	var ee *exec.ExitError
 	if err := q.Wait(); !errors.As(err, &ee) || ee.ExitCode() == 0 {
 		t.Errorf("fast-path = xdp without CAP_BPF: exit %v, want a non-zero status", err)
 	}
 	if countLines(q.Log(), `fast-path = \"xdp\"`, "CAP_BPF") == 0 {
-		t.Errorf("the agent's last words do not name the setting and CAP_BPF:\n%s", tail(q.Log(), 10))
+		t.Errorf("the agent's last words do not name the setting and CAP_BPF:\n%s", lab.Tail(q.Log(), 10))
 	}
 }
 
-func readFile(t testing.TB, p string) string {
-	t.Helper()
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+// uplinkGoBGP is the node's gobgp.conf: one neighbor, addr, that never
+// answers (no session is needed).
+func uplinkGoBGP(addr string) string {
+	return lab.GoBGPConf{AS: 64512, RouterID: "198.18.8.1",
+		Neighbors: []lab.GoBGPNeighbor{{Address: addr, PeerAS: 64513, ConnectRetry: 2}}}.String()
 }
-
-const uplinkGoBGP = `[global.config]
-  as = 64512
-  router-id = "198.18.8.1"
-
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "%s"
-    peer-as = 64513
-  [neighbors.timers.config]
-    connect-retry = 2
-`
 
 // TestAgentCountsBGPUplinkTraffic: on a node with only a BGP pool, the
 // fast path counts each VIP's traffic on the interface the kernel routes
@@ -902,10 +608,6 @@ const uplinkGoBGP = `[global.config]
 func TestAgentCountsBGPUplinkTraffic(t *testing.T) {
 	t.Parallel()
 	nstest.RequireRoot(t)
-	bin, err := lab.BuildBinary("./cmd/vipspeaker")
-	if err != nil {
-		t.Fatalf("build vipspeaker: %v", err)
-	}
 	l := lab.New(t)
 	node, router := l.MustHost("node"), l.MustHost("router")
 	l.MustLink(node, "eth1", []string{"198.18.8.1/30", "2001:db8:8::1/64"}, router, "eth0", []string{"198.18.8.2/30", "2001:db8:8::2/64"})
@@ -914,52 +616,36 @@ func TestAgentCountsBGPUplinkTraffic(t *testing.T) {
 	router.MustRun("ip", "route", "add", vip4+"/32", "via", "198.18.8.1")
 	router.MustRun("ip", "-6", "route", "add", vip6+"/128", "via", "2001:db8:8::1")
 	bpffs := lab.MountBPFFS(t)
-	svcDir, cfgDir := filepath.Join(l.Dir(), "services"), filepath.Join(l.Dir(), "config")
-	for _, d := range []string{svcDir, cfgDir} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+	a, err := lab.NewAgent(node, lab.Vipspeaker(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range []error{
+		a.WriteConfig("vipspeaker.toml", lab.AgentTOML{
+			Pools:  []lab.Pool{{Name: "uplink", Addresses: []string{"198.51.100.0/24", "2001:db8:200::/64"}}},
+			Layer2: &lab.Layer2TOML{FastPath: "xdp", PinDir: filepath.Join(bpffs, "vipspeaker")},
+		}.String()),
+		a.WriteConfig("gobgp.conf", uplinkGoBGP("198.18.8.2")),
+		a.WriteService(lab.ServiceFile{Name: "web", Pool: "uplink", Addresses: []string{vip4, vip6}}),
+	} {
+		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	writeAtomic(t, filepath.Join(cfgDir, "vipspeaker.toml"), fmt.Sprintf(`[interface]
-name = "kube-lb0"
-kind = "ifb"
-
-[[pools]]
-name = "uplink"
-addresses = ["198.51.100.0/24", "2001:db8:200::/64"]
-
-[layer2]
-fast-path = "xdp"
-pin-dir = %q
-`, filepath.Join(bpffs, "vipspeaker")))
-	writeAtomic(t, filepath.Join(cfgDir, "gobgp.conf"), fmt.Sprintf(uplinkGoBGP, "198.18.8.2"))
-	writeAtomic(t, filepath.Join(svcDir, "web.yaml"), `apiVersion: v1
-kind: Service
-metadata:
-  name: web
-  annotations:
-    vipspeaker.io/pool: uplink
-    vipspeaker.io/addresses: "`+vip4+`,`+vip6+`"
-spec:
-  type: LoadBalancer
-  ports:
-  - port: 80
-`)
-	p, err := node.Start("vipspeaker", []string{bin, "run", "--services-dir", svcDir, "--config-dir", cfgDir,
-		"--run-dir", filepath.Join(l.Dir(), "run-node"), "--node-name", "node", "--log-level", "debug"})
+	p, err := a.Start()
 	if err != nil {
 		t.Fatal(err)
 	}
 	attached := func(iface string) float64 {
-		m, err := tryScrape(node)
+		m, err := node.Metrics()
 		if err != nil {
 			return -1
 		}
-		return sum(m, "vipspeaker_xdp_attached", map[string]string{"interface": iface})
+		return lab.MetricSum(m, "vipspeaker_xdp_attached", map[string]string{"interface": iface})
 	}
 	lab.Eventually(t, 20*time.Second, 300*time.Millisecond, func() error {
 		if p.Exited() {
-			return fmt.Errorf("%w: the agent exited:\n%s", lab.ErrGiveUp, tail(p.Log(), 20))
+			return fmt.Errorf("%w: the agent exited:\n%s", lab.ErrGiveUp, lab.Tail(p.Log(), 20))
 		}
 		if attached("eth1") != 1 {
 			return errors.New("the fast path is not on eth1, the uplink to 198.18.8.2")
@@ -970,7 +656,7 @@ spec:
 		t.Errorf("the fast path is on eth2 too, where no neighbor is")
 	}
 	// Count only: generic mode, so attaching never resets an uplink's NIC.
-	if v := sum(scrape(t, node), "vipspeaker_xdp_attached", map[string]string{"interface": "eth1", "mode": "generic"}); v != 1 {
+	if v := lab.MetricSum(scrape(t, node), "vipspeaker_xdp_attached", map[string]string{"interface": "eth1", "mode": "generic"}); v != 1 {
 		t.Errorf("the fast path is not attached to eth1 in generic mode")
 	}
 	for _, c := range []struct {
@@ -990,15 +676,17 @@ spec:
 			t.Fatalf("%v: %v\n%s", c.argv, err, out)
 		}
 		m := scrape(t, node)
-		pk := sum(m, "vipspeaker_vip_receive_packets_total", map[string]string{"vip": c.vip})
-		by := sum(m, "vipspeaker_vip_receive_bytes_total", map[string]string{"vip": c.vip})
+		pk := lab.MetricSum(m, "vipspeaker_vip_receive_packets_total", map[string]string{"vip": c.vip})
+		by := lab.MetricSum(m, "vipspeaker_vip_receive_bytes_total", map[string]string{"vip": c.vip})
 		if pk != float64(c.n) || by != float64(c.bytes) {
 			t.Errorf("%s after %d pings: %v packets, %v bytes; want %d and %d", c.vip, c.n, pk, by, c.n, c.bytes)
 		}
 	}
 
 	// gobgp.conf now names a neighbor behind eth2: the counting moves.
-	writeAtomic(t, filepath.Join(cfgDir, "gobgp.conf"), fmt.Sprintf(uplinkGoBGP, "198.18.9.2"))
+	if err := a.WriteConfig("gobgp.conf", uplinkGoBGP("198.18.9.2")); err != nil {
+		t.Fatal(err)
+	}
 	lab.Eventually(t, 20*time.Second, 300*time.Millisecond, func() error {
 		if a, b := attached("eth1"), attached("eth2"); a != 0 || b != 1 {
 			return fmt.Errorf("attached on eth1 %v, eth2 %v; want 0 and 1", a, b)

@@ -2,7 +2,6 @@ package bpf_test
 
 import (
 	"errors"
-	"net/netip"
 	"testing"
 	"time"
 
@@ -23,7 +22,7 @@ func BenchmarkAgentRestartGap(b *testing.B) {
 	var gaps, away []float64
 	unanswered := 0
 	for i := 0; i < b.N; i++ {
-		pr := startProber(b, al.client, "br0", netip.MustParseAddr("198.18.2.1"), netip.MustParseAddr(agentVIP4), 10*time.Millisecond)
+		pr := al.StartProber(b, agentVIP4, 10*time.Millisecond)
 		time.Sleep(200 * time.Millisecond)
 		t0 := time.Now()
 		al.stop(o)

@@ -110,8 +110,16 @@ func newSeg(t *testing.T) *seg {
 			t.Fatalf("client route %s: %v", p, err)
 		}
 	}
-	// A veth end receives its peer's native XDP_TX frames only with NAPI
-	// (bpf/doc.go): a native XDP_PASS program on the client's end.
+	attachXDPPass(t, s.client.Do, cl.Attrs().Index)
+	return s
+}
+
+// attachXDPPass attaches a native XDP_PASS program to the interfaces (by
+// index) of the namespace enter runs in, until the test ends: a veth end
+// receives its peer's native XDP_TX frames (live frames) only when it runs
+// NAPI (bpf/doc.go).
+func attachXDPPass(t testing.TB, enter func(func() error) error, ifindexes ...int) {
+	t.Helper()
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "MIT",
 		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2), asm.Return()}})
 	if bpf.Unsupported(err) {
@@ -121,16 +129,17 @@ func newSeg(t *testing.T) *seg {
 		t.Fatalf("load XDP_PASS program: %v", err)
 	}
 	t.Cleanup(func() { prog.Close() })
-	var l link.Link
-	if err := s.client.Do(func() error {
-		var err error
-		l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: cl.Attrs().Index, Flags: link.XDPDriverMode})
-		return err
-	}); err != nil {
-		t.Fatalf("XDP_PASS on the client: %v", err)
+	for _, idx := range ifindexes {
+		var l link.Link
+		if err := enter(func() error {
+			var err error
+			l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: idx, Flags: link.XDPDriverMode})
+			return err
+		}); err != nil {
+			t.Fatalf("XDP_PASS on interface %d: %v", idx, err)
+		}
+		t.Cleanup(func() { l.Close() })
 	}
-	t.Cleanup(func() { l.Close() })
-	return s
 }
 
 func (s *seg) inClient(t *testing.T, args ...string) string {
@@ -164,6 +173,35 @@ func (s *seg) arpingFor(t *testing.T, vip netip.Addr, n int) []string {
 func (s *seg) ndisc(t *testing.T) []string {
 	t.Helper()
 	return macs(s.inClient(t, "ndisc6", "-1", "-q", "-r", "2", "-w", "300", vip6.String(), "cl"))
+}
+
+// startBoth runs the userspace responder on l2 and loads the fast path on
+// it (not handed to the responder, not run), both registering on reg and
+// gone at the end of the test.
+func (s *seg) startBoth(t *testing.T, reg *prometheus.Registry) (*dataplane.Responder, *bpf.FastPath) {
+	t.Helper()
+	resp, err := dataplane.New(dataplane.Options{Enter: s.node.Do, Registerer: reg, GratuitousCount: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- resp.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		_ = resp.Close()
+	})
+	resp.SetInterfaces([]string{"l2"})
+	fp, err := bpf.Load(bpf.Options{Interfaces: []string{"l2"}, PinDir: s.pinDir, Enter: s.node.Do, Registerer: reg})
+	if errors.Is(err, bpf.ErrNotSupported) {
+		nstest.Skip(t, "XDP fast path not supported: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("load fast path: %v", err)
+	}
+	t.Cleanup(func() { _ = fp.Remove() }) // a second Remove does nothing
+	return resp, fp
 }
 
 func metric(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
@@ -216,33 +254,7 @@ func wantReplies(t *testing.T, what string, got []string, n int) {
 func TestXDPFirstUserspaceAfter(t *testing.T) {
 	s := newSeg(t)
 	reg := prometheus.NewRegistry()
-	resp, err := dataplane.New(dataplane.Options{Enter: s.node.Do, Registerer: reg, GratuitousCount: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- resp.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		_ = resp.Close()
-	})
-	resp.SetInterfaces([]string{"l2"})
-
-	fp, err := bpf.Load(bpf.Options{Interfaces: []string{"l2"}, PinDir: s.pinDir, Enter: s.node.Do, Registerer: reg})
-	if errors.Is(err, bpf.ErrNotSupported) {
-		nstest.Skip(t, "XDP fast path not supported: %v", err)
-	}
-	if err != nil {
-		t.Fatalf("load fast path: %v", err)
-	}
-	removed := false
-	t.Cleanup(func() {
-		if !removed {
-			_ = fp.Remove()
-		}
-	})
+	resp, fp := s.startBoth(t, reg)
 	if v := metric(t, reg, "vipspeaker_l2_fast_path_active", nil); v != 0 {
 		t.Fatalf("vipspeaker_l2_fast_path_active = %v before SetFastPath, want 0", v)
 	}
@@ -329,7 +341,6 @@ func TestXDPFirstUserspaceAfter(t *testing.T) {
 	if err := fp.Remove(); err != nil {
 		t.Fatalf("remove: %v", err)
 	}
-	removed = true
 	wantReplies(t, "ndisc6 after Remove", s.ndisc(t), 1)
 	if v := metric(t, reg, "vipspeaker_ndp_advertisements_sent_total", map[string]string{"interface": "l2", "path": "userspace"}); v < 1 {
 		t.Fatalf("userspace advertisements = %v after Remove, want ≥ 1", v)
@@ -350,27 +361,7 @@ func TestXDPFirstUserspaceAfter(t *testing.T) {
 func TestMoreVIPsThanTheMapHolds(t *testing.T) {
 	s := newSeg(t)
 	reg := prometheus.NewRegistry()
-	resp, err := dataplane.New(dataplane.Options{Enter: s.node.Do, Registerer: reg, GratuitousCount: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- resp.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		_ = resp.Close()
-	})
-	resp.SetInterfaces([]string{"l2"})
-	fp, err := bpf.Load(bpf.Options{Interfaces: []string{"l2"}, PinDir: s.pinDir, Enter: s.node.Do, Registerer: reg})
-	if errors.Is(err, bpf.ErrNotSupported) {
-		nstest.Skip(t, "XDP fast path not supported: %v", err)
-	}
-	if err != nil {
-		t.Fatalf("load fast path: %v", err)
-	}
-	t.Cleanup(func() { _ = fp.Remove() })
+	resp, fp := s.startBoth(t, reg)
 	if err := fp.RenewLease(time.Hour); err != nil {
 		t.Fatal(err)
 	}

@@ -4,10 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -26,26 +24,21 @@ const (
 	routeBound = 30 * time.Second
 )
 
-// bgpLab is client — router — node. The router (FRR, AS 65000, graceful
-// restart) learns the VIP from the agent on the node (AS 65001) and
-// forwards the client's pings to it.
+// bgpLab is client — router — node (lab.Routed, one node). The router
+// (FRR, AS 65000, graceful restart) learns the VIP from the agent on the
+// node (AS 65001) and forwards the client's pings to it.
 //
-//	client eth0 198.18.0.2/30 — c0 198.18.0.1/30 router n1 198.18.1.1/30 — eth0 198.18.1.2/30 node
+//	client eth0 198.18.0.2 — client 198.18.0.1 router n1 198.18.1.1/30 — eth0 198.18.1.2/30 node1
 //
 // In zebra mode the node also runs FRR's zebra, the agent's GoBGP talks to
 // it (gobgp.conf [zebra.config], docs/zebra.md) and the node's way back to
 // the client is the default route the router sends, installed by zebra.
 type bgpLab struct {
-	l                    *lab.Lab
+	*lab.Routed
 	bin                  string
 	client, router, node *lab.Host
 	frr                  *lab.FRR // the router's
 	nodeFRR              *lab.FRR // zebra mode: the node's zebra
-	confDir, svcDir      string
-	runDir               string
-	agent                *lab.Process
-	starts               int
-	prefix               []string // argv before the agent (setpriv ...)
 }
 
 type bgpOptions struct {
@@ -70,188 +63,71 @@ func requireTools(t *testing.T, tools ...string) {
 	}
 }
 
-func agentBinary(t *testing.T) string {
-	t.Helper()
-	bin, err := lab.BuildBinary("./cmd/vipspeaker")
-	if err != nil {
-		t.Fatalf("build vipspeaker: %v", err)
-	}
-	return bin
-}
-
 func newBGPLab(t *testing.T, o bgpOptions) *bgpLab {
 	t.Helper()
 	requireTools(t, "ping")
-	if err := lab.HaveFRR(); err != nil {
-		nstest.Skip(t, "%v", err)
-	}
-	bin := agentBinary(t)
-	l := lab.New(t)
-	b := &bgpLab{l: l, bin: bin, prefix: o.prefix,
-		client: l.MustHost("client"), router: l.MustHost("router"), node: l.MustHost("node")}
-	l.MustLink(b.client, "eth0", []string{"198.18.0.2/30"}, b.router, "c0", []string{"198.18.0.1/30"})
-	l.MustLink(b.router, "n1", []string{"198.18.1.1/30"}, b.node, "eth0", []string{"198.18.1.2/30"})
-	if err := b.router.EnableForwarding(); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.client.AddRoute("default", "198.18.0.1"); err != nil {
-		t.Fatal(err)
-	}
-	if !o.zebra {
-		if err := b.node.AddRoute("default", "198.18.1.1"); err != nil {
-			t.Fatal(err)
-		}
+	lab.RequireFRR(t)
+	r := lab.NewRouted(t, lab.RoutedOptions{Nodes: 1, Client: true, NoNodeDefaults: o.zebra})
+	n := r.Nodes[0]
+	b := &bgpLab{Routed: r, bin: n.Bin, client: r.Client, router: r.Router, node: n.Host}
+	n.Wrap, n.LogLevel = o.prefix, "info"
+	// Graceful restart on, fast reconnect; in zebra mode the router also
+	// sends the node a default route.
+	nb := lab.FRRNeighbor{Addr: n.Addr4, AS: 65001, ConnectRetry: 1}
+	if o.zebra {
+		nb.IPv4Lines = []string{"neighbor " + n.Addr4 + " default-originate"}
 	}
 	var err error
-	if b.frr, err = b.router.StartFRR(lab.FRRConfig{Zebra: "hostname router\nlog stdout informational\n", BGPd: routerBGPd(o.zebra)}); err != nil {
+	if b.frr, err = r.StartFRR(lab.FRRBGPConf{AS: 65000, RouterID: "198.18.0.1",
+		Global: []string{"bgp graceful-restart", "bgp graceful-restart restart-time 30"}, Neighbors: []lab.FRRNeighbor{nb}}, ""); err != nil {
 		t.Fatal(err)
 	}
-	zsock := ""
+	// The router as neighbor with graceful restart; in zebra mode as
+	// docs/zebra.md shows it, exporting only the VIPs.
+	conf := lab.GoBGPConf{AS: 65001, RouterID: n.Addr4,
+		Neighbors: []lab.GoBGPNeighbor{lab.GoBGPNeighbor{Address: n.Peer4, PeerAS: 65000, GracefulRestart: true}.FastTimers()}}
 	if o.zebra {
 		if b.nodeFRR, err = b.node.StartFRR(lab.FRRConfig{Daemons: []string{"zebra"}, Zebra: "hostname node\nlog stdout informational\n"}); err != nil {
 			t.Fatal(err)
 		}
-		zsock = filepath.Join("/var/run/frr", b.node.NetnsName(), "zserv.api")
+		conf.MultiPath = true
+		conf.Extra = lab.GoBGPZebra(filepath.Join("/var/run/frr", b.node.NetnsName(), "zserv.api")) + "\n" + lab.GoBGPPolicy{
+			Name: "only-vips", Default: "reject-route",
+			PrefixSets: []lab.GoBGPPrefixSet{{Name: "vips4", Prefix: "203.0.113.0/24", MaskRange: "32..32"}},
+			Statements: []lab.GoBGPStatement{{Name: "vips4", PrefixSet: "vips4", Disposition: "accept-route"}},
+		}.String()
 	}
-	base := filepath.Join(l.Dir(), "node")
-	b.confDir, b.svcDir, b.runDir = filepath.Join(base, "config"), filepath.Join(base, "services"), filepath.Join(base, "run")
-	for _, d := range []string{b.confDir, b.svcDir} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+	for _, err := range []error{n.WriteConfig("gobgp.conf", conf.String()), n.WriteService(lab.ServiceFile{Name: "web", Addresses: []string{vip}})} {
+		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	writeFile(t, filepath.Join(b.confDir, "gobgp.conf"), nodeGoBGPConf(zsock))
-	writeFile(t, filepath.Join(b.svcDir, "web.yaml"), service("web", "", vip))
 	return b
-}
-
-// routerBGPd: graceful restart on, fast reconnect; in zebra mode the
-// router also sends the node a default route.
-func routerBGPd(defaultOriginate bool) string {
-	dflt := ""
-	if defaultOriginate {
-		dflt = "  neighbor 198.18.1.2 default-originate\n"
-	}
-	return `frr defaults traditional
-hostname router
-log stdout informational
-!
-router bgp 65000
- bgp router-id 198.18.0.1
- no bgp ebgp-requires-policy
- no bgp network import-check
- bgp graceful-restart
- bgp graceful-restart restart-time 30
- neighbor 198.18.1.2 remote-as 65001
- neighbor 198.18.1.2 timers connect 1
- address-family ipv4 unicast
-` + dflt + ` exit-address-family
-!
-`
-}
-
-// nodeGoBGPConf is the node's gobgp.conf: the router as neighbor with
-// graceful restart; with zsock, zebra mode as docs/zebra.md shows it.
-func nodeGoBGPConf(zsock string) string {
-	zebra := ""
-	if zsock != "" {
-		zebra = fmt.Sprintf(`
-[global.use-multiple-paths.config]
-  enabled = true
-
-[zebra.config]
-  enabled = true
-  url = "unix:%s"
-  redistribute-route-type-list = ["connect"]
-  version = 6
-  software-name = "frr8.4"
-  nexthop-trigger-enable = false
-
-[[defined-sets.prefix-sets]]
-  prefix-set-name = "vips4"
-  [[defined-sets.prefix-sets.prefix-list]]
-    ip-prefix = "203.0.113.0/24"
-    masklength-range = "32..32"
-
-[[policy-definitions]]
-  name = "only-vips"
-  [[policy-definitions.statements]]
-    name = "vips4"
-    [policy-definitions.statements.conditions.match-prefix-set]
-      prefix-set = "vips4"
-    [policy-definitions.statements.actions]
-      route-disposition = "accept-route"
-
-[global.apply-policy.config]
-  export-policy-list = ["only-vips"]
-  default-export-policy = "reject-route"
-`, zsock)
-	}
-	return `[global.config]
-  as = 65001
-  router-id = "198.18.1.2"
-` + zebra + `
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "198.18.1.1"
-    peer-as = 65000
-  [neighbors.timers.config]
-    connect-retry = 1
-    hold-time = 9
-    keepalive-interval = 3
-    idle-hold-time-after-reset = 1
-  [neighbors.graceful-restart.config]
-    enabled = true
-    restart-time = 30
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv4-unicast"
-    [neighbors.afi-safis.mp-graceful-restart.config]
-      enabled = true
-`
-}
-
-// service is a Service manifest for the agent's services folder.
-func service(name, pool string, addrs ...string) string {
-	ann := fmt.Sprintf("    vipspeaker.io/addresses: %q\n", strings.Join(addrs, ","))
-	if pool != "" {
-		ann += fmt.Sprintf("    vipspeaker.io/pool: %s\n", pool)
-	}
-	return fmt.Sprintf(`apiVersion: v1
-kind: Service
-metadata:
-  name: %s
-  namespace: demo
-  annotations:
-%sspec:
-  type: LoadBalancer
-  ports:
-  - port: 80
-`, name, ann)
-}
-
-func writeFile(t testing.TB, path, content string) {
-	t.Helper()
-	if err := os.WriteFile(path+".tmp", []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(path+".tmp", path); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // start starts the agent on the node (a new log file per start).
 func (b *bgpLab) start(t *testing.T) *lab.Process {
 	t.Helper()
-	b.starts++
-	argv := append(slices.Clone(b.prefix), b.bin, "run", "--config-dir", b.confDir, "--services-dir", b.svcDir,
-		"--run-dir", b.runDir, "--node-name", "node", "--log-level", "info")
-	p, err := b.node.Start(fmt.Sprintf("vipspeaker-%d", b.starts), argv)
+	p, err := b.Nodes[0].Start()
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.agent = p
 	return p
+}
+
+// agent is the agent last started.
+func (b *bgpLab) agent() *lab.Process { return b.Nodes[0].Proc }
+
+// startBGP builds a bgpLab, starts the agent, waits until the router
+// routes the VIP over a fresh session and returns the lab with a pinger
+// from the client that the VIP answers.
+func startBGP(t *testing.T, o bgpOptions) (*bgpLab, *pinger) {
+	t.Helper()
+	b := newBGPLab(t, o)
+	b.start(t)
+	waitRoute(t, b.router, vipPrefix, routeBound)
+	b.waitFreshSession(t, 0, routeBound)
+	return b, startPinger(t, b.client, vip)
 }
 
 // session is the router's view of its session with the node.
@@ -372,21 +248,13 @@ func waitLog(t *testing.T, p *lab.Process, s string, within time.Duration) {
 	t.Helper()
 	lab.Eventually(t, within, 50*time.Millisecond, func() error {
 		if p.Exited() {
-			return fmt.Errorf("%s exited before logging %q: %w\n%s", p.Name(), s, lab.ErrGiveUp, tail(p.Log(), 30))
+			return fmt.Errorf("%s exited before logging %q: %w\n%s", p.Name(), s, lab.ErrGiveUp, lab.Tail(p.Log(), 30))
 		}
 		if !strings.Contains(p.Log(), s) {
 			return fmt.Errorf("%s has not logged %q", p.Name(), s)
 		}
 		return nil
 	})
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // kill9 sends SIGKILL to the agent and waits until it is gone.
@@ -413,80 +281,47 @@ func run(t *testing.T, h *lab.Host, argv ...string) string {
 	return out
 }
 
-// l2Lab is a flat segment: the client's bridge br0 (198.18.2.1/24) with
-// node0 and node1 plugged in (198.18.2.10, .11 on eth0). The VIP is in a
-// layer2 pool answered on eth0; exactly one node owns it.
+// l2Lab is a lab.Flat of two nodes (node0, node1: 198.18.2.10, .11 on
+// eth0, the client's br0 198.18.2.1/24). The VIP is in a layer2 pool
+// answered on eth0; exactly one node owns it.
 type l2Lab struct {
-	l      *lab.Lab
+	*lab.Flat
 	bin    string
 	client *lab.Host
-	nodes  []*lab.Host
-	macs   []string
-	agents []*lab.Process
-	starts int
-	svcDir string
-	cfgDir string
-	prefix []string
 }
 
 func newL2Lab(t *testing.T, prefix []string) *l2Lab {
 	t.Helper()
 	requireTools(t, "ping", "arping")
-	bin := agentBinary(t)
-	l := lab.New(t)
-	tp := &l2Lab{l: l, bin: bin, client: l.MustHost("client"), prefix: prefix}
-	l.MustBridge(tp.client, "br0", []string{"198.18.2.1/24"})
-	run(t, tp.client, "ip", "route", "add", "203.0.113.0/24", "dev", "br0")
-	var join []string
-	for i := range 2 {
-		h := l.MustHost(fmt.Sprintf("node%d", i))
-		l.MustLinkToBridge(h, "eth0", []string{fmt.Sprintf("198.18.2.%d/24", 10+i)}, tp.client, "br0")
-		tp.nodes = append(tp.nodes, h)
-		tp.macs = append(tp.macs, strings.TrimSpace(run(t, h, "cat", "/sys/class/net/eth0/address")))
-		join = append(join, fmt.Sprintf("%q", fmt.Sprintf("198.18.2.%d", 10+i)))
+	f := lab.NewFlat(t, lab.FlatOptions{Nodes: 2, Routes: []string{"203.0.113.0/24"}})
+	tp := &l2Lab{Flat: f, bin: f.Nodes[0].Bin, client: f.Client}
+	for _, n := range f.Nodes {
+		n.Wrap, n.LogLevel = prefix, "info"
 	}
-	tp.svcDir = filepath.Join(l.Dir(), "services")
-	tp.cfgDir = filepath.Join(l.Dir(), "config")
-	for _, d := range []string{tp.svcDir, tp.cfgDir} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+	secret := filepath.Join(f.Lab.Dir(), "membership.key")
+	for _, err := range []error{
+		lab.WriteFileAtomic(secret, "c2VjcmV0LWZvci10aGUtZmF1bHQtZTJlLXRlc3RzLg==\n"),
+		f.WriteConfig("vipspeaker.toml", lab.AgentTOML{DummyInterface: true,
+			Pools:      []lab.Pool{{Name: "flat", Addresses: []string{"203.0.113.0/28"}, Layer2Interfaces: []string{"eth0"}}},
+			Layer2:     &lab.Layer2TOML{GratuitousCount: 3, GratuitousInterval: "100ms"},
+			Membership: &lab.Membership{Join: f.Join(), SecretFile: secret},
+		}.String()),
+		f.WriteServices("web", lab.ServiceFile{Name: "web", Pool: "flat", Addresses: []string{vip}}),
+	} {
+		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	secret := filepath.Join(tp.cfgDir, "membership.key")
-	writeFile(t, secret, "c2VjcmV0LWZvci10aGUtZmF1bHQtZTJlLXRlc3RzLg==\n")
-	writeFile(t, filepath.Join(tp.cfgDir, "vipspeaker.toml"), fmt.Sprintf(`
-[[pools]]
-name = "flat"
-addresses = ["203.0.113.0/28"]
-mode = "layer2"
-  [pools.layer2]
-  interfaces = ["eth0"]
-
-[layer2]
-gratuitous-count = 3
-gratuitous-interval = "100ms"
-
-[membership]
-join = [%s]
-secret-file = %q
-`, strings.Join(join, ", "), secret))
-	writeFile(t, filepath.Join(tp.svcDir, "web.yaml"), service("web", "flat", vip))
-	tp.agents = make([]*lab.Process, len(tp.nodes))
 	return tp
 }
 
 // start starts node i's agent and waits until its responder is up.
 func (tp *l2Lab) start(t *testing.T, i int) *lab.Process {
 	t.Helper()
-	tp.starts++
-	argv := append(slices.Clone(tp.prefix), tp.bin, "run", "--services-dir", tp.svcDir, "--config-dir", tp.cfgDir,
-		"--run-dir", filepath.Join(tp.l.Dir(), fmt.Sprintf("run-node%d", i)),
-		"--node-name", fmt.Sprintf("node%d", i), "--log-level", "info")
-	p, err := tp.nodes[i].Start(fmt.Sprintf("vipspeaker-%d", tp.starts), argv)
+	p, err := tp.Nodes[i].Start()
 	if err != nil {
 		t.Fatal(err)
 	}
-	tp.agents[i] = p
 	waitLog(t, p, "answering ARP/NDP on layer2 interface", 20*time.Second)
 	return p
 }
@@ -498,55 +333,14 @@ const failoverBound = time.Second
 // membership.
 func (tp *l2Lab) waitJoined(t *testing.T, i int) {
 	t.Helper()
-	waitLog(t, tp.agents[i], fmt.Sprintf("msg=\"speaker joined\" component=membership node=node%d ", 1-i), routeBound)
-}
-
-// startARPProber asks for the VIP from the client's br0 every 10 ms
-// (lab.ARPProber: replies timed by the kernel, the client's neighbour
-// table untouched), stopped at the end of the test.
-func startARPProber(t *testing.T, client *lab.Host) *lab.ARPProber {
-	t.Helper()
-	p, err := client.StartARPProber("br0", netip.MustParseAddr("198.18.2.1"), netip.MustParseAddr(vip), pingInterval)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Stop(0) })
-	return p
-}
-
-// arpOwners returns the MACs that answer ARP for addr on the segment.
-func (tp *l2Lab) arpOwners() []string {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	out, _ := tp.client.Run(ctx, "arping", "-i", "br0", "-c", "3", "-W", "0.2", "-w", "3", "-r", vip)
-	seen := map[string]bool{}
-	var macs []string
-	for _, f := range strings.Fields(strings.ToLower(out)) {
-		if len(f) == 17 && strings.Count(f, ":") == 5 && !seen[f] {
-			seen[f] = true
-			macs = append(macs, f)
-		}
-	}
-	return macs
+	waitLog(t, tp.Nodes[i].Proc, fmt.Sprintf("msg=\"speaker joined\" component=membership node=node%d ", 1-i), routeBound)
 }
 
 // waitOneOwner waits until exactly one node answers ARP for the VIP and
 // returns its index.
 func (tp *l2Lab) waitOneOwner(t *testing.T) int {
 	t.Helper()
-	idx := -1
-	lab.Eventually(t, routeBound, 200*time.Millisecond, func() error {
-		got := tp.arpOwners()
-		if len(got) != 1 {
-			return fmt.Errorf("ARP answers for %s from %v, want exactly one node", vip, got)
-		}
-		idx = slices.Index(tp.macs, got[0])
-		if idx < 0 {
-			return fmt.Errorf("%s answered by %s, not a node's eth0 (%v)", vip, got[0], tp.macs)
-		}
-		return nil
-	})
-	return idx
+	return tp.WaitOwner(t, vip, routeBound, func(a string) []string { return tp.ARPing(a, 3, 200*time.Millisecond) })
 }
 
 // routeWatch polls a host's kernel for one route every 10 ms and records

@@ -19,11 +19,7 @@ import (
 // subscribers never see the VIP go), and the client loses no more pings
 // than the time the VIP was off the node explains.
 func TestVIPDeletedByHandIsPutBack(t *testing.T) {
-	b := newBGPLab(t, bgpOptions{})
-	b.start(t)
-	waitRoute(t, b.router, vipPrefix, routeBound)
-	b.waitFreshSession(t, 0, routeBound)
-	p := startPinger(t, b.client, vip)
+	b, p := startBGP(t, bgpOptions{})
 
 	for _, fault := range []struct {
 		name string
@@ -78,7 +74,7 @@ func TestVIPDeletedByHandIsPutBack(t *testing.T) {
 			p = startPinger(t, b.client, vip)
 		}
 	}
-	if b.agent.Exited() {
-		t.Errorf("the agent exited:\n%s", tail(b.agent.Log(), 20))
+	if b.agent().Exited() {
+		t.Errorf("the agent exited:\n%s", lab.Tail(b.agent().Log(), 20))
 	}
 }

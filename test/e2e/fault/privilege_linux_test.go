@@ -1,7 +1,6 @@
 package fault_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -190,9 +189,9 @@ func TestLeastPrivilegeDaemonSetCapabilities(t *testing.T) {
 			if strings.Contains(log, ":179: bind: permission denied") {
 				t.Fatalf("with the DaemonSet's capabilities %v the agent cannot listen on BGP's port 179 "+
 					"(CAP_NET_BIND_SERVICE is not among them): add NET_BIND_SERVICE to deploy/kustomize/daemonset.yaml "+
-					"and the Helm chart's DaemonSet (checked: with it added, this test passes). %v\n%s", caps, err, tail(log, 15))
+					"and the Helm chart's DaemonSet (checked: with it added, this test passes). %v\n%s", caps, err, lab.Tail(log, 15))
 			}
-			t.Fatalf("BGP VIP not announced with the DaemonSet's capabilities: %v\n%s", err, tail(log, 15))
+			t.Fatalf("BGP VIP not announced with the DaemonSet's capabilities: %v\n%s", err, lab.Tail(log, 15))
 		}
 		if err := b.client.Ping(vip); err != nil {
 			t.Fatal(err)
@@ -202,7 +201,7 @@ func TestLeastPrivilegeDaemonSetCapabilities(t *testing.T) {
 	t.Run("layer2", func(t *testing.T) {
 		requireTools(t, "curl")
 		tp := newL2Lab(t, prefix)
-		for i := range tp.nodes {
+		for i := range tp.Nodes {
 			p := tp.start(t, i)
 			checkCaps(t, p, tp.bin, mask)
 		}
@@ -216,7 +215,8 @@ func TestLeastPrivilegeDaemonSetCapabilities(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, p := range tp.agents {
+		for _, n := range tp.Nodes {
+			p := n.Proc
 			log := p.Log()
 			if !live {
 				var keep []string
@@ -229,7 +229,7 @@ func TestLeastPrivilegeDaemonSetCapabilities(t *testing.T) {
 			}
 			for _, bad := range []string{"XDP fast path not available", "XDP fast path failed to load", "verifier", "operation not permitted"} {
 				if strings.Contains(log, bad) {
-					t.Errorf("%s: %q with the DaemonSet's capabilities; the XDP fast path must load with them:\n%s", p.Name(), bad, tail(log, 15))
+					t.Errorf("%s: %q with the DaemonSet's capabilities; the XDP fast path must load with them:\n%s", p.Name(), bad, lab.Tail(log, 15))
 				}
 			}
 			for _, line := range strings.Split(log, "\n") {
@@ -241,15 +241,15 @@ func TestLeastPrivilegeDaemonSetCapabilities(t *testing.T) {
 		// The owner's replies (waitOneOwner's arping, the ping's ARP)
 		// were sent by the XDP program, none by the userspace responder.
 		lab.Eventually(t, 10*time.Second, 200*time.Millisecond, func() error {
-			m, err := scrape(tp.nodes[owner])
+			m, err := tp.Nodes[owner].Host.Metrics()
 			if err != nil {
 				return err
 			}
-			if v := sumSeries(m, "vipspeaker_arp_replies_sent_total", `path="xdp"`); v < 1 {
-				return fmt.Errorf("%s: ARP replies with path=\"xdp\" = %v, want ≥ 1 (the XDP fast path answering with the DaemonSet's capabilities)", tp.nodes[owner].Name(), v)
+			if v := lab.MetricSum(m, "vipspeaker_arp_replies_sent_total", map[string]string{"path": "xdp"}); v < 1 {
+				return fmt.Errorf("%s: ARP replies with path=\"xdp\" = %v, want ≥ 1 (the XDP fast path answering with the DaemonSet's capabilities)", tp.Nodes[owner].Host.Name(), v)
 			}
-			if v := sumSeries(m, "vipspeaker_arp_replies_sent_total", `path="userspace"`); v != 0 {
-				return fmt.Errorf("%s: ARP replies with path=\"userspace\" = %v while XDP answers, want 0", tp.nodes[owner].Name(), v)
+			if v := lab.MetricSum(m, "vipspeaker_arp_replies_sent_total", map[string]string{"path": "userspace"}); v != 0 {
+				return fmt.Errorf("%s: ARP replies with path=\"userspace\" = %v while XDP answers, want 0", tp.Nodes[owner].Host.Name(), v)
 			}
 			return nil
 		})
@@ -268,64 +268,36 @@ func TestWithoutNetAdminExitsWithClearMessage(t *testing.T) {
 		}
 	}
 	prefix, mask := setpriv(t, caps)
-	bin := agentBinary(t)
-	l := lab.New(t)
-	node := l.MustHost("node")
-	svc := filepath.Join(l.Dir(), "services")
-	if err := os.MkdirAll(svc, 0o755); err != nil {
+	node := lab.New(t).MustHost("node")
+	a, err := lab.NewAgent(node, lab.Vipspeaker(t))
+	if err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(svc, "web.yaml"), service("web", "", vip))
-	p, err := node.Start("vipspeaker", append(prefix, bin, "run", "--services-dir", svc,
-		"--run-dir", filepath.Join(l.Dir(), "run"), "--node-name", "node"))
+	a.Wrap, a.LogLevel = prefix, "info"
+	if err := a.WriteService(lab.ServiceFile{Name: "web", Addresses: []string{vip}}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := a.Start()
 	if err != nil {
 		t.Fatal(err)
 	}
 	select {
 	case <-p.Done():
 	case <-time.After(20 * time.Second):
-		t.Fatalf("the agent without NET_ADMIN (capabilities %#x) still runs after 20 s:\n%s", mask, tail(p.Log(), 20))
+		t.Fatalf("the agent without NET_ADMIN (capabilities %#x) still runs after 20 s:\n%s", mask, lab.Tail(p.Log(), 20))
 	}
 	var ee *exec.ExitError
 	if err := p.Wait(); !errors.As(err, &ee) || ee.ExitCode() <= 0 {
 		t.Fatalf("the agent without NET_ADMIN ended with %v, want a non-zero exit status", err)
 	}
 	log := p.Log()
-	t.Logf("agent without NET_ADMIN (capabilities %v):\n%s", caps, tail(log, 5))
+	t.Logf("agent without NET_ADMIN (capabilities %v):\n%s", caps, lab.Tail(log, 5))
 	for _, want := range []string{"CAP_NET_ADMIN", "VIP interface", "VIP addresses"} {
 		if !strings.Contains(log, want) {
-			t.Errorf("the agent's message lacks %q (name the missing capability and what it is needed for):\n%s", want, tail(log, 10))
+			t.Errorf("the agent's message lacks %q (name the missing capability and what it is needed for):\n%s", want, lab.Tail(log, 10))
 		}
 	}
 	if _, err := node.Netlink().LinkByName("kube-lb0"); err == nil {
 		t.Error("the agent without NET_ADMIN left a kube-lb0 behind")
 	}
-}
-
-// scrape reads the agent's metrics in h's namespace (the default
-// --metrics-addr :9472).
-func scrape(h *lab.Host) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	out, err := h.Run(ctx, "curl", "-s", "--max-time", "3", "http://127.0.0.1:9472/metrics")
-	if err != nil {
-		return "", fmt.Errorf("scrape %s: %w", h.Name(), err)
-	}
-	return out, nil
-}
-
-// sumSeries adds the samples of family name whose label set contains
-// label (as written in the exposition, e.g. path="xdp").
-func sumSeries(text, name, label string) float64 {
-	var total float64
-	for _, line := range strings.Split(text, "\n") {
-		series, value, ok := strings.Cut(strings.TrimSpace(line), " ")
-		if !ok || !strings.HasPrefix(series, name+"{") || !strings.Contains(series, label) {
-			continue
-		}
-		if v, err := strconv.ParseFloat(strings.TrimSpace(value), 64); err == nil {
-			total += v
-		}
-	}
-	return total
 }

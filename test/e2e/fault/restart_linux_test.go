@@ -22,7 +22,7 @@ func TestKill9RestartsBGPVIPLosesNoPing(t *testing.T) {
 	var restarts []time.Duration
 	begin := time.Now()
 	for range kills {
-		kill9(t, b.agent)
+		kill9(t, b.agent())
 		start := time.Now()
 		b.start(t)
 		s = b.waitFreshSession(t, s.Established, routeBound)
@@ -70,7 +70,7 @@ func TestKill9RestartsLayer2VIPWithinFailoverBudget(t *testing.T) {
 	tp.start(t, 1)
 	tp.waitOneOwner(t)
 	p := startPinger(t, tp.client, vip)
-	arp := startARPProber(t, tp.client)
+	arp := tp.StartProber(t, vip, pingInterval)
 
 	var at []time.Time
 	var victims []int
@@ -80,7 +80,7 @@ func TestKill9RestartsLayer2VIPWithinFailoverBudget(t *testing.T) {
 		o := tp.waitOneOwner(t)
 		at = append(at, time.Now())
 		victims = append(victims, o)
-		kill9(t, tp.agents[o])
+		kill9(t, tp.Nodes[o].Proc)
 		run(t, tp.client, "ip", "neigh", "flush", "to", vip, "dev", "br0")
 		tp.start(t, o)
 		waitPings(t, p, routeBound, fmt.Sprintf("kill -9 of node%d's agent", o))

@@ -15,11 +15,7 @@ import (
 // router's own kernel had no route (the restarted zebra sweeps the old
 // one).
 func TestRouterFRRKilledAndRestartedRecovers(t *testing.T) {
-	b := newBGPLab(t, bgpOptions{})
-	b.start(t)
-	waitRoute(t, b.router, vipPrefix, routeBound)
-	b.waitFreshSession(t, 0, routeBound)
-	p := startPinger(t, b.client, vip)
+	b, p := startBGP(t, bgpOptions{})
 	w := watchRoute(b.router, vipPrefix)
 
 	for _, d := range []string{"bgpd", "zebra"} {
@@ -73,8 +69,8 @@ func TestRouterFRRKilledAndRestartedRecovers(t *testing.T) {
 	if budget := int(w.missing/pingInterval) + 10; r.Lost() > budget {
 		t.Errorf("%d pings lost, more than the router's %v without a route explains (%d)", r.Lost(), w.missing, budget)
 	}
-	if b.agent.Exited() {
-		t.Errorf("the agent exited during the router's FRR restart:\n%s", tail(b.agent.Log(), 20))
+	if b.agent().Exited() {
+		t.Errorf("the agent exited during the router's FRR restart:\n%s", lab.Tail(b.agent().Log(), 20))
 	}
 }
 
@@ -130,7 +126,7 @@ func nodeZebraRestart(t *testing.T, kill bool) {
 	if budget := int(back4.missing/pingInterval) + 10; r.Lost() > budget {
 		t.Errorf("%d pings lost, more than the node's %v without its way back explains (%d)", r.Lost(), back4.missing, budget)
 	}
-	if b.agent.Exited() {
-		t.Errorf("the agent exited during the node's zebra restart:\n%s", tail(b.agent.Log(), 20))
+	if b.agent().Exited() {
+		t.Errorf("the agent exited during the node's zebra restart:\n%s", lab.Tail(b.agent().Log(), 20))
 	}
 }

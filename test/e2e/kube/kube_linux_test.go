@@ -23,7 +23,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -716,71 +715,6 @@ func BenchmarkServiceToRoute(b *testing.B) {
 		b.ReportMetric(ms(pct(lat, 100)), "max_ms")
 		e.breakdown(b, rounds)
 	}
-}
-
-// BenchmarkBulkServices creates 220 Services at once (8 clients in
-// parallel) and measures the time from the first create until every VIP is
-// in the router's kernel with all three nodes as next hops; it reports that
-// time, the rate, and the agents' largest RSS afterwards. (MetalLB v0.15.2
-// took 11.9 s for 220 Services in this lab; LAB.md.)
-func BenchmarkBulkServices(b *testing.B) {
-	const n = 220
-	e := setup(b)
-	round := 0
-	for b.Loop() {
-		round++
-		if round > 1 {
-			b.Fatal("run with -benchtime=1x: the pool holds one round")
-		}
-		start := time.Now()
-		class := kube.LoadBalancerClass
-		var g errgroup.Group
-		g.SetLimit(8)
-		for i := range n {
-			g.Go(func() error {
-				_, err := e.cs.CoreV1().Services(ns).Create(context.Background(), &corev1.Service{
-					ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("bulk-%d", i), Namespace: ns, Annotations: map[string]string{kube.AnnotationPool: "bulk"}},
-					Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: &class,
-						Ports: []corev1.ServicePort{{Port: 80, Protocol: corev1.ProtocolTCP}}},
-				}, metav1.CreateOptions{})
-				return err
-			})
-		}
-		if err := g.Wait(); err != nil {
-			b.Fatalf("creating %d Services: %v", n, err)
-		}
-		created := time.Since(start)
-		err := lab.Poll(120*time.Second, 50*time.Millisecond, func() error {
-			rs, err := e.router.KernelRoutes()
-			if err != nil {
-				return err
-			}
-			full := 0
-			for _, r := range rs {
-				if r.Dst.Bits() == 32 && len(r.Gateways) == 3 {
-					full++
-				}
-			}
-			if full < n {
-				return fmt.Errorf("%d of %d VIPs routed to all nodes", full, n)
-			}
-			return nil
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		all := time.Since(start)
-		b.ReportMetric(created.Seconds(), "create_s")
-		b.ReportMetric(all.Seconds(), "all_announced_s")
-		b.ReportMetric(float64(n)/all.Seconds(), "services_per_s")
-	}
-	maxRSS := 0
-	for _, p := range e.agents {
-		if kb, _ := lab.RSSKB(p.PID()); kb > maxRSS {
-			maxRSS = kb
-		}
-	}
-	b.ReportMetric(float64(maxRSS)/1024, "agent_max_rss_MiB")
 }
 
 var tailLog = lab.Tail

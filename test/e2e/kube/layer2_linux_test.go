@@ -76,36 +76,15 @@ func setupLayer2(t *testing.T) *l2env {
 // arping asks the LAN for addr from the client and returns the MACs that
 // answered.
 func (le *l2env) arping(addr string) []string {
-	out, _ := le.client.Run(context.Background(), "arping", "-i", "br0", "-c", "3", "-W", "0.2", "-w", "3", "-r", addr)
-	seen := map[string]bool{}
-	var macs []string
-	for _, f := range strings.Fields(strings.ToLower(out)) {
-		if len(f) == 17 && strings.Count(f, ":") == 5 && !seen[f] {
-			seen[f] = true
-			macs = append(macs, f)
-		}
-	}
-	return macs
+	return lab.MACs(strings.Join(le.client.ARPing("br0", addr, 3, 200*time.Millisecond), " "))
 }
 
 // owner waits until exactly one node answers for addr, and returns it.
 func (le *l2env) owner(t *testing.T, addr string) string {
 	t.Helper()
-	var owner string
-	lab.Eventually(t, 20*time.Second, 200*time.Millisecond, func() error {
-		got := le.arping(addr)
-		if len(got) != 1 {
-			return fmt.Errorf("answers for %s from %v, want exactly one", addr, got)
-		}
-		for n, m := range le.macs {
-			if m == got[0] {
-				owner = n
-				return nil
-			}
-		}
-		return fmt.Errorf("%s answered by %s, not a node's eth0", addr, got[0])
-	})
-	return owner
+	nodes := []string{"n1", "n2"}
+	macs := []string{le.macs["n1"], le.macs["n2"]}
+	return nodes[lab.WaitOwner(t, 20*time.Second, addr, macs, le.arping)]
 }
 
 // Two agents in layer2 mode with no [membership] join: they find each other

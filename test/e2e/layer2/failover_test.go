@@ -3,7 +3,6 @@ package layer2_test
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 	"strings"
 	"syscall"
 	"testing"
@@ -26,12 +25,7 @@ const probeEvery = 5 * time.Millisecond
 // MAC) plays no part, nor does the test process's scheduling.
 func (tp *topo) probe(t testing.TB, every time.Duration) *lab.ARPProber {
 	t.Helper()
-	p, err := tp.client.StartARPProber("br0", netip.MustParseAddr("198.18.2.1"), netip.MustParseAddr(vip4), every)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Stop(0) })
-	return p
+	return tp.StartProber(t, vip4, every)
 }
 
 // waitReplyFrom waits until the prober has a reply at or after since from
@@ -78,13 +72,13 @@ func (tp *topo) failOver(t testing.TB, p *lab.ARPProber, sig syscall.Signal) fai
 	// The prober works and sees the owner before anything happens.
 	tp.waitReplyFrom(t, p, o, time.Now(), 10*time.Second)
 	sent := time.Now()
-	if err := tp.agents[o].Signal(sig); err != nil {
+	if err := tp.Nodes[o].Proc.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
 	r := tp.waitReplyFrom(t, p, other, sent, 10*time.Second)
 	f := failover{old: o, new: other, took: r.At.Sub(sent), lastOld: -1}
 	select {
-	case <-tp.agents[o].Done():
+	case <-tp.Nodes[o].Proc.Done():
 	case <-time.After(15 * time.Second):
 		t.Fatalf("node%d's agent still running 15 s after %v", o, sig)
 	}
@@ -121,7 +115,7 @@ func TestOwnerKilledFailsOverInUnderASecond(t *testing.T) {
 		f.old, f.new, f.took.Round(time.Millisecond), probeEvery, f.old, f.lastOld.Round(time.Millisecond))
 	if f.took >= failoverBound {
 		t.Errorf("failover took %v from the kill -9 of node%d's agent to node%d's first ARP reply, want < %v. node%d's log:\n%s",
-			f.took, f.old, f.new, failoverBound, f.new, tail(tp.agents[f.new].Log()))
+			f.took, f.old, f.new, failoverBound, f.new, lab.Tail(tp.Nodes[f.new].Proc.Log(), 20))
 	}
 	// A reply already on the wire when the process died may be read a
 	// moment later; nothing can answer from the killed agent after that.
@@ -149,13 +143,13 @@ func TestOwnerRestartLeavesNoRequestUnanswered(t *testing.T) {
 	tp.start(t, 1)
 	o := tp.owner(t, vip4, tp.arping)
 	other := 1 - o
-	if log := tp.agents[o].Log(); strings.Contains(log, "pinning unavailable") || !strings.Contains(log, "XDP fast path attached") {
-		t.Fatalf("node%d's agent runs without a pinned XDP program:\n%s", o, tail(log))
+	if log := tp.Nodes[o].Proc.Log(); strings.Contains(log, "pinning unavailable") || !strings.Contains(log, "XDP fast path attached") {
+		t.Fatalf("node%d's agent runs without a pinned XDP program:\n%s", o, lab.Tail(log, 20))
 	}
 	p := tp.probe(t, 10*time.Millisecond)
 	tp.waitReplyFrom(t, p, o, time.Now(), 10*time.Second)
 	from := time.Now()
-	if err := tp.agents[o].Stop(); err != nil {
+	if err := tp.Nodes[o].Proc.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	away := time.Since(from)

@@ -32,16 +32,14 @@ const (
 	vip4Free = "203.0.113.11" // in the pool, used by no Service
 )
 
+// topo is a lab.Flat of n nodes (IPv6 too) whose agents share one
+// vipspeaker.toml: the layer2 pool "flat" over 203.0.113.0/28 and
+// 2001:db8:100::1:0/120 answered on eth0, [membership] joining every node
+// with a secret, and the Service web with vip4 and vip6.
 type topo struct {
-	l      *lab.Lab
-	bin    string
+	*lab.Flat
 	client *lab.Host
-	nodes  []*lab.Host
 	macs   []string
-	agents []*lab.Process
-	starts int
-	svcDir string
-	cfgDir string
 	flags  []string // added to every agent's command line
 }
 
@@ -62,102 +60,43 @@ func newTopo(t testing.TB, n int, o ...topoOptions) *topo {
 			}
 		}
 	}
-	bin, err := lab.BuildBinary("./cmd/vipspeaker")
-	if err != nil {
-		t.Fatalf("build vipspeaker: %v", err)
+	f := lab.NewFlat(t, lab.FlatOptions{Nodes: n, IPv6: true, Routes: []string{"203.0.113.0/24", "2001:db8:100::/64"}})
+	tp := &topo{Flat: f, client: f.Client, macs: f.MACs()}
+	l2 := &lab.Layer2TOML{GratuitousCount: 3, GratuitousInterval: "100ms"}
+	if len(o) > 0 && o[0].pin {
+		l2.PinDir = filepath.Join(lab.MountBPFFS(t), "vipspeaker")
 	}
-	l := lab.New(t)
-	tp := &topo{l: l, bin: bin, client: l.MustHost("client")}
-	l.MustBridge(tp.client, "br0", []string{"198.18.2.1/24"})
-	tp.client.MustRun("ip", "addr", "add", "2001:db8:2::1/64", "dev", "br0", "nodad")
-	tp.client.MustRun("ip", "route", "add", "203.0.113.0/24", "dev", "br0")
-	tp.client.MustRun("ip", "-6", "route", "add", "2001:db8:100::/64", "dev", "br0")
-	var join []string
-	for i := range n {
-		h := l.MustHost(fmt.Sprintf("node%d", i))
-		l.MustLinkToBridge(h, "eth0", []string{fmt.Sprintf("198.18.2.%d/24", 10+i)}, tp.client, "br0")
-		h.MustRun("ip", "addr", "add", fmt.Sprintf("2001:db8:2::%d/64", 10+i), "dev", "eth0", "nodad")
-		tp.nodes = append(tp.nodes, h)
-		tp.macs = append(tp.macs, strings.TrimSpace(h.MustRun("cat", "/sys/class/net/eth0/address")))
-		join = append(join, fmt.Sprintf("%q", fmt.Sprintf("198.18.2.%d", 10+i)))
-	}
-	tp.svcDir = filepath.Join(l.Dir(), "services")
-	tp.cfgDir = filepath.Join(l.Dir(), "config")
-	for _, d := range []string{tp.svcDir, tp.cfgDir} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+	secret := filepath.Join(f.Lab.Dir(), "membership.key")
+	for _, err := range []error{
+		lab.WriteFileAtomic(secret, "c2VjcmV0LWZvci10aGUtbGF5ZXIyLWUyZS10ZXN0cw==\n"),
+		f.WriteConfig("vipspeaker.toml", lab.AgentTOML{
+			Pools:      []lab.Pool{{Name: "flat", Addresses: []string{"203.0.113.0/28", "2001:db8:100::1:0/120"}, Layer2Interfaces: []string{"eth0"}}},
+			Layer2:     l2,
+			Membership: &lab.Membership{Join: f.Join(), SecretFile: secret},
+		}.String()),
+		f.WriteServices("web", lab.ServiceFile{Name: "web", Pool: "flat", Addresses: []string{vip4, vip6}}),
+	} {
+		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	pinDir := ""
-	if len(o) > 0 && o[0].pin {
-		pinDir = fmt.Sprintf("pin-dir = %q\n", filepath.Join(lab.MountBPFFS(t), "vipspeaker"))
-	}
-	secret := filepath.Join(tp.cfgDir, "membership.key")
-	writeFile(t, secret, "c2VjcmV0LWZvci10aGUtbGF5ZXIyLWUyZS10ZXN0cw==\n")
-	writeFile(t, filepath.Join(tp.cfgDir, "vipspeaker.toml"), fmt.Sprintf(`
-[interface]
-name = "kube-lb0"
-kind = "ifb"
-
-[[pools]]
-name = "flat"
-addresses = ["203.0.113.0/28", "2001:db8:100::1:0/120"]
-mode = "layer2"
-  [pools.layer2]
-  interfaces = ["eth0"]
-
-[layer2]
-gratuitous-count = 3
-gratuitous-interval = "100ms"
-%s
-[membership]
-join = [%s]
-secret-file = %q
-`, pinDir, strings.Join(join, ", "), secret))
-	writeFile(t, filepath.Join(tp.svcDir, "web.yaml"), `apiVersion: v1
-kind: Service
-metadata:
-  name: web
-  namespace: demo
-  annotations:
-    vipspeaker.io/pool: flat
-    vipspeaker.io/addresses: "`+vip4+`,`+vip6+`"
-spec:
-  type: LoadBalancer
-  ports:
-  - port: 80
-`)
-	tp.agents = make([]*lab.Process, n)
 	return tp
 }
 
-func writeFile(t testing.TB, path, content string) {
-	t.Helper()
-	if err := os.WriteFile(path+".tmp", []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(path+".tmp", path); err != nil {
-		t.Fatal(err)
-	}
-}
-
+// start starts node i's agent and waits until it answers on eth0 and has
+// joined every other running agent.
 func (tp *topo) start(t testing.TB, i int) *lab.Process {
 	t.Helper()
-	tp.starts++
-	argv := append([]string{tp.bin, "run", "--services-dir", tp.svcDir, "--config-dir", tp.cfgDir,
-		"--run-dir", filepath.Join(tp.l.Dir(), fmt.Sprintf("run-node%d", i)),
-		"--node-name", fmt.Sprintf("node%d", i), "--log-level", "debug"}, tp.flags...)
 	var others []int
-	for j, a := range tp.agents {
-		if j != i && a != nil && !a.Exited() {
+	for j, n := range tp.Nodes {
+		if j != i && n.Proc != nil && !n.Proc.Exited() {
 			others = append(others, j)
 		}
 	}
-	p, err := tp.nodes[i].Start(fmt.Sprintf("vipspeaker-%d", tp.starts), argv)
+	p, err := tp.Nodes[i].Start(tp.flags...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tp.agents[i] = p
 	// The responder logs this line when it opens the interface. An agent
 	// that exits or never answers is a failure, not a reason to skip.
 	if err := lab.Poll(20*time.Second, 50*time.Millisecond, func() error {
@@ -169,7 +108,7 @@ func (tp *topo) start(t testing.TB, i int) *lab.Process {
 		}
 		return nil
 	}); err != nil {
-		t.Fatalf("%v. Log:\n%s", err, tail(p.Log()))
+		t.Fatalf("%v. Log:\n%s", err, lab.Tail(p.Log(), 20))
 	}
 	// This agent has joined every other running one. (They may not log
 	// it: a speaker back within its restart window was never gone.)
@@ -194,55 +133,19 @@ func joined(log string, j int) bool {
 	return false
 }
 
-func tail(s string) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > 20 {
-		lines = lines[len(lines)-20:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// macsIn returns the distinct MAC addresses in a tool's output.
-func macsIn(out string) []string {
-	seen := map[string]bool{}
-	var macs []string
-	for _, f := range strings.Fields(strings.ToLower(out)) {
-		if len(f) == 17 && strings.Count(f, ":") == 5 && !seen[f] {
-			seen[f] = true
-			macs = append(macs, f)
-		}
-	}
-	return macs
-}
-
 func (tp *topo) arping(addr string) []string {
-	out, _ := tp.client.Run(context.Background(), "arping", "-i", "br0", "-c", "3", "-W", "0.2", "-w", "3", "-r", addr)
-	return macsIn(out)
+	return lab.MACs(strings.Join(tp.ARPing(addr, 3, 200*time.Millisecond), " "))
 }
 
 func (tp *topo) ndisc(addr string) []string {
 	out, _ := tp.client.Run(context.Background(), "ndisc6", "-m", "-n", "-r", "2", "-w", "300", addr, "br0")
-	return macsIn(out)
+	return lab.MACs(out)
 }
 
 // owner waits until exactly one node answers for addr and returns its index.
 func (tp *topo) owner(t testing.TB, addr string, resolve func(string) []string) int {
 	t.Helper()
-	idx := -1
-	lab.Eventually(t, 15*time.Second, 200*time.Millisecond, func() error {
-		got := resolve(addr)
-		if len(got) != 1 {
-			return fmt.Errorf("answers for %s from %v, want exactly one", addr, got)
-		}
-		for i, m := range tp.macs {
-			if m == got[0] {
-				idx = i
-				return nil
-			}
-		}
-		return fmt.Errorf("%s answered by %s, not a node's eth0", addr, got[0])
-	})
-	return idx
+	return tp.WaitOwner(t, addr, 15*time.Second, resolve)
 }
 
 // The client resolves each VIP to exactly one node, over ARP and NDP, and

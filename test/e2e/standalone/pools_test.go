@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -43,17 +42,19 @@ func scrape(h *lab.Host, addr, prefix string) (map[string]float64, error) {
 // config edits.
 func TestPoolGaugesStandalone(t *testing.T) {
 	tp := newTopo(t)
-	cfgDir := filepath.Join(tp.l.Dir(), "config")
-	if err := os.MkdirAll(cfgDir, 0o755); err != nil {
-		t.Fatal(err)
+	pool := func(v4 string) {
+		t.Helper()
+		if err := tp.a.WriteConfig("vipspeaker.toml", lab.AgentTOML{DummyInterface: true,
+			Pools: []lab.Pool{{Name: "public", Addresses: []string{v4, "2001:db8:100::/120"}}}}.String()); err != nil {
+			t.Fatal(err)
+		}
 	}
-	const pool = "[[pools]]\nname = \"public\"\naddresses = [%q, \"2001:db8:100::/120\"]\n"
-	writeFile(t, filepath.Join(cfgDir, "vipspeaker.toml"), fmt.Sprintf(pool, "203.0.113.0/28"))
-	writeFile(t, filepath.Join(tp.svcDir, "web.yaml"), service("web", "203.0.113.1", "2001:db8:100::1"))
-	writeFile(t, filepath.Join(tp.svcDir, "api.yaml"), service("api", "203.0.113.1"))
-	writeFile(t, filepath.Join(tp.svcDir, "other.yaml"), service("other", "203.0.113.200"))
+	pool("203.0.113.0/28")
+	tp.write(t, "web", service("web", "203.0.113.1", "2001:db8:100::1"))
+	tp.write(t, "api", service("api", "203.0.113.1"))
+	tp.write(t, "other", service("other", "203.0.113.200"))
 	const addr = "127.0.0.1:9472"
-	tp.startAgent(t, "--config-dir", cfgDir, "--metrics-addr", addr)
+	tp.startAgent(t, "--metrics-addr", addr)
 	want := func(w map[string]float64) {
 		t.Helper()
 		lab.Eventually(t, 30*time.Second, 100*time.Millisecond, func() error {
@@ -75,8 +76,8 @@ func TestPoolGaugesStandalone(t *testing.T) {
 		`vipspeaker_pool_addresses_in_use{family="ipv4",pool="public"}`: 1,
 		`vipspeaker_pool_addresses_in_use{family="ipv6",pool="public"}`: 1,
 	})
-	writeFile(t, filepath.Join(tp.svcDir, "api.yaml"), service("api", "203.0.113.2"))
-	if err := os.Remove(filepath.Join(tp.svcDir, "web.yaml")); err != nil {
+	tp.write(t, "api", service("api", "203.0.113.2"))
+	if err := os.Remove(tp.path("web")); err != nil {
 		t.Fatal(err)
 	}
 	want(map[string]float64{
@@ -84,7 +85,7 @@ func TestPoolGaugesStandalone(t *testing.T) {
 		`vipspeaker_pool_addresses_in_use{family="ipv6",pool="public"}`: 0,
 	})
 	// The pool grows to hold 203.0.113.200 too.
-	writeFile(t, filepath.Join(cfgDir, "vipspeaker.toml"), fmt.Sprintf(pool, "203.0.113.0/24"))
+	pool("203.0.113.0/24")
 	want(map[string]float64{
 		`vipspeaker_pool_addresses{family="ipv4",pool="public"}`:        256,
 		`vipspeaker_pool_addresses_in_use{family="ipv4",pool="public"}`: 2,

@@ -7,6 +7,7 @@ package standalone_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,92 +19,74 @@ import (
 	"github.com/vipspeaker/vipspeaker/test/lab"
 )
 
+// topo is lab.Routed with one node and the client; the router sends the
+// VIP ranges to the node by static routes.
 type topo struct {
-	l      *lab.Lab
-	client *lab.Host
-	router *lab.Host
-	node   *lab.Host
-	svcDir string
-	agent  *lab.Process
-	starts int
-	bin    string
+	*lab.Routed
+	client, router, node *lab.Host
+	a                    *lab.Node
 }
 
 func newTopo(t *testing.T) *topo {
 	t.Helper()
 	nstest.RequireRoot(t)
-	bin, err := lab.BuildBinary("./cmd/vipspeaker")
-	if err != nil {
-		t.Fatalf("build vipspeaker: %v", err)
-	}
-	l := lab.New(t)
-	tp := &topo{l: l, bin: bin}
-	tp.client, tp.router, tp.node = l.MustHost("client"), l.MustHost("router"), l.MustHost("node1")
-	l.MustLink(tp.client, "eth0", []string{"198.18.0.2/30", "2001:db8:18::2/64"},
-		tp.router, "client0", []string{"198.18.0.1/30", "2001:db8:18::1/64"})
-	l.MustLink(tp.router, "node1", []string{"198.18.1.1/30", "2001:db8:18:1::1/64"},
-		tp.node, "eth0", []string{"198.18.1.2/30", "2001:db8:18:1::2/64"})
-	if err := tp.router.EnableForwarding(); err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range []struct {
-		h        *lab.Host
-		dst, via string
-	}{
-		{tp.client, "default", "198.18.0.1"},
-		{tp.client, "default6", "2001:db8:18::1"},
-		{tp.node, "default", "198.18.1.1"},
-		{tp.node, "default6", "2001:db8:18:1::1"},
-		{tp.router, "203.0.113.0/24", "198.18.1.2"},
-		{tp.router, "2001:db8:100::/64", "2001:db8:18:1::2"},
-	} {
-		if err := r.h.AddRoute(r.dst, r.via); err != nil {
+	r := lab.NewRouted(t, lab.RoutedOptions{Nodes: 1, Client: true})
+	tp := &topo{Routed: r, client: r.Client, router: r.Router, node: r.Nodes[0].Host, a: r.Nodes[0]}
+	for _, rt := range [][2]string{{"203.0.113.0/24", tp.a.Addr4}, {"2001:db8:100::/64", tp.a.Addr6}} {
+		if err := tp.router.AddRoute(rt[0], rt[1]); err != nil {
 			t.Fatal(err)
 		}
-	}
-	tp.svcDir = filepath.Join(l.Dir(), "services")
-	if err := os.MkdirAll(tp.svcDir, 0o755); err != nil {
-		t.Fatal(err)
 	}
 	return tp
 }
 
 func (tp *topo) startAgent(t *testing.T, extra ...string) {
 	t.Helper()
-	argv := append([]string{tp.bin, "run", "--services-dir", tp.svcDir,
-		"--run-dir", filepath.Join(tp.l.Dir(), "run-node1"), "--node-name", "node1", "--log-level", "debug"}, extra...)
-	tp.starts++
-	p, err := tp.node.Start(fmt.Sprintf("vipspeaker-%d", tp.starts), argv)
-	if err != nil {
+	if _, err := tp.a.Start(extra...); err != nil {
 		t.Fatal(err)
 	}
-	tp.agent = p
 }
+
+// agent is the agent last started.
+func (tp *topo) agent() *lab.Process { return tp.a.Proc }
+
+// write writes a file of the node's services folder (name.yaml).
+func (tp *topo) write(t *testing.T, name, content string) {
+	t.Helper()
+	if err := lab.WriteFileAtomic(tp.path(name), content); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (tp *topo) path(name string) string { return filepath.Join(tp.a.ServicesDir, name+".yaml") }
 
 func service(name string, addrs ...string) string {
-	return fmt.Sprintf(`apiVersion: v1
-kind: Service
-metadata:
-  name: %s
-  namespace: demo
-  annotations:
-    vipspeaker.io/addresses: "%s"
-spec:
-  type: LoadBalancer
-  ports:
-  - port: 80
-`, name, strings.Join(addrs, ","))
+	return lab.ServiceFile{Name: name, Addresses: addrs}.String()
 }
 
-func writeFile(t *testing.T, path, content string) {
+// serve builds the lab, writes web.yaml with vips, starts the agent and
+// waits until the client reaches every VIP.
+func serve(t *testing.T, vips ...string) *topo {
 	t.Helper()
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
+	tp := newTopo(t)
+	tp.write(t, "web", service("web", vips...))
+	tp.startAgent(t)
+	for _, vip := range vips {
+		lab.Eventually(t, 10*time.Second, 100*time.Millisecond, func() error { return pingOnce(tp.client, vip) })
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
+	return tp
+}
+
+// waitLog waits until the agent's log holds s; else the test fails with
+// what (the state it is not in yet).
+func (tp *topo) waitLog(t *testing.T, s, what string) {
+	t.Helper()
+	lab.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
+		if !strings.Contains(tp.agent().Log(), s) {
+			return errors.New(what)
+		}
+		return nil
+	})
 }
 
 func pingOnce(h *lab.Host, addr string) error {
@@ -113,13 +96,7 @@ func pingOnce(h *lab.Host, addr string) error {
 
 func TestManifestVIPReachableThenGone(t *testing.T) {
 	t.Parallel()
-	tp := newTopo(t)
-	writeFile(t, filepath.Join(tp.svcDir, "web.yaml"), service("web", "203.0.113.10", "2001:db8:100::10"))
-	tp.startAgent(t)
-
-	for _, vip := range []string{"203.0.113.10", "2001:db8:100::10"} {
-		lab.Eventually(t, 10*time.Second, 100*time.Millisecond, func() error { return pingOnce(tp.client, vip) })
-	}
+	tp := serve(t, "203.0.113.10", "2001:db8:100::10")
 	// An address nobody asked for is not reachable: the router sends it to
 	// the node, which has nothing there.
 	if err := pingOnce(tp.client, "203.0.113.99"); err == nil {
@@ -127,11 +104,11 @@ func TestManifestVIPReachableThenGone(t *testing.T) {
 	}
 
 	// A second Service appears in another file, with several documents.
-	writeFile(t, filepath.Join(tp.svcDir, "more.yaml"), service("dns", "203.0.113.11")+"---\n"+service("bad", "224.0.0.5"))
+	tp.write(t, "more", service("dns", "203.0.113.11")+"---\n"+service("bad", "224.0.0.5"))
 	lab.Eventually(t, 10*time.Second, 100*time.Millisecond, func() error { return pingOnce(tp.client, "203.0.113.11") })
 
 	// The first manifest is removed: its VIPs stop answering; the other stays.
-	if err := os.Remove(filepath.Join(tp.svcDir, "web.yaml")); err != nil {
+	if err := os.Remove(tp.path("web")); err != nil {
 		t.Fatal(err)
 	}
 	for _, vip := range []string{"203.0.113.10", "2001:db8:100::10"} {
@@ -146,18 +123,14 @@ func TestManifestVIPReachableThenGone(t *testing.T) {
 		t.Errorf("203.0.113.11 stopped answering: %v", err)
 	}
 	// The bad document was reported with its file, document and field.
-	if log := tp.agent.Log(); !strings.Contains(log, "more.yaml") || !strings.Contains(log, "document 2") || !strings.Contains(log, "vipspeaker.io/addresses") {
+	if log := tp.agent().Log(); !strings.Contains(log, "more.yaml") || !strings.Contains(log, "document 2") || !strings.Contains(log, "vipspeaker.io/addresses") {
 		t.Errorf("the agent's log does not name the bad document's file, document and field:\n%s", log)
 	}
 }
 
 func TestBrokenEditKeepsGoodVIPs(t *testing.T) {
 	t.Parallel()
-	tp := newTopo(t)
-	path := filepath.Join(tp.svcDir, "web.yaml")
-	writeFile(t, path, service("web", "203.0.113.20"))
-	tp.startAgent(t)
-	lab.Eventually(t, 10*time.Second, 100*time.Millisecond, func() error { return pingOnce(tp.client, "203.0.113.20") })
+	tp := serve(t, "203.0.113.20")
 	p, err := tp.client.StartPinger("203.0.113.20", 10*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
@@ -167,13 +140,8 @@ func TestBrokenEditKeepsGoodVIPs(t *testing.T) {
 		t.Fatal(err)
 	}
 	from := time.Now()
-	writeFile(t, path, "apiVersion: v1\nkind: Service\nmetadata: [this is not\n")
-	lab.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
-		if !strings.Contains(tp.agent.Log(), "web.yaml") {
-			return fmt.Errorf("the broken file is not reported yet")
-		}
-		return nil
-	})
+	tp.write(t, "web", "apiVersion: v1\nkind: Service\nmetadata: [this is not\n")
+	tp.waitLog(t, "web.yaml", "the broken file is not reported yet")
 	// Once the agent has read the broken file, the VIP answers on: 50
 	// pings in a row after the report, and none lost since the edit.
 	if err := p.WaitReplies(50, 10*time.Second); err != nil {
@@ -186,11 +154,8 @@ func TestBrokenEditKeepsGoodVIPs(t *testing.T) {
 
 func TestRestartIsHitless(t *testing.T) {
 	t.Parallel()
-	tp := newTopo(t)
-	writeFile(t, filepath.Join(tp.svcDir, "web.yaml"), service("web", "203.0.113.30"))
-	tp.startAgent(t)
-	lab.Eventually(t, 10*time.Second, 100*time.Millisecond, func() error { return pingOnce(tp.client, "203.0.113.30") })
-	if err := tp.agent.Stop(); err != nil {
+	tp := serve(t, "203.0.113.30")
+	if err := tp.agent().Stop(); err != nil {
 		t.Fatal(err)
 	}
 	// With the agent gone the VIP stays on the interface and answers.
@@ -198,27 +163,17 @@ func TestRestartIsHitless(t *testing.T) {
 		t.Fatalf("VIP gone while the agent is stopped: %v", err)
 	}
 	tp.startAgent(t)
-	lab.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
-		if !strings.Contains(tp.agent.Log(), "adopted VIPs already on the interface") {
-			return fmt.Errorf("restarted agent has not adopted the VIPs yet")
-		}
-		return nil
-	})
+	tp.waitLog(t, "adopted VIPs already on the interface", "restarted agent has not adopted the VIPs yet")
 	if err := pingOnce(tp.client, "203.0.113.30"); err != nil {
 		t.Errorf("VIP gone after restart: %v", err)
 	}
 	// --remove-vips-on-exit takes everything away on SIGTERM.
-	if err := tp.agent.Stop(); err != nil {
+	if err := tp.agent().Stop(); err != nil {
 		t.Fatal(err)
 	}
 	tp.startAgent(t, "--remove-vips-on-exit")
-	lab.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
-		if !strings.Contains(tp.agent.Log(), "VIP table applied") {
-			return fmt.Errorf("agent not ready")
-		}
-		return nil
-	})
-	if err := tp.agent.Stop(); err != nil {
+	tp.waitLog(t, "VIP table applied", "agent not ready")
+	if err := tp.agent().Stop(); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := tp.node.Run(context.Background(), "ip", "link", "show", "kube-lb0"); err == nil {
@@ -228,35 +183,22 @@ func TestRestartIsHitless(t *testing.T) {
 
 func TestRestartWithBrokenManifestKeepsVIPs(t *testing.T) {
 	t.Parallel()
-	tp := newTopo(t)
-	path := filepath.Join(tp.svcDir, "web.yaml")
-	writeFile(t, path, service("web", "203.0.113.40"))
-	tp.startAgent(t)
-	lab.Eventually(t, 10*time.Second, 100*time.Millisecond, func() error { return pingOnce(tp.client, "203.0.113.40") })
-	if err := tp.agent.Stop(); err != nil {
+	tp := serve(t, "203.0.113.40")
+	path := tp.path("web")
+	if err := tp.agent().Stop(); err != nil {
 		t.Fatal(err)
 	}
 	// The file breaks while the agent is away: the new agent has never
 	// read it cleanly, so it must not take the VIP away.
-	writeFile(t, path, "apiVersion: v1\nkind: Service\nmetadata: [broken\n")
+	tp.write(t, "web", "apiVersion: v1\nkind: Service\nmetadata: [broken\n")
 	tp.startAgent(t)
-	lab.Eventually(t, 10*time.Second, 100*time.Millisecond, func() error {
-		if !strings.Contains(tp.agent.Log(), "VIP table applied") {
-			return fmt.Errorf("agent has not applied its table yet")
-		}
-		return nil
-	})
+	tp.waitLog(t, "VIP table applied", "agent has not applied its table yet")
 	if err := pingOnce(tp.client, "203.0.113.40"); err != nil {
 		t.Fatalf("a manifest broken before the restart withdrew its VIP: %v", err)
 	}
 	// Once the file is fixed and then removed, the VIP goes as usual.
-	writeFile(t, path, service("web", "203.0.113.40"))
-	lab.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
-		if !strings.Contains(tp.agent.Log(), `msg="applying services" component=standalone vips=1`) {
-			return fmt.Errorf("the agent has not read the fixed manifest yet")
-		}
-		return nil
-	})
+	tp.write(t, "web", service("web", "203.0.113.40"))
+	tp.waitLog(t, `msg="applying services" component=standalone vips=1`, "the agent has not read the fixed manifest yet")
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
