@@ -26,8 +26,8 @@ func (r *Responder) serve(p *port, c packetConn, on func(*port, []byte)) {
 }
 
 func (r *Responder) onARP(p *port, frame []byte) {
-	if r.corr != nil {
-		r.corr.learn(p, frame, true)
+	if c := r.corr.Load(); c != nil {
+		c.learn(p, frame, true)
 	}
 	reply, v, vip := handleARP(frame, p.mac, p.owns)
 	switch v {
@@ -42,8 +42,8 @@ func (r *Responder) onARP(p *port, frame []byte) {
 }
 
 func (r *Responder) onNDP(p *port, frame []byte) {
-	if r.corr != nil {
-		r.corr.learn(p, frame, false)
+	if c := r.corr.Load(); c != nil {
+		c.learn(p, frame, false)
 	}
 	reply, v, vip := handleNDP(frame, p.mac, p.owns)
 	switch v {

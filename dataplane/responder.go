@@ -92,7 +92,7 @@ type Responder struct {
 	staleWindow time.Duration
 	queueNum    uint16
 	stateFile   string
-	corr        *corrector
+	corr        atomic.Pointer[corrector] // read by the ports' read loops without mu
 	announcer   Announcer
 	// announceErr is the last Announcer error logged (under mu), so a
 	// failing fast path is logged once, not every round.
@@ -299,7 +299,7 @@ func (r *Responder) Run(ctx context.Context) error {
 	r.mu.Unlock()
 	corr := r.startCorrector(ctx)
 	r.mu.Lock()
-	r.corr = corr
+	r.corr.Store(corr)
 	r.syncLocked()
 	r.mu.Unlock()
 
@@ -322,16 +322,16 @@ loop:
 		delete(r.ports, name)
 	}
 	r.running = false
-	if r.corr != nil {
-		r.corr.stopAll()
+	if c := r.corr.Load(); c != nil {
+		c.stopAll()
 	}
 	r.mu.Unlock()
 	r.wg.Wait()
 	r.mu.Lock()
-	if r.corr != nil {
-		r.corr.close()
+	if c := r.corr.Load(); c != nil {
+		c.close()
 	}
-	r.corr = nil
+	r.corr.Store(nil)
 	r.mu.Unlock()
 	return nil
 }
@@ -507,16 +507,16 @@ func (r *Responder) applyOwnedLocked(p *port) {
 		if _, ok := prev[a]; !ok {
 			added = append(added, a)
 			r.log.Info("owner of VIP: answering", "vip", a, "iface", p.name)
-			if r.corr != nil {
-				r.corr.reclaim(p.name, a)
+			if c := r.corr.Load(); c != nil {
+				c.reclaim(p.name, a)
 			}
 		}
 	}
 	for a := range prev {
 		if _, ok := next[a]; !ok {
 			r.log.Info("no longer owner of VIP: not answering", "vip", a, "iface", p.name)
-			if r.corr != nil {
-				r.corr.release(p, a)
+			if c := r.corr.Load(); c != nil {
+				c.release(p, a)
 			}
 		}
 	}
