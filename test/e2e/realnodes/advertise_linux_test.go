@@ -35,21 +35,15 @@ auto-assign = false
 // keeps its /32, via the labelled nodes that run one of its Pods; and
 // when a Node loses the label, its next hop leaves.
 func TestPoolAdvertisement(t *testing.T) {
-	c := realnodes.Start(t, realnodes.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	rack := []*realnodes.Node{c.Nodes[0], c.Nodes[1]}
-	for _, n := range rack {
-		if _, err := c.Kubectl(ctx, "label", "node", n.Name, "vipspeaker.test/rack=r1"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := c.InstallAgent(ctx, advertiseTOML, realnodes.GoBGPConf()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Log(c.PodReport(realnodes.AgentNamespace))
+	var rack []*realnodes.Node
+	c := clusterWith(t, advertiseTOML, func(c *realnodes.Cluster) {
+		rack = []*realnodes.Node{c.Nodes[0], c.Nodes[1]}
+		for _, n := range rack {
+			if _, err := c.Kubectl(ctx, "label", "node", n.Name, "vipspeaker.test/rack=r1"); err != nil {
+				t.Fatal(err)
+			}
 		}
 	})
 

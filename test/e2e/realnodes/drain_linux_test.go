@@ -14,9 +14,8 @@ import (
 	"github.com/vipspeaker/vipspeaker/test/lab/realnodes"
 )
 
-// The owner of a layer-2 VIP, as the segment sees it: the node whose MAC
-// answers ARP for vip.
-func layer2Owner(t *testing.T, c *realnodes.Cluster, vip string) *realnodes.Node {
+// nodeMACs maps each node's segment MAC (eth0, lower case) to the node.
+func nodeMACs(t *testing.T, c *realnodes.Cluster) map[string]*realnodes.Node {
 	t.Helper()
 	macs := map[string]*realnodes.Node{}
 	for _, n := range c.Nodes {
@@ -30,6 +29,14 @@ func layer2Owner(t *testing.T, c *realnodes.Cluster, vip string) *realnodes.Node
 			t.Fatal(err)
 		}
 	}
+	return macs
+}
+
+// The owner of a layer-2 VIP, as the segment sees it: the node whose MAC
+// answers ARP for vip.
+func layer2Owner(t *testing.T, c *realnodes.Cluster, vip string) *realnodes.Node {
+	t.Helper()
+	macs := nodeMACs(t, c)
 	p, err := c.LAN.StartARPProber("eth0", netip.MustParseAddr(realnodes.LANAddr), netip.MustParseAddr(vip), 20*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
@@ -56,17 +63,9 @@ func layer2Owner(t *testing.T, c *realnodes.Cluster, vip string) *realnodes.Node
 // pointing at it (without it, graceful restart would keep its route at the
 // router for restart-time after the node died).
 func TestDrainThenShutdown(t *testing.T) {
-	c := realnodes.Start(t, realnodes.Options{})
+	c := cluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	if _, err := c.InstallAgent(ctx, labTOML, realnodes.GoBGPConf()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Log(c.PodReport(realnodes.AgentNamespace))
-		}
-	})
 	bgp := realnodes.EchoOptions{Namespace: "web", Name: "echo", Replicas: 3, Pool: "bgp"}
 	vip := echoBGP(t, c, bgp)
 	waitNextHops(t, c, vip, len(c.Nodes))

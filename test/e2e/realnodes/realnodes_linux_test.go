@@ -55,7 +55,12 @@ const (
 
 // cluster starts three real nodes and installs the agent with kubectl
 // apply -k, as a user does.
-func cluster(t *testing.T) *realnodes.Cluster {
+func cluster(t *testing.T) *realnodes.Cluster { return clusterWith(t, labTOML, nil) }
+
+// clusterWith is cluster with toml as vipspeaker.toml and prep run on
+// the nodes before the install (labels, say). The host must be left as it
+// was found, and a failed test logs the agents' Pods.
+func clusterWith(t *testing.T, toml string, prep func(*realnodes.Cluster)) *realnodes.Cluster {
 	t.Helper()
 	before, err := realnodes.HostSnapshot()
 	if err != nil {
@@ -71,13 +76,21 @@ func cluster(t *testing.T) *realnodes.Cluster {
 		}
 	})
 	c := realnodes.Start(t, realnodes.Options{})
+	if prep != nil {
+		prep(c)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	took, err := c.InstallAgent(ctx, labTOML, realnodes.GoBGPConf())
+	took, err := c.InstallAgent(ctx, toml, realnodes.GoBGPConf())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("figure: kubectl apply -k → agent Pods Ready on %d nodes: %v", len(c.Nodes), took.Round(10*time.Millisecond))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(c.PodReport(realnodes.AgentNamespace))
+		}
+	})
 	return c
 }
 
@@ -151,11 +164,6 @@ func TestInstallBGPRollingRestart(t *testing.T) {
 	c := cluster(t)
 	o := realnodes.EchoOptions{Namespace: "web", Name: "echo", Replicas: 3, Pool: "bgp"}
 	vip := echoBGP(t, c, o)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Log(c.PodReport(realnodes.AgentNamespace))
-		}
-	})
 	waitNextHops(t, c, vip, len(c.Nodes))
 
 	load := realnodes.StartLoad(c.Client, "http://"+vip+"/", rate, timeout)

@@ -8,7 +8,6 @@ package realnodes_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -180,16 +179,8 @@ func layer2(t *testing.T, c *realnodes.Cluster) {
 	ip := firstAnswer(t, c, o, c.LAN, "the layer-2 VIP", "from the segment")
 
 	macs := map[string]string{}
-	for _, n := range c.Nodes {
-		if err := n.Host.Do(func() error {
-			ifi, err := net.InterfaceByName("eth0")
-			if err == nil {
-				macs[strings.ToLower(ifi.HardwareAddr.String())] = n.Name
-			}
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
+	for mac, n := range nodeMACs(t, c) {
+		macs[mac] = n.Name
 	}
 	p, err := c.LAN.StartARPProber("eth0", netip.MustParseAddr(realnodes.LANAddr), netip.MustParseAddr(ip), 100*time.Millisecond)
 	if err != nil {
