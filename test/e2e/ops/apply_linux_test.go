@@ -141,7 +141,8 @@ func TestHelmManifestsApplyToAPIServer(t *testing.T) {
 	} {
 		// One field manager, as `helm upgrade` would be: the second render
 		// replaces what the first set (the metrics port moves).
-		kinds, err := s.ApplyManifests([]byte(helmTemplate(t, c.args...)), "helm")
+		// helm template | kubectl apply: the Namespace comes from the chart.
+		kinds, err := s.ApplyManifests([]byte(helmTemplate(t, append([]string{"--set", "namespace.create=true"}, c.args...)...)), "helm")
 		if err != nil {
 			t.Errorf("%s: %v", c.name, err)
 		}

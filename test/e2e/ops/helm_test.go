@@ -171,9 +171,11 @@ func TestHelmLint(t *testing.T) {
 	t.Log(out)
 }
 
-// TestHelmTemplateEqualsKustomize: with default values the chart renders
-// the same objects as `kustomize build deploy/kustomize`, label for label,
-// apart from the labels Helm adds by convention.
+// TestHelmTemplateEqualsKustomize: with default values plus
+// namespace.create=true (the Namespace object, which `helm install
+// --create-namespace` makes instead) the chart renders the same objects as
+// `kustomize build deploy/kustomize`, label for label, apart from the
+// labels Helm adds by convention.
 func TestHelmTemplateEqualsKustomize(t *testing.T) {
 	requireChart(t)
 	kdir := filepath.Join(moduleRoot(t), "deploy", "kustomize")
@@ -181,7 +183,7 @@ func TestHelmTemplateEqualsKustomize(t *testing.T) {
 		t.Fatalf("no kustomize base to compare the chart with: %v", err)
 	}
 	want := parseObjects(t, run(t, kustomizeBin(t), "build", kdir))
-	got := parseObjects(t, helmTemplate(t))
+	got := parseObjects(t, helmTemplate(t, "--set", "namespace.create=true"))
 	if diff := cmp.Diff(keys(want), keys(got)); diff != "" {
 		t.Errorf("objects (-kustomize +helm):\n%s", diff)
 	}

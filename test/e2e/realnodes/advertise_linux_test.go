@@ -38,14 +38,14 @@ func TestPoolAdvertisement(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	var rack []*realnodes.Node
-	c := clusterWith(t, advertiseTOML, func(c *realnodes.Cluster) {
+	c := clusterWith(t, func(c *realnodes.Cluster) {
 		rack = []*realnodes.Node{c.Nodes[0], c.Nodes[1]}
 		for _, n := range rack {
 			if _, err := c.Kubectl(ctx, "label", "node", n.Name, "vipspeaker.test/rack=r1"); err != nil {
 				t.Fatal(err)
 			}
 		}
-	})
+	}, kustomize(advertiseTOML))
 
 	agg := realnodes.EchoOptions{Namespace: "web", Name: "agg", Replicas: 3, Pool: "rack"}
 	vip := firstAnswer(t, c, agg, c.Client, "the aggregated VIP", "from behind the router")

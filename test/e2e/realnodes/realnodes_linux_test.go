@@ -55,12 +55,20 @@ const (
 
 // cluster starts three real nodes and installs the agent with kubectl
 // apply -k, as a user does.
-func cluster(t *testing.T) *realnodes.Cluster { return clusterWith(t, labTOML, nil) }
+func cluster(t *testing.T) *realnodes.Cluster { return clusterWith(t, nil, kustomize(labTOML)) }
 
-// clusterWith is cluster with toml as vipspeaker.toml and prep run on
-// the nodes before the install (labels, say). The host must be left as it
-// was found, and a failed test logs the agents' Pods.
-func clusterWith(t *testing.T, toml string, prep func(*realnodes.Cluster)) *realnodes.Cluster {
+// kustomize installs the agent with kubectl apply -k, toml as its
+// vipspeaker.toml.
+func kustomize(toml string) func(context.Context, *realnodes.Cluster) (time.Duration, error) {
+	return func(ctx context.Context, c *realnodes.Cluster) (time.Duration, error) {
+		return c.InstallAgent(ctx, toml, realnodes.GoBGPConf())
+	}
+}
+
+// clusterWith starts three real nodes, runs prep on them (labels, say;
+// may be nil) and installs the agent with install. The host must be left
+// as it was found, and a failed test logs the agents' Pods.
+func clusterWith(t *testing.T, prep func(*realnodes.Cluster), install func(context.Context, *realnodes.Cluster) (time.Duration, error)) *realnodes.Cluster {
 	t.Helper()
 	before, err := realnodes.HostSnapshot()
 	if err != nil {
@@ -81,11 +89,11 @@ func clusterWith(t *testing.T, toml string, prep func(*realnodes.Cluster)) *real
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	took, err := c.InstallAgent(ctx, toml, realnodes.GoBGPConf())
+	took, err := install(ctx, c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("figure: kubectl apply -k → agent Pods Ready on %d nodes: %v", len(c.Nodes), took.Round(10*time.Millisecond))
+	t.Logf("figure: install → agent Pods Ready on %d nodes: %v", len(c.Nodes), took.Round(10*time.Millisecond))
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Log(c.PodReport(realnodes.AgentNamespace))

@@ -75,15 +75,7 @@ func (c *Cluster) AgentImage(ctx context.Context) (string, error) {
 // node and the allocator Deployment's replicas are available. It returns
 // how long the apply took to every Pod Ready.
 func (c *Cluster) InstallAgent(ctx context.Context, toml, gobgp string) (time.Duration, error) {
-	image, err := c.AgentImage(ctx)
-	if err != nil {
-		return 0, err
-	}
-	tar, err := BinaryImage(c.dir, "./cmd/vipspeaker", image)
-	if err != nil {
-		return 0, err
-	}
-	if err := c.ImportImage(tar); err != nil {
+	if err := c.importAgentImage(ctx); err != nil {
 		return 0, err
 	}
 	dir, err := deployDir()
@@ -112,6 +104,26 @@ func (c *Cluster) InstallAgent(ctx context.Context, toml, gobgp string) (time.Du
 	if _, err := c.Kubectl(ctx, "apply", "-k", overlay); err != nil {
 		return 0, err
 	}
+	return c.waitAgent(start)
+}
+
+// importAgentImage builds the agent's image from ./cmd/vipspeaker under
+// the name deploy/ gives it and imports it into every node's containerd.
+func (c *Cluster) importAgentImage(ctx context.Context) error {
+	image, err := c.AgentImage(ctx)
+	if err != nil {
+		return err
+	}
+	tar, err := BinaryImage(c.dir, "./cmd/vipspeaker", image)
+	if err != nil {
+		return err
+	}
+	return c.ImportImage(tar)
+}
+
+// waitAgent waits until the speakers are Ready on every node and the
+// allocator Deployment is available, and returns the time since start.
+func (c *Cluster) waitAgent(start time.Time) (time.Duration, error) {
 	if err := c.WaitDaemonSetReady(AgentNamespace, AgentDaemonSet, 3*time.Minute); err != nil {
 		return 0, err
 	}
@@ -119,6 +131,27 @@ func (c *Cluster) InstallAgent(ctx context.Context, toml, gobgp string) (time.Du
 		return 0, err
 	}
 	return time.Since(start), nil
+}
+
+// InstallAgentHelm is InstallAgent the chart's way: the same image import,
+// then the command deploy/helm/vipspeaker/README.md gives (helm install of
+// chart into vipspeaker-system with a values file), run by helm next to
+// the API server. It returns how long the install took to every Pod Ready.
+func (c *Cluster) InstallAgentHelm(ctx context.Context, helm, chart, values string) (time.Duration, error) {
+	if err := c.importAgentImage(ctx); err != nil {
+		return 0, err
+	}
+	file := filepath.Join(c.dir, "helm-values.yaml")
+	if err := os.WriteFile(file, []byte(values), 0o644); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	argv := []string{helm, "install", "vipspeaker", chart, "--namespace", AgentNamespace, "--create-namespace", "-f", file,
+		"--kubeconfig", c.Kubeconfig}
+	if out, err := c.APIHost.Run(ctx, argv...); err != nil {
+		return 0, fmt.Errorf("helm install: %w\n%s", err, out)
+	}
+	return c.waitAgent(start)
 }
 
 // ConfigMap is the agent's ConfigMap (vipspeaker-config) holding toml and

@@ -1,0 +1,73 @@
+package realnodes_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vipspeaker/vipspeaker/test/e2e/ops"
+	"github.com/vipspeaker/vipspeaker/test/lab/realnodes"
+)
+
+// helmValues is the lab's configuration as chart values: the pools of
+// labTOML and the lab's gobgp.conf.
+func helmValues() string {
+	var b strings.Builder
+	b.WriteString(`interface:
+  name: kube-lb0
+  kind: ifb
+pools:
+  - name: bgp
+    addresses: ["203.0.113.0/28"]
+    mode: bgp
+    autoAssign: true
+  - name: l2
+    addresses: ["198.18.10.200-198.18.10.215"]
+    mode: layer2
+    autoAssign: false
+    layer2:
+      interfaces: ["eth0"]
+gobgpConf: |
+`)
+	for _, l := range strings.Split(strings.TrimRight(realnodes.GoBGPConf(), "\n"), "\n") {
+		fmt.Fprintf(&b, "  %s\n", l)
+	}
+	return b.String()
+}
+
+// A user installs vipspeaker with the chart's own command (`helm install
+// vipspeaker deploy/helm/vipspeaker --namespace vipspeaker-system
+// --create-namespace -f values.yaml`, deploy/helm/vipspeaker/README.md) on
+// three real nodes and reaches a Service behind the router through all
+// three. (The command the README gave before, without --create-namespace
+// and with the chart making the namespace, failed here: Helm records the
+// release in the namespace before it creates anything.)
+func TestHelmInstallBGP(t *testing.T) {
+	helm, err := ops.Helm()
+	if err != nil {
+		t.Fatal(err)
+	}
+	chart, err := ops.ChartDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := clusterWith(t, nil, func(ctx context.Context, c *realnodes.Cluster) (time.Duration, error) {
+		return c.InstallAgentHelm(ctx, helm, chart, helmValues())
+	})
+	o := realnodes.EchoOptions{Namespace: "web", Name: "echo", Replicas: 3, Pool: "bgp"}
+	vip := echoBGP(t, c, o)
+	waitNextHops(t, c, vip, len(c.Nodes))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := c.Kubectl(ctx, "get", "daemonset,deployment", "-n", realnodes.AgentNamespace, "-l", "app.kubernetes.io/managed-by=Helm", "-o", "name")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"daemonset.apps/" + realnodes.AgentDaemonSet, "deployment.apps/" + realnodes.AllocatorDeployment} {
+		if !strings.Contains(out, want) {
+			t.Errorf("%s not installed by Helm; Helm's objects: %q", want, out)
+		}
+	}
+}
