@@ -56,6 +56,12 @@ func (p *Pool) SelectsNode(nodeLabels map[string]string) bool {
 	return sel.(labels.Selector).Matches(labels.Set(nodeLabels))
 }
 
+// SelectsService reports whether a Service with these labels may get
+// addresses from the pool (its service-selector; none: every Service).
+func (p *Pool) SelectsService(svcLabels map[string]string) bool {
+	return (&Pool{Advertise: PoolAdvertise{NodeSelector: p.ServiceSelector}}).SelectsNode(svcLabels)
+}
+
 // selectors caches parsed node selectors by their text (SelectsNode runs
 // for every Service and node at each decision).
 var selectors sync.Map

@@ -3,6 +3,7 @@ package config
 import (
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -174,5 +175,33 @@ node-selector = "rack=r2"
 	if errs := c.StandaloneErrors("vipspeaker.toml"); len(errs) != 1 ||
 		errs[0].Error() != `vipspeaker.toml: pools[2].advertise.node-selector: a layer2 pool's node-selector needs cluster mode (in standalone mode give the pool only to the nodes that should answer for it)` {
 		t.Errorf("StandaloneErrors = %v", errs)
+	}
+}
+
+func TestPoolServiceSelectorAndPriority(t *testing.T) {
+	c, errs := Parse("vipspeaker.toml", []byte(`
+[[pools]]
+name = "web"
+addresses = ["203.0.113.0/28"]
+service-selector = "tier in (web, edge)"
+priority = 10
+`))
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	p := c.Pool("web")
+	if p.Priority != 10 || !p.SelectsService(map[string]string{"tier": "edge"}) || p.SelectsService(nil) {
+		t.Errorf("pool %+v", p)
+	}
+	_, errs = Parse("vipspeaker.toml", []byte(`
+[[pools]]
+name = "bad"
+addresses = ["203.0.113.0/28"]
+service-selector = "tier in (web"
+priority = 0
+`))
+	got := errStrings(errs)
+	if len(got) != 2 || !strings.Contains(got[0], "pools[0].service-selector") || !strings.Contains(got[1], "pools[0].priority: 0 is not a priority") {
+		t.Errorf("errors %q", got)
 	}
 }

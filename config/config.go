@@ -90,8 +90,14 @@ type Pool struct {
 	AvoidBuggyIPs bool
 	// Namespaces that may use the pool; empty means all.
 	Namespaces []string
-	Layer2     PoolLayer2
-	Advertise  PoolAdvertise
+	// ServiceSelector is a label selector (as written) a Service must match
+	// to get addresses from the pool; empty: every Service.
+	ServiceSelector string
+	// Priority orders the auto-assign pools a Service may use: lower
+	// first, then pools without one (0), in file order.
+	Priority  int
+	Layer2    PoolLayer2
+	Advertise PoolAdvertise
 }
 
 // PoolLayer2 is a pool's [pools.layer2] section.

@@ -40,6 +40,8 @@ type filePool struct {
 	AutoAssign    *bool             `toml:"auto-assign"`
 	AvoidBuggyIPs bool              `toml:"avoid-buggy-ips"`
 	Namespaces    []string          `toml:"namespaces"`
+	ServiceSel    string            `toml:"service-selector"`
+	Priority      *int64            `toml:"priority"`
 	Layer2        filePoolLayer2    `toml:"layer2"`
 	Advertise     filePoolAdvertise `toml:"advertise"`
 }
@@ -243,6 +245,19 @@ func (v *validator) pools(raw []filePool) []Pool {
 			seen[ns] = true
 		}
 		p.Namespaces = rp.Namespaces
+		if sel := strings.TrimSpace(rp.ServiceSel); sel != "" {
+			if _, err := labels.Parse(sel); err != nil {
+				v.errorf(at+".service-selector", nil, "%q is not a label selector: %v", rp.ServiceSel, err)
+			}
+			p.ServiceSelector = sel
+		}
+		if pr := rp.Priority; pr != nil {
+			if *pr < 1 || *pr > 1000000 {
+				v.errorf(at+".priority", nil, "%d is not a priority (1..1000000, lower first; leave it out for last)", *pr)
+			} else {
+				p.Priority = int(*pr)
+			}
+		}
 		for j, name := range rp.Layer2.Interfaces {
 			if err := checkIfName(name); err != nil {
 				v.errorf(fmt.Sprintf("%s.layer2.interfaces[%d]", at, j), nil, "%v", err)

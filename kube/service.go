@@ -45,7 +45,7 @@ type Spec struct {
 func ReadService(svc *corev1.Service) Spec {
 	ann := svc.Annotations
 	s := Spec{
-		Request: allocator.Request{Service: ServiceKey(svc), Namespace: svc.Namespace},
+		Request: allocator.Request{Service: ServiceKey(svc), Namespace: svc.Namespace, Labels: svc.Labels},
 		Local:   svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
 	}
 	bad := func(key, value string, err error) {

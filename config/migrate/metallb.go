@@ -111,9 +111,19 @@ func (c *converter) metallb() {
 		p := &pool{name: d.name, addresses: s.Addresses, autoAssign: s.AutoAssign == nil || *s.AutoAssign,
 			avoidBuggy: s.AvoidBuggyIPs, labels: d.labels}
 		if a := s.ServiceAllocation; a != nil {
-			p.namespaces = a.Namespaces
-			if a.Priority != 0 || len(a.NamespaceSelectors) > 0 || len(a.ServiceSelectors) > 0 {
-				c.note(d, "spec.serviceAllocation: priority, namespaceSelectors and serviceSelectors are not carried over (a pool here lists its namespaces; a Service names its pool with vipspeaker.io/pool)")
+			p.namespaces, p.priority = a.Namespaces, a.Priority
+			if len(a.ServiceSelectors) > 0 {
+				if sel, err := metav1.LabelSelectorAsSelector(&a.ServiceSelectors[0]); err != nil {
+					c.note(d, fmt.Sprintf("serviceAllocation.serviceSelectors: %v", err))
+				} else {
+					p.serviceSelector = sel.String()
+				}
+				if len(a.ServiceSelectors) > 1 {
+					c.note(d, "serviceAllocation.serviceSelectors: only the first of several selectors is carried over")
+				}
+			}
+			if len(a.NamespaceSelectors) > 0 {
+				c.note(d, "spec.serviceAllocation.namespaceSelectors are not carried over (a pool here lists its namespaces)")
 			}
 		}
 		c.pools = append(c.pools, p)

@@ -127,6 +127,8 @@ type pool struct {
 	namespaces, interfaces     []string
 	labels                     map[string]string
 	nodeSelector               string
+	serviceSelector            string
+	priority                   int
 	communities                []string
 	localPref                  uint32
 	aggregation, aggregationV6 int
@@ -210,6 +212,12 @@ func (c *converter) toml() string {
 		}
 		if len(p.namespaces) > 0 {
 			fmt.Fprintf(&b, "namespaces = %s\n", list(p.namespaces))
+		}
+		if p.serviceSelector != "" {
+			fmt.Fprintf(&b, "service-selector = %s\n", quote(p.serviceSelector))
+		}
+		if p.priority > 0 {
+			fmt.Fprintf(&b, "priority = %d\n", p.priority)
 		}
 		if p.mode == "layer2" {
 			l2 = true

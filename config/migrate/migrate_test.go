@@ -60,7 +60,9 @@ func TestMetalLB(t *testing.T) {
 		t.Errorf("spare pool (no advertisement in MetalLB) %+v, want auto-assign off", spare)
 	}
 	hasNote(t, res, "IPAddressPool/spare", "does not announce it")
-	hasNote(t, res, "IPAddressPool/production", "priority")
+	if prod.Priority != 50 {
+		t.Errorf("production priority %d, want MetalLB's 50", prod.Priority)
+	}
 	hasNote(t, res, "BGPAdvertisement/prod", "spec.peers")
 	hasNote(t, res, "BGPPeer/tor1", "passwordSecret", "tor1-password")
 	hasNote(t, res, "BGPPeer/tor2", "routerID")

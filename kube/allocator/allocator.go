@@ -81,6 +81,20 @@ func allows(p *config.Pool, ns string) bool {
 	return len(p.Namespaces) == 0 || slices.Contains(p.Namespaces, ns)
 }
 
+// serves is allows plus the pool's service-selector: whether a new
+// allocation for r may come from p. A Service keeps what it holds when its
+// labels change (keepCurrent checks only the namespace), so editing labels
+// never moves an address.
+func serves(p *config.Pool, r Request) *Error {
+	if !allows(p, r.Namespace) {
+		return errorf(ReasonNamespace, "pool %q does not allow namespace %q", p.Name, r.Namespace)
+	}
+	if !p.SelectsService(r.Labels) {
+		return errorf(ReasonSelector, "pool %q serves only Services matching %q", p.Name, p.ServiceSelector)
+	}
+	return nil
+}
+
 // Holding returns the addresses and pool a Service holds.
 func (a *Allocator) Holding(service string) ([]netip.Addr, string) {
 	u := a.bySvc[service]

@@ -648,3 +648,53 @@ auto-assign = false
 		}
 	}
 }
+
+// Pools chosen by Service labels, with priority: among the auto-assign
+// pools that serve a Service, the lowest priority first, then pools
+// without one in file order; a Service naming a pool whose selector it
+// does not match is refused with ServiceNotSelected; a label change does
+// not move an address already given.
+func TestPoolPriorityAndServiceSelector(t *testing.T) {
+	a := New(pools(t, `
+[[pools]]
+name = "general"
+addresses = ["198.51.100.0-198.51.100.3"]
+
+[[pools]]
+name = "web"
+addresses = ["203.0.113.0-203.0.113.3"]
+service-selector = "tier in (web, edge)"
+priority = 10
+
+[[pools]]
+name = "first"
+addresses = ["192.0.2.0-192.0.2.3"]
+service-selector = "tier=edge"
+priority = 5
+`))
+	web := svc("web")
+	web.Labels = map[string]string{"tier": "web"}
+	if res := mustAssign(t, a, web); res.Pool != "web" {
+		t.Errorf("tier=web got pool %q, want web (priority 10 before the pool without one)", res.Pool)
+	}
+	edge := svc("edge")
+	edge.Labels = map[string]string{"tier": "edge"}
+	if res := mustAssign(t, a, edge); res.Pool != "first" {
+		t.Errorf("tier=edge got pool %q, want first (priority 5)", res.Pool)
+	}
+	plain := svc("plain")
+	if res := mustAssign(t, a, plain); res.Pool != "general" {
+		t.Errorf("no labels got pool %q, want general (the only one serving it)", res.Pool)
+	}
+	named := svc("named")
+	named.Pool = "web"
+	_, err := a.Assign(named)
+	wantReason(t, err, ReasonSelector)
+	// The web Service loses its label: it keeps its address.
+	kept := web
+	res := mustAssign(t, a, web)
+	kept.Labels, kept.Current = nil, res.Addrs
+	if again := mustAssign(t, a, kept); fmt.Sprint(again.Addrs) != fmt.Sprint(res.Addrs) {
+		t.Errorf("after a label change %v, want the address kept: %v", again.Addrs, res.Addrs)
+	}
+}

@@ -1,6 +1,8 @@
 package allocator
 
 import (
+	"cmp"
+	"math"
 	"net/netip"
 	"slices"
 	"strings"
@@ -36,8 +38,8 @@ func (a *Allocator) requested(r Request, fams []Family) ([]netip.Addr, string, *
 				return nil, "", errorf(ReasonNotInPool, "%s is not an address of any pool", addr)
 			}
 		}
-		if !allows(p, r.Namespace) {
-			return nil, "", errorf(ReasonNamespace, "pool %q does not allow namespace %q", p.Name, r.Namespace)
+		if err := serves(p, r); err != nil {
+			return nil, "", err
 		}
 		if poolName != "" && poolName != p.Name {
 			return nil, "", errorf(ReasonMixedPools, "the requested addresses are in different pools (%q and %q)", poolName, p.Name)
@@ -118,20 +120,31 @@ func (a *Allocator) fresh(r Request, fams []Family) ([]netip.Addr, string, *Erro
 		if p == nil {
 			return nil, "", errorf(ReasonUnknownPool, "pool %q does not exist", r.Pool)
 		}
-		if !allows(p, r.Namespace) {
-			return nil, "", errorf(ReasonNamespace, "pool %q does not allow namespace %q", p.Name, r.Namespace)
+		if err := serves(p, r); err != nil {
+			return nil, "", err
 		}
 		cands = []*config.Pool{p}
 	} else {
 		for i := range a.pools {
 			p := &a.pools[i]
-			if p.AutoAssign && allows(p, r.Namespace) {
+			if p.AutoAssign && serves(p, r) == nil {
 				cands = append(cands, p)
 			}
 		}
 		if len(cands) == 0 {
-			return nil, "", errorf(ReasonNoPool, "no pool with auto-assign allows namespace %q", r.Namespace)
+			return nil, "", errorf(ReasonNoPool, "no pool with auto-assign serves this Service (namespace %q, its labels)", r.Namespace)
 		}
+		// Lower priority first; pools without one after, in file order.
+		slices.SortStableFunc(cands, func(x, y *config.Pool) int {
+			px, py := x.Priority, y.Priority
+			if px == 0 {
+				px = math.MaxInt
+			}
+			if py == 0 {
+				py = math.MaxInt
+			}
+			return cmp.Compare(px, py)
+		})
 	}
 	need := fams[:1]
 	if r.RequireAll {

@@ -42,6 +42,8 @@ type Request struct {
 	// Service is "namespace/name"; Namespace its namespace.
 	Service   string
 	Namespace string
+	// Labels are the Service's labels (pools' service-selector).
+	Labels map[string]string
 	// Families wanted, in order of preference (no duplicates). Empty: the
 	// families of Addresses, else IPv4.
 	Families []Family
@@ -76,6 +78,7 @@ const (
 	ReasonNotInPool    Reason = "AddressNotInPool"
 	ReasonWrongFamily  Reason = "WrongFamily"
 	ReasonNamespace    Reason = "NamespaceNotAllowed"
+	ReasonSelector     Reason = "ServiceNotSelected"
 	ReasonInUse        Reason = "AddressInUse"
 	ReasonNoPool       Reason = "NoSuitablePool"
 	ReasonExhausted    Reason = "PoolExhausted"

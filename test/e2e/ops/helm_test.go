@@ -241,7 +241,7 @@ func TestHelmConfigMapPassesCheck(t *testing.T) {
 	cm := renderedConfigMap(t, helmTemplate(t, "-f", values))
 	data, _ := cm["data"].(map[string]any)
 	toml, _ := data["vipspeaker.toml"].(string)
-	for _, want := range []string{`name = "lan"`, `interfaces = ["eth0"]`, `gratuitous-count = 5`, `node-selector = "topology.kubernetes.io/zone=rack1"`, `aggregation-length-v6 = 64`, `communities = ["64512:126","large:64512:1:1"]`} {
+	for _, want := range []string{`name = "lan"`, `interfaces = ["eth0"]`, `gratuitous-count = 5`, `node-selector = "topology.kubernetes.io/zone=rack1"`, `aggregation-length-v6 = 64`, `service-selector = "tier in (web, edge)"`, `priority = 5`, `communities = ["64512:126","large:64512:1:1"]`} {
 		if !strings.Contains(toml, want) {
 			t.Errorf("vipspeaker.toml from the values lacks %s:\n%s", want, toml)
 		}

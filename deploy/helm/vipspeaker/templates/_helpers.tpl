@@ -64,6 +64,12 @@ avoid-buggy-ips = {{ .avoidBuggyIPs }}
 {{- with .namespaces }}
 namespaces = {{ . | toJson }}
 {{- end }}
+{{- with .serviceSelector }}
+service-selector = {{ . | quote }}
+{{- end }}
+{{- with .priority }}
+priority = {{ . }}
+{{- end }}
 {{- with .layer2 }}
   [pools.layer2]
   interfaces = {{ .interfaces | default list | toJson }}
