@@ -41,5 +41,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg != nil {
 		reg.MustRegister(m.poolSize, m.poolInUse, m.leader, m.allocations, m.announced, m.apply)
 	}
+	if err := registerAPIMetrics(reg); err != nil {
+		panic(err) // a name clash on a fresh registry is a programming error, as MustRegister's
+	}
 	return m
 }
