@@ -21,14 +21,16 @@ const advertiseTOML = labTOML + `
 name = "rack"
 addresses = ["203.0.113.64/26"]
 mode = "bgp"
-auto-assign = false
+service-selector = "tier=web"
+priority = 1
   [pools.advertise]
   node-selector = "vipspeaker.test/rack=r1"
   communities = ["64512:126"]
   aggregation-length = 26
 `
 
-// A pool's [pools.advertise] on real nodes: with two of three Nodes
+// A pool chosen by a Service's labels, and its [pools.advertise], on real
+// nodes: with two of three Nodes
 // labelled for the pool, the router holds the pool's /26 via exactly those
 // two for a Cluster Service (no /32), carrying the pool's community, and
 // the client reaches the Pods through it; a Local Service of the same pool
@@ -47,10 +49,12 @@ func TestPoolAdvertisement(t *testing.T) {
 		}
 	}, kustomize(advertiseTOML))
 
-	agg := realnodes.EchoOptions{Namespace: "web", Name: "agg", Replicas: 3, Pool: "rack"}
+	// The pool is chosen by the Service's labels (service-selector, first
+	// by priority): the Service names no pool.
+	agg := realnodes.EchoOptions{Namespace: "web", Name: "agg", Replicas: 3, Labels: map[string]string{"tier": "web"}}
 	vip := firstAnswer(t, c, agg, c.Client, "the aggregated VIP", "from behind the router")
-	if !strings.HasPrefix(vip, "203.0.113.") {
-		t.Fatalf("Service got %s, not an address of the rack pool", vip)
+	if a := netip.MustParseAddr(vip); !netip.MustParsePrefix("203.0.113.64/26").Contains(a) {
+		t.Fatalf("Service labelled tier=web got %s, not an address of the rack pool its labels select", vip)
 	}
 	if err := c.Router.WaitGateways("203.0.113.64/26", 2*time.Minute, rack[0].Addr, rack[1].Addr); err != nil {
 		t.Fatal(err)
@@ -73,7 +77,7 @@ func TestPoolAdvertisement(t *testing.T) {
 
 	// A Local Service of the same pool: its own /32, via the labelled nodes
 	// that run one of its ready Pods.
-	loc := realnodes.EchoOptions{Namespace: "web", Name: "loc", Replicas: 2, Pool: "rack", Local: true}
+	loc := realnodes.EchoOptions{Namespace: "web", Name: "loc", Replicas: 2, Pool: "rack", Local: true, Labels: map[string]string{"tier": "web"}}
 	locVIP := firstAnswer(t, c, loc, c.Client, "the Local VIP", "from behind the router")
 	if err := c.WaitDeploymentReady(loc.Namespace, loc.Name, 2*time.Minute); err != nil {
 		t.Fatal(err)

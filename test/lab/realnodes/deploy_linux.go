@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -224,6 +226,8 @@ type EchoOptions struct {
 	Pool, Mode string
 	// Local sets externalTrafficPolicy: Local.
 	Local bool
+	// Labels of the Service (pools' service-selector).
+	Labels map[string]string
 }
 
 // EchoManifest is the YAML of the namespace, the Deployment (readiness
@@ -238,6 +242,13 @@ func EchoManifest(o EchoOptions) string {
 	}
 	if ann != "" {
 		ann = "  annotations:\n" + ann
+	}
+	if len(o.Labels) > 0 {
+		keys := slices.Sorted(maps.Keys(o.Labels))
+		ann += "  labels:\n"
+		for _, k := range keys {
+			ann += fmt.Sprintf("    %s: %q\n", k, o.Labels[k])
+		}
 	}
 	policy := "Cluster"
 	if o.Local {
