@@ -78,6 +78,27 @@ func TestServerAggregatesPoolPrefixes(t *testing.T) {
 	eventually(t, 5*time.Second, "aggregates gone with their last member", want("203.0.113.20/32", "203.0.113.30/32"))
 }
 
+// A pool's local-pref reaches an iBGP peer as LOCAL_PREF on the wire.
+func TestServerLocalPrefAtIBGPPeer(t *testing.T) {
+	port := freePort(t, "127.0.0.1")
+	r := startPeerAS(t, "127.0.0.2", port, false, true, 65001)
+	_, src, _, _ := startServer(t, ourConfig{port: port, peers: []*peer{r}, peerAS: 65001}, nil)
+	established(t, r)
+	v := vip("203.0.113.10")
+	v.Attrs.LocalPref = 250
+	src.push(routing.Event{Kind: routing.Added, VIP: v})
+	eventually(t, 5*time.Second, "LOCAL_PREF 250 at the iBGP peer", func() error {
+		p, ok := r.routes(t)["203.0.113.10/32"]
+		if !ok {
+			return errors.New("no 203.0.113.10/32")
+		}
+		if lp, ok := attr[*bgppkt.PathAttributeLocalPref](p); !ok || lp.Value != 250 {
+			return fmt.Errorf("LOCAL_PREF %v, want 250", lp)
+		}
+		return nil
+	})
+}
+
 func TestPrefixPathLocalPref(t *testing.T) {
 	p, err := prefixPath(netip.MustParsePrefix("203.0.113.0/24"), routing.Attrs{LocalPref: 250}, netip.Addr{})
 	if err != nil {

@@ -83,13 +83,20 @@ func startPeer(t *testing.T, addr string, ourPort int, gr bool) *peer {
 
 func startPeerMode(t *testing.T, addr string, ourPort int, gr, passive bool) *peer {
 	t.Helper()
+	return startPeerAS(t, addr, ourPort, gr, passive, 65000)
+}
+
+// startPeerAS is startPeerMode with the peer in AS asn (65001, ours, makes
+// the session iBGP).
+func startPeerAS(t *testing.T, addr string, ourPort int, gr, passive bool, asn uint32) *peer {
+	t.Helper()
 	p := &peer{addr: addr, port: freePort(t, addr)}
 	p.s = server.NewBgpServer(server.LoggerOption(testLogger(t), nil))
 	go p.s.Serve()
 	t.Cleanup(p.s.Stop)
 	ctx := context.Background()
 	if err := p.s.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
-		Asn: 65000, RouterId: addr, ListenPort: int32(p.port), ListenAddresses: []string{addr},
+		Asn: asn, RouterId: addr, ListenPort: int32(p.port), ListenAddresses: []string{addr},
 	}}); err != nil {
 		t.Fatal(err)
 	}
@@ -182,6 +189,7 @@ type ourConfig struct {
 	extra     string // appended (policies)
 	neighbor  string // appended to each [neighbors.config]... block
 	exportPol string
+	peerAS    int // the peers' AS; 0: 65000 (eBGP)
 }
 
 func (c ourConfig) String() string {
@@ -190,12 +198,16 @@ func (c ourConfig) String() string {
 	if c.exportPol != "" {
 		fmt.Fprintf(&b, "[global.apply-policy.config]\n  export-policy-list = [%q]\n  default-export-policy = \"accept-route\"\n", c.exportPol)
 	}
+	peerAS := c.peerAS
+	if peerAS == 0 {
+		peerAS = 65000
+	}
 	for _, p := range c.peers {
 		fmt.Fprintf(&b, `
 [[neighbors]]
   [neighbors.config]
     neighbor-address = %q
-    peer-as = 65000
+    peer-as = %d
 %s  [neighbors.transport.config]
     remote-port = %d
     local-address = "127.0.0.1"
@@ -215,7 +227,7 @@ func (c ourConfig) String() string {
   [neighbors.graceful-restart.config]
     enabled = %t
     restart-time = 60
-`, p.addr, c.neighbor, p.port, c.gr, c.gr, c.gr)
+`, p.addr, peerAS, c.neighbor, p.port, c.gr, c.gr, c.gr)
 	}
 	b.WriteString(c.extra)
 	return b.String()
