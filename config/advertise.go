@@ -42,28 +42,35 @@ type filePoolAdvertise struct {
 // SelectsNode reports whether a node with these labels announces (bgp) or
 // may own (layer2) the pool's VIPs. A nil pool selects every node.
 func (p *Pool) SelectsNode(nodeLabels map[string]string) bool {
-	if p == nil || p.Advertise.NodeSelector == "" {
-		return true
-	}
-	sel, ok := selectors.Load(p.Advertise.NodeSelector)
-	if !ok {
-		parsed, err := labels.Parse(p.Advertise.NodeSelector)
-		if err != nil {
-			return false // validation refused it; a hand-built Pool selects nothing
-		}
-		sel, _ = selectors.LoadOrStore(p.Advertise.NodeSelector, parsed)
-	}
-	return sel.(labels.Selector).Matches(labels.Set(nodeLabels))
+	return p == nil || selectorMatches(p.Advertise.NodeSelector, nodeLabels)
 }
 
 // SelectsService reports whether a Service with these labels may get
 // addresses from the pool (its service-selector; none: every Service).
 func (p *Pool) SelectsService(svcLabels map[string]string) bool {
-	return (&Pool{Advertise: PoolAdvertise{NodeSelector: p.ServiceSelector}}).SelectsNode(svcLabels)
+	return selectorMatches(p.ServiceSelector, svcLabels)
 }
 
-// selectors caches parsed node selectors by their text (SelectsNode runs
-// for every Service and node at each decision).
+// selectorMatches reports whether l matches a label selector as written in
+// the config (empty: everything). Validation has parsed every selector; one
+// that does not parse (a hand-built Config) matches nothing.
+func selectorMatches(selector string, l map[string]string) bool {
+	if selector == "" {
+		return true
+	}
+	sel, ok := selectors.Load(selector)
+	if !ok {
+		parsed, err := labels.Parse(selector)
+		if err != nil {
+			return false
+		}
+		sel, _ = selectors.LoadOrStore(selector, parsed)
+	}
+	return sel.(labels.Selector).Matches(labels.Set(l))
+}
+
+// selectors caches parsed selectors by their text (they are matched for
+// every Service and node at each decision).
 var selectors sync.Map
 
 // Advertised fills in what the pool adds to a VIP's BGP path: its

@@ -86,8 +86,7 @@ func (c *Config) StandaloneErrors(file string) []error {
 func (c *Config) HiddenNeighbors(nodeLabels map[string]string, known bool) []netip.Addr {
 	var out []netip.Addr
 	for _, pn := range c.PeerNodes {
-		p := Pool{Advertise: PoolAdvertise{NodeSelector: pn.NodeSelector}}
-		if !known || !p.SelectsNode(nodeLabels) {
+		if !known || !selectorMatches(pn.NodeSelector, nodeLabels) {
 			out = append(out, pn.Neighbors...)
 		}
 	}
