@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -167,22 +168,17 @@ func (c *converter) of(group, kind string) []doc {
 // spec decodes d's spec into v; a failure is a note and false.
 func (c *converter) spec(d doc, v any) bool {
 	var w struct {
-		Spec any `json:"spec"`
+		Spec json.RawMessage `json:"spec"`
 	}
-	if err := sigyaml.Unmarshal(d.raw, &w); err == nil {
-		var b []byte
-		if b, err = sigyaml.Marshal(w.Spec); err == nil {
-			err = sigyaml.Unmarshal(b, v)
-		}
-		if err == nil {
-			return true
-		}
+	err := sigyaml.Unmarshal(d.raw, &w)
+	if err == nil && len(w.Spec) > 0 {
+		err = json.Unmarshal(w.Spec, v)
+	}
+	if err != nil {
 		c.note(d, fmt.Sprintf("spec: %v; skipped", err))
 		return false
-	} else {
-		c.note(d, fmt.Sprintf("%v; skipped", err))
-		return false
 	}
+	return true
 }
 
 func (c *converter) note(d doc, msg string) { c.notes = append(c.notes, d.ref()+": "+msg) }
