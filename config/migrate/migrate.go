@@ -200,7 +200,6 @@ func mergeStrings(a, b []string) []string {
 func (c *converter) toml() string {
 	var b bytes.Buffer
 	b.WriteString("# Converted by `vipspeaker migrate`; check it with `vipspeaker check`.\n")
-	var l2 bool
 	for _, p := range c.pools {
 		fmt.Fprintf(&b, "\n[[pools]]\nname = %s\naddresses = %s\nmode = %q\nauto-assign = %t\n", quote(p.name), list(p.addresses), p.mode, p.autoAssign)
 		if p.avoidBuggy {
@@ -216,7 +215,6 @@ func (c *converter) toml() string {
 			fmt.Fprintf(&b, "priority = %d\n", p.priority)
 		}
 		if p.mode == "layer2" {
-			l2 = true
 			ifaces := p.interfaces
 			if len(ifaces) == 0 {
 				ifaces = []string{"eth0"}
@@ -243,7 +241,6 @@ func (c *converter) toml() string {
 			}
 		}
 	}
-	_ = l2
 	var restricted []neighbor
 	for _, n := range c.neighbors {
 		if n.nodeSelector != "" {
