@@ -11,7 +11,7 @@ COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 GO_TEST_TIMEOUT ?= 25m
 
-.PHONY: help build image deps test test-tools lint demo demo-down bench generate clean e2e-real
+.PHONY: help build image deps test test-tools lint demo demo-down demo-cluster bench generate clean e2e-real
 
 help: ## Show the targets and what they do
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -53,8 +53,11 @@ demo: deps build ## Start the lab: a router, two nodes running vipspeaker, a cli
 demo-down: ## Remove everything `make demo` created
 	go run ./test/cmd/demo down
 
-e2e-real: deps test-tools ## Every real-node scenario (three kubelet nodes, the agent installed with kubectl apply -k, HTTP clients through the VIPs); one line per scenario, then N passed, N failed (root; not yet run end to end, see the issue notes)
-	set -o pipefail; go test -tags e2ereal -json -count=1 -timeout 40m -run 'TestE2EReal' ./test/e2e/realnodes | go run ./test/cmd/e2ereal
+demo-cluster: deps test-tools ## The same on real nodes: three kubelet nodes, the agent installed with kubectl apply -k, Pods behind a BGP and a layer-2 VIP, clients, a rolling restart under load; stays up until Ctrl-C (root)
+	go test -tags democluster -v -count=1 -timeout 0 -run 'TestDemoCluster' ./test/e2e/realnodes
+
+e2e-real: deps test-tools ## Every real-node scenario (three kubelet nodes, the agent installed with kubectl apply -k, HTTP clients through the VIPs); one line per scenario, then N passed, N failed (root)
+	set -o pipefail; go test -tags e2ereal -json -count=1 -timeout 40m -run 'TestE2EReal|TestDualStack' ./test/e2e/realnodes | go run ./test/cmd/e2ereal
 
 bench: deps build test-tools ## Measure everything against baselines, MetalLB v0.15.2 side by side included; writes bench/RESULTS.md and bench/RESULTS.json (root, about an hour; ONLY=bgp,metallb runs some sections)
 	go run ./test/cmd/bench $(if $(ONLY),-only $(ONLY))

@@ -70,6 +70,12 @@ func kustomize(toml string) func(context.Context, *realnodes.Cluster) (time.Dura
 // as it was found, and a failed test logs the agents' Pods.
 func clusterWith(t *testing.T, prep func(*realnodes.Cluster), install func(context.Context, *realnodes.Cluster) (time.Duration, error)) *realnodes.Cluster {
 	t.Helper()
+	return clusterOpts(t, realnodes.Options{}, prep, install)
+}
+
+// clusterOpts is clusterWith on a cluster started with opts.
+func clusterOpts(t *testing.T, opts realnodes.Options, prep func(*realnodes.Cluster), install func(context.Context, *realnodes.Cluster) (time.Duration, error)) *realnodes.Cluster {
+	t.Helper()
 	before, err := realnodes.HostSnapshot()
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +89,7 @@ func clusterWith(t *testing.T, prep func(*realnodes.Cluster), install func(conte
 			t.Errorf("the cluster did not leave the host as it found it:\nonly before: %q\nonly after: %q", gone, added)
 		}
 	})
-	c := realnodes.Start(t, realnodes.Options{})
+	c := realnodes.Start(t, opts)
 	if prep != nil {
 		prep(c)
 	}

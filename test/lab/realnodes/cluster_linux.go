@@ -35,6 +35,14 @@ const (
 	NodeAS           = 64512
 	ServiceCIDR      = "10.96.0.0/16"
 	ClusterCIDR      = "10.244.0.0/16"
+	// The IPv6 side of a dual-stack cluster (Options.DualStack): the same
+	// segment and client link carry these too.
+	RouterAddr6       = "fd00:10::1"
+	LANAddr6          = "fd00:10::50"
+	ClientAddr6       = "fd00:20::2"
+	RouterClientAddr6 = "fd00:20::1"
+	ServiceCIDR6      = "fd00:96::/112"
+	ClusterCIDR6      = "fd00:244::/56"
 	// PauseImage is the sandbox image every node's containerd uses; it is
 	// imported from a local tarball (test/cmd/pause).
 	PauseImage = "localhost/vsrn/pause:1"
@@ -55,6 +63,11 @@ type Options struct {
 	ProxyMode string
 	// ReadyTimeout bounds the wait for every node to be Ready (default 3 min).
 	ReadyTimeout time.Duration
+	// DualStack gives the segment, the client link, the nodes, their Pods
+	// and the Service range IPv6 as well (IPv4 first): Nodes have both
+	// InternalIPs, kube-proxy serves both families and the router's BGP
+	// sessions (still over IPv4) carry ipv6-unicast too.
+	DualStack bool
 }
 
 // Cluster is a control plane and real nodes inside one lab.
@@ -75,6 +88,7 @@ type Cluster struct {
 	t       testing.TB
 	bins    Binaries
 	tag     string // vsrn<pid>-<seq>
+	dual    bool
 	echoTar string
 	dir     string
 	// Ready is how long it took from Start to every node Ready.
@@ -189,7 +203,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 	}
 	begin := time.Now()
 	l := lab.New(t)
-	c := &Cluster{Lab: l, t: t, bins: b, tag: fmt.Sprintf("%s%d-%d", Prefix, os.Getpid(), clusterSeq.Add(1))}
+	c := &Cluster{Lab: l, t: t, bins: b, tag: fmt.Sprintf("%s%d-%d", Prefix, os.Getpid(), clusterSeq.Add(1)), dual: opts.DualStack}
 	c.dir, err = os.MkdirTemp("", c.tag+"-")
 	if err != nil {
 		t.Fatal(err)
@@ -202,23 +216,36 @@ func Start(t testing.TB, opts Options) *Cluster {
 		}
 	})
 
+	// addrs is a host's addresses: v4 and, in a dual-stack cluster, v6.
+	addrs := func(v4, v6, bits6 string) []string {
+		if !c.dual {
+			return []string{v4}
+		}
+		return []string{v4, v6 + bits6}
+	}
+	route := func(h *lab.Host, dst, via, dst6, via6 string) {
+		if err := h.AddRoute(dst, via); err != nil {
+			t.Fatal(err)
+		}
+		if c.dual {
+			if err := h.AddRoute(dst6, via6); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	c.Router = l.MustHost("router")
-	l.MustBridge(c.Router, "br0", []string{RouterAddr + "/24"})
+	l.MustBridge(c.Router, "br0", addrs(RouterAddr+"/24", RouterAddr6, "/64"))
 	c.APIHost = l.MustHost("api")
 	l.MustLinkToBridge(c.APIHost, "eth0", []string{APIAddr + "/24"}, c.Router, "br0")
 	c.LAN = l.MustHost("lan")
-	l.MustLinkToBridge(c.LAN, "eth0", []string{LANAddr + "/24"}, c.Router, "br0")
+	l.MustLinkToBridge(c.LAN, "eth0", addrs(LANAddr+"/24", LANAddr6, "/64"), c.Router, "br0")
 	c.Client = l.MustHost("client")
-	l.MustLink(c.Router, "eth1", []string{RouterClientAddr + "/30"}, c.Client, "eth0", []string{ClientAddr + "/30"})
-	for _, h := range []*lab.Host{c.Client, c.APIHost, c.LAN} {
-		via := RouterAddr
-		if h == c.Client {
-			via = RouterClientAddr
-		}
-		if err := h.AddRoute("0.0.0.0/0", via); err != nil {
-			t.Fatal(err)
-		}
+	l.MustLink(c.Router, "eth1", addrs(RouterClientAddr+"/30", RouterClientAddr6, "/64"), c.Client, "eth0", addrs(ClientAddr+"/30", ClientAddr6, "/64"))
+	if err := c.APIHost.AddRoute("0.0.0.0/0", RouterAddr); err != nil {
+		t.Fatal(err)
 	}
+	route(c.LAN, "0.0.0.0/0", RouterAddr, "::/0", RouterAddr6)
+	route(c.Client, "0.0.0.0/0", RouterClientAddr, "::/0", RouterClientAddr6)
 	if err := c.Router.EnableForwarding(); err != nil {
 		t.Fatal(err)
 	}
@@ -230,19 +257,19 @@ func Start(t testing.TB, opts Options) *Cluster {
 			PodCIDR: fmt.Sprintf("10.244.%d.0/24", i),
 			c:       c,
 		}
+		if c.dual {
+			n.Addr6 = fmt.Sprintf("fd00:10::%d", 10+i)
+			n.PodCIDR6 = fmt.Sprintf("fd00:244:0:%d::/64", i)
+		}
 		n.Host = l.MustHost(Prefix + "-" + name)
-		l.MustLinkToBridge(n.Host, "eth0", []string{n.Addr + "/24"}, c.Router, "br0")
+		l.MustLinkToBridge(n.Host, "eth0", addrs(n.Addr+"/24", n.Addr6, "/64"), c.Router, "br0")
 		c.Nodes = append(c.Nodes, n)
 	}
 	for _, n := range c.Nodes {
-		if err := n.Host.AddRoute("0.0.0.0/0", RouterAddr); err != nil {
-			t.Fatal(err)
-		}
+		route(n.Host, "0.0.0.0/0", RouterAddr, "::/0", RouterAddr6)
 		for _, o := range c.Nodes {
 			if o != n {
-				if err := n.Host.AddRoute(o.PodCIDR, o.Addr); err != nil {
-					t.Fatal(err)
-				}
+				route(n.Host, o.PodCIDR, o.Addr, o.PodCIDR6, o.Addr6)
 			}
 		}
 	}
@@ -252,7 +279,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 	}
 
 	c.API = kubeapi.Start(t, c.APIHost, APIAddr, kubeapi.Options{
-		ServiceCIDRs: ServiceCIDR,
+		ServiceCIDRs: c.serviceCIDRs(),
 		// Real nodes: the kubernetes Service gets the API server's address
 		// as its endpoint (Pods reach it through kube-proxy), and
 		// privileged containers are allowed, as on clusters users run.
@@ -300,13 +327,52 @@ func (c *Cluster) frrConf() string {
 	for _, n := range c.Nodes {
 		fmt.Fprintf(&b, " neighbor %s remote-as %d\n neighbor %s timers 3 9\n neighbor %s timers connect 2\n", n.Addr, NodeAS, n.Addr, n.Addr)
 	}
-	b.WriteString(" address-family ipv4 unicast\n  maximum-paths 8\n exit-address-family\n!\n")
+	b.WriteString(" address-family ipv4 unicast\n  maximum-paths 8\n exit-address-family\n")
+	if c.dual {
+		b.WriteString(" address-family ipv6 unicast\n  maximum-paths 8\n")
+		for _, n := range c.Nodes {
+			fmt.Fprintf(&b, "  neighbor %s activate\n", n.Addr)
+		}
+		b.WriteString(" exit-address-family\n")
+	}
+	b.WriteString("!\n")
 	return b.String()
+}
+
+// serviceCIDRs is the Service range(s): --service-cluster-ip-range.
+func (c *Cluster) serviceCIDRs() string {
+	if c.dual {
+		return ServiceCIDR + "," + ServiceCIDR6
+	}
+	return ServiceCIDR
+}
+
+// clusterCIDRs is the Pod range(s): the controller-manager's and
+// kube-proxy's cluster CIDR.
+func (c *Cluster) clusterCIDRs() string {
+	if c.dual {
+		return ClusterCIDR + "," + ClusterCIDR6
+	}
+	return ClusterCIDR
 }
 
 // GoBGPConf is the agents' gobgp.conf for this lab: one session to the
 // router, graceful restart on (as deploy/kustomize's example).
-func GoBGPConf() string {
+func GoBGPConf() string { return goBGPConf("") }
+
+// GoBGPConfDualStack is GoBGPConf with ipv6-unicast on the same (IPv4)
+// session, for a dual-stack cluster: the agent gives IPv6 VIPs its node's
+// IPv6 address on the segment as next hop.
+func GoBGPConfDualStack() string {
+	return goBGPConf(`  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv6-unicast"
+    [neighbors.afi-safis.mp-graceful-restart.config]
+      enabled = true
+`)
+}
+
+func goBGPConf(more string) string {
 	return fmt.Sprintf(`[global.config]
   as = %d
 
@@ -326,7 +392,7 @@ func GoBGPConf() string {
       afi-safi-name = "ipv4-unicast"
     [neighbors.afi-safis.mp-graceful-restart.config]
       enabled = true
-`, NodeAS, RouterAddr, RouterAS)
+%s`, NodeAS, RouterAddr, RouterAS, more)
 }
 
 func (c *Cluster) startControllers() error {
@@ -337,8 +403,8 @@ func (c *Cluster) startControllers() error {
 		"--secure-port=0",
 		"--root-ca-file", filepath.Join(apiDir, "certs", "apiserver.crt"),
 		"--service-account-private-key-file", filepath.Join(apiDir, "sa.key"),
-		"--service-cluster-ip-range", ServiceCIDR,
-		"--cluster-cidr", ClusterCIDR,
+		"--service-cluster-ip-range", c.serviceCIDRs(),
+		"--cluster-cidr", c.clusterCIDRs(),
 		"--allocate-node-cidrs=false",
 		"--v=1",
 	}

@@ -228,6 +228,9 @@ type EchoOptions struct {
 	Local bool
 	// Labels of the Service (pools' service-selector).
 	Labels map[string]string
+	// DualStack asks for an IPv4 and an IPv6 address (ipFamilyPolicy
+	// RequireDualStack) on a dual-stack cluster.
+	DualStack bool
 }
 
 // EchoManifest is the YAML of the namespace, the Deployment (readiness
@@ -253,6 +256,9 @@ func EchoManifest(o EchoOptions) string {
 	policy := "Cluster"
 	if o.Local {
 		policy = "Local"
+	}
+	if o.DualStack {
+		policy += "\n  ipFamilyPolicy: RequireDualStack\n  ipFamilies: [IPv4, IPv6]"
 	}
 	return fmt.Sprintf(`apiVersion: v1
 kind: Namespace
@@ -369,7 +375,17 @@ func (c *Cluster) DeploymentReady(ns, name string) error {
 // WaitLoadBalancerIP waits until the Service has an ingress address in its
 // status and returns it.
 func (c *Cluster) WaitLoadBalancerIP(ns, name string, timeout time.Duration) (string, error) {
-	var ip string
+	ips, err := c.WaitLoadBalancerIPs(ns, name, 1, timeout)
+	if err != nil {
+		return "", err
+	}
+	return ips[0], nil
+}
+
+// WaitLoadBalancerIPs waits until the Service has at least n ingress
+// addresses in its status and returns them in status order.
+func (c *Cluster) WaitLoadBalancerIPs(ns, name string, n int, timeout time.Duration) ([]string, error) {
+	var ips []string
 	err := lab.Poll(timeout, 100*time.Millisecond, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -377,15 +393,18 @@ func (c *Cluster) WaitLoadBalancerIP(ns, name string, timeout time.Duration) (st
 		if err != nil {
 			return err
 		}
+		ips = ips[:0]
 		for _, in := range svc.Status.LoadBalancer.Ingress {
 			if in.IP != "" {
-				ip = in.IP
-				return nil
+				ips = append(ips, in.IP)
 			}
 		}
-		return fmt.Errorf("Service %s/%s has no address yet", ns, name)
+		if len(ips) < n {
+			return fmt.Errorf("Service %s/%s has addresses %v, want %d", ns, name, ips, n)
+		}
+		return nil
 	})
-	return ip, err
+	return ips, err
 }
 
 // PodsOn returns the names of ns's Pods with label app=app, by node.

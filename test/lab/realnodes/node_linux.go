@@ -24,7 +24,9 @@ type Node struct {
 	Name    string // Kubernetes node name and hostname
 	Addr    string // node IP on the segment
 	PodCIDR string
-	Host    *lab.Host
+	// Addr6 and PodCIDR6 are set in a dual-stack cluster.
+	Addr6, PodCIDR6 string
+	Host            *lab.Host
 
 	c      *Cluster
 	dir    string
@@ -109,7 +111,7 @@ func (n *Node) start(proxyMode, pauseTar string) error {
 		"--kubeconfig", c.Kubeconfig,
 		"--root-dir", filepath.Join(n.dir, "kubelet"),
 		"--hostname-override", n.Name,
-		"--node-ip", n.Addr,
+		"--node-ip", n.nodeIPs(),
 		"--v=1",
 	})
 	if err != nil {
@@ -152,6 +154,9 @@ func (n *Node) holderScript() (string, error) {
 	fmt.Fprintf(&b, "hostname %s\n", n.Name)
 	// Per network namespace on this kernel: the node's own.
 	b.WriteString("echo 1 > /proc/sys/net/ipv4/ip_forward\n")
+	if n.c.dual {
+		b.WriteString("echo 1 > /proc/sys/net/ipv6/conf/all/forwarding\n")
+	}
 	b.WriteString("if [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]; then echo 1 > /proc/sys/net/bridge/bridge-nf-call-iptables; echo 1 > /proc/sys/net/bridge/bridge-nf-call-ip6tables; fi\n")
 	fmt.Fprintf(&b, "touch %s\nexec sleep infinity\n", filepath.Join(n.dir, "holder.ready"))
 	return b.String(), nil
@@ -205,6 +210,7 @@ func (n *Node) Thaw() error { return signalCgroup(n.cgroup, syscall.SIGCONT) }
 
 func (n *Node) writeConfigs(proxyMode string) error {
 	c := n.c
+	ranges, routes := n.cniRanges()
 	files := map[string]string{
 		"containerd.toml": fmt.Sprintf(`version = 2
 root = %q
@@ -239,14 +245,14 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
       "ipam": {
         "type": "host-local",
         "dataDir": %q,
-        "ranges": [[{"subnet": %q}]],
-        "routes": [{"dst": "0.0.0.0/0"}]
+        "ranges": %s,
+        "routes": %s
       }
     },
     {"type": "portmap", "capabilities": {"portMappings": true}}
   ]
 }
-`, filepath.Join(n.dir, "cni-data"), n.PodCIDR),
+`, filepath.Join(n.dir, "cni-data"), ranges, routes),
 		"kubelet.yaml": fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 # cgroup v1 here: kubelet 1.37 refuses it unless told.
@@ -292,7 +298,7 @@ conntrack:
   tcpCloseWaitTimeout: 0s
 metricsBindAddress: 127.0.0.1:10249
 healthzBindAddress: 0.0.0.0:10256
-`, c.Kubeconfig, n.Name, proxyMode, ClusterCIDR),
+`, c.Kubeconfig, n.Name, proxyMode, c.clusterCIDRs()),
 	}
 	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(n.dir, name), []byte(data), 0o644); err != nil {
@@ -300,6 +306,23 @@ healthzBindAddress: 0.0.0.0:10256
 		}
 	}
 	return nil
+}
+
+// nodeIPs is the kubelet's --node-ip: IPv4, then IPv6 on a dual-stack node.
+func (n *Node) nodeIPs() string {
+	if n.Addr6 == "" {
+		return n.Addr
+	}
+	return n.Addr + "," + n.Addr6
+}
+
+// cniRanges is host-local's ranges and the bridge plugin's routes (JSON):
+// one per family of the node's Pod subnets.
+func (n *Node) cniRanges() (ranges, routes string) {
+	if n.PodCIDR6 == "" {
+		return fmt.Sprintf(`[[{"subnet": %q}]]`, n.PodCIDR), `[{"dst": "0.0.0.0/0"}]`
+	}
+	return fmt.Sprintf(`[[{"subnet": %q}], [{"subnet": %q}]]`, n.PodCIDR, n.PodCIDR6), `[{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]`
 }
 
 // cgroupMount is one mounted cgroup hierarchy of the host.
