@@ -3,6 +3,7 @@ package bgp
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -86,12 +87,35 @@ func prefixPath(pfx netip.Prefix, a routing.Attrs, nh6 netip.Addr) (*apiutil.Pat
 		}
 		attrs = append(attrs, bgppkt.NewPathAttributeLargeCommunities(ls))
 	}
+	if a.Weight > 0 {
+		attrs = append(attrs, bgppkt.NewPathAttributeExtendedCommunities([]bgppkt.ExtendedCommunityInterface{linkBandwidth(a.Weight)}))
+	}
 	return &apiutil.Path{
 		Family:         fam,
 		Nlri:           nlri,
 		Attrs:          attrs,
 		IsFromExternal: true,
 	}, nil
+}
+
+// BandwidthPerWeight is the link bandwidth one unit of routing.Attrs.Weight
+// (one ready endpoint) announces: 1 Mbit/s, in bytes per second as the
+// community carries it. Routers use the ratio between paths, not the value.
+const BandwidthPerWeight = 125_000
+
+// linkBandwidth is the link-bandwidth extended community (RFC 10005) for
+// weight w, in its transitive form (type 0x00, sub-type 0x04), which FRR
+// honours from eBGP peers; GoBGP's LinkBandwidthExtended is the
+// non-transitive one (0x40), which FRR releases before 10.x ignore for
+// weighted ECMP. The AS field is informational (AS_TRANS here: the
+// community has two octets for it).
+func linkBandwidth(w uint32) bgppkt.ExtendedCommunityInterface {
+	return &bgppkt.TwoOctetAsSpecificExtended{
+		SubType:      bgppkt.EC_SUBTYPE_LINK_BANDWIDTH,
+		AS:           23456,
+		LocalAdmin:   math.Float32bits(float32(w) * BandwidthPerWeight),
+		IsTransitive: true,
+	}
 }
 
 // handle applies VIP events to the RIB: one AddPath call for everything

@@ -80,7 +80,7 @@ func (s *Server) rebuildLocked(touched map[netip.Prefix]bool) (add, del []*apiut
 			continue
 		}
 		attrs := mergeAttrs(members)
-		sig := fmt.Sprint(attrs.Communities, attrs.LargeCommunities, attrs.LocalPref, s.nh6)
+		sig := fmt.Sprint(attrs.Communities, attrs.LargeCommunities, attrs.LocalPref, attrs.Weight, s.nh6)
 		if old != nil && s.sigs[k] == sig {
 			continue
 		}
@@ -128,7 +128,8 @@ func (s *Server) forgetAllLocked() {
 }
 
 // mergeAttrs are the attributes of one path for members: the union of
-// their communities, the highest local-pref, their Services.
+// their communities, the highest local-pref, the sum of their weights,
+// their Services.
 func mergeAttrs(members []routing.VIP) routing.Attrs {
 	if len(members) == 1 {
 		return members[0].Attrs
@@ -140,6 +141,7 @@ func mergeAttrs(members []routing.VIP) routing.Attrs {
 		std = append(std, v.Attrs.Communities...)
 		large = append(large, v.Attrs.LargeCommunities...)
 		a.LocalPref = max(a.LocalPref, v.Attrs.LocalPref)
+		a.Weight += v.Attrs.Weight
 	}
 	a.Service = strings.Join(svcs, ",")
 	a.Communities = routing.MergeCommunities(std)

@@ -29,9 +29,15 @@ type PoolAdvertise struct {
 	// Services keep their host routes.
 	AggregationLength   int
 	AggregationLengthV6 int
+	// WeightedByEndpoints makes each node announce the pool's
+	// externalTrafficPolicy Local Services with a link-bandwidth extended
+	// community proportional to its ready endpoints, so routers that honour
+	// it (FRR) split the traffic by backends instead of equally by node.
+	WeightedByEndpoints bool
 }
 
 type filePoolAdvertise struct {
+	WeightedByEndpoints bool     `toml:"weighted-by-endpoints"`
 	NodeSelector        string   `toml:"node-selector"`
 	Communities         []string `toml:"communities"`
 	LocalPref           *int64   `toml:"local-pref"`
@@ -102,7 +108,11 @@ func (p *Pool) Advertised(a routing.Attrs, addr netip.Addr, local bool) routing.
 
 func (v *validator) advertise(at string, raw filePoolAdvertise, p *Pool) {
 	at += ".advertise"
-	ad := PoolAdvertise{NodeSelector: strings.TrimSpace(raw.NodeSelector)}
+	ad := PoolAdvertise{NodeSelector: strings.TrimSpace(raw.NodeSelector), WeightedByEndpoints: raw.WeightedByEndpoints}
+	if ad.WeightedByEndpoints && p.Mode == routing.ModeLayer2 {
+		v.errorf(at+".weighted-by-endpoints", []string{at[:len(at)-len(".advertise")] + ".mode"},
+			"a layer2 pool's VIP is carried by one node at a time: weights apply to bgp pools")
+	}
 	if ad.NodeSelector != "" {
 		if _, err := labels.Parse(ad.NodeSelector); err != nil {
 			v.errorf(at+".node-selector", nil, "%q is not a label selector: %v", raw.NodeSelector, err)

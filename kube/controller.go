@@ -464,6 +464,7 @@ func (c *Controller) speak(ctx context.Context, apply func([]routing.VIP)) {
 		lastGood   = map[string]svcAttrs{}
 		invalid    = map[string]bool{}
 		noNode     bool
+		weights    = weightHold{every: WeightHold}
 	)
 	c.kick()
 	var (
@@ -535,6 +536,10 @@ func (c *Controller) speak(ctx context.Context, apply func([]routing.VIP)) {
 			node: c.opts.NodeName, cfg: c.cfg.Load(), services: svcs, nodes: nodes,
 			endpoints: c.readyEndpointNodes, lastGood: lastGood,
 		})
+		var retry time.Duration
+		if res.vips, retry = weights.apply(res.vips, time.Now()); retry > 0 {
+			time.AfterFunc(retry, c.kick)
+		}
 		for _, k := range res.invalid {
 			if !invalid[k] {
 				c.log.Warn("service has an invalid mode or community and no earlier good one: not announced", "service", k)
@@ -610,7 +615,7 @@ func mapsEqual(a, b map[netip.Addr][]string) bool {
 	return true
 }
 
-func (c *Controller) readyEndpointNodes(namespace, name string) map[string]bool {
+func (c *Controller) readyEndpointNodes(namespace, name string) map[string]int {
 	objs, _ := c.epsIndexer.ByIndex(epsByService, namespace+"/"+name)
 	var ss []*discoveryv1.EndpointSlice
 	for _, o := range objs {

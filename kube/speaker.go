@@ -34,9 +34,9 @@ func NodeEligible(n *corev1.Node) bool {
 }
 
 // ReadyEndpointNodes returns the nodes holding a ready endpoint in slices
-// (the EndpointSlices of one Service).
-func ReadyEndpointNodes(slices []*discoveryv1.EndpointSlice) map[string]bool {
-	out := map[string]bool{}
+// (the EndpointSlices of one Service), with how many each holds.
+func ReadyEndpointNodes(slices []*discoveryv1.EndpointSlice) map[string]int {
+	out := map[string]int{}
 	for _, s := range slices {
 		for _, ep := range s.Endpoints {
 			if ep.NodeName == nil || *ep.NodeName == "" {
@@ -45,7 +45,7 @@ func ReadyEndpointNodes(slices []*discoveryv1.EndpointSlice) map[string]bool {
 			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
 				continue
 			}
-			out[*ep.NodeName] = true
+			out[*ep.NodeName]++
 		}
 	}
 	return out
@@ -58,8 +58,9 @@ type announceInput struct {
 	cfg      *config.Config // nil: no valid configuration seen
 	services []*corev1.Service
 	nodes    map[string]*corev1.Node
-	// endpoints returns the nodes with a ready endpoint of a Service.
-	endpoints func(namespace, name string) map[string]bool
+	// endpoints returns the nodes with a ready endpoint of a Service and
+	// how many each has.
+	endpoints func(namespace, name string) map[string]int
 	// lastGood holds the attributes of Services whose annotations were
 	// valid before; updated in place.
 	lastGood map[string]svcAttrs
@@ -100,6 +101,9 @@ func decide(in announceInput) announceResult {
 		comms    []string
 		large    []string
 		local    bool // a Service of the address is externalTrafficPolicy Local
+		// weight: this node's ready endpoints of the address's Local
+		// Services, when its pool is weighted-by-endpoints.
+		weight uint32
 	}
 	byAddr := map[netip.Addr]*acc{}
 	defaultClass := in.cfg != nil && in.cfg.DefaultClass
@@ -151,7 +155,7 @@ func decide(in announceInput) announceResult {
 		if mode == "" {
 			mode = routing.ModeBGP
 		}
-		var local map[string]bool
+		var local map[string]int
 		if spec.Local {
 			local = in.endpoints(svc.Namespace, svc.Name)
 		}
@@ -161,7 +165,7 @@ func decide(in announceInput) announceResult {
 		}
 		eligible := func(node string) bool {
 			n := in.nodes[node]
-			return NodeEligible(n) && (local == nil || local[node]) && poolCfg.SelectsNode(n.Labels)
+			return NodeEligible(n) && (local == nil || local[node] > 0) && poolCfg.SelectsNode(n.Labels)
 		}
 		if mode == routing.ModeLayer2 {
 			var cands []string
@@ -204,6 +208,9 @@ func decide(in announceInput) announceResult {
 			}
 			x.large = append(x.large, attrs.large...)
 			x.local = x.local || spec.Local
+			if spec.Local && poolCfg != nil && poolCfg.Advertise.WeightedByEndpoints {
+				x.weight += uint32(local[in.node])
+			}
 		}
 	}
 	for a, x := range byAddr {
@@ -220,6 +227,9 @@ func decide(in announceInput) announceResult {
 		}
 		if in.cfg != nil {
 			attrs = in.cfg.Pool(x.pool).Advertised(attrs, a, x.local)
+		}
+		if x.mode == routing.ModeBGP && attrs.AggregateBits == 0 {
+			attrs.Weight = x.weight
 		}
 		res.vips = append(res.vips, routing.VIP{Addr: a, Attrs: attrs})
 	}

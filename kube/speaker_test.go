@@ -2,6 +2,7 @@ package kube
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -69,7 +70,7 @@ func TestDecideNodes(t *testing.T) {
 		lbService("pending"), // no address yet
 		lbService("other", status("203.0.113.9"), func(s *corev1.Service) { s.Spec.LoadBalancerClass = ptr("x") }),
 	}
-	eps := map[string]map[string]bool{"demo/loc": {"n2": true}}
+	eps := map[string]map[string]int{"demo/loc": {"n2": 1}}
 	nodes := nodesMap(node("n1", true), node("n2", true), node("n3", false), node("n4", true, LabelExcludeFromLB))
 	tests := []struct {
 		node string
@@ -84,7 +85,7 @@ func TestDecideNodes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.node, func(t *testing.T) {
 			res := decide(announceInput{node: tt.node, cfg: cfg, services: svcs, nodes: nodes,
-				endpoints: func(ns, name string) map[string]bool { return eps[ns+"/"+name] },
+				endpoints: func(ns, name string) map[string]int { return eps[ns+"/"+name] },
 				lastGood:  map[string]svcAttrs{}})
 			if got := vipsString(res.vips); got != tt.want {
 				t.Errorf("VIPs\n got %s\nwant %s", got, tt.want)
@@ -106,7 +107,7 @@ func TestDecideLayer2AndSharing(t *testing.T) {
 	}
 	nodes := nodesMap(node("n1", true), node("n2", true), node("n3", false))
 	res := decide(announceInput{node: "n1", cfg: cfg, services: svcs, nodes: nodes,
-		endpoints: func(string, string) map[string]bool { return nil }, lastGood: map[string]svcAttrs{}})
+		endpoints: func(string, string) map[string]int { return nil }, lastGood: map[string]svcAttrs{}})
 	want := "198.51.100.7 demo/l2 layer2 l2 [] [];198.51.100.8 demo/forced bgp l2 [] [];" +
 		"203.0.113.5 demo/a,demo/b bgp bgp [65000:1 65000:2] [1:2:3];"
 	if got := vipsString(res.vips); got != want {
@@ -123,7 +124,7 @@ func TestDecideInvalidKeepsLastGood(t *testing.T) {
 	good := map[string]svcAttrs{}
 	in := func(svcs ...*corev1.Service) announceResult {
 		return decide(announceInput{node: "n1", cfg: cfg, services: svcs, nodes: nodes,
-			endpoints: func(string, string) map[string]bool { return nil }, lastGood: good})
+			endpoints: func(string, string) map[string]int { return nil }, lastGood: good})
 	}
 	res := in(lbService("s", status("203.0.113.1"), ann(AnnotationCommunities, "65000:1")))
 	if got := vipsString(res.vips); got != "203.0.113.1 demo/s bgp bgp [65000:1] [];" {
@@ -145,9 +146,10 @@ func TestReadyEndpointNodes(t *testing.T) {
 		{NodeName: ptr("n1")},
 		{NodeName: ptr("n2"), Conditions: discoveryv1.EndpointConditions{Ready: &f}},
 		{NodeName: ptr("n3"), Conditions: discoveryv1.EndpointConditions{Ready: ptr(true)}},
+		{NodeName: ptr("n3")},
 		{},
 	}}
-	if got := fmt.Sprint(ReadyEndpointNodes([]*discoveryv1.EndpointSlice{slice})); got != "map[n1:true n3:true]" {
+	if got := fmt.Sprint(ReadyEndpointNodes([]*discoveryv1.EndpointSlice{slice})); got != "map[n1:1 n3:2]" {
 		t.Errorf("got %s", got)
 	}
 }
@@ -166,7 +168,7 @@ func BenchmarkDecide5000(b *testing.B) {
 	lastGood := map[string]svcAttrs{}
 	for b.Loop() {
 		res := decide(announceInput{node: "n1", cfg: cfg, services: svcs, nodes: nodes,
-			endpoints: func(string, string) map[string]bool { return nil }, lastGood: lastGood})
+			endpoints: func(string, string) map[string]int { return nil }, lastGood: lastGood})
 		if len(res.vips) != 5000 {
 			b.Fatalf("%d VIPs", len(res.vips))
 		}
@@ -210,7 +212,7 @@ mode = "layer2"
 	nodes := nodesMap(n1, n2, n3)
 	in := func(name string) announceResult {
 		return decide(announceInput{node: name, cfg: cfg, services: svcs, nodes: nodes,
-			endpoints: func(string, string) map[string]bool { return map[string]bool{"n1": true, "n3": true} },
+			endpoints: func(string, string) map[string]int { return map[string]int{"n1": 1, "n3": 1} },
 			lastGood:  map[string]svcAttrs{}})
 	}
 	res := in("n1")
@@ -254,13 +256,13 @@ func TestDecideDrain(t *testing.T) {
 		lbService("only3", status("203.0.113.2"), local),
 		lbService("l2", status("198.51.100.7")),
 	}
-	eps := map[string]map[string]bool{"demo/only3": {"n3": true}}
+	eps := map[string]map[string]int{"demo/only3": {"n3": 1}}
 	n3 := node("n3", true)
 	n3.Spec.Unschedulable = true
 	nodes := nodesMap(node("n1", true), node("n2", true), n3)
 	in := func(name string, nodes map[string]*corev1.Node) announceResult {
 		return decide(announceInput{node: name, cfg: cfg, services: svcs, nodes: nodes,
-			endpoints: func(ns, name string) map[string]bool { return eps[ns+"/"+name] },
+			endpoints: func(ns, name string) map[string]int { return eps[ns+"/"+name] },
 			lastGood:  map[string]svcAttrs{}})
 	}
 	res := in("n3", nodes)
@@ -284,5 +286,50 @@ func TestDecideDrain(t *testing.T) {
 	}
 	if got := fmt.Sprint(res.layer2); got != "map[198.51.100.7:[n1 n2 n3]]" {
 		t.Errorf("all cordoned: layer2 candidates %s, want all three", got)
+	}
+}
+
+// A weighted-by-endpoints pool: each node's path for a Local Service
+// carries its own ready endpoints as weight; Cluster Services and pools
+// without the setting carry none.
+func TestDecideWeightedByEndpoints(t *testing.T) {
+	cfg, errs := config.Parse("t.toml", []byte(`
+[[pools]]
+name = "w"
+addresses = ["203.0.113.0/24"]
+  [pools.advertise]
+  weighted-by-endpoints = true
+[[pools]]
+name = "plain"
+addresses = ["198.51.100.0/24"]
+`))
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	local := func(s *corev1.Service) { s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal }
+	svcs := []*corev1.Service{
+		lbService("loc", status("203.0.113.1"), local),
+		lbService("cluster", status("203.0.113.2")),
+		lbService("plain", status("198.51.100.1"), local),
+	}
+	eps := map[string]map[string]int{"demo/loc": {"n1": 1, "n2": 3}, "demo/plain": {"n1": 2, "n2": 2}}
+	nodes := nodesMap(node("n1", true), node("n2", true))
+	for node, want := range map[string]string{
+		"n1": "198.51.100.1:0 203.0.113.1:1 203.0.113.2:0",
+		"n2": "198.51.100.1:0 203.0.113.1:3 203.0.113.2:0",
+	} {
+		res := decide(announceInput{node: node, cfg: cfg, services: svcs, nodes: nodes,
+			endpoints: func(ns, name string) map[string]int { return eps[ns+"/"+name] },
+			lastGood:  map[string]svcAttrs{}})
+		var got []string
+		for _, v := range res.vips {
+			got = append(got, fmt.Sprintf("%s:%d", v.Addr, v.Attrs.Weight))
+		}
+		if s := strings.Join(got, " "); s != want {
+			t.Errorf("%s: weights %s, want %s", node, s, want)
+		}
+	}
+	if _, errs := config.Parse("t.toml", []byte("[[pools]]\nname = \"l2\"\naddresses = [\"198.51.100.0/24\"]\nmode = \"layer2\"\n  [pools.layer2]\n  interfaces = [\"eth0\"]\n  [pools.advertise]\n  weighted-by-endpoints = true\n")); errs == nil || !strings.Contains(fmt.Sprint(errs), "weighted-by-endpoints") {
+		t.Errorf("a layer2 pool with weighted-by-endpoints: %v, want an error naming the field", errs)
 	}
 }

@@ -36,6 +36,12 @@ type Attrs struct {
 	// host route (a pool's aggregation-length, for Services whose traffic
 	// any node can take).
 	AggregateBits int
+	// Weight, when not 0, is this node's share of the VIP's traffic
+	// relative to the other nodes announcing it: the ready endpoints of its
+	// Services on this node (a pool's weighted-by-endpoints, Local
+	// Services). BGP carries it as the link-bandwidth extended community,
+	// which routers turn into next-hop weights.
+	Weight uint32
 }
 
 // Equal reports whether two attribute sets are the same.
@@ -43,7 +49,8 @@ func (a Attrs) Equal(b Attrs) bool {
 	return a.Service == b.Service && a.Mode == b.Mode && a.Pool == b.Pool &&
 		slices.Equal(a.Communities, b.Communities) &&
 		slices.Equal(a.LargeCommunities, b.LargeCommunities) &&
-		a.LocalPref == b.LocalPref && a.AggregateBits == b.AggregateBits
+		a.LocalPref == b.LocalPref && a.AggregateBits == b.AggregateBits &&
+		a.Weight == b.Weight
 }
 
 // VIP is one address of the table: an IPv4 /32 or IPv6 /128 host address.

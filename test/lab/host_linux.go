@@ -320,7 +320,10 @@ type KernelRoute struct {
 	Dst      netip.Prefix
 	Gateways []netip.Addr // one per next hop; empty for a connected route
 	Devs     []string     // interface of each next hop
-	Protocol string       // "kernel", "static", "bgp", "bird", "boot", ...
+	// Weights of a multipath route's next hops (in Gateways' order; 1 is
+	// the kernel's default); empty for a single next hop.
+	Weights  []int
+	Protocol string // "kernel", "static", "bgp", "bird", "boot", ...
 }
 
 // KernelRoutes lists the IPv4 and IPv6 routes of the host's main table.
@@ -353,6 +356,7 @@ func (h *Host) KernelRoutes() ([]KernelRoute, error) {
 		if len(r.MultiPath) > 0 {
 			for _, nh := range r.MultiPath {
 				addHop(nh.Gw, nh.LinkIndex)
+				kr.Weights = append(kr.Weights, nh.Hops+1)
 			}
 		} else {
 			addHop(r.Gw, r.LinkIndex)

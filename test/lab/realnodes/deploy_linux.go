@@ -311,17 +311,27 @@ metadata:
 // DeployEcho imports httpecho's image into every node (once per cluster)
 // and applies EchoManifest with kubectl. It waits for nothing.
 func (c *Cluster) DeployEcho(ctx context.Context, o EchoOptions) error {
-	if c.echoTar == "" {
-		tar, err := BinaryImage(c.dir, "./test/cmd/httpecho", EchoImage)
-		if err != nil {
-			return err
-		}
-		if err := c.ImportImage(tar); err != nil {
-			return err
-		}
-		c.echoTar = tar
+	if err := c.ImportEcho(); err != nil {
+		return err
 	}
 	return c.Apply(ctx, EchoManifest(o))
+}
+
+// ImportEcho builds httpecho's image (EchoImage) and imports it into every
+// node, once per cluster.
+func (c *Cluster) ImportEcho() error {
+	if c.echoTar != "" {
+		return nil
+	}
+	tar, err := BinaryImage(c.dir, "./test/cmd/httpecho", EchoImage)
+	if err != nil {
+		return err
+	}
+	if err := c.ImportImage(tar); err != nil {
+		return err
+	}
+	c.echoTar = tar
+	return nil
 }
 
 // Apply runs `kubectl apply -f` on a YAML stream.
