@@ -117,7 +117,12 @@ func parseConfig(file string, data []byte) (*parsedConfig, []error) {
 		return nil, v.errs
 	}
 
-	// 4. GoBGP's own reader (types, addresses, defaults)
+	// 4. GoBGP's own reader (types, addresses, defaults), with no
+	// neighbor-interface for it to look up on this host
+	data, unnumbered := standInUnnumbered(v, data, raw)
+	if len(v.errs) > 0 {
+		return nil, v.errs
+	}
 	viperMu.Lock()
 	set, err := oc.ReadConfig(bytes.NewReader(data), "toml")
 	viperMu.Unlock()
@@ -125,6 +130,7 @@ func parseConfig(file string, data []byte) (*parsedConfig, []error) {
 		readerErrors(v, err)
 		return nil, v.errs
 	}
+	restoreUnnumbered(set, raw, unnumbered)
 
 	// GoBGP fills the default global families from a map: put them in a
 	// stable order so two reads of one file compare equal

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"sort"
 
 	api "github.com/osrg/gobgp/v4/api"
@@ -44,8 +43,6 @@ func (p *plan) empty() bool {
 	return !p.restart && !p.policies && !p.globalPolicy && len(p.pgAdd)+len(p.pgDel)+len(p.pgUpd)+
 		len(p.dynAdd)+len(p.dynDel)+len(p.add)+len(p.del)+len(p.update) == 0
 }
-
-func neighborKey(n *oc.Neighbor) netip.Addr { return n.State.NeighborAddress }
 
 // diffConfig compares two parsed configs (router-ids resolved).
 func diffConfig(old, new *oc.BgpConfigSet) plan {
@@ -98,11 +95,11 @@ func diffConfig(old, new *oc.BgpConfigSet) plan {
 		}
 	}
 
-	oldN := map[netip.Addr]*oc.Neighbor{}
+	oldN := map[string]*oc.Neighbor{}
 	for i := range old.Neighbors {
 		oldN[neighborKey(&old.Neighbors[i])] = &old.Neighbors[i]
 	}
-	newN := map[netip.Addr]bool{}
+	newN := map[string]bool{}
 	for i := range new.Neighbors {
 		n := &new.Neighbors[i]
 		k := neighborKey(n)
@@ -127,7 +124,7 @@ func diffConfig(old, new *oc.BgpConfigSet) plan {
 	sortNeighbors(p.add)
 	sortNeighbors(p.del)
 	sort.Slice(p.update, func(i, j int) bool {
-		return neighborKey(&p.update[i].n).Less(neighborKey(&p.update[j].n))
+		return neighborKey(&p.update[i].n) < neighborKey(&p.update[j].n)
 	})
 	return p
 }
@@ -139,10 +136,6 @@ func cosmeticOnly(a, b *oc.Neighbor) bool {
 	x.Config.Description, x.State.Description = "", ""
 	y.Config.Description, y.State.Description = "", ""
 	return x.Equal(&y)
-}
-
-func sortNeighbors(l []oc.Neighbor) {
-	sort.Slice(l, func(i, j int) bool { return neighborKey(&l[i]).Less(neighborKey(&l[j])) })
 }
 
 // applyLocked makes cfg the running config. Everything was validated; what
@@ -188,20 +181,25 @@ func (s *Server) applyLocked(ctx context.Context, cfg *parsedConfig) error {
 	}
 	for i := range p.del {
 		n := &p.del[i]
-		if err := b.DeletePeer(ctx, &api.DeletePeerRequest{Address: n.State.NeighborAddress.String()}); err != nil {
-			fail(fmt.Errorf("delete neighbor %s: %w", n.State.NeighborAddress, err))
-			continue
+		if r := s.deleteRequest(n); r != nil {
+			if err := b.DeletePeer(ctx, r); err != nil {
+				fail(fmt.Errorf("delete neighbor %s: %w", peerName(n), err))
+				continue
+			}
 		}
 		s.logPeer("neighbor deleted", n)
 	}
 	for i := range p.del {
-		delete(s.bfdHeld, p.del[i].State.NeighborAddress)
+		s.forget(&p.del[i])
 	}
 	for i := range p.add {
 		n := &p.add[i]
 		held := s.withBFDHeld(*n)
-		if err := b.AddPeer(ctx, &api.AddPeerRequest{Peer: oc.NewPeerFromConfigStruct(&held)}); err != nil {
-			fail(fmt.Errorf("add neighbor %s: %w", n.State.NeighborAddress, err))
+		if err := s.addPeer(ctx, held); err != nil {
+			fail(fmt.Errorf("add neighbor %s: %w", peerName(n), err))
+			continue
+		}
+		if s.isWaiting(n) {
 			continue
 		}
 		s.logPeer("neighbor added", n)
@@ -214,14 +212,22 @@ func (s *Server) applyLocked(ctx context.Context, cfg *parsedConfig) error {
 			// not yet started, or the session restarts: hold BFD again
 			n = s.withBFDHeld(n)
 		}
+		if iface := n.Config.NeighborInterface; iface != "" {
+			if _, waiting := s.waiting[iface]; waiting {
+				s.waiting[iface] = n // not in GoBGP yet: added as it is now
+				continue
+			}
+		}
 		r, err := b.UpdatePeer(ctx, &api.UpdatePeerRequest{Peer: oc.NewPeerFromConfigStruct(&n)})
 		if err != nil {
-			fail(fmt.Errorf("update neighbor %s: %w", u.n.State.NeighborAddress, err))
+			fail(fmt.Errorf("update neighbor %s: %w", peerName(&u.n), err))
 			continue
 		}
 		s.logPeer("neighbor updated", &u.n, "session-reset", u.reset)
 		if !u.reset && (u.policy || r.GetNeedsSoftResetIn()) {
-			softReset = append(softReset, u.n.State.NeighborAddress.String())
+			if r := s.deleteRequest(&u.n); r != nil {
+				softReset = append(softReset, r.Address)
+			}
 		}
 	}
 	for _, d := range p.dynDel {
@@ -300,6 +306,8 @@ func (s *Server) restartLocked(ctx context.Context, cfg *parsedConfig) error {
 	s.quiet.Store(false)
 	s.bgp = nil
 	s.running.Store(nil)
+	clear(s.waiting)
+	clear(s.linkLocal)
 	if err := s.startLocked(ctx, cfg); err != nil {
 		// the old config cannot come back either: try it, report both
 		if err2 := s.startLocked(ctx, s.cur); err2 != nil {

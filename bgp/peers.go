@@ -30,8 +30,11 @@ func (s *Server) addPeersLocked(ctx context.Context, restarting bool) error {
 			n.GracefulRestart.State.LocalRestarting = true
 		}
 		n = s.withBFDHeld(n)
-		if err := s.bgp.AddPeer(ctx, &api.AddPeerRequest{Peer: oc.NewPeerFromConfigStruct(&n)}); err != nil {
-			errs = append(errs, fmt.Errorf("add neighbor %s: %w", n.State.NeighborAddress, err))
+		if err := s.addPeer(ctx, n); err != nil {
+			errs = append(errs, fmt.Errorf("add neighbor %s: %w", peerName(&n), err))
+			continue
+		}
+		if s.isWaiting(&n) {
 			continue
 		}
 		s.logPeer("neighbor added", &n)
@@ -95,8 +98,8 @@ func (s *Server) releaseBFD(ctx context.Context) {
 }
 
 func (s *Server) logPeer(msg string, n *oc.Neighbor, args ...any) {
-	args = append([]any{"peer", n.State.NeighborAddress, "peer-as", n.Config.PeerAs}, args...)
-	if f := s.cur.passwordFiles[n.State.NeighborAddress.String()]; f != "" {
+	args = append([]any{"peer", peerName(n), "peer-as", n.Config.PeerAs}, args...)
+	if f := s.cur.passwordFiles[peerName(n)]; f != "" {
 		args = append(args, "password-file", f)
 	}
 	s.log.Info(msg, args...)

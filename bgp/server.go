@@ -77,7 +77,14 @@ type Server struct {
 	// bfdHeld: neighbors added with BFD held back until their session has
 	// been Established for bfdHoldOff (see withBFDHeld)
 	bfdHeld map[netip.Addr]bool
-	vips    map[netip.Addr]routing.VIP // announced VIPs
+	// unnumbered neighbors by interface: waiting for the router's
+	// link-local address, the address GoBGP resolved, when the last router
+	// advertisement went out and when adding was last tried (unnumbered.go)
+	waiting   map[string]oc.Neighbor
+	linkLocal map[string]netip.Addr
+	lastRA    map[string]time.Time
+	lastTry   map[string]time.Time
+	vips      map[netip.Addr]routing.VIP // announced VIPs
 	// paths by announced prefix, with what each carries and the members of
 	// covering prefixes (see vippaths.go)
 	paths map[netip.Prefix]*apiutil.Path
@@ -117,6 +124,10 @@ func New(opts Options) (*Server, error) {
 		configured: make(chan struct{}),
 		vips:       make(map[netip.Addr]routing.VIP),
 		bfdHeld:    make(map[netip.Addr]bool),
+		waiting:    make(map[string]oc.Neighbor),
+		linkLocal:  make(map[string]netip.Addr),
+		lastRA:     make(map[string]time.Time),
+		lastTry:    make(map[string]time.Time),
 		paths:      make(map[netip.Prefix]*apiutil.Path),
 		sigs:       make(map[netip.Prefix]string),
 		agg:        make(map[netip.Prefix]map[netip.Addr]struct{}),
@@ -181,7 +192,7 @@ func checkHost(cfg *parsedConfig) []error {
 	}
 	for i, n := range cfg.set.Neighbors {
 		if n.Config.AuthPassword != "" {
-			md5(cfg.pos.line("neighbors", idx(i), "config", "auth-password"), "neighbor "+n.State.NeighborAddress.String())
+			md5(cfg.pos.line("neighbors", idx(i), "config", "auth-password"), "neighbor "+peerName(&n))
 		}
 	}
 	for i, pg := range cfg.set.PeerGroups {
@@ -254,6 +265,7 @@ func (s *Server) run(ctx context.Context, vips vipSource) error {
 		case <-tick.C:
 			s.releaseBFD(ctx)
 			s.pruneZebraVIPs(ctx)
+			s.tickUnnumbered(ctx)
 		}
 	}
 }

@@ -37,8 +37,10 @@ func (s *Server) shutdown() {
 		// peers too; the others get a Cease, which makes them drop every
 		// route of the session.
 		for _, n := range plain {
-			if err := b.DeletePeer(ctx, &api.DeletePeerRequest{Address: n.State.NeighborAddress.String()}); err != nil {
-				s.log.Warn("delete peer at shutdown", "peer", n.State.NeighborAddress, "err", err)
+			if r := s.deleteRequest(&n); r == nil {
+				continue
+			} else if err := b.DeletePeer(ctx, r); err != nil {
+				s.log.Warn("delete peer at shutdown", "peer", peerName(&n), "err", err)
 			}
 		}
 	}

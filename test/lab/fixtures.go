@@ -27,6 +27,9 @@ type GoBGPConf struct {
 // GoBGPNeighbor is one [[neighbors]] entry of GoBGPConf.
 type GoBGPNeighbor struct {
 	Address string
+	// Interface, instead of Address, makes an unnumbered neighbor
+	// (neighbor-interface).
+	Interface string
 	PeerAS  int
 	// Timers in seconds; 0 leaves GoBGP's default.
 	ConnectRetry, HoldTime, KeepaliveInterval, IdleHoldTimeAfterReset int
@@ -35,7 +38,8 @@ type GoBGPNeighbor struct {
 	GracefulRestart bool
 	// BFD: single-hop BFD, 100 ms × 3 (LAB.md).
 	BFD bool
-	// Families are afi-safi names; nil means ipv4-unicast only.
+	// Families are afi-safi names; nil means ipv4-unicast only, empty
+	// (not nil) writes no afi-safis (GoBGP's default).
 	Families []string
 	// Extra is TOML inside this neighbor, after its config tables and
 	// before its families (ebgp-multihop, transport, auth-password...).
@@ -81,7 +85,11 @@ func (n GoBGPNeighbor) String() string {
 }
 
 func (n GoBGPNeighbor) write(b *strings.Builder) {
-	fmt.Fprintf(b, "[[neighbors]]\n  [neighbors.config]\n    neighbor-address = %q\n    peer-as = %d\n", n.Address, n.PeerAS)
+	key, addr := "neighbor-address", n.Address
+	if n.Interface != "" {
+		key, addr = "neighbor-interface", n.Interface
+	}
+	fmt.Fprintf(b, "[[neighbors]]\n  [neighbors.config]\n    %s = %q\n    peer-as = %d\n", key, addr, n.PeerAS)
 	var timers []string
 	for _, t := range []struct {
 		key string

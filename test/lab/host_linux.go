@@ -317,9 +317,11 @@ func routeDst(dst string, v6 bool) (netip.Prefix, error) {
 
 // KernelRoute is a route of a host's main routing table.
 type KernelRoute struct {
-	Dst      netip.Prefix
-	Gateways []netip.Addr // one per next hop; empty for a connected route
-	Devs     []string     // interface of each next hop
+	Dst netip.Prefix
+	// Gateways has one address per next hop (an IPv6 one for an IPv4
+	// route via inet6, RFC 5549); empty for a connected route.
+	Gateways []netip.Addr
+	Devs     []string // interface of each next hop
 	// Weights of a multipath route's next hops (in Gateways' order; 1 is
 	// the kernel's default); empty for a single next hop.
 	Weights  []int
@@ -344,7 +346,10 @@ func (h *Host) KernelRoutes() ([]KernelRoute, error) {
 		} else {
 			kr.Dst = netip.MustParsePrefix("0.0.0.0/0")
 		}
-		addHop := func(gw net.IP, ifindex int) {
+		addHop := func(gw net.IP, via netlink.Destination, ifindex int) {
+			if v, ok := via.(*netlink.Via); ok && gw == nil {
+				gw = v.Addr
+			}
 			if gw != nil {
 				a, _ := netip.AddrFromSlice(gw)
 				kr.Gateways = append(kr.Gateways, a.Unmap())
@@ -355,11 +360,11 @@ func (h *Host) KernelRoutes() ([]KernelRoute, error) {
 		}
 		if len(r.MultiPath) > 0 {
 			for _, nh := range r.MultiPath {
-				addHop(nh.Gw, nh.LinkIndex)
+				addHop(nh.Gw, nh.Via, nh.LinkIndex)
 				kr.Weights = append(kr.Weights, nh.Hops+1)
 			}
 		} else {
-			addHop(r.Gw, r.LinkIndex)
+			addHop(r.Gw, r.Via, r.LinkIndex)
 		}
 		out = append(out, kr)
 	}
