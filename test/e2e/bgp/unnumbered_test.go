@@ -55,9 +55,10 @@ func TestUnnumberedSession(t *testing.T) {
 	agent, err := lab.NewAgent(host, bin)
 	must(t, err)
 	must(t, agent.WriteConfig("vipspeaker.toml", lab.AgentTOML{}.String()))
-	must(t, agent.WriteConfig("gobgp.conf", lab.GoBGPConf{AS: 65001, RouterID: "198.18.1.2",
+	conf := lab.GoBGPConf{AS: 65001, RouterID: "198.18.1.2",
 		// no afi-safis: an unnumbered neighbor carries both unicast families
-		Neighbors: []lab.GoBGPNeighbor{lab.GoBGPNeighbor{Interface: "eth0", PeerAS: 65000, Families: []string{}}.FastTimers()}}.String()))
+		Neighbors: []lab.GoBGPNeighbor{lab.GoBGPNeighbor{Interface: "eth0", PeerAS: 65000, Families: []string{}}.FastTimers()}}
+	must(t, agent.WriteConfig("gobgp.conf", conf.String()))
 	must(t, agent.WriteService(lab.ServiceFile{Name: "web", Addresses: []string{"203.0.113.10", "2001:db8:100::10"}}))
 	start := time.Now()
 	_, err = agent.Start()
@@ -95,6 +96,20 @@ func TestUnnumberedSession(t *testing.T) {
 			return nil
 		})
 	}
+
+	// a reload without the neighbor ends the session and withdraws the
+	// VIPs; with it again, they come back
+	t.Logf("%v: routes and pings checked", time.Since(start))
+	must(t, agent.WriteConfig("gobgp.conf", lab.GoBGPConf{AS: 65001, RouterID: "198.18.1.2"}.String()))
+	must(t, router.WaitGateways("203.0.113.10/32", 20*time.Second))
+	if s, err := frr.PeerState("n1"); err != nil || s == "Established" {
+		t.Errorf("FRR's session after the neighbor was removed: %q, %v", s, err)
+	}
+	t.Logf("%v: withdrawn", time.Since(start))
+	must(t, agent.WriteConfig("gobgp.conf", conf.String()))
+	must(t, frr.WaitEstablished("n1", 30*time.Second))
+	t.Logf("%v: established again", time.Since(start))
+	must(t, router.WaitGateways("203.0.113.10/32", 20*time.Second, nodeLL.String()))
 }
 
 // linkLocal is the IPv6 link-local address of ifName on h.
