@@ -30,7 +30,7 @@ type GoBGPNeighbor struct {
 	// Interface, instead of Address, makes an unnumbered neighbor
 	// (neighbor-interface).
 	Interface string
-	PeerAS  int
+	PeerAS    int
 	// Timers in seconds; 0 leaves GoBGP's default.
 	ConnectRetry, HoldTime, KeepaliveInterval, IdleHoldTimeAfterReset int
 	// GracefulRestart: graceful restart with restart-time 30, and

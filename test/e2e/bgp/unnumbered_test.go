@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
@@ -33,7 +34,7 @@ router bgp 65000
 // An unnumbered session: the node and the router share a link that holds
 // IPv6 link-local addresses only. The agent's gobgp.conf names the
 // interface (neighbor-interface = "eth0"), FRR peers with `neighbor n1
-// interface`. The session comes up, and both the IPv4 and the IPv6 VIP are
+// interface`; gobgp.conf is deploy/examples/unnumbered's. The session comes up, and both the IPv4 and the IPv6 VIP are
 // in FRR's table and kernel via the node's link-local address on that
 // link (the IPv4 one with an IPv6 next hop, RFC 5549); traffic from the
 // router reaches both VIPs over it.
@@ -55,10 +56,15 @@ func TestUnnumberedSession(t *testing.T) {
 	agent, err := lab.NewAgent(host, bin)
 	must(t, err)
 	must(t, agent.WriteConfig("vipspeaker.toml", lab.AgentTOML{}.String()))
-	conf := lab.GoBGPConf{AS: 65001, RouterID: "198.18.1.2",
-		// no afi-safis: an unnumbered neighbor carries both unicast families
-		Neighbors: []lab.GoBGPNeighbor{lab.GoBGPNeighbor{Interface: "eth0", PeerAS: 65000, Families: []string{}}.FastTimers()}}
-	must(t, agent.WriteConfig("gobgp.conf", conf.String()))
+	// the shipped example as it is; its empty router-id is the node's own
+	// IPv4 address, on another interface (the peering link has none)
+	host.MustRun("ip", "link", "add", "mgmt0", "type", "ifb")
+	host.MustRun("ip", "link", "set", "mgmt0", "up")
+	must(t, host.AddAddr("mgmt0", "198.18.1.2/24"))
+	example, err := os.ReadFile("../../../deploy/examples/unnumbered/gobgp.conf")
+	must(t, err)
+	conf := string(example)
+	must(t, agent.WriteConfig("gobgp.conf", conf))
 	must(t, agent.WriteService(lab.ServiceFile{Name: "web", Addresses: []string{"203.0.113.10", "2001:db8:100::10"}}))
 	start := time.Now()
 	_, err = agent.Start()
@@ -100,13 +106,13 @@ func TestUnnumberedSession(t *testing.T) {
 	// a reload without the neighbor ends the session and withdraws the
 	// VIPs; with it again, they come back
 	t.Logf("%v: routes and pings checked", time.Since(start))
-	must(t, agent.WriteConfig("gobgp.conf", lab.GoBGPConf{AS: 65001, RouterID: "198.18.1.2"}.String()))
+	must(t, agent.WriteConfig("gobgp.conf", lab.GoBGPConf{AS: 65001}.String()))
 	must(t, router.WaitGateways("203.0.113.10/32", 20*time.Second))
 	if s, err := frr.PeerState("n1"); err != nil || s == "Established" {
 		t.Errorf("FRR's session after the neighbor was removed: %q, %v", s, err)
 	}
 	t.Logf("%v: withdrawn", time.Since(start))
-	must(t, agent.WriteConfig("gobgp.conf", conf.String()))
+	must(t, agent.WriteConfig("gobgp.conf", conf))
 	must(t, frr.WaitEstablished("n1", 30*time.Second))
 	t.Logf("%v: established again", time.Since(start))
 	must(t, router.WaitGateways("203.0.113.10/32", 20*time.Second, nodeLL.String()))
