@@ -66,6 +66,9 @@ func TestUnnumberedSession(t *testing.T) {
 	conf := string(example)
 	must(t, agent.WriteConfig("gobgp.conf", conf))
 	must(t, agent.WriteService(lab.ServiceFile{Name: "web", Addresses: []string{"203.0.113.10", "2001:db8:100::10"}}))
+	// the router's link-local address learnt so far (from its router
+	// advertisements) is forgotten: the agent finds it itself
+	host.MustRun("ip", "-6", "neigh", "flush", "dev", "eth0")
 	start := time.Now()
 	_, err = agent.Start()
 	must(t, err)
