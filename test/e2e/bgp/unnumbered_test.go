@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"regexp"
+	"strconv"
 	"testing"
 	"time"
 
@@ -119,6 +121,34 @@ func TestUnnumberedSession(t *testing.T) {
 	must(t, frr.WaitEstablished("n1", 30*time.Second))
 	t.Logf("%v: established again", time.Since(start))
 	must(t, router.WaitGateways("203.0.113.10/32", 20*time.Second, nodeLL.String()))
+
+	// the agent's router advertisements keep coming (every 10 s)
+	before := advertsReceived(t, frr, "n1")
+	if before == 0 {
+		t.Fatal("FRR counts no router advertisement received on n1")
+	}
+	lab.Eventually(t, 15*time.Second, 250*time.Millisecond, func() error {
+		if n := advertsReceived(t, frr, "n1"); n <= before {
+			return fmt.Errorf("FRR has received %d router advertisements on n1, no more since", n)
+		}
+		return nil
+	})
+}
+
+var advertsRE = regexp.MustCompile(`ND router advertisements sent: \d+ rcvd: (\d+)`)
+
+// advertsReceived is the count of router advertisements FRR's zebra has
+// received on ifName.
+func advertsReceived(t testing.TB, frr *lab.FRR, ifName string) int {
+	t.Helper()
+	out, err := frr.Vtysh("show interface " + ifName)
+	must(t, err)
+	m := advertsRE.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no router advertisement count in FRR's show interface %s:\n%s", ifName, out)
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
 }
 
 // linkLocal is the IPv6 link-local address of ifName on h.
