@@ -42,6 +42,9 @@ func standInUnnumbered(v *validator, data []byte, raw map[string]any) ([]byte, m
 			v.add(v.at("neighbors", idx(i), "config", "neighbor-interface"), "neighbor %d: set neighbor-address or neighbor-interface, not both", i+1)
 			continue
 		}
+		if getPath(n, "route-server", "config", "route-server-client") == true {
+			v.add(v.at("neighbors", idx(i), "route-server", "config", "route-server-client"), "neighbor %s: a route-server client cannot be unnumbered (GoBGP)", name)
+		}
 		if getPath(n, "bfd", "config", "enabled") == true {
 			v.add(v.at("neighbors", idx(i), "bfd", "config", "enabled"), "neighbor %s: BFD is not supported with neighbor-interface", name)
 		}
@@ -59,9 +62,14 @@ func standInUnnumbered(v *validator, data []byte, raw map[string]any) ([]byte, m
 // restoreUnnumbered undoes standInUnnumbered on the decoded config: the
 // neighbor names its interface again, with no address, no local address
 // unless the file gave one, and both unicast families unless the file
-// listed some (GoBGP's default for an unnumbered neighbor).
+// listed some for it or its peer group (GoBGP's default for an unnumbered
+// neighbor).
 func restoreUnnumbered(set *oc.BgpConfigSet, raw map[string]any, ifaces map[int]string) {
 	rawNeighbors := asList(getPath(raw, "neighbors"))
+	groupFamilies := map[string]bool{}
+	for _, pg := range asList(getPath(raw, "peer-groups")) {
+		groupFamilies[getString(pg, "config", "peer-group-name")] = getPath(pg, "afi-safis") != nil
+	}
 	for i, name := range ifaces {
 		n := &set.Neighbors[i]
 		n.Config.NeighborInterface = name
@@ -70,7 +78,7 @@ func restoreUnnumbered(set *oc.BgpConfigSet, raw map[string]any, ifaces map[int]
 		if getString(rawNeighbors[i], "transport", "config", "local-address") == "" {
 			n.Transport.Config.LocalAddress = netip.Addr{}
 		}
-		if getPath(rawNeighbors[i], "afi-safis") == nil {
+		if getPath(rawNeighbors[i], "afi-safis") == nil && !groupFamilies[getString(rawNeighbors[i], "config", "peer-group")] {
 			n.AfiSafis = nil
 			for _, t := range []oc.AfiSafiType{oc.AFI_SAFI_TYPE_IPV4_UNICAST, oc.AFI_SAFI_TYPE_IPV6_UNICAST} {
 				af := oc.AfiSafi{Config: oc.AfiSafiConfig{AfiSafiName: t, Enabled: true},

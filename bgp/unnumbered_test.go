@@ -51,6 +51,8 @@ func TestValidateUnnumberedErrors(t *testing.T) {
 			"gobgp.conf:7: neighbor 1: set neighbor-address or neighbor-interface, not both"},
 		{"bfd", unnumberedConf + "  [neighbors.bfd.config]\n    enabled = true\n",
 			"gobgp.conf:10: neighbor uplink-nowhere: BFD is not supported with neighbor-interface"},
+		{"route server", unnumberedConf + "  [neighbors.route-server.config]\n    route-server-client = true\n",
+			"gobgp.conf:10: neighbor uplink-nowhere: a route-server client cannot be unnumbered"},
 		{"no peer-as", strings.Replace(unnumberedConf, "    peer-as = 65000\n", "", 1),
 			"gobgp.conf:6: neighbor uplink-nowhere: peer-as is missing"},
 	} {
@@ -58,5 +60,25 @@ func TestValidateUnnumberedErrors(t *testing.T) {
 		if len(errs) == 0 || !strings.HasPrefix(errs[0].Error(), c.want) {
 			t.Errorf("%s: errors %v, want %q", c.name, errs, c.want)
 		}
+	}
+}
+
+// Families from the neighbor's peer group are kept.
+func TestValidateUnnumberedPeerGroupFamilies(t *testing.T) {
+	conf := strings.Replace(unnumberedConf, "    peer-as = 65000\n", "    peer-as = 65000\n    peer-group = \"tor\"\n", 1) + `
+[[peer-groups]]
+  [peer-groups.config]
+    peer-group-name = "tor"
+    peer-as = 65000
+  [[peer-groups.afi-safis]]
+    [peer-groups.afi-safis.config]
+      afi-safi-name = "ipv6-unicast"
+`
+	cfg, errs := parseConfig("gobgp.conf", []byte(conf))
+	if len(errs) != 0 {
+		t.Fatal(errs)
+	}
+	if afs := cfg.set.Neighbors[0].AfiSafis; len(afs) != 1 || afs[0].Config.AfiSafiName != oc.AFI_SAFI_TYPE_IPV6_UNICAST {
+		t.Errorf("families = %+v, want the peer group's ipv6-unicast", afs)
 	}
 }
