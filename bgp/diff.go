@@ -218,6 +218,7 @@ func (s *Server) applyLocked(ctx context.Context, cfg *parsedConfig) error {
 				continue
 			}
 		}
+		n = s.forGoBGP(n)
 		r, err := b.UpdatePeer(ctx, &api.UpdatePeerRequest{Peer: oc.NewPeerFromConfigStruct(&n)})
 		if err != nil {
 			fail(fmt.Errorf("update neighbor %s: %w", peerName(&u.n), err))

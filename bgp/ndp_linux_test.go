@@ -73,3 +73,53 @@ func TestRouterAdvertisementOnTheWire(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The router of an unnumbered neighbor is whoever advertises on its
+// interface, and a new router (another link-local address) replaces it;
+// our own advertisements never count.
+func TestRouterWatchLearnsTheAdvertiser(t *testing.T) {
+	ns := nstest.New(t)
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", append([]string{"-n", ns.Name}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v: %s", args, err, out)
+		}
+	}
+	ip("link", "add", "ra0", "type", "veth", "peer", "name", "ra1")
+	ip("addr", "add", "fe80::a/64", "dev", "ra0", "nodad")
+	ip("addr", "add", "fe80::b/64", "dev", "ra1", "nodad")
+	ip("link", "set", "ra0", "up")
+	ip("link", "set", "ra1", "up")
+	var w *routerWatch
+	if err := ns.Do(func() (err error) { w, err = watchRouters(); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	heard := func(from, want string) {
+		t.Helper()
+		err := ns.Do(func() error {
+			if err := sendRouterAdvertisement("ra0"); err != nil { // ours
+				return err
+			}
+			if err := sendRouterAdvertisement(from); err != nil {
+				return err
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				if r, _ := w.router("ra0"); r.String() == want {
+					return nil
+				} else if time.Now().After(deadline) {
+					return fmt.Errorf("router on ra0: %v, want %s", r, want)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	heard("ra1", "fe80::b%ra0")
+	ip("addr", "del", "fe80::b/64", "dev", "ra1")
+	ip("addr", "add", "fe80::c/64", "dev", "ra1", "nodad")
+	heard("ra1", "fe80::c%ra0")
+}

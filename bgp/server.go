@@ -78,8 +78,11 @@ type Server struct {
 	// been Established for bfdHoldOff (see withBFDHeld)
 	bfdHeld map[netip.Addr]bool
 	// unnumbered neighbors by interface: waiting for the router's
-	// link-local address, the address GoBGP resolved, when the last router
-	// advertisement went out and when adding was last tried (unnumbered.go)
+	// link-local address, the router's address GoBGP has, when the last
+	// router advertisement went out and when the router was last
+	// solicited; routers: who advertises on which interface
+	// (unnumbered.go, ndp.go)
+	routers   *routerWatch
 	waiting   map[string]oc.Neighbor
 	linkLocal map[string]netip.Addr
 	lastRA    map[string]time.Time

@@ -51,6 +51,10 @@ func (s *Server) shutdown() {
 	b.Stop() // BFD and gRPC
 	s.bgp = nil
 	s.running.Store(nil)
+	if s.routers != nil {
+		_ = s.routers.Close()
+		s.routers = nil
+	}
 	if len(gr) > 0 {
 		s.log.Info("bgp speaker stopped; graceful-restart peers keep the routes", "peers", len(gr))
 	} else {

@@ -90,6 +90,9 @@ func peerStatus(p *api.Peer) PeerStatus {
 	} else if a, err := netip.ParseAddr(p.GetConf().GetNeighborAddress()); err == nil {
 		ps.Address = a
 	}
+	if ps.Interface == "" && ps.Address.Is6() && ps.Address.Zone() != "" {
+		ps.Interface = ps.Address.Zone() // an unnumbered neighbor
+	}
 	if ps.State == "established" {
 		if up := p.GetTimers().GetState().GetUptime(); up != nil && up.GetSeconds() > 0 {
 			ps.Uptime = time.Since(up.AsTime()).Truncate(time.Second)

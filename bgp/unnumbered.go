@@ -17,8 +17,8 @@ import (
 // router's IPv6 link-local address up in this host's neighbor cache while it
 // reads the file, so a file naming an interface failed `vipspeaker check`
 // everywhere but on the node, and failed on the node too when the router had
-// not been seen yet. We read the file with a stand-in address instead and
-// leave the lookup to GoBGP's AddPeer, retried until the router is known.
+// not been seen yet. We read the file with a stand-in address instead, and
+// find the router ourselves when the neighbor is added.
 
 // unnumberedStandIn is the neighbor-address the reader sees in place of a
 // neighbor-interface; it never reaches GoBGP.
@@ -113,35 +113,76 @@ func sortNeighbors(l []oc.Neighbor) {
 }
 
 // unnumberedRetry is how often a neighbor-interface whose router is not
-// known yet is tried again; raInterval how often a router advertisement
-// goes out on each unnumbered neighbor's interface.
+// known yet (or whose session is down) solicits the router again;
+// raInterval how often a router advertisement goes out on each unnumbered
+// neighbor's interface.
 const (
 	unnumberedRetry = time.Second
 	raInterval      = 10 * time.Second
 )
 
-// addPeer adds n to GoBGP. An unnumbered neighbor whose router's
-// link-local address is not in the neighbor cache yet is not an error: it
-// is kept waiting and added by tickUnnumbered once the router is known.
-// Callers hold opMu.
+// GoBGP would look an unnumbered neighbor's router up in the kernel's
+// neighbor cache, once, when the neighbor is added, and refuses when it
+// finds two entries (an old router's beside a new one's). We take the
+// router's address from its router advertisements instead (routerWatch)
+// and hand GoBGP the neighbor as that zoned link-local address; a router
+// whose address changes is followed.
+
+// numbered is the unnumbered neighbor n as GoBGP gets it: at the router's
+// link-local address r (zoned with the interface).
+func numbered(n oc.Neighbor, r netip.Addr) oc.Neighbor {
+	n.Config.NeighborInterface = ""
+	n.Config.NeighborAddress = r
+	n.State.NeighborAddress = r
+	return n
+}
+
+// forGoBGP is n as GoBGP has it (see numbered). Callers hold opMu.
+func (s *Server) forGoBGP(n oc.Neighbor) oc.Neighbor {
+	if r, ok := s.linkLocal[n.Config.NeighborInterface]; ok && n.Config.NeighborInterface != "" {
+		return numbered(n, r)
+	}
+	return n
+}
+
+// addPeer adds n to GoBGP. An unnumbered neighbor whose router has not
+// been heard yet is not an error: it waits, and tickUnnumbered adds it
+// once the router is known. Callers hold opMu.
 func (s *Server) addPeer(ctx context.Context, n oc.Neighbor) error {
-	err := s.bgp.AddPeer(ctx, &api.AddPeerRequest{Peer: oc.NewPeerFromConfigStruct(&n)})
 	iface := n.Config.NeighborInterface
 	if iface == "" {
-		return err
+		return s.bgp.AddPeer(ctx, &api.AddPeerRequest{Peer: oc.NewPeerFromConfigStruct(&n)})
 	}
-	if err != nil {
+	r, ok := s.routerOn(iface)
+	if !ok {
 		if _, waiting := s.waiting[iface]; !waiting {
-			s.log.Info("unnumbered neighbor: waiting for the router's link-local address", "iface", iface, "reason", err)
+			s.log.Info("unnumbered neighbor: waiting for the router's advertisement", "iface", iface)
 			s.solicit(iface)
 		}
 		s.waiting[iface] = n
 		return nil
 	}
+	g := numbered(n, r)
+	if err := s.bgp.AddPeer(ctx, &api.AddPeerRequest{Peer: oc.NewPeerFromConfigStruct(&g)}); err != nil {
+		return err
+	}
 	delete(s.waiting, iface)
-	s.linkLocal[iface] = s.resolvedAddr(ctx, iface)
+	s.linkLocal[iface] = r
 	s.advertise(iface)
 	return nil
+}
+
+// routerOn is the router last heard on iface. Callers hold opMu.
+func (s *Server) routerOn(iface string) (netip.Addr, bool) {
+	if s.routers == nil {
+		w, err := watchRouters()
+		if err != nil {
+			s.log.Error("unnumbered neighbor: cannot listen for router advertisements", "err", err)
+			return netip.Addr{}, false
+		}
+		s.routers = w
+	}
+	return s.routers.router(iface)
 }
 
 // isWaiting says n is an unnumbered neighbor not in GoBGP yet.
@@ -150,25 +191,12 @@ func (s *Server) isWaiting(n *oc.Neighbor) bool {
 	return ok && n.Config.NeighborInterface != ""
 }
 
-// resolvedAddr is the address GoBGP found for the unnumbered neighbor on
-// iface.
-func (s *Server) resolvedAddr(ctx context.Context, iface string) netip.Addr {
-	var addr netip.Addr
-	_ = s.bgp.ListPeer(ctx, &api.ListPeerRequest{Address: iface}, func(p *api.Peer) {
-		if p.GetConf().GetNeighborInterface() == iface {
-			addr, _ = netip.ParseAddr(p.GetState().GetNeighborAddress())
-		}
-	})
-	return addr
-}
-
-// deleteRequest is the DeletePeer request for n: GoBGP looks an unnumbered
-// neighbor up by the address it resolved when the neighbor was added. Nil
-// for an unnumbered neighbor GoBGP does not have (still waiting).
+// deleteRequest is the DeletePeer request for n; nil for an unnumbered
+// neighbor GoBGP does not have (still waiting).
 func (s *Server) deleteRequest(n *oc.Neighbor) *api.DeletePeerRequest {
 	if iface := n.Config.NeighborInterface; iface != "" {
 		a, ok := s.linkLocal[iface]
-		if !ok || !a.IsValid() {
+		if !ok {
 			return nil
 		}
 		return &api.DeletePeerRequest{Address: a.String()}
@@ -187,8 +215,10 @@ func (s *Server) forget(n *oc.Neighbor) {
 	delete(s.bfdHeld, n.State.NeighborAddress)
 }
 
-// tickUnnumbered retries the waiting unnumbered neighbors and sends the
-// periodic router advertisements.
+// tickUnnumbered adds the waiting unnumbered neighbors whose router has
+// been heard, moves a neighbor to its router's new address, solicits the
+// routers not heard (or whose session is down) and sends the periodic
+// router advertisements.
 func (s *Server) tickUnnumbered(ctx context.Context) {
 	s.opMu.Lock()
 	defer s.opMu.Unlock()
@@ -196,22 +226,62 @@ func (s *Server) tickUnnumbered(ctx context.Context) {
 		return
 	}
 	now := time.Now()
-	for iface, n := range s.waiting {
+	retry := func(iface string) bool {
 		if now.Sub(s.lastTry[iface]) < unnumberedRetry {
-			continue
+			return false
 		}
 		s.lastTry[iface] = now
-		s.solicit(iface)
-		_ = s.addPeer(ctx, n)
-		if _, still := s.waiting[iface]; !still {
-			s.log.Info("unnumbered neighbor added", "iface", iface, "peer", s.linkLocal[iface])
+		return true
+	}
+	for iface, n := range s.waiting {
+		if _, heard := s.routerOn(iface); !heard {
+			if retry(iface) {
+				s.solicit(iface)
+			}
+			continue
 		}
+		if err := s.addPeer(ctx, n); err != nil {
+			s.log.Error("unnumbered neighbor: add", "iface", iface, "err", err)
+			continue
+		}
+		s.log.Info("unnumbered neighbor added", "iface", iface, "peer", s.linkLocal[iface])
 	}
 	for _, n := range s.cur.set.Neighbors {
-		if iface := n.Config.NeighborInterface; iface != "" && now.Sub(s.lastRA[iface]) >= raInterval {
+		iface := n.Config.NeighborInterface
+		if iface == "" {
+			continue
+		}
+		if now.Sub(s.lastRA[iface]) >= raInterval {
 			s.advertise(iface)
 		}
+		old, added := s.linkLocal[iface]
+		if !added {
+			continue
+		}
+		if r, ok := s.routerOn(iface); ok && r != old {
+			s.log.Info("unnumbered neighbor: the router's link-local address changed", "iface", iface, "from", old, "to", r)
+			if err := s.bgp.DeletePeer(ctx, &api.DeletePeerRequest{Address: old.String()}); err != nil {
+				s.log.Warn("unnumbered neighbor: delete the old address", "iface", iface, "err", err)
+			}
+			delete(s.linkLocal, iface)
+			if err := s.addPeer(ctx, n); err != nil {
+				s.log.Error("unnumbered neighbor: add", "iface", iface, "err", err)
+			}
+			continue
+		}
+		if retry(iface) && !s.established(ctx, old) {
+			s.solicit(iface) // a replaced router answers with its new address
+		}
 	}
+}
+
+// established says GoBGP's session with addr is up.
+func (s *Server) established(ctx context.Context, addr netip.Addr) bool {
+	up := false
+	_ = s.bgp.ListPeer(ctx, &api.ListPeerRequest{Address: addr.String()}, func(p *api.Peer) {
+		up = up || p.GetState().GetSessionState() == api.PeerState_SESSION_STATE_ESTABLISHED
+	})
+	return up
 }
 
 // advertise sends a router advertisement on iface: routers that peer by
@@ -226,7 +296,7 @@ func (s *Server) advertise(iface string) {
 }
 
 // solicit sends a router solicitation on iface, so the router answers with
-// an advertisement and the kernel learns its link-local address at once.
+// an advertisement at once.
 func (s *Server) solicit(iface string) {
 	if err := sendRouterSolicitation(iface); err != nil {
 		s.log.Debug("unnumbered neighbor: send router solicitation", "iface", iface, "err", err)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -121,6 +122,20 @@ func TestUnnumberedSession(t *testing.T) {
 	must(t, frr.WaitEstablished("n1", 30*time.Second))
 	t.Logf("%v: established again", time.Since(start))
 	must(t, router.WaitGateways("203.0.113.10/32", 20*time.Second, nodeLL.String()))
+
+	// the router is replaced: another link-local address, its bgpd
+	// restarted. The agent follows the router's advertisements to the new
+	// address and the session comes back.
+	router.MustRun("ip", "-6", "addr", "del", routerLL.String()+"/64", "dev", "n1")
+	router.MustRun("ip", "-6", "addr", "add", "fe80::99/64", "dev", "n1", "nodad")
+	replaced := time.Now()
+	must(t, frr.Restart("bgpd"))
+	must(t, frr.WaitEstablished("n1", 30*time.Second))
+	must(t, router.WaitGateways("203.0.113.10/32", 20*time.Second, nodeLL.String()))
+	t.Logf("router's link-local address changed and bgpd restarted → route back: %v", time.Since(replaced))
+	if !strings.Contains(agent.Proc.Log(), "the router's link-local address changed") {
+		t.Error("the agent did not log the router's new link-local address")
+	}
 
 	// the agent's router advertisements keep coming (every 10 s)
 	before := advertsReceived(t, frr, "n1")
