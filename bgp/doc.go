@@ -40,9 +40,9 @@
 //     policy with a neighbor-set;
 //   - a neighbor-interface (unnumbered) neighbor is validated without
 //     looking at the host (GoBGP's reader would look the router up in the
-//     neighbor cache), added once the router's link-local address is in
-//     the neighbor cache (retried every second, with a router
-//     solicitation), and announced to the router with ICMPv6 router
+//     neighbor cache), added to GoBGP at the zoned link-local address of
+//     the router advertising on that interface (solicited; followed when
+//     it changes), and announced to the router with ICMPv6 router
 //     advertisements (lifetime 0) every 10 s, which FRR's interface
 //     peering needs to learn our address (unnumbered.go, ndp.go);
 //   - vrfs, bmp, rpki, mrt and collector sections and families other than
