@@ -105,10 +105,11 @@ const BandwidthPerWeight = 125_000
 
 // linkBandwidth is the link-bandwidth extended community (RFC 10005) for
 // weight w, in its transitive form (type 0x00, sub-type 0x04), which FRR
-// honours from eBGP peers; GoBGP's LinkBandwidthExtended is the
-// non-transitive one (0x40), which FRR releases before 10.x ignore for
-// weighted ECMP. The AS field is informational (AS_TRANS here: the
-// community has two octets for it).
+// 8.4 turns into kernel next-hop weights from eBGP peers
+// (test/e2e/realnodes TestWeightedByEndpoints); GoBGP's
+// LinkBandwidthExtended is the non-transitive form (0x40), not tried. The
+// AS field is informational (AS_TRANS here: the community has two octets
+// for it).
 func linkBandwidth(w uint32) bgppkt.ExtendedCommunityInterface {
 	return &bgppkt.TwoOctetAsSpecificExtended{
 		SubType:      bgppkt.EC_SUBTYPE_LINK_BANDWIDTH,
