@@ -54,7 +54,7 @@ demo-down: ## Remove everything `make demo` created
 	go run ./test/cmd/demo down
 
 demo-cluster: deps test-tools ## The same on real nodes: three kubelet nodes, the agent installed with kubectl apply -k, Pods behind a BGP and a layer-2 VIP, clients, a rolling restart under load; stays up until Ctrl-C (root)
-	go test -tags democluster -v -count=1 -timeout 0 -run 'TestDemoCluster' ./test/e2e/realnodes
+	go test -tags 'e2ereal democluster' -v -count=1 -timeout 0 -run 'TestDemoCluster' ./test/e2e/realnodes
 
 e2e-real: deps test-tools ## Every real-node scenario (three kubelet nodes, the agent installed with kubectl apply -k, HTTP clients through the VIPs); one line per scenario, then N passed, N failed (root)
 	set -o pipefail; go test -tags e2ereal -json -count=1 -timeout 40m -run 'TestE2EReal|TestDualStack' ./test/e2e/realnodes | go run ./test/cmd/e2ereal

@@ -1,6 +1,7 @@
-//go:build linux && democluster
+//go:build linux && democluster && e2ereal
 
-// Built only with -tags democluster (make demo-cluster): the real-node lab
+// Built only with -tags "e2ereal democluster" (make demo-cluster; it uses
+// the scenarios' helpers): the real-node lab
 // left running for a person to look at, kept out of make test by the
 // build, not by a skip.
 
