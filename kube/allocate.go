@@ -105,6 +105,7 @@ func (c *Controller) allocate(ctx context.Context) {
 		}
 	}
 	c.log.Info("allocator rebuilt from the services", "services", len(svcs))
+	go c.runConditions(ctx)
 	stop := context.AfterFunc(ctx, func() { c.queue.Add("") }) // wake Get
 	defer stop()
 	// Decisions are taken one at a time under st.mu; the API writes of

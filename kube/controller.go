@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -30,6 +31,7 @@ import (
 
 	"github.com/vipspeaker/vipspeaker/config"
 	"github.com/vipspeaker/vipspeaker/internal/heartbeat"
+	"github.com/vipspeaker/vipspeaker/kube/nodestate"
 	"github.com/vipspeaker/vipspeaker/routing"
 )
 
@@ -90,6 +92,9 @@ type Options struct {
 	// OnNodeLabels receives this node's labels once its Node is read and
 	// again whenever they change ([[peer-nodes]] selects on them).
 	OnNodeLabels func(map[string]string)
+	// NodeReport, when set, is this node's state for its VIPSpeakerNode
+	// object (false: not ready to report); the speaker writes it.
+	NodeReport func() (nodestate.Status, bool)
 
 	client kubernetes.Interface // tests: a fake clientset
 }
@@ -100,6 +105,7 @@ type Controller struct {
 	opts    Options
 	log     *slog.Logger
 	cs      kubernetes.Interface
+	dyn     dynamic.Interface // VIPSpeakerNode objects (nil with a fake clientset)
 	metrics *metrics
 
 	cfg    atomic.Pointer[config.Config]
@@ -121,6 +127,9 @@ type Controller struct {
 	secrets   secrets
 	conflicts conflicts
 	resync    resync
+	cond      conditions
+	// pools this node may announce, from the speaker's last pass
+	pools atomic.Pointer[[]string]
 	// synced is set once the caches synced (services, nodes and recorder
 	// usable from other goroutines).
 	synced atomic.Bool
@@ -188,7 +197,11 @@ func New(opts Options) (*Controller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	return newController(opts, cs), nil
+	c := newController(opts, cs)
+	if c.dyn, err = dynamic.NewForConfig(rc); err != nil {
+		return nil, fmt.Errorf("kubernetes dynamic client: %w", err)
+	}
+	return c, nil
 }
 
 func newController(opts Options, cs kubernetes.Interface) *Controller {
@@ -273,6 +286,8 @@ func (c *Controller) Run(ctx context.Context, apply func([]routing.VIP)) error {
 	c.queue = workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 		workqueue.TypedRateLimitingQueueConfig[string]{Name: "vipspeaker-allocator"})
 	defer c.queue.ShutDown()
+	c.cond.queue = workqueue.NewTypedDelayingQueueWithConfig(workqueue.TypedDelayingQueueConfig[string]{Name: "vipspeaker-conditions"})
+	defer c.cond.queue.ShutDown()
 	var resyncWG sync.WaitGroup
 	defer func() { cancel(); resyncWG.Wait() }()
 	resyncWG.Go(func() { c.runResync(ctx) })
@@ -282,6 +297,7 @@ func (c *Controller) Run(ctx context.Context, apply func([]routing.VIP)) error {
 	onSvc := func(obj any) {
 		if svc, ok := obj.(*corev1.Service); ok {
 			c.queue.Add(ServiceKey(svc))
+			c.condAdd(ServiceKey(svc))
 		} else if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 			c.queue.Add(d.Key)
 		}
@@ -347,6 +363,7 @@ func (c *Controller) Run(ctx context.Context, apply func([]routing.VIP)) error {
 		wg.Go(func() { c.runElection(ctx) })
 	}
 	if speaker {
+		wg.Go(func() { c.runNodeReport(ctx) })
 		c.speak(ctx, apply)
 	} else {
 		<-ctx.Done()
@@ -532,6 +549,8 @@ func (c *Controller) speak(ctx context.Context, apply func([]routing.VIP)) {
 				delete(lastGood, k)
 			}
 		}
+		pools := eligiblePools(c.cfg.Load(), nodes[c.opts.NodeName])
+		c.pools.Store(&pools)
 		res := decide(announceInput{
 			node: c.opts.NodeName, cfg: c.cfg.Load(), services: svcs, nodes: nodes,
 			endpoints: c.readyEndpointNodes, lastGood: lastGood,

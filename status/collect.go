@@ -21,7 +21,12 @@ type Sources struct {
 	BGP interface {
 		Ready() bool
 		Peers() []bgp.PeerStatus
+		PeersBrief() []bgp.PeerStatus
 	}
+	// Brief leaves out what is costly to gather: the prefixes sent to
+	// each peer and the receive counters (the agent's VIPSpeakerNode
+	// object is built from a brief report every second).
+	Brief bool
 	// BGPConfigured says whether a gobgp.conf was accepted.
 	BGPConfigured func() bool
 	// Gatherer holds the per-VIP receive counters.
@@ -45,7 +50,11 @@ func Collect(s Sources) Report {
 	}
 	if s.BGP != nil {
 		r.BGP.Running = s.BGP.Ready()
-		for _, p := range s.BGP.Peers() {
+		peers := s.BGP.Peers
+		if s.Brief {
+			peers = s.BGP.PeersBrief
+		}
+		for _, p := range peers() {
 			r.BGP.Peers = append(r.BGP.Peers, Peer{
 				Peer:             p.Name(),
 				PeerAS:           p.PeerAS,
@@ -64,7 +73,7 @@ func Collect(s Sources) Report {
 	}
 
 	rx := map[string]map[string]uint64{} // family -> vip -> value
-	if s.Gatherer != nil {
+	if s.Gatherer != nil && !s.Brief {
 		mfs, err := s.Gatherer.Gather()
 		if err != nil {
 			r.Errors = append(r.Errors, Error{Part: "metrics", Error: err.Error()})

@@ -278,12 +278,15 @@ func (a *agent) notReady() []string {
 	return a.ready.Missing(want...)
 }
 
-// status is the report `vipspeaker status` shows.
-func (a *agent) status() status.Report {
+// status is the report `vipspeaker status` shows; brief, the one the
+// node's VIPSpeakerNode object is made from (cluster mode).
+func (a *agent) status() status.Report { return a.report(false) }
+
+func (a *agent) report(brief bool) status.Report {
 	return status.Collect(status.Sources{
 		Node: a.f.nodeName, Version: version, ConfigDir: a.f.configDir, ServicesDir: a.f.servicesDir,
 		Table: a.table, BGP: a.bgp, BGPConfigured: a.bgpConfigured, Gatherer: a.reg,
-		Reloads: a.reloads, Owners: a.l2.Owners, NotReady: a.notReady,
+		Reloads: a.reloads, Owners: a.l2.Owners, NotReady: a.notReady, Brief: brief,
 	})
 }
 

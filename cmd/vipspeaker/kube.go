@@ -13,6 +13,7 @@ import (
 	"github.com/vipspeaker/vipspeaker/config"
 	"github.com/vipspeaker/vipspeaker/dataplane/owner"
 	"github.com/vipspeaker/vipspeaker/kube"
+	"github.com/vipspeaker/vipspeaker/kube/nodestate"
 	"github.com/vipspeaker/vipspeaker/routing"
 )
 
@@ -59,6 +60,7 @@ func (a *agent) newCluster(ctx context.Context) error {
 			}
 		},
 		OnNodeLabels: func(l map[string]string) { a.setNodeLabels(ctx, l) },
+		NodeReport:   func() (nodestate.Status, bool) { return nodestate.FromReport(a.report(true)) },
 		OnNodeAddrs: func(addrs map[string][]string) {
 			if a.l2 != nil && a.cluster.joinFromAPI {
 				p := kube.JoinPeers(addrs, a.f.nodeName, a.cluster.joinV6)

@@ -16,6 +16,7 @@ Usage:
   vipspeaker run [flags]      the node agent (see vipspeaker run -h)
   vipspeaker allocate [flags] the allocator alone, as its own Deployment (see vipspeaker allocate -h)
   vipspeaker status [-o json] tables of VIPs, BGP peers and config from the local agent
+                              (--cluster: every Service and node, from the API server)
   vipspeaker check PATH       validate a config directory or a ConfigMap manifest
   vipspeaker migrate FILE...  MetalLB or OpenELB resources in, the vipspeaker-config ConfigMap out
   vipspeaker version          version, commit, Go and GoBGP versions
