@@ -66,6 +66,12 @@
 // leave the CPU to the API server; after a quiet spell a change is taken
 // at once.
 //
+// State in the API (package nodestate): with Options.NodeReport the
+// speaker keeps its node's VIPSpeakerNode object saying what it announces
+// (and which pools it may: eligiblePools); while leading, the allocator
+// follows those objects and sets each handled Service's
+// vipspeaker.io/Announced condition (conditions.go), once per change.
+//
 // When the API server is unreachable the informers' caches keep their
 // content, so the speaker keeps announcing the last known state; nothing is
 // applied before the caches first synced.

@@ -60,6 +60,9 @@ type setupOpts struct {
 	// a large IPv6 pool "bulk6" (2001:db8:5000::/112), for thousands of
 	// VIPs.
 	v6 bool
+	// speakersOnly: as shipped, speakers with --allocate=false and one
+	// `vipspeaker allocate` replica as the allocator's ServiceAccount.
+	speakersOnly bool
 }
 
 const bulk6Pool = `
@@ -119,8 +122,11 @@ func setupWith(t testing.TB, o setupOpts) *env {
 			}
 			return []string{nodeAddrs[n] + "/24"}
 		},
-		Deploy: true, AllInOne: true, TOML: toml, GoBGP: gobgp, Namespace: ns})
-	e := &env{Cluster: c, bin: bin, cs: c.Client, router: c.Bridge, agents: map[string]*lab.Process{}}
+		Deploy: true, AllInOne: !o.speakersOnly, TOML: toml, GoBGP: gobgp, Namespace: ns})
+	e := &env{Cluster: c, bin: bin, cs: c.Client, router: c.Bridge, agents: map[string]*lab.Process{}, speakersOnly: o.speakersOnly}
+	if o.speakersOnly {
+		e.startAllocator(t, "allocator")
+	}
 	var err error
 	if e.frr, err = e.router.StartFRR(lab.FRRConfig{BGPd: frrConfWith(o)}); err != nil {
 		t.Fatal(err)

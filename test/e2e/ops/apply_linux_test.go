@@ -22,7 +22,8 @@ type right struct {
 
 // speakerRights are those of the speakers' ServiceAccount (the DaemonSet,
 // run --allocate=false): read Services, EndpointSlices, Nodes, its
-// ConfigMap and its namespace's Secrets; write Events; change no Service.
+// ConfigMap and its namespace's Secrets; write Events and the
+// VIPSpeakerNode objects of its namespace; change no Service.
 var speakerRights = []right{
 	{"get", "", "services", "", "demo", "", true},
 	{"watch", "", "services", "", "", "", true},
@@ -48,12 +49,22 @@ var speakerRights = []right{
 	{"get", "", "configmaps", "", "kube-system", "", false},
 	{"get", "", "configmaps", "", "vipspeaker-system", "someone-elses", false},
 	{"update", "", "events", "", "demo", "", false},
+	// Its node's VIPSpeakerNode, in its namespace only; never deleted.
+	{"create", "vipspeaker.io", "vipspeakernodes", "", "vipspeaker-system", "", true},
+	{"get", "vipspeaker.io", "vipspeakernodes", "", "vipspeaker-system", "n1", true},
+	{"patch", "vipspeaker.io", "vipspeakernodes", "", "vipspeaker-system", "n1", true},
+	{"create", "vipspeaker.io", "vipspeakernodes", "", "demo", "", false},
+	{"delete", "vipspeaker.io", "vipspeakernodes", "", "vipspeaker-system", "n1", false},
+	{"list", "vipspeaker.io", "vipspeakernodes", "", "", "", false},
 }
 
 // allocatorRights are those of the allocator Deployment's ServiceAccount
 // (vipspeaker allocate): read Services and its ConfigMap; patch Services
-// (the allocated-from annotation) and their status; its Lease; Events.
-// Nothing else: no Secret anywhere, no Node, no EndpointSlice.
+// (the allocated-from annotation) and their status (the address and the
+// vipspeaker.io/Announced condition); its Lease; Events; read the
+// speakers' VIPSpeakerNode objects and list EndpointSlices (the reason a
+// Local Service is not announced). Nothing else: no Secret anywhere, no
+// Node, no write to a VIPSpeakerNode.
 var allocatorRights = []right{
 	{"get", "", "services", "", "demo", "", true},
 	{"watch", "", "services", "", "", "", true},
@@ -75,8 +86,14 @@ var allocatorRights = []right{
 	{"update", "coordination.k8s.io", "leases", "", "vipspeaker-system", "someone-elses", false},
 	{"update", "coordination.k8s.io", "leases", "", "kube-system", "vipspeaker-allocator", false},
 	{"list", "", "nodes", "", "", "", false},
-	{"list", "discovery.k8s.io", "endpointslices", "", "", "", false},
+	{"list", "discovery.k8s.io", "endpointslices", "", "", "", true},
+	{"watch", "discovery.k8s.io", "endpointslices", "", "", "", false},
 	{"get", "", "configmaps", "", "vipspeaker-system", "someone-elses", false},
+	{"list", "vipspeaker.io", "vipspeakernodes", "", "vipspeaker-system", "", true},
+	{"watch", "vipspeaker.io", "vipspeakernodes", "", "vipspeaker-system", "", true},
+	{"patch", "vipspeaker.io", "vipspeakernodes", "", "vipspeaker-system", "n1", false},
+	{"create", "vipspeaker.io", "vipspeakernodes", "", "vipspeaker-system", "", false},
+	{"delete", "vipspeaker.io", "vipspeakernodes", "", "vipspeaker-system", "n1", false},
 }
 
 // allInOneRights: the speakers' ServiceAccount with the all-in-one
@@ -218,7 +235,8 @@ func daemonSetArgs(t *testing.T, objs map[string]object) []string {
 // TestKustomizeRBAC: deploy/kustomize applied to a real kube-apiserver as
 // ApplyDeploy does for every kube suite: the speakers' ServiceAccount
 // cannot change a Service (no patch or update of Services or their
-// status) nor take the allocator's Lease; the allocator's may do exactly
+// status) nor take the allocator's Lease, and may write the
+// VIPSpeakerNode objects of its own namespace (its node's report); the allocator's may do exactly
 // what `vipspeaker allocate` does and read no Secret. The DaemonSet runs
 // `run --allocate=false`. deploy/kustomize-all-in-one renders no allocator
 // Deployment, runs the speakers with --allocate=true, and its bindings

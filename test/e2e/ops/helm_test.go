@@ -183,7 +183,8 @@ func TestHelmTemplateEqualsKustomize(t *testing.T) {
 		t.Fatalf("no kustomize base to compare the chart with: %v", err)
 	}
 	want := parseObjects(t, run(t, kustomizeBin(t), "build", kdir))
-	got := parseObjects(t, helmTemplate(t, "--set", "namespace.create=true"))
+	// --include-crds: `helm install` installs crds/ (VIPSpeakerNode) too.
+	got := parseObjects(t, helmTemplate(t, "--set", "namespace.create=true", "--include-crds"))
 	if diff := cmp.Diff(keys(want), keys(got)); diff != "" {
 		t.Errorf("objects (-kustomize +helm):\n%s", diff)
 	}
