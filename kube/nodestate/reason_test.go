@@ -13,7 +13,9 @@ import (
 func TestCondition(t *testing.T) {
 	up := []Session{{Peer: "198.51.100.1", State: "established"}}
 	down := []Session{{Peer: "198.51.100.1", State: "active"}}
-	vip := func(addr, role string) VIP { return VIP{Address: addr, Service: "demo/web", Mode: "bgp", Pool: "public", Role: role} }
+	vip := func(addr, role string) VIP {
+		return VIP{Address: addr, Service: "demo/web", Mode: "bgp", Pool: "public", Role: role}
+	}
 	node := func(name string, sessions []Session, pools []string, vips ...VIP) Object {
 		return Object{Node: name, Status: Status{Sessions: sessions, VIPs: vips, VIPCount: len(vips), Pools: pools}}
 	}
