@@ -230,7 +230,6 @@ func (c *Controller) writeCondition(ctx context.Context, key string) error {
 	if have != nil && have.Status == want.Status {
 		want.LastTransitionTime = have.LastTransitionTime
 	}
-	want.ObservedGeneration = svc.Generation
 	c.log.Debug("service condition", "service", key, "status", want.Status, "reason", want.Reason, "message", want.Message)
 	return c.patchCondition(ctx, svc, want)
 }

@@ -16,6 +16,8 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/vipspeaker/vipspeaker/config"
 )
 
 // annotations the cluster view reads (package kube's names; kube imports
@@ -76,13 +78,35 @@ func Cluster(ctx context.Context, cs kubernetes.Interface, dyn dynamic.Interface
 	if err != nil {
 		return r, fmt.Errorf("list services: %w", err)
 	}
+	modes := poolModes(ctx, cs, namespace)
 	for i := range svcs.Items {
 		if s, ok := serviceState(&svcs.Items[i], ix); ok {
+			if s.Mode == "" {
+				s.Mode = modes[s.Pool]
+			}
 			r.Services = append(r.Services, s)
 		}
 	}
 	slices.SortFunc(r.Services, func(a, b ServiceState) int { return strings.Compare(a.Service, b.Service) })
 	return r, nil
+}
+
+// poolModes are the pools' modes from the ConfigMap vipspeaker-config,
+// for Services no node announces (nil when it cannot be read).
+func poolModes(ctx context.Context, cs kubernetes.Interface, namespace string) map[string]string {
+	cm, err := cs.CoreV1().ConfigMaps(namespace).Get(ctx, "vipspeaker-config", metav1.GetOptions{})
+	if err != nil {
+		return nil
+	}
+	cfg, errs := config.Parse(config.FileName, []byte(cm.Data[config.FileName]))
+	if len(errs) > 0 {
+		return nil
+	}
+	out := map[string]string{}
+	for _, p := range cfg.Pools {
+		out[p.Name] = string(p.Mode)
+	}
+	return out
 }
 
 func serviceState(svc *corev1.Service, ix *Index) (ServiceState, bool) {

@@ -66,6 +66,8 @@ func (w *Writer) Run(ctx context.Context) error {
 		changedAt time.Time
 		lastWrite time.Time
 		lastErr   string
+		retryAt   time.Time // after an error: no request before
+		backoff   time.Duration
 	)
 	tick := time.NewTicker(w.o.Poll)
 	defer tick.Stop()
@@ -76,13 +78,20 @@ func (w *Writer) Run(ctx context.Context) error {
 		case <-tick.C:
 		}
 		st, ok := w.o.Source()
-		if !ok {
+		if !ok || time.Now().Before(retryAt) {
 			continue
+		}
+		// After an error (no CRD installed, API server away) the next
+		// request waits MinGap, doubling up to a minute.
+		fail := func(msg string, err error) {
+			lastErr = w.logOnce(lastErr, msg, err)
+			backoff = min(max(2*backoff, w.o.MinGap), time.Minute)
+			retryAt = time.Now().Add(backoff)
 		}
 		if written == nil {
 			cur, err := w.read(ctx)
 			if err != nil {
-				lastErr = w.logOnce(lastErr, "cannot read this node's "+Kind, err)
+				fail("cannot read this node's "+Kind, err)
 				continue
 			}
 			written = cur
@@ -106,10 +115,11 @@ func (w *Writer) Run(ctx context.Context) error {
 		st.Updated = metav1.NewTime(now.Truncate(time.Second))
 		lastWrite = now
 		if err := w.write(ctx, st, written != nil && written.exists); err != nil {
-			lastErr = w.logOnce(lastErr, "cannot write this node's "+Kind, err)
+			fail("cannot write this node's "+Kind, err)
 			written = nil // read again: it may exist after all
 			continue
 		}
+		backoff = 0
 		if lastErr != "" {
 			w.o.Logger.Info(Kind+" written again", "node", w.o.Node)
 		}
