@@ -46,14 +46,32 @@ type Index struct {
 	byAddr map[string][]Holder
 }
 
-// NewIndex indexes the objects.
+// NewIndex indexes the objects. When two nodes say they own one layer2
+// address, the later report wins: the earlier is from an owner that lost
+// the address without writing again (its agent was killed).
 func NewIndex(objs []Object) *Index {
 	ix := &Index{objs: slices.Clone(objs), byAddr: map[string][]Holder{}}
 	slices.SortFunc(ix.objs, func(a, b Object) int { return strings.Compare(a.Node, b.Node) })
+	owned := map[string]metav1.Time{} // address -> the latest owner's report
 	for _, o := range ix.objs {
 		for _, v := range o.Status.VIPs {
+			if v.Role == RoleOwner {
+				if t, ok := owned[v.Address]; ok && o.Status.Updated.Before(&t) {
+					continue
+				}
+				owned[v.Address] = o.Status.Updated
+			}
 			ix.byAddr[v.Address] = append(ix.byAddr[v.Address], Holder{o.Node, v.Role})
 		}
+	}
+	for a, t := range owned {
+		ix.byAddr[a] = slices.DeleteFunc(ix.byAddr[a], func(h Holder) bool {
+			if h.Role != RoleOwner {
+				return false
+			}
+			i := slices.IndexFunc(ix.objs, func(o Object) bool { return o.Node == h.Node })
+			return ix.objs[i].Status.Updated.Before(&t)
+		})
 	}
 	return ix
 }

@@ -2,6 +2,7 @@ package nodestate
 
 import (
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -71,6 +72,16 @@ func TestCondition(t *testing.T) {
 				t.Errorf("(-want +got)\n%s", diff)
 			}
 		})
+	}
+	// Two owners of one layer2 address: the later report wins.
+	old := node("n1", nil, pub, VIP{Address: "203.0.113.70", Role: RoleOwner})
+	old.Status.Updated = metav1.Unix(100, 0)
+	cur := node("n2", nil, pub, VIP{Address: "203.0.113.70", Role: RoleOwner})
+	cur.Status.Updated = metav1.Unix(200, 0)
+	for _, objs := range [][]Object{{old, cur}, {cur, old}} {
+		if got := NewIndex(objs).Holders("203.0.113.70"); !slices.Equal(got, []Holder{{"n2", RoleOwner}}) {
+			t.Errorf("holders %v, want n2 alone", got)
+		}
 	}
 	// A node listing part of its VIPs cannot say a Service is not
 	// announced.

@@ -4,14 +4,18 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 
 	"github.com/vipspeaker/vipspeaker/internal/nstest"
+	"github.com/vipspeaker/vipspeaker/kube/nodestate"
 	"github.com/vipspeaker/vipspeaker/test/lab"
 	"github.com/vipspeaker/vipspeaker/test/lab/kubeapi"
 )
@@ -116,6 +120,20 @@ func TestKubeLayer2(t *testing.T) {
 			t.Fatalf("answers for %s: %v, want only %s's %s", vip, got, owner, le.macs[owner])
 		}
 	}
+	// In the API: the owner's VIPSpeakerNode lists the VIP as owned, the
+	// Service's condition names the owner.
+	dyn, err := dynamic.NewForConfig(e.API.Admin())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.waitNodeState(t, dyn, owner, func(st nodestate.Status) error {
+		want := nodestate.VIP{Address: vip, Service: ns + "/flat-web", Mode: "layer2", Pool: "flat", Role: nodestate.RoleOwner}
+		if !slices.Contains(st.VIPs, want) {
+			return fmt.Errorf("vips %+v, want %+v among them", st.VIPs, want)
+		}
+		return nil
+	})
+	e.waitConditionExactly(t, "flat-web", metav1.ConditionTrue, nodestate.ReasonAnnounced, vip+" owned by "+owner)
 
 	t.Run("ConflictEvent", func(t *testing.T) {
 		rogueMAC := strings.TrimSpace(le.rogue.MustRun("cat", "/sys/class/net/eth0/address"))
@@ -169,6 +187,9 @@ func TestKubeLayer2(t *testing.T) {
 			return nil
 		})
 		t.Logf("%s answers %v after %s's agent was killed", other, time.Since(start).Round(time.Millisecond), owner)
+		// The killed agent's report still says it owns the VIP; the later
+		// report wins.
+		e.waitConditionExactly(t, "flat-web", metav1.ConditionTrue, nodestate.ReasonAnnounced, vip+" owned by "+other)
 		_, _ = le.client.Run(context.Background(), "ip", "neigh", "flush", "dev", "br0", "to", vip)
 		lab.Eventually(t, 10*time.Second, 200*time.Millisecond, func() error { return le.client.Ping(vip) })
 		if out := le.client.MustRun("ip", "neigh", "show", vip, "dev", "br0"); !strings.Contains(out, le.macs[other]) {

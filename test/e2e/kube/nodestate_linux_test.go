@@ -166,6 +166,18 @@ func (e *env) waitCondition(t testing.TB, name string, status metav1.ConditionSt
 	})
 }
 
+// waitConditionExactly is waitCondition for the whole message.
+func (e *env) waitConditionExactly(t testing.TB, name string, status metav1.ConditionStatus, reason, msg string) {
+	t.Helper()
+	lab.Eventually(t, 30*time.Second, 100*time.Millisecond, func() error {
+		c := apimeta.FindStatusCondition(e.service(t, name).Status.Conditions, nodestate.ConditionType)
+		if c == nil || c.Status != status || c.Reason != reason || c.Message != msg {
+			return fmt.Errorf("service %s: condition %+v, want %s %s %q", name, c, status, reason, msg)
+		}
+		return nil
+	})
+}
+
 // waitNodeState waits until node's VIPSpeakerNode passes check.
 func (e *env) waitNodeState(t testing.TB, dyn dynamic.Interface, node string, check func(nodestate.Status) error) {
 	t.Helper()
