@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/vipspeaker/vipspeaker/test/e2e/ops"
+	"github.com/vipspeaker/vipspeaker/test/lab"
 	"github.com/vipspeaker/vipspeaker/test/lab/realnodes"
 )
 
@@ -70,4 +71,31 @@ func TestHelmInstallBGP(t *testing.T) {
 			t.Errorf("%s not installed by Helm; Helm's objects: %q", want, out)
 		}
 	}
+	// The state in the API, with kubectl alone: the chart's CRD is
+	// installed, every node reports, the Service is Announced by all.
+	ctx, cancel = context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	lab.Eventually(t, time.Minute, 500*time.Millisecond, func() error {
+		cond, err := c.Kubectl(ctx, "get", "service", "-n", o.Namespace, o.Name, "-o",
+			`jsonpath={.status.conditions[?(@.type=="vipspeaker.io/Announced")].reason}: {.status.conditions[?(@.type=="vipspeaker.io/Announced")].message}`)
+		if err != nil {
+			return err
+		}
+		if !strings.HasPrefix(cond, "Announced: "+vip+" announced by ") {
+			return fmt.Errorf("condition vipspeaker.io/Announced: %q", cond)
+		}
+		for _, n := range c.Nodes {
+			if !strings.Contains(cond, n.Name) {
+				return fmt.Errorf("condition vipspeaker.io/Announced does not name node %s: %q", n.Name, cond)
+			}
+		}
+		nodes, err := c.Kubectl(ctx, "get", "vipspeakernodes", "-n", realnodes.AgentNamespace, "-o", "name")
+		if err != nil {
+			return err
+		}
+		if got := strings.Count(nodes, "vipspeakernode.vipspeaker.io/"); got != len(c.Nodes) {
+			return fmt.Errorf("%d VIPSpeakerNode objects, want %d: %q", got, len(c.Nodes), nodes)
+		}
+		return nil
+	})
 }
