@@ -25,4 +25,10 @@ func TestStatusNoAgent(t *testing.T) {
 	if out, code := run("-o", "yaml"); code != 2 || !regexp.MustCompile(`want table or json`).MatchString(out) {
 		t.Errorf("-o yaml: exit %d, %q", code, out)
 	}
+	// --cluster asks the API server (test/e2e/kube TestKubeAPIState); a
+	// kubeconfig that is not there is an error naming it.
+	if out, code := run("--cluster", "--kubeconfig", "/nonexistent/kubeconfig"); code != 1 ||
+		!strings.Contains(out, "vipspeaker status --cluster:") || !strings.Contains(out, "/nonexistent/kubeconfig") {
+		t.Errorf("--cluster with a missing kubeconfig: exit %d, %q", code, out)
+	}
 }

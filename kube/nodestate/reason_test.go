@@ -2,6 +2,7 @@ package nodestate
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -115,6 +116,14 @@ func TestFromReport(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got, cmp.AllowUnexported(Status{})); diff != "" || !ready {
 		t.Errorf("ready %v (-want +got)\n%s", ready, diff)
+	}
+	many := r
+	many.VIPs = nil
+	for i := range MaxVIPs + 1 {
+		many.VIPs = append(many.VIPs, status.VIP{Address: fmt.Sprint(i), Mode: "bgp", Role: "announcing"})
+	}
+	if got, _ := FromReport(many); len(got.VIPs) != MaxVIPs || got.VIPCount != MaxVIPs+1 {
+		t.Errorf("%d VIPs: lists %d, counts %d; want %d and %d", MaxVIPs+1, len(got.VIPs), got.VIPCount, MaxVIPs, MaxVIPs+1)
 	}
 	r.BGP.Peers[0].State = "active"
 	r.Ready = []string{"bgp"}

@@ -168,10 +168,16 @@ func (w *Writer) write(ctx context.Context, st Status, exists bool) error {
 		"name": w.o.Node, "namespace": w.o.Namespace,
 		"labels": map[string]any{"app.kubernetes.io/managed-by": "vipspeaker"},
 	}
-	if n, err := w.o.Core.CoreV1().Nodes().Get(ctx, w.o.Node, metav1.GetOptions{}); err == nil {
+	n, err := w.o.Core.CoreV1().Nodes().Get(ctx, w.o.Node, metav1.GetOptions{})
+	switch {
+	case err == nil:
 		meta["ownerReferences"] = []any{map[string]any{
 			"apiVersion": "v1", "kind": "Node", "name": n.Name, "uid": string(n.UID),
 		}}
+	case !exists:
+		// No Node, no report: an object without its owner would outlive
+		// the node.
+		return fmt.Errorf("read Node %s for the owner reference: %w", w.o.Node, err)
 	}
 	res := w.o.Dynamic.Resource(GVR).Namespace(w.o.Namespace)
 	if !exists {

@@ -3,6 +3,7 @@ package realnodes_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -95,6 +96,24 @@ func TestHelmInstallBGP(t *testing.T) {
 		}
 		if got := strings.Count(nodes, "vipspeakernode.vipspeaker.io/"); got != len(c.Nodes) {
 			return fmt.Errorf("%d VIPSpeakerNode objects, want %d: %q", got, len(c.Nodes), nodes)
+		}
+		return nil
+	})
+	// A Node deleted takes its VIPSpeakerNode with it (the garbage
+	// collector of kube-controller-manager, by the owner reference); its
+	// speaker, still running, does not write it again.
+	gone := c.Nodes[len(c.Nodes)-1].Name
+	if _, err := c.Kubectl(ctx, "delete", "node", gone); err != nil {
+		t.Fatal(err)
+	}
+	lab.Eventually(t, 2*time.Minute, time.Second, func() error {
+		out, err := c.Kubectl(ctx, "get", "vipspeakernodes", "-n", realnodes.AgentNamespace, "-o", "name")
+		if err != nil {
+			return err
+		}
+		names := strings.Fields(out)
+		if slices.Contains(names, "vipspeakernode.vipspeaker.io/"+gone) || len(names) != len(c.Nodes)-1 {
+			return fmt.Errorf("Node %s deleted: VIPSpeakerNode objects %v, want the %d others", gone, names, len(c.Nodes)-1)
 		}
 		return nil
 	})
