@@ -86,7 +86,9 @@ func (c *Controller) runConditions(ctx context.Context) {
 	c.cond.mu.Unlock()
 	defer func() {
 		c.cond.mu.Lock()
-		c.cond.store = nil
+		if c.cond.store == inf.GetStore() { // not the next term's
+			c.cond.store = nil
+		}
 		c.cond.mu.Unlock()
 	}()
 	svcs, _ := c.services.List(everything)

@@ -286,8 +286,10 @@ func (c *Controller) Run(ctx context.Context, apply func([]routing.VIP)) error {
 	c.queue = workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 		workqueue.TypedRateLimitingQueueConfig[string]{Name: "vipspeaker-allocator"})
 	defer c.queue.ShutDown()
-	c.cond.queue = workqueue.NewTypedDelayingQueueWithConfig(workqueue.TypedDelayingQueueConfig[string]{Name: "vipspeaker-conditions"})
-	defer c.cond.queue.ShutDown()
+	if !c.opts.NoAllocator {
+		c.cond.queue = workqueue.NewTypedDelayingQueueWithConfig(workqueue.TypedDelayingQueueConfig[string]{Name: "vipspeaker-conditions"})
+		defer c.cond.queue.ShutDown()
+	}
 	var resyncWG sync.WaitGroup
 	defer func() { cancel(); resyncWG.Wait() }()
 	resyncWG.Go(func() { c.runResync(ctx) })
