@@ -73,14 +73,16 @@ type Table interface {
 
 // Node is a node's layer2 part. New builds it; Run runs it.
 type Node struct {
-	opts Options
-	resp *dataplane.Responder // nil: counting only
-	fp   *bpf.FastPath        // nil: userspace only
-	log  *slog.Logger
-	ms   *owner.Membership
-	ctl  *owner.Controller
-	fast fastPathState  // uplinks, start-up gate (fastpath.go)
-	arp  arpFilterState // the kernel's silence about VIPs (arpfilter.go)
+	opts    Options
+	resp    *dataplane.Responder // nil: counting only
+	fp      *bpf.FastPath        // nil: userspace only
+	log     *slog.Logger
+	ms      *owner.Membership
+	ctl     *owner.Controller
+	fast    fastPathState  // uplinks, start-up gate (fastpath.go)
+	arp     arpFilterState // the kernel's silence about VIPs (arpfilter.go)
+	links   linkState      // the layer2 interfaces' states (links.go)
+	metrics *metrics
 
 	mu       sync.Mutex
 	pools    map[string][]string     // pool name -> layer2 interfaces
@@ -139,6 +141,10 @@ func New(opts Options) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{opts: opts, resp: resp, ms: ms, log: opts.Logger.With("component", "layer2"), kick: make(chan struct{}, 1)}
+	n.links.kick = make(chan struct{}, 1)
+	if n.metrics, err = newMetrics(opts.Registerer); err != nil {
+		return nil, err
+	}
 	if n.arp.f, err = dataplane.NewARPFilter(dataplane.ARPFilterOptions{Logger: opts.Logger}); err != nil {
 		return nil, err
 	}
@@ -154,6 +160,7 @@ func New(opts Options) (*Node, error) {
 		NodeName: opts.NodeName,
 		Health:   n.gatedHealth(ms),
 		Apply:    n.setOwned,
+		Links:    ms.Links,
 	})
 	if err != nil {
 		return nil, err
@@ -276,7 +283,14 @@ func (n *Node) Configure(cfg *config.Config) {
 	}
 	n.mu.Lock()
 	n.pools = pools
+	n.links.blocks = linkBlocks(cfg)
 	n.mu.Unlock()
+	if n.links.kick != nil {
+		select {
+		case n.links.kick <- struct{}{}:
+		default:
+		}
+	}
 	n.configureFastPath(cfg)
 	if n.resp != nil {
 		n.resp.SetInterfaces(cfg.Layer2Interfaces())
@@ -299,7 +313,11 @@ func (n *Node) Run(ctx context.Context, table Table) error {
 	} else {
 		n.ms.SetExitMode(owner.Restart, RestartWindow)
 	}
-	parts := []func(context.Context) error{n.resp.Run, n.ms.Run, n.ctl.Run}
+	watch, err := n.watchLinks(ctx)
+	if err != nil {
+		return err
+	}
+	parts := []func(context.Context) error{n.resp.Run, n.ms.Run, n.ctl.Run, watch}
 	if n.fp != nil {
 		parts = append(parts, n.fastPathRun)
 	}
@@ -314,8 +332,7 @@ func (n *Node) Run(ctx context.Context, table Table) error {
 		}()
 	}
 	current := map[netip.Addr]routing.VIP{}
-	all := map[netip.Addr]bool{} // every VIP of the node, for the XDP counters
-	var err error
+	all := map[netip.Addr]bool{}    // every VIP of the node, for the XDP counters
 	var uplinkTick <-chan time.Time // the BGP uplinks the fast path counts on
 	if n.fp != nil {
 		t := time.NewTicker(2 * time.Second)

@@ -27,6 +27,10 @@ type ControllerOptions struct {
 	// Apply receives every VIP this node owns with its interfaces, each
 	// time the set may have changed (dataplane.Responder.SetOwned).
 	Apply func(owned map[netip.Addr][]string)
+	// Links, when set, gives each node's layer2 interfaces (a
+	// Membership's Links): nodes whose interfaces are down or lack the
+	// VIP's subnet are no candidates (see Elect).
+	Links func() map[string]Links
 }
 
 // Controller recomputes this node's layer2 VIPs whenever the VIPs or the
@@ -37,11 +41,15 @@ type Controller struct {
 	self  string
 	h     Health
 	apply func(map[netip.Addr][]string)
+	links func() map[string]Links
 	kick  chan struct{}
 
 	mu     sync.Mutex
 	vips   []VIP
 	owners map[netip.Addr]string
+	// outside counts the VIPs this node lost to the subnet check (logged
+	// when it changes).
+	outside int
 }
 
 // NewController validates opts.
@@ -58,6 +66,7 @@ func NewController(opts ControllerOptions) (*Controller, error) {
 		self:  opts.NodeName,
 		h:     opts.Health,
 		apply: opts.Apply,
+		links: opts.Links,
 		kick:  make(chan struct{}, 1),
 	}, nil
 }
@@ -110,21 +119,54 @@ func (c *Controller) recompute() {
 	c.mu.Lock()
 	vips := c.vips
 	c.mu.Unlock()
-	owners := Assign(vips, healthy)
+	var links map[string]Links
+	if c.links != nil {
+		links = c.links()
+	}
+	owners, ifaces := Elect(vips, healthy, links)
 	mine := map[netip.Addr][]string{}
 	for _, v := range vips {
 		if owners[v.Addr] == c.self {
-			mine[v.Addr] = v.Interfaces
+			mine[v.Addr] = ifaces[v.Addr]
 		}
 	}
+	outside, example := c.outsideSubnets(vips, owners, links)
 	c.mu.Lock()
 	prev := c.owners
 	c.owners = owners
+	logOutside := outside != c.outside
+	c.outside = outside
 	c.mu.Unlock()
+	if logOutside {
+		c.log.Info("not a candidate for layer2 VIPs outside the subnets of this node's interfaces (other speakers carry their subnets)", "vips", outside, "example", example)
+	}
 	for a, o := range owners {
 		if prev[a] != o {
 			c.log.Debug("layer2 owner", "vip", a, "node", o)
 		}
 	}
 	c.apply(mine)
+}
+
+// outsideSubnets counts the VIPs this node could answer (an interface of
+// theirs is up) but is no candidate for because their owner carries the
+// VIP's subnet and this node does not; example is one of them.
+func (c *Controller) outsideSubnets(vips []VIP, owners map[netip.Addr]string, links map[string]Links) (int, netip.Addr) {
+	self := links[c.self]
+	if self == nil {
+		return 0, netip.Addr{}
+	}
+	n, example := 0, netip.Addr{}
+	for _, v := range vips {
+		o, ok := owners[v.Addr]
+		if !ok || o == c.self || links[o] == nil || len(v.Interfaces) == 0 {
+			continue
+		}
+		if len(usable(v, self, false)) > 0 && len(usable(v, self, true)) == 0 && len(usable(v, links[o], true)) > 0 {
+			if n++; n == 1 {
+				example = v.Addr
+			}
+		}
+	}
+	return n, example
 }

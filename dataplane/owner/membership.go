@@ -98,13 +98,16 @@ type Membership struct {
 
 	mu           sync.Mutex
 	list         *memberlist.Memberlist
-	meta         []byte
+	local        nodeMeta         // what this node tells the others
+	links        map[string]Links // members' layer2 links, this node's included
+	rejoin       chan struct{}
 	restartUntil map[string]time.Time // others' announced restart windows
 	restartKeep  map[string]time.Time // dead members kept healthy until
 	leaving      map[string]bool      // members that said they leave for good
 	exit         ExitMode
 	window       time.Duration
 	running      bool
+	rejoined     []chan struct{}
 }
 
 // nodeMeta is what a speaker tells the others about itself.
@@ -114,6 +117,9 @@ type nodeMeta struct {
 	RestartUntilMS int64 `json:"restart_until_ms,omitempty"`
 	// Leaving: the node is leaving for good; drop it now.
 	Leaving bool `json:"leaving,omitempty"`
+	// Links are the node's layer2 interfaces (nil: it publishes none, as
+	// agents before the link check did).
+	Links Links `json:"l2,omitempty"`
 }
 
 // LoadKey reads the membership secret and derives the 32-byte AES key
@@ -180,6 +186,8 @@ func NewMembership(opts Options) (*Membership, error) {
 		join:         normalizeJoin(opts.Join),
 		ready:        make(chan struct{}),
 		change:       make(chan struct{}, 1),
+		rejoin:       make(chan struct{}, 1),
+		links:        map[string]Links{},
 		restartUntil: map[string]time.Time{},
 		restartKeep:  map[string]time.Time{},
 		leaving:      map[string]bool{},
@@ -318,9 +326,25 @@ func (ms *Membership) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			ms.mu.Lock()
+			ms.running = false
+			for _, c := range ms.rejoined {
+				close(c)
+			}
+			ms.rejoined = nil
+			ms.mu.Unlock()
 			return ms.stop()
 		case <-t.C:
 			ms.joinMissing()
+		case <-ms.rejoin:
+			ms.mu.Lock()
+			waiting := ms.rejoined
+			ms.rejoined = nil
+			ms.mu.Unlock()
+			ms.joinMissing()
+			for _, c := range waiting {
+				close(c)
+			}
 		case <-expiry.C:
 			ms.expireRestarts()
 		}
@@ -392,9 +416,8 @@ func (ms *Membership) stop() error {
 	switch mode {
 	case Vanish:
 	case Restart:
-		b, _ := json.Marshal(nodeMeta{RestartUntilMS: time.Now().Add(window).UnixMilli()})
 		ms.mu.Lock()
-		ms.meta = b
+		ms.local.RestartUntilMS = time.Now().Add(window).UnixMilli()
 		ms.mu.Unlock()
 		if err := list.UpdateNode(leaveTimeout); err != nil {
 			errs = append(errs, fmt.Errorf("announce restart window: %w", err))
@@ -404,9 +427,8 @@ func (ms *Membership) stop() error {
 		// Say we are leaving first: the others drop us from the hash on
 		// this update and count the departure as graceful (memberlist's
 		// own leave notification does not tell a leave from a death).
-		b, _ := json.Marshal(nodeMeta{Leaving: true})
 		ms.mu.Lock()
-		ms.meta = b
+		ms.local.Leaving = true
 		ms.mu.Unlock()
 		if err := list.UpdateNode(leaveTimeout); err != nil {
 			errs = append(errs, fmt.Errorf("announce leave: %w", err))
@@ -444,6 +466,7 @@ func (e *events) NotifyLeave(n *memberlist.Node) {
 		kind = "left"
 	}
 	delete(ms.leaving, n.Name)
+	delete(ms.links, n.Name)
 	until, restarting := ms.restartUntil[n.Name]
 	if restarting && kind == "dead" && time.Now().Before(until) {
 		ms.restartKeep[n.Name] = until
@@ -475,6 +498,9 @@ func (ms *Membership) observeMeta(n *memberlist.Node) {
 	}
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
+	if n.Name != ms.name {
+		ms.observeLinks(n.Name, meta.Links)
+	}
 	if meta.Leaving {
 		ms.leaving[n.Name] = true
 	} else {
@@ -493,11 +519,18 @@ type delegate Membership
 func (d *delegate) NodeMeta(limit int) []byte {
 	ms := (*Membership)(d)
 	ms.mu.Lock()
-	defer ms.mu.Unlock()
-	if len(ms.meta) > limit {
-		return nil
+	local := ms.local
+	ms.mu.Unlock()
+	b, _ := json.Marshal(local)
+	if len(b) > limit {
+		// Too many prefixes: say only up or down (the subnet check then
+		// treats this node as carrying no subnet). SetLinks warned.
+		local.Links = withoutPrefixes(local.Links)
+		if b, _ = json.Marshal(local); len(b) > limit {
+			return nil
+		}
 	}
-	return slices.Clone(ms.meta)
+	return b
 }
 
 func (d *delegate) NotifyMsg([]byte)                           {}

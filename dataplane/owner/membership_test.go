@@ -330,3 +330,56 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A speaker's layer2 link states reach the others in its metadata: when
+// its interface goes down they elect without it at once (no failure
+// detection: the speaker is still alive), and when it comes back they
+// count it again.
+func TestLinkStatesReachTheOthers(t *testing.T) {
+	a, b, c := threeMembers(t)
+	lan := netip.MustParsePrefix("203.0.113.0/26")
+	vips := make([]VIP, len(testVIPs))
+	for i, v := range testVIPs {
+		vips[i] = VIP{Addr: v.Addr, Interfaces: []string{"eth0"}}
+	}
+	for _, m := range []*member{a, b, c} {
+		m.SetLinks(Links{"eth0": {Up: true, Prefixes: []netip.Prefix{lan}}})
+	}
+	owned := func(m, by *member) []netip.Addr {
+		owners, _ := Elect(vips, by.Healthy(), by.Links())
+		var out []netip.Addr
+		for a, o := range owners {
+			if o == m.name {
+				out = append(out, a)
+			}
+		}
+		return out
+	}
+	waitOwns := func(m, by *member, some bool) time.Duration {
+		t.Helper()
+		start := time.Now()
+		for len(owned(m, by)) > 0 != some {
+			if time.Since(start) > 5*time.Second {
+				t.Fatalf("%s sees %s owning %v, want some: %v", by.name, m.name, owned(m, by), some)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		return time.Since(start)
+	}
+	waitOwns(c, a, true)
+	c.SetLinks(Links{"eth0": {Up: false, Prefixes: []netip.Prefix{lan}}})
+	if len(owned(c, c)) != 0 {
+		t.Errorf("node-c still owns %v itself with its link down", owned(c, c))
+	}
+	t.Logf("node-c's link down seen by node-a after %v, node-b after %v", waitOwns(c, a, false), waitOwns(c, b, false))
+	if got := a.Healthy(); len(got) != 3 {
+		t.Errorf("node-a sees healthy %v: a link down is not a dead speaker", got)
+	}
+	c.SetLinks(Links{"eth0": {Up: true, Prefixes: []netip.Prefix{lan}}})
+	waitOwns(c, a, true)
+	waitOwns(c, b, true)
+	// A node without the subnet is no candidate while others carry it.
+	b.SetLinks(Links{"eth0": {Up: true}})
+	waitOwns(b, a, false)
+	waitOwns(b, c, false)
+}

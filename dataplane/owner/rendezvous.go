@@ -49,30 +49,10 @@ func Owner(addr netip.Addr, candidates []string) (string, bool) {
 }
 
 // Assign returns the owner of every VIP that has one: the winner among the
-// VIP's eligible nodes that are healthy.
+// VIP's eligible nodes that are healthy (Elect without link states).
 func Assign(vips []VIP, healthy []string) map[netip.Addr]string {
-	up := make(map[string]bool, len(healthy))
-	for _, n := range healthy {
-		up[n] = true
-	}
-	out := make(map[netip.Addr]string, len(vips))
-	var cand []string
-	for _, v := range vips {
-		cand = cand[:0]
-		if v.Eligible == nil {
-			cand = append(cand, healthy...)
-		} else {
-			for _, n := range v.Eligible {
-				if up[n] {
-					cand = append(cand, n)
-				}
-			}
-		}
-		if o, ok := Owner(v.Addr, cand); ok {
-			out[v.Addr.Unmap()] = o
-		}
-	}
-	return out
+	owners, _ := Elect(vips, healthy, nil)
+	return owners
 }
 
 // Owned returns, sorted, the VIPs that self owns.
