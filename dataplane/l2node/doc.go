@@ -14,6 +14,12 @@
 // VIP traffic on the BGP uplinks (Options.Peers names the sessions; the
 // kernel's routes give their interfaces).
 //
+// Links: the Node follows its layer2 interfaces through netlink link and
+// address notifications and publishes their state to the membership at
+// once when one goes down, and LinkUpHold after it comes back (and after
+// rejoining the other speakers), so the election leaves out a node that
+// cannot answer (links.go).
+//
 // Restarts: with Options.RemoveOnExit unset the node announces a restart
 // window (RestartWindow) to the other speakers, leaves the sysctls for the
 // next agent and renews the pinned program's lease so it keeps answering;

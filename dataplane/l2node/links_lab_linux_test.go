@@ -186,6 +186,9 @@ join = [%s]
 			}
 		}
 	}
+	if !strings.Contains(procs["n3"].Log(), `msg="not a candidate for layer2 VIPs outside the subnets of this node's interfaces (other speakers carry their subnets)"`) {
+		t.Errorf("n3 did not log why it owns no lan VIP. Its log:\n%s", lab.Tail(procs["n3"].Log(), 15))
+	}
 	t.Logf("lan VIPs (%d of %d n3's by hash alone) answered by n1 and n2 only; back VIP %s by n3", n3Would, len(lanVIPs), back)
 
 	// Pull n3's eth1 cable: its bridge port goes down, eth1 loses carrier.

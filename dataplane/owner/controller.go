@@ -137,7 +137,10 @@ func (c *Controller) recompute() {
 	logOutside := outside != c.outside
 	c.outside = outside
 	c.mu.Unlock()
-	if logOutside {
+	switch {
+	case logOutside && outside == 0:
+		c.log.Info("no layer2 VIP left out for lack of its subnet any more")
+	case logOutside:
 		c.log.Info("not a candidate for layer2 VIPs outside the subnets of this node's interfaces (other speakers carry their subnets)", "vips", outside, "example", example)
 	}
 	for a, o := range owners {

@@ -14,6 +14,12 @@
 // first announces a restart window in its node metadata, and the others keep
 // it healthy until the window ends or it comes back, so its VIPs do not move.
 //
+// Links: each speaker also publishes its layer2 interfaces in its metadata
+// (Membership.SetLinks: up or not, and their subnets that overlap the
+// pools); Elect leaves out nodes whose interfaces for a VIP are down, and,
+// when some candidate's interface subnet contains the VIP, those whose do
+// not.
+//
 // What it needs: UDP and TCP on the bind address and port (7946 by default)
 // between the speakers. No kernel features beyond sockets.
 package owner
