@@ -37,6 +37,7 @@ func sections() []section {
 		{"bpf", benchBPF},
 		{"kube", benchKube},
 		{"metallb", benchMetalLB},
+		{"realnodes", benchRealNodes},
 	}
 }
 

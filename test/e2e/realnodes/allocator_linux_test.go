@@ -184,12 +184,12 @@ func lbAddrs(t *testing.T, c *realnodes.Cluster) map[string]string {
 // waits for its address; it fails the test when the address is one
 // another Service holds or when a Service of before lost or changed its
 // address. It returns how long the address took.
-func newServiceGetsAddress(t *testing.T, c *realnodes.Cluster, name string, before map[string]string) time.Duration {
+func newServiceGetsAddress(t *testing.T, c *realnodes.Cluster, name string, before map[string]string, opts ...kubeapi.ServiceOption) time.Duration {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	start := time.Now()
-	if _, err := c.API.Client().CoreV1().Services(allocNS).Create(ctx, kubeapi.LoadBalancer(name, allocNS), metav1.CreateOptions{}); err != nil {
+	if _, err := c.API.Client().CoreV1().Services(allocNS).Create(ctx, kubeapi.LoadBalancer(name, allocNS, opts...), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	ip, err := c.WaitLoadBalancerIP(allocNS, name, 2*time.Minute)
@@ -225,7 +225,7 @@ func allocatorLeaseHolderGone(t *testing.T, c *realnodes.Cluster) {
 	newServiceGetsAddress(t, c, "before-"+tag, lbAddrs(t, c))
 
 	holder := leaseHolder(t, c)
-	restarts := restartCount(t, c, holder)
+	restarts := restartCount(t, c, realnodes.AgentNamespace, holder)
 	before := lbAddrs(t, c)
 	n, err := c.SignalPod(ctx, realnodes.AgentNamespace, holder, syscall.SIGKILL)
 	if err != nil {
@@ -234,13 +234,14 @@ func allocatorLeaseHolderGone(t *testing.T, c *realnodes.Cluster) {
 	took := newServiceGetsAddress(t, c, "after-kill-"+tag, before)
 	// The kill was real: the kubelet restarted the container.
 	lab.Eventually(t, time.Minute, 100*time.Millisecond, func() error {
-		if r := restartCount(t, c, holder); r <= restarts {
+		if r := restartCount(t, c, realnodes.AgentNamespace, holder); r <= restarts {
 			return fmt.Errorf("allocator Pod %s: %d restarts, want more than %d after the kill", holder, r, restarts)
 		}
 		return nil
 	})
 	t.Logf("figure: allocator Lease holder %s killed (kill -9 of %d processes; the kubelet restarted it): a new Service got an address after %v; Lease now held by %s",
 		holder, n, took.Round(10*time.Millisecond), leaseHolder(t, c))
+	metrics(t, map[string]float64{"killed_new_service_address_ms": ms(took)})
 	if err := c.WaitDeploymentReady(realnodes.AgentNamespace, realnodes.AllocatorDeployment, 2*time.Minute); err != nil {
 		t.Fatal(err)
 	}
@@ -270,12 +271,12 @@ func allocatorLeaseHolderGone(t *testing.T, c *realnodes.Cluster) {
 	}
 }
 
-// restartCount is the restarts of Pod name's containers.
-func restartCount(t *testing.T, c *realnodes.Cluster, name string) int32 {
+// restartCount is the restarts of Pod ns/name's containers.
+func restartCount(t *testing.T, c *realnodes.Cluster, ns, name string) int32 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	p, err := c.API.Client().CoreV1().Pods(realnodes.AgentNamespace).Get(ctx, name, metav1.GetOptions{})
+	p, err := c.API.Client().CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -100,6 +100,7 @@ func clusterOpts(t *testing.T, opts realnodes.Options, prep func(*realnodes.Clus
 		t.Fatal(err)
 	}
 	t.Logf("figure: install → agent Pods Ready on %d nodes: %v", len(c.Nodes), took.Round(10*time.Millisecond))
+	metrics(t, map[string]float64{"install_ready_ms": ms(took)})
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Log(c.PodReport(realnodes.AgentNamespace))
@@ -143,7 +144,9 @@ func firstAnswer(t *testing.T, c *realnodes.Cluster, o realnodes.EchoOptions, cl
 	}); err != nil {
 		t.Fatalf("no answer through %s %s: %v\n%s", url, where, err, c.PodReport(o.Namespace))
 	}
-	t.Logf("figure: Service created → first HTTP answer through %s %s %s: %v (Pod %s)", what, ip, where, time.Since(start).Round(10*time.Millisecond), name)
+	took := time.Since(start)
+	t.Logf("figure: Service created → first HTTP answer through %s %s %s: %v (Pod %s)", what, ip, where, took.Round(10*time.Millisecond), name)
+	metrics(t, map[string]float64{"first_answer_ms": ms(took)})
 	return ip
 }
 

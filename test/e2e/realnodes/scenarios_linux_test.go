@@ -76,9 +76,11 @@ func nextHops(c *realnodes.Cluster, vip string) ([]netip.Addr, error) {
 	return out, nil
 }
 
-func agentsReady(c *realnodes.Cluster, vip string) func() error {
+// speakersReady: sp's DaemonSet is Ready on every node and the router
+// routes vip via every node.
+func speakersReady(c *realnodes.Cluster, sp realnodes.Speaker, vip string) func() error {
 	return func() error {
-		if err := c.DaemonSetReady(realnodes.AgentNamespace, realnodes.AgentDaemonSet); err != nil {
+		if err := c.DaemonSetReady(sp.Namespace, sp.DaemonSet); err != nil {
 			return err
 		}
 		hops, err := nextHops(c, vip)
@@ -93,10 +95,16 @@ func agentsReady(c *realnodes.Cluster, vip string) func() error {
 }
 
 // TestE2EReal is `make e2e-real`: every scenario on one cluster of three
-// real nodes, each subtest logging its figure ("figure: ...").
-func TestE2EReal(t *testing.T) {
-	c := cluster(t)
-	bgp := realnodes.EchoOptions{Namespace: "web", Name: "echo", Replicas: 3, Pool: "bgp"}
+// real nodes, each subtest logging its figure ("figure: ...") and its
+// numbers for `make bench` ("metrics: ...").
+func TestE2EReal(t *testing.T) { scenarios(t, cluster(t), realnodes.VIPSpeaker) }
+
+// scenarios runs the scenarios against sp, the load balancer installed on
+// c. What vipspeaker promises (no failed request, one ARP answer) is
+// asserted for vipspeaker; for MetalLB, the baseline, it is measured and
+// logged only.
+func scenarios(t *testing.T, c *realnodes.Cluster, sp realnodes.Speaker) {
+	bgp := realnodes.EchoOptions{Namespace: "web", Name: "echo", Replicas: 3, Pool: "bgp", Speaker: &sp}
 	var vip string
 	ok := t.Run("bgp-create", func(t *testing.T) {
 		vip = echoBGP(t, c, bgp)
@@ -109,39 +117,39 @@ func TestE2EReal(t *testing.T) {
 
 	t.Run("bgp-rollout-restart", func(t *testing.T) {
 		r := underLoad(t, c.Client, url, func() {
-			kubectl(t, c, "rollout", "restart", "daemonset/"+realnodes.AgentDaemonSet, "-n", realnodes.AgentNamespace)
-		}, agentsReady(c, vip))
+			kubectl(t, c, "rollout", "restart", "daemonset/"+sp.DaemonSet, "-n", sp.Namespace)
+		}, speakersReady(c, sp, vip))
 		t.Logf("figure: rollout restart of the DaemonSet under %d req/s (BGP): %v", rate, r)
-		if r.Failed != 0 {
-			t.Errorf("%d of %d requests failed (first: %s; last: %s)", r.Failed, r.Sent, r.FirstErr, r.LastErr)
-		}
+		noFailures(t, sp, r)
 	})
 
-	// The allocator Deployment as shipped: real Pods, a speaker's token
-	// refused a Service change; its Lease holder killed (kill -9), then
-	// its Pod deleted: new Services still get addresses, the others keep
-	// theirs.
-	t.Run("allocator-lease-holder-killed", func(t *testing.T) {
-		leastPrivilege(t, c)
-		allocatorLeaseHolderGone(t, c)
-	})
+	if sp.Name == realnodes.VIPSpeaker.Name {
+		// The allocator Deployment as shipped: real Pods, a speaker's
+		// token refused a Service change; its Lease holder killed (kill
+		// -9), then its Pod deleted: new Services still get addresses, the
+		// others keep theirs.
+		t.Run("allocator-lease-holder-killed", func(t *testing.T) {
+			leastPrivilege(t, c)
+			allocatorLeaseHolderGone(t, c)
+		})
+	} else {
+		t.Run("controller-killed", func(t *testing.T) { metallbControllerKilled(t, c) })
+	}
 
 	t.Run("speaker-pod-deleted", func(t *testing.T) {
-		pods, err := c.API.Client().CoreV1().Pods(realnodes.AgentNamespace).List(context.Background(),
-			metav1.ListOptions{FieldSelector: "spec.nodeName=n1", LabelSelector: realnodes.SpeakerLabel})
+		pods, err := c.API.Client().CoreV1().Pods(sp.Namespace).List(context.Background(),
+			metav1.ListOptions{FieldSelector: "spec.nodeName=n1", LabelSelector: sp.PodLabel})
 		if err != nil || len(pods.Items) == 0 {
 			t.Fatalf("agent Pod on n1: %v (%d Pods)", err, len(pods.Items))
 		}
 		r := underLoad(t, c.Client, url, func() {
-			kubectl(t, c, "delete", "pod", "-n", realnodes.AgentNamespace, pods.Items[0].Name)
-		}, agentsReady(c, vip))
+			kubectl(t, c, "delete", "pod", "-n", sp.Namespace, pods.Items[0].Name)
+		}, speakersReady(c, sp, vip))
 		t.Logf("figure: speaker Pod %s deleted under %d req/s (BGP): %v", pods.Items[0].Name, rate, r)
-		if r.Failed != 0 {
-			t.Errorf("%d of %d requests failed (first: %s; last: %s)", r.Failed, r.Sent, r.FirstErr, r.LastErr)
-		}
+		noFailures(t, sp, r)
 	})
 
-	t.Run("layer2-create", func(t *testing.T) { layer2(t, c) })
+	t.Run("layer2-create", func(t *testing.T) { layer2(t, c, sp) })
 
 	t.Run("drain", func(t *testing.T) {
 		node := "n3"
@@ -162,20 +170,28 @@ func TestE2EReal(t *testing.T) {
 		})
 		kubectl(t, c, "uncordon", node)
 		t.Logf("figure: kubectl drain %s under %d req/s (BGP): %v", node, rate, r)
-		if r.Failed != 0 {
-			t.Errorf("%d of %d requests failed (first: %s; last: %s)", r.Failed, r.Sent, r.FirstErr, r.LastErr)
-		}
+		noFailures(t, sp, r)
 	})
 
 	t.Run("node-frozen", func(t *testing.T) { frozen(t, c, url, bgp) })
 
-	t.Run("etp-local-moves", func(t *testing.T) { etpLocal(t, c) })
+	t.Run("etp-local-moves", func(t *testing.T) { etpLocal(t, c, sp) })
+}
+
+// noFailures logs the stream's numbers for make bench and, for vipspeaker,
+// fails the test when a request failed.
+func noFailures(t *testing.T, sp realnodes.Speaker, r realnodes.LoadResult) {
+	t.Helper()
+	metrics(t, loadMetrics(r, nil))
+	if r.Failed != 0 && sp.Name == realnodes.VIPSpeaker.Name {
+		t.Errorf("%d of %d requests failed (first: %s; last: %s)", r.Failed, r.Sent, r.FirstErr, r.LastErr)
+	}
 }
 
 // layer2: a Service in the layer-2 pool answers HTTP from a client on the
 // segment, and only one node (the owner) answers ARP for its VIP.
-func layer2(t *testing.T, c *realnodes.Cluster) {
-	o := realnodes.EchoOptions{Namespace: "l2", Name: "echo", Replicas: 3, Pool: "l2"}
+func layer2(t *testing.T, c *realnodes.Cluster, sp realnodes.Speaker) {
+	o := realnodes.EchoOptions{Namespace: "l2", Name: "echo", Replicas: 3, Pool: "l2", Speaker: &sp}
 	ip := firstAnswer(t, c, o, c.LAN, "the layer-2 VIP", "from the segment")
 
 	macs := map[string]string{}
@@ -204,7 +220,8 @@ func layer2(t *testing.T, c *realnodes.Cluster) {
 	}
 	slices.Sort(who)
 	t.Logf("figure: ARP for layer-2 VIP %s, %d requests from the segment: answered by %v", ip, p.Sent(), who)
-	if len(answered) != 1 {
+	metrics(t, map[string]float64{"arp_answering_macs": float64(len(answered))})
+	if len(answered) != 1 && sp.Name == realnodes.VIPSpeaker.Name {
 		t.Errorf("ARP for %s answered by %d MACs, want only the owner's: %v", ip, len(answered), who)
 	}
 }
@@ -265,6 +282,7 @@ func frozen(t *testing.T, c *realnodes.Cluster, url string, o realnodes.EchoOpti
 	})
 	r := load.Stop()
 	t.Logf("figure: node %s frozen under %d req/s: NotReady after %v (node-lifecycle controller); %v", n.Name, rate, notReady.Round(100*time.Millisecond), r)
+	metrics(t, loadMetrics(r, map[string]float64{"not_ready_ms": ms(notReady)}))
 	if err := n.Thaw(); err != nil {
 		t.Fatal(err)
 	}
@@ -280,8 +298,8 @@ func frozen(t *testing.T, c *realnodes.Cluster, url string, o realnodes.EchoOpti
 // etpLocal: an externalTrafficPolicy Local Service with one backend is
 // announced only by the backend's node; when the backend moves to another
 // node (old node cordoned, Pod deleted) the route follows.
-func etpLocal(t *testing.T, c *realnodes.Cluster) {
-	o := realnodes.EchoOptions{Namespace: "local", Name: "echo", Replicas: 1, Pool: "bgp", Local: true}
+func etpLocal(t *testing.T, c *realnodes.Cluster, sp realnodes.Speaker) {
+	o := realnodes.EchoOptions{Namespace: "local", Name: "echo", Replicas: 1, Pool: "bgp", Local: true, Speaker: &sp}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	if err := c.DeployEcho(ctx, o); err != nil {
@@ -344,4 +362,5 @@ func etpLocal(t *testing.T, c *realnodes.Cluster) {
 	})
 	kubectl(t, c, "uncordon", from)
 	t.Logf("figure: externalTrafficPolicy Local backend moved %s → %s: route followed in %v; under %d req/s: %v", from, to, followed.Round(100*time.Millisecond), rate, r)
+	metrics(t, loadMetrics(r, map[string]float64{"route_followed_ms": ms(followed)}))
 }

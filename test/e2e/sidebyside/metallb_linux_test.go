@@ -3,14 +3,11 @@ package sidebyside
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +20,7 @@ import (
 	"github.com/vipspeaker/vipspeaker/internal/nstest"
 	"github.com/vipspeaker/vipspeaker/test/lab"
 	"github.com/vipspeaker/vipspeaker/test/lab/kubeapi"
+	"github.com/vipspeaker/vipspeaker/test/lab/metallb"
 )
 
 // MetalLB as the lab runs it: the release test/metallb pins, in its own
@@ -30,8 +28,7 @@ import (
 // (config/controllers/speaker.yaml mounts Secret "memberlist" and the
 // speaker reads the key "secretkey" from the mounted folder).
 const (
-	metallbVersion   = "v0.15.2"
-	metallbModule    = "go.universe.tf/metallb"
+	metallbVersion   = metallb.Version
 	metallbNS        = "metallb-system"
 	metallbSecret    = "memberlist"
 	metallbSecretKey = "secretkey"
@@ -69,120 +66,14 @@ type metallbSys struct {
 
 func newMetalLB(t testing.TB) *metallbSys {
 	t.Helper()
-	b, err := metallbBinaries()
+	b, err := metallb.Binaries()
 	if err != nil {
-		var u unavailableError
-		if errors.As(err, &u) {
+		if metallb.IsUnavailable(err) {
 			nstest.Skip(t, "%v", err)
 		}
 		t.Fatal(err)
 	}
-	return &metallbSys{speakerBin: b.speaker, controllerBin: b.controller, src: b.src, speakers: map[string]*lab.Process{}}
-}
-
-// unavailableError is a build that failed because this machine lacks what
-// it needs (the go tool, the module proxy), not because of the code.
-type unavailableError struct{ err error }
-
-func (u unavailableError) Error() string { return u.err.Error() }
-func (u unavailableError) Unwrap() error { return u.err }
-
-type metallbBuild struct {
-	speaker, controller, src string
-}
-
-var metallbOnce struct {
-	once sync.Once
-	b    metallbBuild
-	err  error
-}
-
-// metallbBinaries builds MetalLB's speaker and controller from the module
-// proxy with test/metallb's go.mod and go.sum (read-only: MetalLB's
-// dependencies stay in that module), once per machine: the binaries are
-// cached in <user cache>/vipspeaker-lab/metallb-<version>/. It also
-// returns the module's source folder, where the CRDs are.
-func metallbBinaries() (metallbBuild, error) {
-	o := &metallbOnce
-	o.once.Do(func() { o.b, o.err = buildMetalLB() })
-	return o.b, o.err
-}
-
-func buildMetalLB() (metallbBuild, error) {
-	var b metallbBuild
-	root, err := lab.ModuleRoot()
-	if err != nil {
-		return b, err
-	}
-	modDir := filepath.Join(root, "test", "metallb")
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		if goBin, err = exec.LookPath("/usr/local/go/bin/go"); err != nil {
-			return b, unavailableError{fmt.Errorf("build MetalLB %s: no go tool: %w", metallbVersion, err)}
-		}
-	}
-	goCmd := func(args ...string) *exec.Cmd {
-		cmd := exec.Command(goBin, args...)
-		cmd.Dir = modDir
-		cmd.Env = append(os.Environ(), "GOFLAGS=-mod=readonly", "GOWORK=off")
-		return cmd
-	}
-	// The source folder, downloading the module if needed.
-	out, err := goCmd("mod", "download", "-json", metallbModule).Output()
-	var dl struct{ Dir, Error string }
-	if jerr := json.Unmarshal(out, &dl); jerr != nil || err != nil || dl.Dir == "" {
-		return b, unavailableError{fmt.Errorf("download %s@%s from the module proxy: %v %s", metallbModule, metallbVersion, err, dl.Error)}
-	}
-	b.src = dl.Dir
-
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		cache = os.TempDir()
-	}
-	dir := filepath.Join(cache, "vipspeaker-lab", "metallb-"+metallbVersion)
-	b.speaker, b.controller = filepath.Join(dir, "speaker"), filepath.Join(dir, "controller")
-	if isExec(b.speaker) && isExec(b.controller) {
-		return b, nil
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return b, fmt.Errorf("build MetalLB %s: %w", metallbVersion, err)
-	}
-	tmp, err := os.MkdirTemp(dir, "build-")
-	if err != nil {
-		return b, fmt.Errorf("build MetalLB %s: %w", metallbVersion, err)
-	}
-	defer os.RemoveAll(tmp)
-	if out, err := goCmd("build", "-o", tmp+"/", metallbModule+"/speaker", metallbModule+"/controller").CombinedOutput(); err != nil {
-		err = fmt.Errorf("build MetalLB %s in %s: %w: %s", metallbVersion, modDir, err, strings.TrimSpace(string(out)))
-		if networkTrouble(string(out)) {
-			return b, unavailableError{err}
-		}
-		return b, err
-	}
-	// Renames are atomic: a concurrent build elsewhere at worst replaces an
-	// identical binary.
-	for _, n := range []string{"speaker", "controller"} {
-		if err := os.Rename(filepath.Join(tmp, n), filepath.Join(dir, n)); err != nil {
-			return b, fmt.Errorf("build MetalLB %s: %w", metallbVersion, err)
-		}
-	}
-	return b, nil
-}
-
-// networkTrouble says whether go build's output blames the module proxy or
-// the network rather than the code.
-func networkTrouble(out string) bool {
-	for _, s := range []string{"dial tcp", "no such host", "proxy.golang.org", "GOPROXY", "i/o timeout", "connection refused", "403 Forbidden", "404 Not Found", "410 Gone", "missing go.sum entry"} {
-		if strings.Contains(out, s) {
-			return true
-		}
-	}
-	return false
-}
-
-func isExec(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0
+	return &metallbSys{speakerBin: b.Speaker, controllerBin: b.Controller, src: b.Src, speakers: map[string]*lab.Process{}}
 }
 
 func (m *metallbSys) Name() string { return "metallb" }
@@ -305,7 +196,7 @@ func (m *metallbSys) installCRDs(ctx context.Context, t testing.TB) {
 	}
 	var names []string
 	for _, f := range files {
-		u, err := readCRD(f)
+		u, err := metallb.ReadCRD(f)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -212,7 +212,11 @@ func (c *Cluster) PodReport(ns string) string {
 		return err.Error()
 	}
 	ev, _ := c.Kubectl(ctx, "get", "events", "-n", ns, "--sort-by=.lastTimestamp")
-	logs, _ := c.Kubectl(ctx, "logs", "-n", ns, "--all-containers", "--prefix", "--tail=20", "-l", "app.kubernetes.io/name in (vipspeaker,vipspeaker-allocator)")
+	sel := "app.kubernetes.io/name in (vipspeaker,vipspeaker-allocator)"
+	if ns == MetalLBNamespace {
+		sel = "app=metallb"
+	}
+	logs, _ := c.Kubectl(ctx, "logs", "-n", ns, "--all-containers", "--prefix", "--tail=20", "-l", sel)
 	return out + "\n" + lab.Tail(ev, 25) + "\n" + logs
 }
 
@@ -231,14 +235,21 @@ type EchoOptions struct {
 	// DualStack asks for an IPv4 and an IPv6 address (ipFamilyPolicy
 	// RequireDualStack) on a dual-stack cluster.
 	DualStack bool
+	// Speaker is the load balancer the Service asks for (its
+	// loadBalancerClass; Pool names one of its pools); nil is vipspeaker.
+	Speaker *Speaker
 }
 
 // EchoManifest is the YAML of the namespace, the Deployment (readiness
 // probe on /readyz) and the Service (port 80 → 8080).
 func EchoManifest(o EchoOptions) string {
+	sp := o.Speaker
+	if sp == nil {
+		sp = &VIPSpeaker
+	}
 	ann := ""
 	if o.Pool != "" {
-		ann += fmt.Sprintf("    vipspeaker.io/pool: %q\n", o.Pool)
+		ann += fmt.Sprintf("    %s: %q\n", sp.PoolAnnotation, o.Pool)
 	}
 	if o.Mode != "" {
 		ann += fmt.Sprintf("    vipspeaker.io/mode: %q\n", o.Mode)
@@ -259,6 +270,10 @@ func EchoManifest(o EchoOptions) string {
 	}
 	if o.DualStack {
 		policy += "\n  ipFamilyPolicy: RequireDualStack\n  ipFamilies: [IPv4, IPv6]"
+	}
+	class := ""
+	if sp.Class != "" {
+		class = "\n  loadBalancerClass: " + sp.Class
 	}
 	return fmt.Sprintf(`apiVersion: v1
 kind: Namespace
@@ -299,13 +314,12 @@ metadata:
   name: %[2]s
   namespace: %[1]s
 %[5]sspec:
-  type: LoadBalancer
-  loadBalancerClass: %[6]s
+  type: LoadBalancer%[6]s
   externalTrafficPolicy: %[7]s
   selector: {app: %[2]s}
   ports:
     - {name: http, port: 80, targetPort: http}
-`, o.Namespace, o.Name, o.Replicas, EchoImage, ann, LBClass, policy)
+`, o.Namespace, o.Name, o.Replicas, EchoImage, ann, class, policy)
 }
 
 // DeployEcho imports httpecho's image into every node (once per cluster)

@@ -22,16 +22,24 @@ func BinaryImage(dir, pkg, ref string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	name, tag := ref, "latest"
+	return imageTarball(dir, ref, ociimage.Spec{Main: pkg, Dir: root})
+}
+
+// imageTarball builds spec (Main built in spec.Dir) as the image ref for
+// this machine's platform and writes it into dir as a docker-archive
+// tarball. It returns the tarball's path.
+func imageTarball(dir, ref string, spec ociimage.Spec) (string, error) {
+	spec.Name, spec.Tag = ref, "latest"
 	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
-		name, tag = ref[:i], ref[i+1:]
+		spec.Name, spec.Tag = ref[:i], ref[i+1:]
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	platform := "linux/" + runtime.GOARCH
-	res, err := ociimage.Build(ctx, ociimage.Spec{Name: name, Tag: tag, Main: pkg, Dir: root, Platforms: []string{platform}})
+	spec.Platforms = []string{platform}
+	res, err := ociimage.Build(ctx, spec)
 	if err != nil {
-		return "", fmt.Errorf("image %s of %s: %w", ref, pkg, err)
+		return "", fmt.Errorf("image %s of %s: %w", ref, spec.Main, err)
 	}
 	out := filepath.Join(dir, strings.NewReplacer("/", "_", ":", "_").Replace(ref)+".tar")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
