@@ -57,7 +57,7 @@ demo-cluster: deps test-tools ## The same on real nodes: three kubelet nodes, th
 	go test -tags 'e2ereal democluster' -v -count=1 -timeout 0 -run 'TestDemoCluster' ./test/e2e/realnodes
 
 e2e-real: deps test-tools ## Every real-node scenario (three kubelet nodes, the agent installed with kubectl apply -k, HTTP clients through the VIPs); one line per scenario, then N passed, N failed (root)
-	set -o pipefail; go test -tags e2ereal -json -count=1 -timeout 40m -run 'TestE2EReal|TestDualStack' ./test/e2e/realnodes | go run ./test/cmd/e2ereal
+	set -o pipefail; go test -tags e2ereal -json -count=1 -timeout 40m -run '^(TestE2EReal|TestDualStack)$$' ./test/e2e/realnodes | go run ./test/cmd/e2ereal
 
 bench: deps build test-tools ## Measure everything against baselines, MetalLB v0.15.2 side by side included; writes bench/RESULTS.md and bench/RESULTS.json (root, about an hour; ONLY=bgp,metallb runs some sections)
 	go run ./test/cmd/bench $(if $(ONLY),-only $(ONLY))
