@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/vipspeaker/vipspeaker/internal/nstest"
 	"github.com/vipspeaker/vipspeaker/test/lab"
 	"github.com/vipspeaker/vipspeaker/test/lab/metallb"
 	"github.com/vipspeaker/vipspeaker/test/lab/realnodes"
@@ -33,7 +34,7 @@ func TestE2ERealMetalLB(t *testing.T) {
 	c := clusterWith(t, nil, func(ctx context.Context, c *realnodes.Cluster) (time.Duration, error) {
 		took, err := c.InstallMetalLB(ctx)
 		if metallb.IsUnavailable(err) {
-			t.Skipf("MetalLB %s: %v", metallb.Version, err)
+			nstest.Skip(t, "MetalLB %s: %v", metallb.Version, err)
 		}
 		return took, err
 	})
