@@ -212,6 +212,7 @@ func TestInstallBGPRollingRestart(t *testing.T) {
 	})
 	r := load.Stop()
 	t.Logf("figure: rollout restart of the DaemonSet (%v) under %d req/s (BGP): %v", took.Round(10*time.Millisecond), rate, r)
+	metrics(t, loadMetrics(r, map[string]float64{"rollout_ms": ms(took)}))
 	if r.Failed != 0 {
 		t.Fatalf("rollout restart under load: %d of %d requests failed (first: %s; last: %s)", r.Failed, r.Sent, r.FirstErr, r.LastErr)
 	}
