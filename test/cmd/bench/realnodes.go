@@ -33,6 +33,10 @@ const (
 	realnodesLoad = "50 req/s, each on a new connection with a 1 s timeout"
 )
 
+// failLines is how many of a failed test's last output lines the details
+// keep.
+const failLines = 15
+
 // realnodesTests maps each test to the system it installs.
 var realnodesTests = map[string]string{"TestE2EReal": "vipspeaker", "TestE2ERealMetalLB": "metallb"}
 
@@ -71,10 +75,11 @@ func benchRealNodes(r *report.Report) error {
 // parseScenarios reads `go test -json` output: every "metrics:" line of a
 // test of realnodesTests becomes the metrics of "<system>/<subtest>" (the
 // test's own lines: "<system>/install"); the details are the "figure:"
-// lines and each subtest's result.
+// lines, each subtest's result, and the last lines a failed test wrote.
 func parseScenarios(out []byte) (benchResults, []string) {
 	res := benchResults{}
 	var details []string
+	logs := map[string][]string{}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 1<<20), 1<<24)
 	for sc.Scan() {
@@ -93,6 +98,7 @@ func parseScenarios(out []byte) (benchResults, []string) {
 		key := sys + "/" + sub
 		switch e.Action {
 		case "output":
+			logs[e.Test] = append(logs[e.Test], strings.TrimRight(e.Output, "\n"))
 			if _, m, ok := strings.Cut(e.Output, "metrics: "); ok {
 				for _, kv := range strings.Fields(m) {
 					k, v, _ := strings.Cut(kv, "=")
@@ -109,6 +115,9 @@ func parseScenarios(out []byte) (benchResults, []string) {
 			}
 		case "pass", "fail", "skip":
 			details = append(details, fmt.Sprintf("%s %s", strings.ToUpper(e.Action), e.Test))
+			if l := logs[e.Test]; e.Action == "fail" {
+				details = append(details, l[max(0, len(l)-failLines):]...)
+			}
 		}
 	}
 	return res, details

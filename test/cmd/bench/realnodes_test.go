@@ -13,8 +13,9 @@ func TestParseScenarios(t *testing.T) {
 		`{"Action":"output","Test":"TestE2EReal","Output":"    realnodes_linux_test.go:97: metrics: install_ready_ms=4200\n"}`,
 		`{"Action":"output","Test":"TestE2EReal/drain","Output":"    scenarios_linux_test.go:180: figure: kubectl drain n3 under 50 req/s (BGP): 900 requests\n"}`,
 		`{"Action":"output","Test":"TestE2EReal/drain","Output":"    scenarios_linux_test.go:181: metrics: failed=0 gap_ms=41 ok=900 sent=900\n"}`,
-		`{"Action":"fail","Test":"TestE2ERealMetalLB/drain"}`,
 		`{"Action":"output","Test":"TestE2ERealMetalLB/drain","Output":"    scenarios_linux_test.go:181: metrics: failed=12 gap_ms=2500\n"}`,
+		`{"Action":"output","Test":"TestE2ERealMetalLB/drain","Output":"    scenarios_linux_test.go:190: why it failed\n"}`,
+		`{"Action":"fail","Test":"TestE2ERealMetalLB/drain"}`,
 		`{"Action":"output","Test":"TestOther/x","Output":"metrics: failed=7\n"}`,
 		`not json`,
 	}, "\n")
@@ -36,7 +37,7 @@ func TestParseScenarios(t *testing.T) {
 		t.Errorf("results for %d scenarios, want 3 (no other test's): %v", len(res), res)
 	}
 	got := strings.Join(details, "\n")
-	for _, want := range []string{"vipspeaker/drain: kubectl drain n3", "FAIL TestE2ERealMetalLB/drain"} {
+	for _, want := range []string{"vipspeaker/drain: kubectl drain n3", "FAIL TestE2ERealMetalLB/drain", "190: why it failed"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("details lack %q:\n%s", want, got)
 		}
