@@ -146,7 +146,7 @@ func realnodesFigures(r *report.Report, res benchResults) {
 	vs("layer2-create").count("layer 2: MACs answering 20+ ARP requests for the VIP from the segment (1: only the owner)", "arp_answering_macs", false)
 	vs("drain").count("kubectl drain n3 (evicts its httpecho Pod), "+bgpLoad+": failed requests", "failed", true)
 	vs("drain").info("kubectl drain n3, "+bgpLoad+": longest time between two answers", "ms", "gap_ms", 1)
-	vs("node-frozen").count("node n2 frozen (kubelet, containerd, speaker, Pods: SIGSTOP), "+bgpLoad+": failed requests until the route via n2 is gone and the stream has flowed 2 s", "failed", false)
+	vs("node-frozen").count("node n2 frozen (kubelet, containerd, speaker, Pods: SIGSTOP), "+bgpLoad+": failed requests from the freeze until n2 is NotReady (the node-lifecycle controller takes its Pod out of the endpoints), the router no longer routes via n2, and 2 s more of answers", "failed", false)
 	vs("node-frozen").info("node n2 frozen, "+bgpLoad+": longest time between two answers (BGP hold time 9 s on both; the requests the router sends via n2, or a node's kube-proxy to n2's Pod, fail while the others answer, so the failed requests above are the measure)", "ms", "gap_ms", 1)
 	vs("etp-local-moves").count("externalTrafficPolicy Local, 1 replica: its node cordoned and the Pod deleted, client behind the router at "+realnodesLoad+": failed requests", "failed", false)
 	vs("etp-local-moves").value("externalTrafficPolicy Local, 1 replica moved to another node → the router routes the VIP only via the new node", "ms", "route_followed_ms")
