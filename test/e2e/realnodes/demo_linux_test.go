@@ -68,7 +68,7 @@ func TestDemoCluster(t *testing.T) {
 	step("kubectl rollout restart daemonset/%s under %d requests/s to the BGP VIP", realnodes.AgentDaemonSet, rate)
 	r := underLoad(t, cl.Client, "http://"+bgp+"/", func() {
 		kubectl("rollout", "restart", "daemonset/"+realnodes.AgentDaemonSet, "-n", realnodes.AgentNamespace)
-	}, agentsReady(cl, bgp))
+	}, speakersReady(cl, realnodes.VIPSpeaker, bgp))
 	show("    %v", r)
 
 	ns := func(h interface{ NetnsName() string }) string { return h.NetnsName() }
