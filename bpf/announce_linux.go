@@ -171,22 +171,44 @@ func (f *FastPath) run(ifindex int, jobs []vipJob, size int) error {
 	binary.NativeEndian.PutUint32(data[4:8], token)
 	ctx := xdpMd{Data: metaLen, DataEnd: uint32(len(data)), IngressIfindex: uint32(ifindex)}
 	return f.enter(func() error {
-		_, err := f.objs.VsXdp.Run(&ebpf.RunOptions{
-			Data:      data,
-			Context:   &ctx,
-			Repeat:    uint32(len(jobs)),
-			Flags:     unix.BPF_F_TEST_XDP_LIVE_FRAMES,
-			BatchSize: 64,
-		})
-		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EOPNOTSUPP) {
-			return fmt.Errorf("%w: %w", ErrLiveFramesRefused, err)
+		repeat := uint32(len(jobs))
+		for call := 1; ; call++ {
+			_, err := f.objs.VsXdp.Run(&ebpf.RunOptions{
+				Data:      data,
+				Context:   &ctx,
+				Repeat:    repeat,
+				Flags:     unix.BPF_F_TEST_XDP_LIVE_FRAMES,
+				BatchSize: 64,
+			})
+			if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EOPNOTSUPP) {
+				return fmt.Errorf("%w: %w", ErrLiveFramesRefused, err)
+			}
+			if err != nil {
+				return fmt.Errorf("run XDP program in live-frames mode: %w", err)
+			}
+			// Within one call the kernel recycles the pages of frames
+			// already sent, resetting their pointers but not their bytes:
+			// a recycled frame carries the metadata the program wiped, so
+			// its run takes no job. A new call starts on fresh pages; call
+			// again for the jobs left.
+			var c vipCursor
+			if err := f.objs.VsCursor.Lookup(uint32(0), &c); err != nil {
+				return fmt.Errorf("read job cursor: %w", err)
+			}
+			if c.Next >= c.Count {
+				return nil
+			}
+			if call == maxAnnounceCalls {
+				return fmt.Errorf("run XDP program in live-frames mode: %d of %d frames written after %d calls", c.Next, c.Count, call)
+			}
+			repeat = c.Count - c.Next
 		}
-		if err != nil {
-			return fmt.Errorf("run XDP program in live-frames mode: %w", err)
-		}
-		return nil
 	})
 }
+
+// maxAnnounceCalls bounds the BPF_PROG_RUN calls of one batch of jobs (see
+// run): each call takes at least the jobs of its fresh pages.
+const maxAnnounceCalls = 16
 
 // LiveFramesAllowed reports whether this kernel runs XDP programs in
 // live-frames mode (BPF_PROG_RUN with BPF_F_TEST_XDP_LIVE_FRAMES), which
