@@ -18,13 +18,7 @@ import (
 
 // dualStackTOML is labTOML with an IPv6 range in each pool: the BGP pool
 // beside 203.0.113.0/28, the layer-2 pool on the nodes' segment.
-const dualStackTOML = `
-default-class = false
-
-[interface]
-name = "kube-lb0"
-kind = "ifb"
-
+const dualStackTOML = labInterface + `
 [[pools]]
 name = "bgp"
 addresses = ["203.0.113.0/28", "2001:db8:203::/124"]

@@ -21,16 +21,20 @@ import (
 	"github.com/vipspeaker/vipspeaker/test/lab/realnodes"
 )
 
-// labTOML is the lab's vipspeaker.toml: a BGP pool (reached through the
-// router) and a layer-2 pool on the nodes' segment. No dummy link type in
-// this kernel: ifb stands in (LAB.md).
-const labTOML = `
+// labInterface starts every vipspeaker.toml of these tests: only Services
+// of vipspeaker's class, and the VIP interface (no dummy link type in this
+// kernel: ifb stands in, LAB.md).
+const labInterface = `
 default-class = false
 
 [interface]
 name = "kube-lb0"
 kind = "ifb"
+`
 
+// labTOML is the lab's vipspeaker.toml: a BGP pool (reached through the
+// router) and a layer-2 pool on the nodes' segment.
+const labTOML = labInterface + `
 [[pools]]
 name = "bgp"
 addresses = ["203.0.113.0/28"]

@@ -14,13 +14,7 @@ import (
 )
 
 // weightedTOML is the lab's BGP pool, weighted by ready endpoints.
-const weightedTOML = `
-default-class = false
-
-[interface]
-name = "kube-lb0"
-kind = "ifb"
-
+const weightedTOML = labInterface + `
 [[pools]]
 name = "bgp"
 addresses = ["203.0.113.0/28"]
