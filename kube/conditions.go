@@ -251,20 +251,21 @@ func (c *Controller) patchCondition(ctx context.Context, svc *corev1.Service, co
 }
 
 // countReadyEndpoints lists the Service's EndpointSlices (asked only when
-// no node announces a Local Service; the allocator watches none).
+// no node announces a Local Service; the allocator watches none) and counts
+// the endpoints that serve it, as the speakers do (ServingEndpointNodes).
 func (c *Controller) countReadyEndpoints(ctx context.Context, svc *corev1.Service) (int, error) {
 	l, err := c.cs.DiscoveryV1().EndpointSlices(svc.Namespace).List(ctx, metav1.ListOptions{
 		LabelSelector: discoveryv1.LabelServiceName + "=" + svc.Name})
 	if err != nil {
 		return 0, err
 	}
+	ss := make([]*discoveryv1.EndpointSlice, len(l.Items))
+	for i := range l.Items {
+		ss[i] = &l.Items[i]
+	}
 	n := 0
-	for _, s := range l.Items {
-		for _, ep := range s.Endpoints {
-			if ep.Conditions.Ready == nil || *ep.Conditions.Ready {
-				n++
-			}
-		}
+	for _, k := range ServingEndpointNodes(ss) {
+		n += k
 	}
 	return n, nil
 }

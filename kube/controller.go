@@ -555,7 +555,7 @@ func (c *Controller) speak(ctx context.Context, apply func([]routing.VIP)) {
 		c.pools.Store(&pools)
 		res := decide(announceInput{
 			node: c.opts.NodeName, cfg: c.cfg.Load(), services: svcs, nodes: nodes,
-			endpoints: c.readyEndpointNodes, lastGood: lastGood,
+			endpoints: c.servingEndpointNodes, lastGood: lastGood,
 		})
 		var retry time.Duration
 		if res.vips, retry = weights.apply(res.vips, time.Now()); retry > 0 {
@@ -636,7 +636,7 @@ func mapsEqual(a, b map[netip.Addr][]string) bool {
 	return true
 }
 
-func (c *Controller) readyEndpointNodes(namespace, name string) map[string]int {
+func (c *Controller) servingEndpointNodes(namespace, name string) map[string]int {
 	objs, _ := c.epsIndexer.ByIndex(epsByService, namespace+"/"+name)
 	var ss []*discoveryv1.EndpointSlice
 	for _, o := range objs {
@@ -644,5 +644,5 @@ func (c *Controller) readyEndpointNodes(namespace, name string) map[string]int {
 			ss = append(ss, s)
 		}
 	}
-	return ReadyEndpointNodes(ss)
+	return ServingEndpointNodes(ss)
 }

@@ -33,22 +33,35 @@ func NodeEligible(n *corev1.Node) bool {
 	return false
 }
 
-// ReadyEndpointNodes returns the nodes holding a ready endpoint in slices
-// (the EndpointSlices of one Service), with how many each holds.
-func ReadyEndpointNodes(slices []*discoveryv1.EndpointSlice) map[string]int {
-	out := map[string]int{}
+// ServingEndpointNodes returns the nodes where the traffic of a Service
+// (its EndpointSlices) is served, with how many endpoints serve it there:
+// a node's ready endpoints or, where it has none ready, its terminating
+// endpoints that still serve — kube-proxy sends a Local Service's traffic
+// to those then (KEP-1669), so a lone backend shutting down keeps its
+// route until it stops serving instead of leaving the Service with no
+// route while its successor starts. MetalLB counts serving endpoints too.
+func ServingEndpointNodes(slices []*discoveryv1.EndpointSlice) map[string]int {
+	ready, serving := map[string]int{}, map[string]int{}
 	for _, s := range slices {
 		for _, ep := range s.Endpoints {
 			if ep.NodeName == nil || *ep.NodeName == "" {
 				continue
 			}
-			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
-				continue
+			c := ep.Conditions
+			switch {
+			case c.Ready == nil || *c.Ready:
+				ready[*ep.NodeName]++
+			case c.Serving != nil && *c.Serving:
+				serving[*ep.NodeName]++
 			}
-			out[*ep.NodeName]++
 		}
 	}
-	return out
+	for n, k := range serving {
+		if ready[n] == 0 {
+			ready[n] = k
+		}
+	}
+	return ready
 }
 
 // announceInput is what the speaker side decides from: a snapshot of the

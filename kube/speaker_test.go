@@ -140,17 +140,23 @@ func TestDecideInvalidKeepsLastGood(t *testing.T) {
 	}
 }
 
-func TestReadyEndpointNodes(t *testing.T) {
+// A node counts with its ready endpoints; where it has none ready, with
+// its terminating endpoints that still serve (kube-proxy's fallback), and
+// a terminating endpoint no longer serving counts nowhere.
+func TestServingEndpointNodes(t *testing.T) {
 	f := false
 	slice := &discoveryv1.EndpointSlice{Endpoints: []discoveryv1.Endpoint{
 		{NodeName: ptr("n1")},
 		{NodeName: ptr("n2"), Conditions: discoveryv1.EndpointConditions{Ready: &f}},
 		{NodeName: ptr("n3"), Conditions: discoveryv1.EndpointConditions{Ready: ptr(true)}},
 		{NodeName: ptr("n3")},
+		{NodeName: ptr("n3"), Conditions: discoveryv1.EndpointConditions{Ready: &f, Serving: ptr(true), Terminating: ptr(true)}},
+		{NodeName: ptr("n4"), Conditions: discoveryv1.EndpointConditions{Ready: &f, Serving: ptr(true), Terminating: ptr(true)}},
+		{NodeName: ptr("n5"), Conditions: discoveryv1.EndpointConditions{Ready: &f, Serving: &f, Terminating: ptr(true)}},
 		{},
 	}}
-	if got := fmt.Sprint(ReadyEndpointNodes([]*discoveryv1.EndpointSlice{slice})); got != "map[n1:1 n3:2]" {
-		t.Errorf("got %s", got)
+	if got := fmt.Sprint(ServingEndpointNodes([]*discoveryv1.EndpointSlice{slice})); got != "map[n1:1 n3:2 n4:1]" {
+		t.Errorf("got %s, want map[n1:1 n3:2 n4:1]", got)
 	}
 }
 

@@ -50,7 +50,7 @@ func TestSlim(t *testing.T) {
 	if eps.Ports != nil || eps.Endpoints[0].TargetRef != nil {
 		t.Errorf("EndpointSlice kept ports or target refs: %+v", eps)
 	}
-	if got := ReadyEndpointNodes([]*discoveryv1.EndpointSlice{eps}); got["n1"] != 1 {
+	if got := ServingEndpointNodes([]*discoveryv1.EndpointSlice{eps}); got["n1"] != 1 {
 		t.Errorf("ready endpoint nodes after slim: %v", got)
 	}
 	// Other types (a DeletedFinalStateUnknown, say) pass unchanged.

@@ -37,14 +37,25 @@ const (
 // keep.
 const failLines = 15
 
-// realnodesTests maps each test to the system it installs.
-var realnodesTests = map[string]string{"TestE2EReal": "vipspeaker", "TestE2ERealMetalLB": "metallb"}
+// realnodesTest is what the bench knows of a test it runs: the system it
+// installs, and the prefix of its subtests' scenario names.
+type realnodesTest struct{ sys, prefix string }
+
+// realnodesTests are the tests the section runs: the scenarios, and the
+// dual-stack cluster (its subtests "bgp", "layer2" become the scenarios
+// "dual-stack-bgp", "dual-stack-layer2").
+var realnodesTests = map[string]realnodesTest{
+	"TestE2EReal":          {"vipspeaker", ""},
+	"TestE2ERealMetalLB":   {"metallb", ""},
+	"TestDualStack":        {"vipspeaker", "dual-stack-"},
+	"TestDualStackMetalLB": {"metallb", "dual-stack-"},
+}
 
 func benchRealNodes(r *report.Report) error {
 	ctx, cancel := context.WithTimeout(context.Background(), realnodesTimeout+time.Minute)
 	defer cancel()
 	args := []string{"test", "-tags", "e2ereal", "-json", "-count", "1", "-timeout", realnodesTimeout.String(),
-		"-run", "^(TestE2EReal|TestE2ERealMetalLB)$", realnodesPkg}
+		"-run", "^(" + strings.Join(slices.Sorted(maps.Keys(realnodesTests)), "|") + ")$", realnodesPkg}
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
 	var stderr bytes.Buffer
@@ -64,17 +75,17 @@ func benchRealNodes(r *report.Report) error {
 	r.Printf("```")
 	r.Printf("")
 	realnodesFigures(r, res)
-	for _, sys := range realnodesTests {
-		if !slices.ContainsFunc(slices.Collect(maps.Keys(res)), func(k string) bool { return strings.HasPrefix(k, sys+"/") }) {
-			return fmt.Errorf("%s: no figures for %s (go test: %v)", realnodesPkg, sys, err)
+	for name, rt := range realnodesTests {
+		if !slices.ContainsFunc(slices.Collect(maps.Keys(res)), func(k string) bool { return strings.HasPrefix(k, rt.sys+"/"+rt.prefix) }) {
+			return fmt.Errorf("%s: no figures from %s (go test: %v)", realnodesPkg, name, err)
 		}
 	}
 	return nil
 }
 
 // parseScenarios reads `go test -json` output: every "metrics:" line of a
-// test of realnodesTests becomes the metrics of "<system>/<subtest>" (the
-// test's own lines: "<system>/install"); the details are the "figure:"
+// test of realnodesTests becomes the metrics of "<system>/<prefix><subtest>"
+// (the test's own lines: "<system>/<prefix>install"); the details are the "figure:"
 // lines, each subtest's result, and the last lines a failed test wrote.
 func parseScenarios(out []byte) (benchResults, []string) {
 	res := benchResults{}
@@ -88,14 +99,14 @@ func parseScenarios(out []byte) (benchResults, []string) {
 			continue
 		}
 		top, sub, _ := strings.Cut(e.Test, "/")
-		sys, ok := realnodesTests[top]
+		rt, ok := realnodesTests[top]
 		if !ok {
 			continue
 		}
 		if sub == "" {
 			sub = "install"
 		}
-		key := sys + "/" + sub
+		key := rt.sys + "/" + rt.prefix + sub
 		switch e.Action {
 		case "output":
 			logs[e.Test] = append(logs[e.Test], strings.TrimRight(e.Output, "\n"))
@@ -151,6 +162,18 @@ func realnodesFigures(r *report.Report, res benchResults) {
 	vs("etp-local-moves").count("externalTrafficPolicy Local, 1 replica: its node cordoned and the Pod deleted, client behind the router at "+realnodesLoad+": failed requests", "failed", false)
 	vs("etp-local-moves").value("externalTrafficPolicy Local, 1 replica moved to another node → the router routes the VIP only via the new node", "ms", "route_followed_ms")
 	vs("etp-local-moves").info("externalTrafficPolicy Local, 1 replica moved: longest time between two answers", "ms", "gap_ms", 1)
+
+	// Dual-stack nodes (TestDualStack, TestDualStackMetalLB): MetalLB's
+	// native speaker refuses IPv6 prefixes, so the BGP rows have no
+	// baseline but say why.
+	noBGP6 := "MetalLB v0.15.2: none (its native BGP speaker refuses IPv6 prefixes; its FRR mode needs an FRR container this lab does not build)"
+	for _, f := range [][2]string{{"IPv4", "first_answer_v4_ms"}, {"IPv6", "first_answer_v6_ms"}} {
+		fam, metric := f[0], f[1]
+		r.Add(report.Figure{Name: "dual-stack nodes, BGP: Deployment (3 httpecho replicas) and a RequireDualStack LoadBalancer Service applied → first HTTP answer through its " + fam + " VIP from behind the router (IPv6 over the IPv4 sessions)",
+			Unit: "ms", Value: res.get("vipspeaker/dual-stack-bgp", metric), Baseline: &report.Baseline{Name: noBGP6}})
+		vs("dual-stack-layer2").value("dual-stack nodes, layer 2: Deployment (3 httpecho replicas) and a RequireDualStack LoadBalancer Service in the L2 pool applied → first HTTP answer through its "+fam+" VIP from the segment", "ms", metric)
+	}
+	vs("dual-stack-layer2").count("dual-stack nodes, layer 2: MACs answering ndisc6's Neighbor Solicitations for the IPv6 VIP from the segment, 3 tries of 0.5 s (1: only the owner; 0: none answered)", "ndp_answering_macs", false)
 }
 
 // info is a figure with MetalLB's beside it and the ratio, held to no

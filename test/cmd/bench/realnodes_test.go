@@ -16,6 +16,8 @@ func TestParseScenarios(t *testing.T) {
 		`{"Action":"output","Test":"TestE2ERealMetalLB/drain","Output":"    scenarios_linux_test.go:181: metrics: failed=12 gap_ms=2500\n"}`,
 		`{"Action":"output","Test":"TestE2ERealMetalLB/drain","Output":"    scenarios_linux_test.go:190: why it failed\n"}`,
 		`{"Action":"fail","Test":"TestE2ERealMetalLB/drain"}`,
+		`{"Action":"output","Test":"TestDualStack","Output":"    realnodes_linux_test.go:97: metrics: install_ready_ms=5100\n"}`,
+		`{"Action":"output","Test":"TestDualStackMetalLB/layer2","Output":"    dualstack_linux_test.go:120: metrics: first_answer_v6_ms=4400\n"}`,
 		`{"Action":"output","Test":"TestOther/x","Output":"metrics: failed=7\n"}`,
 		`not json`,
 	}, "\n")
@@ -28,13 +30,15 @@ func TestParseScenarios(t *testing.T) {
 		{"vipspeaker/drain", "failed", 0},
 		{"vipspeaker/drain", "gap_ms", 41},
 		{"metallb/drain", "failed", 12},
+		{"vipspeaker/dual-stack-install", "install_ready_ms", 5100},
+		{"metallb/dual-stack-layer2", "first_answer_v6_ms", 4400},
 	} {
 		if v := res.get(c.bench, c.metric); v == nil || *v != c.want {
 			t.Errorf("%s %s = %v, want %v", c.bench, c.metric, v, c.want)
 		}
 	}
-	if len(res) != 3 {
-		t.Errorf("results for %d scenarios, want 3 (no other test's): %v", len(res), res)
+	if len(res) != 5 {
+		t.Errorf("results for %d scenarios, want 5 (no other test's): %v", len(res), res)
 	}
 	got := strings.Join(details, "\n")
 	for _, want := range []string{"vipspeaker/drain: kubectl drain n3", "FAIL TestE2ERealMetalLB/drain", "190: why it failed"} {

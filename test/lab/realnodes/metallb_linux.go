@@ -47,6 +47,9 @@ const (
 const (
 	BGPPool = "203.0.113.0/28"
 	L2Pool  = "198.18.10.200-198.18.10.215"
+	// L2Pool6 is the layer-2 pool's IPv6 range on a dual-stack cluster
+	// (the tests' dualStackTOML; MetalLBConfigDualStack).
+	L2Pool6 = "fd00:10::200-fd00:10::20f"
 )
 
 // MetalLBConfig is the lab's configuration as MetalLB's resources, the
@@ -57,7 +60,20 @@ const (
 // third of it, 3 s: GoBGPConf's timers). Native mode refuses graceful
 // restart (enableGracefulRestart is for its FRR mode), so the BGPPeer has
 // none.
-func MetalLBConfig() string {
+func MetalLBConfig() string { return metallbConfig(fmt.Sprintf("[%q]", L2Pool)) }
+
+// MetalLBConfigDualStack is MetalLBConfig with L2Pool6 in pool "l2" (the
+// tests' dualStackTOML has it too). Pool "bgp" stays IPv4 only: MetalLB's
+// native BGP speaker refuses IPv6 prefixes ("cannot advertise non-v4
+// prefix", internal/bgp/native of v0.15.2); its FRR mode, which can, needs
+// an FRR container this lab does not build.
+func MetalLBConfigDualStack() string {
+	return metallbConfig(fmt.Sprintf("[%q, %q]", L2Pool, L2Pool6))
+}
+
+// metallbConfig is MetalLBConfig with l2 (a YAML list) as pool "l2"'s
+// addresses.
+func metallbConfig(l2 string) string {
 	return fmt.Sprintf(`apiVersion: metallb.io/v1beta1
 kind: IPAddressPool
 metadata: {name: bgp, namespace: %[1]s}
@@ -69,7 +85,7 @@ apiVersion: metallb.io/v1beta1
 kind: IPAddressPool
 metadata: {name: l2, namespace: %[1]s}
 spec:
-  addresses: [%[3]q]
+  addresses: %[3]s
   autoAssign: false
 ---
 apiVersion: metallb.io/v1beta2
@@ -93,7 +109,7 @@ metadata: {name: l2, namespace: %[1]s}
 spec:
   ipAddressPools: [l2]
   interfaces: [eth0]
-`, MetalLBNamespace, BGPPool, L2Pool, NodeAS, RouterAS, RouterAddr)
+`, MetalLBNamespace, BGPPool, l2, NodeAS, RouterAS, RouterAddr)
 }
 
 // InstallMetalLB installs MetalLB v0.15.2 the way its documentation tells
@@ -103,15 +119,16 @@ spec:
 // entrypoint, run as root as MetalLB's distroless images do), `kubectl
 // apply -f metallb-native.yaml` (with its CRDs' ASNs widened for this API
 // server: metallb.NativeManifest), then, once its validating webhook
-// answers, MetalLBConfig with kubectl apply. The memberlist Secret is the
+// answers, cfg with kubectl apply. The memberlist Secret is the
 // one MetalLB's controller creates. It returns how long the manifest's
-// apply took to the controller and every speaker Pod Ready.
+// apply took to the controller and every speaker Pod Ready. cfg is the
+// configuration (MetalLBConfig or MetalLBConfigDualStack).
 //
 // The API server reaches the webhook at its Service's ClusterIP, as on a
 // control-plane node that runs kube-proxy; the lab's API server host runs
 // none, so it is given a route to the Service range via n1 (whose
 // kube-proxy forwards and masquerades it).
-func (c *Cluster) InstallMetalLB(ctx context.Context) (time.Duration, error) {
+func (c *Cluster) InstallMetalLB(ctx context.Context, cfg string) (time.Duration, error) {
 	modDir, err := metallb.ModDir()
 	if err != nil {
 		return 0, err
@@ -150,7 +167,7 @@ func (c *Cluster) InstallMetalLB(ctx context.Context) (time.Duration, error) {
 	// volume's refresh) may refuse the configuration for a while.
 	var last error
 	if err := lab.Poll(3*time.Minute, time.Second, func() error {
-		last = c.Apply(ctx, MetalLBConfig())
+		last = c.Apply(ctx, cfg)
 		return last
 	}); err != nil {
 		return 0, fmt.Errorf("MetalLB configuration: %w\n%s", last, c.PodReport(MetalLBNamespace))
