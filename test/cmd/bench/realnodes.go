@@ -173,7 +173,7 @@ func realnodesFigures(r *report.Report, res benchResults) {
 			Unit: "ms", Value: res.get("vipspeaker/dual-stack-bgp", metric), Baseline: &report.Baseline{Name: noBGP6}})
 		vs("dual-stack-layer2").value("dual-stack nodes, layer 2: Deployment (3 httpecho replicas) and a RequireDualStack LoadBalancer Service in the L2 pool applied → first HTTP answer through its "+fam+" VIP from the segment", "ms", metric)
 	}
-	vs("dual-stack-layer2").count("dual-stack nodes, layer 2: MACs answering ndisc6's Neighbor Solicitations for the IPv6 VIP from the segment, 3 tries of 0.5 s (1: only the owner; 0: none answered)", "ndp_answering_macs", false)
+	vs("dual-stack-layer2").count("dual-stack nodes, layer 2: MACs answering ndisc6's Neighbor Solicitations for the IPv6 VIP from the segment client's global address, 3 tries of 0.5 s (1: only the owner; 0: none answered)", "ndp_answering_macs", false)
 }
 
 // info is a figure with MetalLB's beside it and the ratio, held to no

@@ -77,7 +77,7 @@ func dualStackLayer2(t *testing.T, c *realnodes.Cluster, sp realnodes.Speaker) {
 	l2 := dualStackAnswers(t, c, realnodes.EchoOptions{Namespace: "ds-l2", Name: "echo", Replicas: 3, Pool: "l2", DualStack: true, Speaker: &sp}, c.LAN, "from the segment")
 	vip6 := l2[1]
 	macs := nodeMACs(t, c)
-	answers := ndpAnswers(t, c.LAN, vip6)
+	answers := ndpAnswers(t, c.LAN, realnodes.LANAddr6, vip6)
 	metrics(t, map[string]float64{"ndp_answering_macs": float64(len(answers))})
 	if sp.Name != realnodes.VIPSpeaker.Name {
 		t.Logf("figure: %s: NDP for %s answered by %d MACs: %v", sp.Name, vip6, len(answers), answers)
@@ -140,15 +140,18 @@ func dualStackAnswers(t *testing.T, c *realnodes.Cluster, o realnodes.EchoOption
 
 var targetMAC = regexp.MustCompile(`(?i)Target link-layer address:\s*([0-9a-f:]{17})`)
 
-// ndpAnswers sends Neighbor Solicitations for vip from host's eth0
-// (ndisc6, waiting for every answer, three tries of 0.5 s) and returns the
+// ndpAnswers sends Neighbor Solicitations for vip from host's eth0 with
+// source address src, as the kernel does for traffic from src (ndisc6,
+// waiting for every answer, three tries of 0.5 s), and returns the
 // distinct link-layer addresses that answered, lower case; none when
-// nothing answered (ndisc6 exits 2).
-func ndpAnswers(t *testing.T, host *lab.Host, vip string) []string {
+// nothing answered (ndisc6 exits 2). (MetalLB v0.15.2 answered none of
+// ndisc6's solicitations from the client's link-local address in this lab
+// while its traffic from the global address got through.)
+func ndpAnswers(t *testing.T, host *lab.Host, src, vip string) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	out, err := host.Run(ctx, "ndisc6", "-m", "-n", "-r", "3", "-w", "500", vip, "eth0")
+	out, err := host.Run(ctx, "ndisc6", "-m", "-n", "-s", src, "-r", "3", "-w", "500", vip, "eth0")
 	if err != nil && !strings.Contains(err.Error(), "exit status 2") {
 		t.Fatalf("ndisc6 %s: %v\n%s", vip, err, out)
 	}
