@@ -79,6 +79,7 @@ type Report struct {
 	lines    []string
 	figures  []Figure
 	failures []string
+	kept     []string // sections carried over: "name (date)"
 	start    time.Time
 	Machine  Machine
 }
@@ -255,6 +256,9 @@ func (r *Report) Markdown(extra []string) string {
 	fmt.Fprintf(&b, "# vipspeaker benchmarks\n\n")
 	fmt.Fprintf(&b, "- date: %s\n- machine: %s, %d cores (%s), kernel %s\n- go: %s\n", r.start.Format(time.RFC3339), m.Host, m.Cores, m.CPU, m.Kernel, m.Go)
 	fmt.Fprintf(&b, "- load average at start: %s (the machine is shared; compare ratios measured in the same run)\n", m.LoadAvg)
+	if len(r.kept) > 0 {
+		fmt.Fprintf(&b, "- kept from earlier runs, not measured again in this one: %s\n", strings.Join(r.kept, ", "))
+	}
 	fmt.Fprintf(&b, "- written by `make bench` (test/cmd/bench); the same figures are in RESULTS.json\n\n")
 	met, missed := 0, 0
 	for _, f := range r.figures {

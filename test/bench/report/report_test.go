@@ -3,6 +3,7 @@ package report
 import (
 	"encoding/json"
 	"strings"
+	"time"
 	"testing"
 )
 
@@ -53,5 +54,40 @@ func TestTargetsAreComputedFromTheNumbers(t *testing.T) {
 	}
 	if len(doc.Figures) != 5 || doc.Figures[1].Result != "missed" {
 		t.Errorf("JSON figures = %+v", doc.Figures)
+	}
+}
+
+// A section kept from an earlier report comes back with its figures, its
+// lines and a line naming that run; kept again, it still names the first.
+func TestKeep(t *testing.T) {
+	dir := t.TempDir()
+	md, js := dir+"/R.md", dir+"/R.json"
+	old := New(Machine{LoadAvg: "1 2 3"})
+	old.Section("a")
+	old.Printf("detail of a")
+	old.Add(Figure{Name: "fa", Unit: "ms", Value: F(5), Target: &Target{Text: "≤ 1", Checks: []Check{AtMost("value", 1)}}})
+	old.Section("b")
+	old.Add(Figure{Name: "fb", Unit: "ms", Value: F(7)})
+	if err := old.Write(md, js, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		ks, err := LoadKept(md, js, func(s string) bool { return s == "a" })
+		if err != nil || len(ks) != 1 || len(ks[0].Figures) != 1 || ks[0].Figures[0].Result != "missed" {
+			t.Fatalf("kept %+v, %v; want section a with its missed figure", ks, err)
+		}
+		r := New(Machine{})
+		r.Keep(ks[0])
+		r.Section("b")
+		r.Add(Figure{Name: "fb", Unit: "ms", Value: F(8)})
+		got := r.Markdown(nil)
+		for _, want := range []string{"kept from earlier runs, not measured again in this one: a (", "(kept from the run of " + old.start.Format(time.RFC3339) + ", load 1 2 3", "detail of a", "| a | fa | 5 ms", "| b | fb | 8 ms", "0 targets met, 1 missed"} {
+			if !strings.Contains(got, want) {
+				t.Errorf("report lacks %q:\n%s", want, got)
+			}
+		}
+		if err := r.Write(md, js, nil, nil); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

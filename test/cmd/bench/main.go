@@ -4,7 +4,9 @@
 // measured in the same run and its target marked met or missed; and a
 // section on how far one node and one cluster go, computed from the
 // measured costs. `make bench` runs it; it needs root (network namespaces,
-// FRR, XDP). -only runs the sections whose name contains the word.
+// FRR, XDP). -only runs the sections whose name contains the word; with
+// -keep the other sections are carried over from the report already
+// there, each marked with the run it comes from.
 package main
 
 import (
@@ -36,6 +38,7 @@ func sections() []section {
 		{"layer2", benchLayer2},
 		{"bpf", benchBPF},
 		{"kube", benchKube},
+		{"fleet", fleetBench.run},
 		{"metallb", benchMetalLB},
 		{"realnodes", benchRealNodes},
 	}
@@ -44,14 +47,33 @@ func sections() []section {
 func main() {
 	out := flag.String("out", "bench/RESULTS.md", "where to write the report (the JSON goes beside it)")
 	only := flag.String("only", "", "run only the sections whose name contains this (comma-separated)")
+	keep := flag.Bool("keep", false, "with -only: carry the other sections over from the report already at -out (each marked with the run it comes from)")
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "bench: needs root (network namespaces)")
 		os.Exit(1)
 	}
 	r := report.New(machine())
+	selected := func(name string) bool {
+		return *only == "" || slices.ContainsFunc(strings.Split(*only, ","), func(o string) bool { return strings.Contains(name, o) })
+	}
+	jsonPath := strings.TrimSuffix(*out, filepath.Ext(*out)) + ".json"
+	kept := map[string]report.Kept{}
+	if *keep && *only != "" {
+		ks, err := report.LoadKept(*out, jsonPath, func(name string) bool { return !selected(name) })
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: -keep:", err)
+			os.Exit(1)
+		}
+		for _, k := range ks {
+			kept[k.Section] = k
+		}
+	}
 	for _, s := range sections() {
-		if *only != "" && !slices.ContainsFunc(strings.Split(*only, ","), func(o string) bool { return strings.Contains(s.name, o) }) {
+		if !selected(s.name) {
+			if k, ok := kept[s.name]; ok {
+				r.Keep(k)
+			}
 			continue
 		}
 		r.Section(s.name)
@@ -64,7 +86,6 @@ func main() {
 		r.Printf("")
 	}
 	scale := scaleOnPaper(r)
-	jsonPath := strings.TrimSuffix(*out, filepath.Ext(*out)) + ".json"
 	if err := r.Write(*out, jsonPath, scale, nil); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
