@@ -72,7 +72,7 @@ func TestVIPCountersCountAdoptAndRemove(t *testing.T) {
 	ping(client, "5", vip4)
 	ping(client, "3", vip6)
 	ping(client, "4", netip.MustParseAddr("203.0.113.8")) // on the node, not counted
-	ping(node, "2", vip4)                                  // the node itself: loopback
+	ping(node, "2", vip4)                                 // the node itself: loopback
 	// 56 bytes of data, 8 of ICMP, the IP header (20 or 40).
 	want(c, map[netip.Addr]Traffic{vip4: {5, 5 * 84}, vip6: {3, 3 * 104}})
 
