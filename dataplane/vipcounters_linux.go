@@ -270,6 +270,30 @@ func (c *VIPCounters) Remove() error {
 	return nil
 }
 
+// RemoveStale deletes the table a previous agent left when this one does
+// not count with nftables (the fast path runs now, or the fallback is
+// off). It reports whether there was one.
+func (c *VIPCounters) RemoveStale() (bool, error) {
+	found := false
+	err := c.enter(func() error {
+		conn, err := nftables.New()
+		if err != nil {
+			return err
+		}
+		if _, err := conn.ListTableOfFamily(c.table, nftables.TableFamilyINet); err != nil {
+			return nil // not there
+		}
+		found = true
+		t, _, _ := c.sets()
+		conn.DelTable(t)
+		return conn.Flush()
+	})
+	if err != nil {
+		return found, fmt.Errorf("remove nftables table inet %s: %w", c.table, err)
+	}
+	return found, nil
+}
+
 var (
 	descNFTPackets = prometheus.NewDesc("vipspeaker_vip_receive_packets_total",
 		"IP packets addressed to the VIP that reached the node's IP stack on any interface but loopback (nftables, prerouting).",

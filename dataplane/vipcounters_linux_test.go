@@ -16,7 +16,8 @@ import (
 // third address on the node, not a VIP, and the node's own pings to a
 // VIP (loopback) are not counted. A second VIPCounters (the restarted
 // agent) adopts the table with its counts; a VIP removed from the set
-// leaves the other's count running; Remove leaves no table behind.
+// leaves the other's count running; RemoveStale finds and deletes a table
+// left behind; Remove leaves no table behind.
 func TestVIPCountersCountAdoptAndRemove(t *testing.T) {
 	nstest.RequireRoot(t)
 	node, client := nstest.New(t), nstest.New(t)
@@ -88,6 +89,17 @@ func TestVIPCountersCountAdoptAndRemove(t *testing.T) {
 	ping(client, "2", vip4)
 	want(c, map[netip.Addr]Traffic{vip4: {7, 7 * 84}})
 
+	// A table left behind is found and removed by an agent that does not
+	// count with nftables.
+	if found, err := newCounters().RemoveStale(); err != nil || !found {
+		t.Fatalf("RemoveStale: found %v, %v; want the table", found, err)
+	}
+	if found, err := newCounters().RemoveStale(); err != nil || found {
+		t.Fatalf("RemoveStale again: found %v, %v; want nothing", found, err)
+	}
+	if err := c.Set([]netip.Addr{vip4}); err != nil {
+		t.Fatal(err)
+	}
 	if err := c.Remove(); err != nil {
 		t.Fatal(err)
 	}

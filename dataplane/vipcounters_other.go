@@ -36,5 +36,8 @@ func (c *VIPCounters) Set([]netip.Addr) error { return errNotLinux }
 // Traffic fails off Linux.
 func (c *VIPCounters) Traffic() (map[netip.Addr]Traffic, error) { return nil, errNotLinux }
 
+// RemoveStale fails off Linux.
+func (c *VIPCounters) RemoveStale() (bool, error) { return false, errNotLinux }
+
 // Remove fails off Linux.
 func (c *VIPCounters) Remove() error { return errNotLinux }

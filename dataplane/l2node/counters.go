@@ -13,10 +13,26 @@ import (
 func newNFTCounters(opts Options) (*dataplane.VIPCounters, error) {
 	if opts.Config.VIPCounters.Fallback == config.CountersOff {
 		opts.Logger.Info("no per-VIP traffic counters: the XDP fast path does not run and [vip-counters] fallback is off")
+		removeStaleCounters(opts)
 		return nil, nil
 	}
 	opts.Logger.Info("nftables counts each VIP's traffic (the XDP fast path does not run)", "table", "inet "+dataplane.DefaultVIPCountersTable)
 	return dataplane.NewVIPCounters(dataplane.VIPCountersOptions{Logger: opts.Logger, Registerer: opts.Registerer})
+}
+
+// removeStaleCounters deletes the nftables counters a previous agent left
+// when this one does not count with them.
+func removeStaleCounters(opts Options) {
+	c, err := dataplane.NewVIPCounters(dataplane.VIPCountersOptions{Logger: opts.Logger})
+	if err != nil {
+		return
+	}
+	switch found, err := c.RemoveStale(); {
+	case err != nil:
+		opts.Logger.Warn("VIP counters: remove the table a previous agent left", "error", err)
+	case found:
+		opts.Logger.Info("VIP counters: removed the nftables table a previous agent left (nftables does not count now)", "table", "inet "+dataplane.DefaultVIPCountersTable)
+	}
 }
 
 // newNFTCountingOnly is a node without layer2 pools and without the fast

@@ -295,6 +295,7 @@ func newCountingOnly(opts Options) (*Node, error) {
 	switch {
 	case err == nil:
 		log.Info("XDP fast path counts VIP traffic on the BGP uplinks")
+		removeStaleCounters(opts)
 	case cfg.Layer2.FastPath == config.FastPathXDP:
 		return nil, fmt.Errorf("[layer2] fast-path = \"xdp\": %w", err)
 	case errors.Is(err, bpf.ErrNotSupported):

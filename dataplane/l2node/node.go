@@ -157,6 +157,8 @@ func New(opts Options) (*Node, error) {
 		if n.nft, err = newNFTCounters(opts); err != nil {
 			return nil, err
 		}
+	} else {
+		removeStaleCounters(opts)
 	}
 	// The reply counters read the program's counts at scrape time, and
 	// vipspeaker_l2_fast_path_active says which path answers.

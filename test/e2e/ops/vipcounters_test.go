@@ -21,7 +21,8 @@ import (
 // nftables. A restarted agent keeps the counts (it adopts the table); a
 // removed Service's VIP leaves the metrics; an agent leaving for good
 // (--remove-vips-on-exit) leaves no table behind; with [vip-counters]
-// fallback = "off" nothing counts and no table is made.
+// fallback = "off" nothing counts, and the table a restarted agent left is
+// removed.
 func TestVIPCountersWithoutXDP(t *testing.T) {
 	t.Parallel()
 	nstest.RequireRoot(t)
@@ -154,7 +155,14 @@ func TestVIPCountersWithoutXDP(t *testing.T) {
 		t.Errorf("table inet vipspeaker left behind:\n%s", node.MustRun("nft", "list", "ruleset"))
 	}
 
-	// fallback = "off": no counters, no table.
+	// fallback = "off": no counters, and the table an earlier agent left
+	// (restarted, not gone for good) is removed at start.
+	p = start()
+	expect(p, map[string]int{vipA: 0, vip6: 0})
+	stop(p)
+	if !hasTable() {
+		t.Fatal("the table went with a restarting agent")
+	}
 	if err := a.WriteConfig("vipspeaker.toml", toml("[vip-counters]\nfallback = \"off\"\n")); err != nil {
 		t.Fatal(err)
 	}
