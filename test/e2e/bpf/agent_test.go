@@ -612,7 +612,8 @@ func uplinkGoBGP(addr string) string {
 // when gobgp.conf changes): a router sending N pings to a VIP shows as
 // exactly N packets and their bytes in vipspeaker_vip_receive_*_total, for
 // IPv4 and IPv6. The uplink gets the program in generic mode. The neighbor
-// needs no BGP session for this.
+// needs no BGP session for this. vipspeaker_vip_receive_path says xdp, and
+// the nftables counters' table an earlier agent left is gone.
 func TestAgentCountsBGPUplinkTraffic(t *testing.T) {
 	t.Parallel()
 	nstest.RequireRoot(t)
@@ -640,6 +641,9 @@ func TestAgentCountsBGPUplinkTraffic(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// What an earlier agent without XDP would have left: this one counts
+	// with XDP and removes it.
+	node.MustRun("nft", "add", "table", "inet", "vipspeaker")
 	p, err := a.Start()
 	if err != nil {
 		t.Fatal(err)
@@ -665,6 +669,9 @@ func TestAgentCountsBGPUplinkTraffic(t *testing.T) {
 	}
 	if v := lab.MetricSum(scrape(t, node), "vipspeaker_vip_receive_path", map[string]string{"path": "xdp"}); v != 1 {
 		t.Errorf("vipspeaker_vip_receive_path{path=\"xdp\"} = %v, want 1", v)
+	}
+	if out := node.MustRun("nft", "list", "tables"); strings.Contains(out, "inet vipspeaker") {
+		t.Errorf("the nftables counters' table is still there with XDP counting:\n%s", out)
 	}
 	// Count only: generic mode, so attaching never resets an uplink's NIC.
 	if v := lab.MetricSum(scrape(t, node), "vipspeaker_xdp_attached", map[string]string{"interface": "eth1", "mode": "generic"}); v != 1 {
