@@ -83,7 +83,9 @@
 //
 // Metrics: this package registers vipspeaker_vip_receive_packets_total and
 // vipspeaker_vip_receive_bytes_total{vip} (read from the per-CPU map at
-// scrape time), vipspeaker_xdp_attached{interface,mode},
+// scrape time), vipspeaker_vip_receive_path{path="xdp"} (where the
+// program does not run, dataplane.VIPCounters counts with nftables under
+// the same names and says path="nftables"), vipspeaker_xdp_attached{interface,mode},
 // vipspeaker_xdp_lease_remaining_seconds and
 // vipspeaker_xdp_map_overflow{map}. The reply counters
 // vipspeaker_arp_replies_sent_total and

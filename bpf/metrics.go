@@ -17,6 +17,9 @@ var (
 	descVIPBytes = prometheus.NewDesc("vipspeaker_vip_receive_bytes_total",
 		"Bytes of IP packets (IP header included) addressed to the VIP received on the interfaces carrying the XDP fast path.",
 		[]string{"vip"}, nil)
+	descPath = prometheus.NewDesc("vipspeaker_vip_receive_path",
+		"1 for the path that counts vipspeaker_vip_receive_*: xdp (the fast path, on its interfaces) or nftables (prerouting, every interface but loopback).",
+		[]string{"path"}, nil)
 	descAttached = prometheus.NewDesc("vipspeaker_xdp_attached",
 		"1 for each interface the XDP fast path is attached to, with the attach mode (native, generic, unknown).",
 		[]string{"interface", "mode"}, nil)
@@ -37,6 +40,7 @@ func newCollector(f *FastPath) *collector { return &collector{f: f} }
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descVIPPackets
 	ch <- descVIPBytes
+	ch <- descPath
 	ch <- descAttached
 	ch <- descLease
 	ch <- descOverflow
@@ -49,6 +53,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	if f.closed {
 		return
 	}
+	ch <- prometheus.MustNewConstMetric(descPath, prometheus.GaugeValue, 1, "xdp")
 	if t, err := f.trafficLocked(); err == nil {
 		for vip, v := range t {
 			ch <- prometheus.MustNewConstMetric(descVIPPackets, prometheus.CounterValue, float64(v.Packets), vip.String())

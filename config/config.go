@@ -48,6 +48,15 @@ const (
 	FastPathOff  FastPath = "off"  // userspace only
 )
 
+// CountersFallback says what counts each VIP's received traffic where the
+// XDP fast path does not run ([vip-counters] fallback).
+type CountersFallback string
+
+const (
+	CountersNFTables CountersFallback = "nftables" // an nftables set with a counter per VIP (default)
+	CountersOff      CountersFallback = "off"      // no per-VIP counters without XDP
+)
+
 // Config is a parsed and validated vipspeaker.toml.
 type Config struct {
 	// DefaultClass: also handle LoadBalancer Services that name no class.
@@ -57,9 +66,18 @@ type Config struct {
 	Layer2       Layer2
 	Membership   Membership
 	PeerNodes    []PeerNodes
+	// VIPCounters is the [vip-counters] section.
+	VIPCounters VIPCounters
 	// ImportToKernel: write the best BGP paths learned from peers into a
 	// kernel table (nodes without FRR; with FRR, zebra does it).
 	ImportToKernel ImportToKernel
+}
+
+// VIPCounters is the [vip-counters] section.
+type VIPCounters struct {
+	// Fallback counts VIP traffic where the XDP fast path is off or
+	// refused (default nftables).
+	Fallback CountersFallback
 }
 
 // ImportToKernel is the [import-to-kernel] section.
@@ -144,6 +162,7 @@ func Default() *Config {
 	return &Config{
 		Interface:      Interface{Name: DefaultInterfaceName, Kind: DefaultInterfaceKind},
 		ImportToKernel: ImportToKernel{Table: 254},
+		VIPCounters:    VIPCounters{Fallback: CountersNFTables},
 		Layer2: Layer2{
 			GratuitousCount:    DefaultGratuitousCount,
 			GratuitousInterval: DefaultGratuitousInterval,

@@ -32,6 +32,7 @@ func TestDefaults(t *testing.T) {
 		Interface:      Interface{Name: "kube-lb0", Kind: KindDummy},
 		Layer2:         Layer2{GratuitousCount: 3, GratuitousInterval: 500 * time.Millisecond, FastPath: FastPathAuto},
 		ImportToKernel: ImportToKernel{Table: 254},
+		VIPCounters:    VIPCounters{Fallback: CountersNFTables},
 	}
 	got, errs := Parse("vipspeaker.toml", []byte("# nothing set\n"))
 	if len(errs) > 0 {
@@ -82,6 +83,9 @@ gratuitous-count = 0
 gratuitous-interval = "1s"
 fast-path = "off"
 
+[vip-counters]
+fallback = "off"
+
 [membership]
 join = ["198.18.0.2", "198.18.0.3:7946", "speaker-3.example"]
 secret-file = "/etc/vipspeaker/secret/key"
@@ -113,6 +117,7 @@ node-selector = "topology.kubernetes.io/zone in (rack1, rack2)"
 		},
 		Layer2:         Layer2{GratuitousCount: 0, GratuitousInterval: time.Second, FastPath: FastPathOff},
 		ImportToKernel: ImportToKernel{Enabled: true, Table: 100},
+		VIPCounters:    VIPCounters{Fallback: CountersOff},
 		Membership: Membership{
 			Join:       []string{"198.18.0.2", "198.18.0.3:7946", "speaker-3.example"},
 			SecretFile: "/etc/vipspeaker/secret/key",
@@ -269,6 +274,13 @@ func TestParseErrors(t *testing.T) {
 				`f.toml:3: layer2.gratuitous-interval: "5 s" is not a duration (like "500ms")`,
 				`f.toml:4: layer2.fast-path: "fast" is not auto, xdp or off`,
 				`f.toml:5: layer2.pin-dir: "bpf/here" is not an absolute path`,
+			},
+		},
+		{
+			name: "vip counters",
+			doc:  "[layer2]\nfast-path = \"off\"\n[vip-counters]\nfallback = \"iptables\"\n",
+			want: []string{
+				`f.toml:4: vip-counters.fallback: "iptables" is not nftables or off`,
 			},
 		},
 		{

@@ -26,6 +26,11 @@ type fileConfig struct {
 	Membership   fileMembership  `toml:"membership"`
 	PeerNodes    []filePeerNodes `toml:"peer-nodes"`
 	Import       fileImport      `toml:"import-to-kernel"`
+	VIPCounters  fileVIPCounters `toml:"vip-counters"`
+}
+
+type fileVIPCounters struct {
+	Fallback *string `toml:"fallback"`
 }
 
 type fileInterface struct {
@@ -147,6 +152,14 @@ func (v *validator) build(raw *fileConfig) *Config {
 			cfg.Layer2.FastPath = f
 		default:
 			v.errorf("layer2.fast-path", nil, "%q is not auto, xdp or off", *s)
+		}
+	}
+	if s := raw.VIPCounters.Fallback; s != nil {
+		switch f := CountersFallback(*s); f {
+		case CountersNFTables, CountersOff:
+			cfg.VIPCounters.Fallback = f
+		default:
+			v.errorf("vip-counters.fallback", nil, "%q is not nftables or off", *s)
 		}
 	}
 	if d := raw.Layer2.PinDir; d != "" {

@@ -161,15 +161,7 @@ func (n *Node) applyEvents(evs []routing.Event, current map[netip.Addr]routing.V
 		n.ctl.SetVIPs(n.ownerVIPs(current))
 	}
 	n.arp.vipsChanged(all, current)
-	if n.fp != nil {
-		counted := make([]netip.Addr, 0, len(all))
-		for a := range all {
-			counted = append(counted, a)
-		}
-		if err := n.fp.SetCounted(counted); err != nil {
-			n.log.Warn("XDP fast path: update counted VIPs", "error", err)
-		}
-	}
+	n.countVIPs(all)
 	if g.tableReady == nil && len(g.unknown) == 0 {
 		g.open(n, "VIP table settled")
 	}
@@ -293,7 +285,7 @@ func uplinksOf(peers []Peer) []string {
 func newCountingOnly(opts Options) (*Node, error) {
 	cfg, log := opts.Config, opts.Logger
 	if cfg.Layer2.FastPath == config.FastPathOff {
-		return nil, nil
+		return newNFTCountingOnly(opts)
 	}
 	fp, err := bpf.Load(bpf.Options{
 		PinDir:     pinDir(cfg, opts.NodeName),
@@ -303,14 +295,15 @@ func newCountingOnly(opts Options) (*Node, error) {
 	switch {
 	case err == nil:
 		log.Info("XDP fast path counts VIP traffic on the BGP uplinks")
+		removeStaleCounters(opts)
 	case cfg.Layer2.FastPath == config.FastPathXDP:
 		return nil, fmt.Errorf("[layer2] fast-path = \"xdp\": %w", err)
 	case errors.Is(err, bpf.ErrNotSupported):
-		log.Info("XDP fast path not available; no per-VIP traffic counters", "reason", err)
-		return nil, nil
+		log.Info("XDP fast path not available", "reason", err)
+		return newNFTCountingOnly(opts)
 	default:
-		log.Warn("XDP fast path failed to load; no per-VIP traffic counters", "error", err)
-		return nil, nil
+		log.Warn("XDP fast path failed to load", "error", err)
+		return newNFTCountingOnly(opts)
 	}
 	n := &Node{opts: opts, fp: fp, log: log.With("component", "layer2"), kick: make(chan struct{}, 1)}
 	n.Configure(cfg)
@@ -318,16 +311,23 @@ func newCountingOnly(opts Options) (*Node, error) {
 }
 
 // runCounting is Run for a node without layer2 pools: it keeps the fast
-// path's counted VIPs and uplinks current until ctx ends.
+// path's (or the nftables) counted VIPs, and the fast path's uplinks,
+// current until ctx ends.
 func (n *Node) runCounting(ctx context.Context, vips *routing.Subscription) error {
 	errc := make(chan error, 1)
-	go func() { errc <- n.fastPathRun(ctx) }()
-	t := time.NewTicker(uplinkRefresh)
-	defer t.Stop()
-	n.refreshUplinks()
+	var uplinkTick <-chan time.Time
+	if n.fp != nil {
+		go func() { errc <- n.fastPathRun(ctx) }()
+		t := time.NewTicker(uplinkRefresh)
+		defer t.Stop()
+		uplinkTick = t.C
+		n.refreshUplinks()
+	}
 	g := &startGate{unknown: map[netip.Addr]bool{}}
 	current := map[netip.Addr]routing.VIP{}
 	all := map[netip.Addr]bool{}
+	beat, stopBeat := n.opts.Heartbeat.Tick()
+	defer stopBeat()
 	var err error
 loop:
 	for {
@@ -335,16 +335,21 @@ loop:
 		select {
 		case <-ctx.Done():
 			break loop
+		case <-beat:
 		case err = <-errc:
 			errc = nil
 			if err != nil {
 				break loop
 			}
-		case <-t.C:
+		case <-uplinkTick:
 			n.refreshUplinks()
 		case <-vips.Ready():
 			n.applyEvents(vips.Next(), current, all, g)
 		}
+	}
+	n.exitCounters(n.opts.RemoveOnExit)
+	if n.fp == nil {
+		return err
 	}
 	if errc != nil {
 		<-errc

@@ -74,8 +74,9 @@ type Table interface {
 // Node is a node's layer2 part. New builds it; Run runs it.
 type Node struct {
 	opts    Options
-	resp    *dataplane.Responder // nil: counting only
-	fp      *bpf.FastPath        // nil: userspace only
+	resp    *dataplane.Responder   // nil: counting only
+	fp      *bpf.FastPath          // nil: userspace only
+	nft     *dataplane.VIPCounters // nil: XDP counts, or nothing does
 	log     *slog.Logger
 	ms      *owner.Membership
 	ctl     *owner.Controller
@@ -93,8 +94,9 @@ type Node struct {
 // New builds the layer2 parts the config asks for: with layer2 pools the
 // responder, the membership, the election and (as [layer2] fast-path says)
 // the XDP program; without, only the fast path to count VIP traffic on the
-// BGP uplinks. It returns nil and no error when there is nothing to run
-// (no layer2 pool and no fast path).
+// BGP uplinks, or (where the fast path does not run) the nftables
+// counters ([vip-counters]). It returns nil and no error when there is
+// nothing to run (no layer2 pool, no fast path, no nftables counters).
 func New(opts Options) (*Node, error) {
 	if opts.Config == nil || opts.NodeName == "" {
 		return nil, errors.New("layer2 node: config and node name are required")
@@ -150,6 +152,13 @@ func New(opts Options) (*Node, error) {
 	}
 	if n.fp, err = loadFastPath(opts, ifaces); err != nil {
 		return nil, err
+	}
+	if n.fp == nil {
+		if n.nft, err = newNFTCounters(opts); err != nil {
+			return nil, err
+		}
+	} else {
+		removeStaleCounters(opts)
 	}
 	// The reply counters read the program's counts at scrape time, and
 	// vipspeaker_l2_fast_path_active says which path answers.
@@ -380,6 +389,7 @@ loop:
 			}
 		}
 	}
+	n.exitCounters(removeOnExit)
 	if aerr := n.arp.exit(removeOnExit); aerr != nil && err == nil {
 		err = aerr
 	}

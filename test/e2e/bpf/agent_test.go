@@ -534,7 +534,8 @@ var dropBPF = []string{"setpriv", "--bounding-set", "-bpf,-sys_admin,-perfmon", 
 
 // TestAgentWithoutCapBPF: an agent without CAP_BPF, CAP_SYS_ADMIN and
 // CAP_PERFMON and fast-path = "auto" says once why XDP is off and answers
-// from userspace (path="userspace" rises); with fast-path = "xdp" it exits
+// from userspace (path="userspace" rises), and nftables counts the VIP's
+// traffic (vipspeaker_vip_receive_path{path="nftables"}); with fast-path = "xdp" it exits
 // non-zero, naming the reason.
 func TestAgentWithoutCapBPF(t *testing.T) {
 	t.Parallel()
@@ -570,6 +571,13 @@ func TestAgentWithoutCapBPF(t *testing.T) {
 		if !strings.Contains(m, "\nvipspeaker_l2_fast_path_active 0\n") {
 			return errors.New("vipspeaker_l2_fast_path_active is not 0 after the fallback")
 		}
+		// Without XDP, nftables counts the VIP's traffic.
+		if v := lab.MetricSum(m, "vipspeaker_vip_receive_path", map[string]string{"path": "nftables"}); v != 1 {
+			return fmt.Errorf("vipspeaker_vip_receive_path{path=\"nftables\"} = %v, want 1", v)
+		}
+		if !strings.Contains(m, `vipspeaker_vip_receive_packets_total{vip="`+agentVIP4+`"}`) {
+			return fmt.Errorf("no receive counter for %s after the fallback", agentVIP4)
+		}
 		return nil
 	})
 	al.stop(0)
@@ -604,7 +612,8 @@ func uplinkGoBGP(addr string) string {
 // when gobgp.conf changes): a router sending N pings to a VIP shows as
 // exactly N packets and their bytes in vipspeaker_vip_receive_*_total, for
 // IPv4 and IPv6. The uplink gets the program in generic mode. The neighbor
-// needs no BGP session for this.
+// needs no BGP session for this. vipspeaker_vip_receive_path says xdp, and
+// the nftables counters' table an earlier agent left is gone.
 func TestAgentCountsBGPUplinkTraffic(t *testing.T) {
 	t.Parallel()
 	nstest.RequireRoot(t)
@@ -632,6 +641,9 @@ func TestAgentCountsBGPUplinkTraffic(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// What an earlier agent without XDP would have left: this one counts
+	// with XDP and removes it.
+	node.MustRun("nft", "add", "table", "inet", "vipspeaker")
 	p, err := a.Start()
 	if err != nil {
 		t.Fatal(err)
@@ -654,6 +666,12 @@ func TestAgentCountsBGPUplinkTraffic(t *testing.T) {
 	})
 	if v := attached("eth2"); v != 0 {
 		t.Errorf("the fast path is on eth2 too, where no neighbor is")
+	}
+	if v := lab.MetricSum(scrape(t, node), "vipspeaker_vip_receive_path", map[string]string{"path": "xdp"}); v != 1 {
+		t.Errorf("vipspeaker_vip_receive_path{path=\"xdp\"} = %v, want 1", v)
+	}
+	if out := node.MustRun("nft", "list", "tables"); strings.Contains(out, "inet vipspeaker") {
+		t.Errorf("the nftables counters' table is still there with XDP counting:\n%s", out)
 	}
 	// Count only: generic mode, so attaching never resets an uplink's NIC.
 	if v := lab.MetricSum(scrape(t, node), "vipspeaker_xdp_attached", map[string]string{"interface": "eth1", "mode": "generic"}); v != 1 {
