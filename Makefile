@@ -47,8 +47,9 @@ test: deps lint test-tools ## Everything CI runs: deps, lint, bpf2go output up t
 	@# membership (100 ms probes) once took a live node for dead.
 	go test -race -count=1 -timeout $(GO_TEST_TIMEOUT) ./test/e2e/realnodes
 
-test-tools: ## Build the test-only tools once per machine (kube-apiserver, kubelet, kube-proxy, kube-controller-manager, kube-scheduler, kubectl, helm, kustomize; cached)
+test-tools: ## Build the test-only tools once per machine (kube-apiserver, kubelet, kube-proxy, kube-controller-manager, kube-scheduler, kubectl, KWOK, helm, kustomize; cached)
 	test/apiserver/build.sh all >/dev/null
+	test/kwok/build.sh >/dev/null
 	go run ./test/e2e/ops/prebuild
 
 demo: deps build ## Start the lab: a router, two nodes running vipspeaker, a client reaching the VIPs
@@ -63,8 +64,8 @@ demo-cluster: deps test-tools ## The same on real nodes: three kubelet nodes, th
 e2e-real: deps test-tools ## Every real-node scenario (three kubelet nodes, the agent installed with kubectl apply -k, HTTP clients through the VIPs); one line per scenario, then N passed, N failed (root)
 	set -o pipefail; go test -tags e2ereal -json -count=1 -timeout 40m -run '^(TestE2EReal|TestDualStack)$$' ./test/e2e/realnodes | go run ./test/cmd/e2ereal
 
-bench: deps build test-tools ## Measure everything against baselines, MetalLB v0.15.2 side by side included; writes bench/RESULTS.md and bench/RESULTS.json (root, about an hour; ONLY=bgp,metallb runs some sections)
-	go run ./test/cmd/bench $(if $(ONLY),-only $(ONLY))
+bench: deps build test-tools ## Measure everything against baselines, MetalLB v0.15.2 side by side included; writes bench/RESULTS.md and bench/RESULTS.json (root, about an hour; ONLY=bgp,metallb runs some sections, KEEP=1 keeps the others from the report already there)
+	go run ./test/cmd/bench $(if $(ONLY),-only $(ONLY)) $(if $(KEEP),-keep)
 
 generate: ## Regenerate generated code (bpf2go output)
 	go generate ./...

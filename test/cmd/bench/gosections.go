@@ -125,3 +125,28 @@ func runAll(r *report.Report, gs []goBench) error {
 	}
 	return first
 }
+
+// fleet: 50 agents in cluster mode against the real kube-apiserver,
+// kube-controller-manager and kube-scheduler, KWOK playing the kubelets,
+// BGP with BFD and graceful restart to one FRR router, a layer-2 pool
+// across them (test/e2e/fleet).
+var fleetBench = goBench{
+	pkg: "./test/e2e/fleet", bench: "^BenchmarkFleet$", benchtime: "1x", timeout: 40 * time.Minute,
+	figures: func(r *report.Report, res benchResults) {
+		const b = "BenchmarkFleet"
+		fleet := "50 agents, 2,000 Services over 100 Deployments (KWOK's Pods; every 10th Service externalTrafficPolicy Local, 40 in the layer-2 pool)"
+		r.Add(report.Figure{Name: fleet + ": created from empty → every BGP VIP in FRR's kernel via its nodes and every layer-2 VIP answered by one node", Unit: "s", Value: res.get(b, "converge_s")})
+		r.Add(report.Figure{Name: fleet + ": Services converged per second", Unit: "Services/s", Value: res.get(b, "services_per_s")})
+		r.Add(report.Figure{Name: fleet + ": agent RSS, median of 50", Unit: "MiB", Value: res.get(b, "rss_p50_MiB")})
+		r.Add(report.Figure{Name: fleet + ": agent RSS, largest of 50", Unit: "MiB", Value: res.get(b, "rss_max_MiB")})
+		r.Add(report.Figure{Name: fleet + ": CPU seconds per agent over 60 idle seconds, median of 50", Unit: "CPU s", Value: res.get(b, "idle_cpu_p50_s")})
+		r.Add(report.Figure{Name: fleet + ": CPU seconds per agent over 60 idle seconds, largest of 50", Unit: "CPU s", Value: res.get(b, "idle_cpu_max_s")})
+		r.Add(report.Figure{Name: fleet + ": one agent frozen (SIGSTOP) → FRR's kernel routes a VIP without it (BFD 100 ms × 3)", Unit: "ms", Value: res.get(b, "frozen_ms"),
+			Target: &report.Target{Text: "< 1 s", Checks: []report.Check{report.AtMost("value", 1000)}}})
+		r.Add(report.Figure{Name: fleet + ": owner of a layer-2 VIP killed (kill -9) → another node answers ARP", Unit: "ms", Value: res.get(b, "l2_kill9_ms"),
+			Target: &report.Target{Text: "< 1 s", Checks: []report.Check{report.AtMost("value", 1000)}}})
+		r.Add(report.Figure{Name: fleet + ": rolling restart of all 50 agents (SIGTERM, start, session back with its prefixes), one after the other", Unit: "s", Value: res.get(b, "rolling_s")})
+		r.Add(report.Figure{Name: fleet + ": BGP VIPs that lost their route in FRR's kernel during that rolling restart (watched every 50 ms)", Unit: "VIPs", Value: res.get(b, "rolling_lost"),
+			Target: &report.Target{Text: "0", Checks: []report.Check{report.AtMost("value", 0)}}})
+	},
+}

@@ -63,11 +63,14 @@ type ClusterOptions struct {
 	AllInOne bool
 	// Namespace is created for the tests' Services ("" for none).
 	Namespace string
+	// Kwok registers the Nodes for KWOK (CreateKwokNode: no conditions,
+	// StartKwok's controller makes them Ready) instead of Ready by hand.
+	Kwok bool
 }
 
 // NewCluster builds the segment, starts the API server, applies what the
-// options say, creates the Node objects (Ready) and the agents'
-// kubeconfig. It fails the test on error.
+// options say, creates the Node objects (Ready, or for KWOK) and the
+// agents' kubeconfig. It fails the test on error.
 func NewCluster(t testing.TB, o ClusterOptions) *Cluster {
 	t.Helper()
 	l := lab.New(t)
@@ -106,6 +109,10 @@ func NewCluster(t testing.TB, o ClusterOptions) *Cluster {
 		check(c.API.CreateNamespace(o.Namespace))
 	}
 	for _, n := range o.Nodes {
+		if o.Kwok {
+			check(c.API.CreateKwokNode(n, strings.SplitN(o.NodeAddrs(n)[0], "/", 2)[0]))
+			continue
+		}
 		var labels map[string]string
 		if o.NodeLabels != nil {
 			labels = o.NodeLabels(n)

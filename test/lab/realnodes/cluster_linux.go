@@ -1,7 +1,6 @@
 package realnodes
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -140,23 +139,10 @@ func FindBinaries() (Binaries, error) {
 			binErr = fmt.Errorf("not installed: %s (scripts/deps.sh installs containerd runc containernetworking-plugins conntrack nftables)", strings.Join(missing, ", "))
 			return
 		}
-		root, err := lab.ModuleRoot()
-		if err != nil {
-			binErr = err
-			return
-		}
 		names := []string{"kubelet", "kube-proxy", "kube-controller-manager", "kube-scheduler", "kubectl"}
-		cmd := exec.Command(filepath.Join(root, "test", "apiserver", "build.sh"), names...)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
+		paths, err := kubeapi.BuildComponents(names...)
 		if err != nil {
-			binErr = fmt.Errorf("build the Kubernetes components: %w\n%s", err, stderr.String())
-			return
-		}
-		paths := strings.Fields(string(out))
-		if len(paths) != len(names) {
-			binErr = fmt.Errorf("build.sh printed %d paths for %d components", len(paths), len(names))
+			binErr = fmt.Errorf("build the Kubernetes components: %w", err)
 			return
 		}
 		bins.Kubelet, bins.KubeProxy, bins.ControllerManager, bins.Scheduler, bins.Kubectl = paths[0], paths[1], paths[2], paths[3], paths[4]
@@ -396,24 +382,7 @@ func goBGPConf(more string) string {
 }
 
 func (c *Cluster) startControllers() error {
-	apiDir := c.API.Dir()
-	kcm := []string{c.bins.ControllerManager,
-		"--kubeconfig", c.Kubeconfig,
-		"--leader-elect=false",
-		"--secure-port=0",
-		"--root-ca-file", filepath.Join(apiDir, "certs", "apiserver.crt"),
-		"--service-account-private-key-file", filepath.Join(apiDir, "sa.key"),
-		"--service-cluster-ip-range", c.serviceCIDRs(),
-		"--cluster-cidr", c.clusterCIDRs(),
-		"--allocate-node-cidrs=false",
-		"--v=1",
-	}
-	if _, err := c.APIHost.Start("kube-controller-manager", kcm, lab.StopTimeout(5*time.Second)); err != nil {
-		return err
-	}
-	sched := []string{c.bins.Scheduler, "--kubeconfig", c.Kubeconfig, "--leader-elect=false", "--secure-port=0", "--v=1"}
-	_, err := c.APIHost.Start("kube-scheduler", sched, lab.StopTimeout(5*time.Second))
-	return err
+	return c.API.StartControllers(c.APIHost, c.bins.ControllerManager, c.bins.Scheduler, c.serviceCIDRs(), c.clusterCIDRs())
 }
 
 // Kubectl runs the pinned kubectl (v1.37.2) as admin inside the API
