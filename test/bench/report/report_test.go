@@ -3,8 +3,8 @@ package report
 import (
 	"encoding/json"
 	"strings"
-	"time"
 	"testing"
+	"time"
 )
 
 func TestTargetsAreComputedFromTheNumbers(t *testing.T) {
