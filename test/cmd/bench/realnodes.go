@@ -155,6 +155,11 @@ func realnodesFigures(r *report.Report, res benchResults) {
 	vs("speaker-pod-deleted").info("kubectl delete of the speaker Pod on n1, "+bgpLoad+": longest time between two answers", "ms", "gap_ms", 1)
 	vs("layer2-create").value("layer 2: Deployment (3 httpecho replicas) and LoadBalancer Service in the L2 pool applied → first HTTP answer through the VIP from the nodes' segment", "ms", "first_answer_ms")
 	vs("layer2-create").count("layer 2: MACs answering 20+ ARP requests for the VIP from the segment (1: only the owner)", "arp_answering_macs", false)
+	l2Load := "layer-2 VIP of 3 httpecho replicas, client on the segment at " + realnodesLoad
+	vs("layer2-rollout-restart").count("kubectl rollout restart of the speaker DaemonSet, "+l2Load+": failed requests", "failed", true)
+	vs("layer2-rollout-restart").info("kubectl rollout restart of the speaker DaemonSet, "+l2Load+": longest time between two answers", "ms", "gap_ms", 1)
+	vs("layer2-owner-pod-deleted").count("kubectl delete of the speaker Pod on the node answering ARP for the VIP, "+l2Load+": failed requests", "failed", true)
+	vs("layer2-owner-pod-deleted").info("kubectl delete of the speaker Pod on the node answering ARP for the VIP, "+l2Load+": longest time between two answers", "ms", "gap_ms", 1)
 	vs("drain").count("kubectl drain n3 (evicts its httpecho Pod), "+bgpLoad+": failed requests", "failed", true)
 	vs("drain").info("kubectl drain n3, "+bgpLoad+": longest time between two answers", "ms", "gap_ms", 1)
 	vs("node-frozen").count("node n2 frozen (kubelet, containerd, speaker, Pods: SIGSTOP), "+bgpLoad+": failed requests from the freeze until n2 is NotReady (the node-lifecycle controller takes its Pod out of the endpoints), the router no longer routes via n2, and 2 s more of answers", "failed", false)

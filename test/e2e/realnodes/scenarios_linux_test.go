@@ -149,7 +149,34 @@ func scenarios(t *testing.T, c *realnodes.Cluster, sp realnodes.Speaker) {
 		noFailures(t, sp, r)
 	})
 
-	t.Run("layer2-create", func(t *testing.T) { layer2(t, c, sp) })
+	var l2vip string
+	t.Run("layer2-create", func(t *testing.T) { l2vip = layer2(t, c, sp) })
+
+	// The same two disruptions for the layer-2 VIP, seen from the segment:
+	// the owner's agent goes away and comes back (vipspeaker: the pinned
+	// XDP responder answers meanwhile; the membership keeps the owner).
+	t.Run("layer2-rollout-restart", func(t *testing.T) {
+		l2url := layer2URL(t, l2vip)
+		r := underLoad(t, c.LAN, l2url, func() {
+			kubectl(t, c, "rollout", "restart", "daemonset/"+sp.DaemonSet, "-n", sp.Namespace)
+		}, speakersReady(c, sp, vip))
+		t.Logf("figure: rollout restart of the DaemonSet under %d req/s (layer 2, from the segment): %v", rate, r)
+		noFailures(t, sp, r)
+	})
+	t.Run("layer2-owner-pod-deleted", func(t *testing.T) {
+		l2url := layer2URL(t, l2vip)
+		owner := l2Owner(t, c, l2vip)
+		pods, err := c.API.Client().CoreV1().Pods(sp.Namespace).List(context.Background(),
+			metav1.ListOptions{FieldSelector: "spec.nodeName=" + owner, LabelSelector: sp.PodLabel})
+		if err != nil || len(pods.Items) == 0 {
+			t.Fatalf("speaker Pod on %s: %v (%d Pods)", owner, err, len(pods.Items))
+		}
+		r := underLoad(t, c.LAN, l2url, func() {
+			kubectl(t, c, "delete", "pod", "-n", sp.Namespace, pods.Items[0].Name)
+		}, speakersReady(c, sp, vip))
+		t.Logf("figure: speaker Pod %s on the layer-2 owner %s deleted under %d req/s (from the segment): %v", pods.Items[0].Name, owner, rate, r)
+		noFailures(t, sp, r)
+	})
 
 	t.Run("drain", func(t *testing.T) {
 		node := "n3"
@@ -188,9 +215,36 @@ func noFailures(t *testing.T, sp realnodes.Speaker, r realnodes.LoadResult) {
 	}
 }
 
+// layer2URL is the layer-2 VIP's URL; the scenario fails when
+// layer2-create gave none.
+func layer2URL(t *testing.T, vip string) string {
+	t.Helper()
+	if vip == "" {
+		t.Fatal("no layer-2 VIP: layer2-create failed")
+	}
+	return "http://" + vip + "/"
+}
+
+// l2Owner is the node whose MAC answers ARP for vip on the segment.
+func l2Owner(t *testing.T, c *realnodes.Cluster, vip string) string {
+	t.Helper()
+	macs := nodeMACs(t, c)
+	var owner string
+	lab.Eventually(t, 10*time.Second, 200*time.Millisecond, func() error {
+		got := lab.MACs(strings.Join(c.LAN.ARPing("eth0", vip, 2, 100*time.Millisecond), " "))
+		if len(got) != 1 || macs[got[0]] == nil {
+			return fmt.Errorf("ARP for %s answered by %v, want one node", vip, got)
+		}
+		owner = macs[got[0]].Name
+		return nil
+	})
+	return owner
+}
+
 // layer2: a Service in the layer-2 pool answers HTTP from a client on the
-// segment, and only one node (the owner) answers ARP for its VIP.
-func layer2(t *testing.T, c *realnodes.Cluster, sp realnodes.Speaker) {
+// segment, and only one node (the owner) answers ARP for its VIP. It
+// returns the VIP.
+func layer2(t *testing.T, c *realnodes.Cluster, sp realnodes.Speaker) string {
 	o := realnodes.EchoOptions{Namespace: "l2", Name: "echo", Replicas: 3, Pool: "l2", Speaker: &sp}
 	ip := firstAnswer(t, c, o, c.LAN, "the layer-2 VIP", "from the segment")
 
@@ -224,6 +278,7 @@ func layer2(t *testing.T, c *realnodes.Cluster, sp realnodes.Speaker) {
 	if len(answered) != 1 && sp.Name == realnodes.VIPSpeaker.Name {
 		t.Errorf("ARP for %s answered by %d MACs, want only the owner's: %v", ip, len(answered), who)
 	}
+	return ip
 }
 
 // frozen: a node's kubelet, containerd, agent and Pods are stopped
