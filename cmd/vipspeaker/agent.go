@@ -183,6 +183,9 @@ func (a *agent) run(ctx context.Context) error {
 	if a.f.metricsAddr != "" {
 		g.Go(func() error { return a.serveHTTP(gctx) })
 	}
+	if a.f.debugAddr != "" {
+		g.Go(func() error { return status.ServeHTTP(gctx, a.f.debugAddr, status.DebugHandler()) })
+	}
 	if a.f.metricsTextfile != "" {
 		g.Go(func() error { return textfile.Run(gctx, a.reg, a.f.metricsTextfile, 15*time.Second, a.log) })
 	}

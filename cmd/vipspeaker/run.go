@@ -31,6 +31,7 @@ type runFlags struct {
 	runDir           string
 	metricsAddr      string
 	metricsTextfile  string
+	debugAddr        string
 	logLevel         string
 	logFormat        string
 	removeVIPsOnExit bool
@@ -50,6 +51,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	fs.StringVar(&f.nodeName, "node-name", "", "this node's name (default: $NODE_NAME, then the hostname)")
 	fs.StringVar(&f.runDir, "run-dir", "/run/vipspeaker", "directory for the agent's sockets (vipspeaker.sock, gobgp.sock)")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", ":9472", "where /metrics, /healthz and /readyz are served (empty: off)")
+	fs.StringVar(&f.debugAddr, "debug-addr", "", "where Go's profiles are served under /debug/pprof/ (e.g. 127.0.0.1:6060; empty: off)")
 	fs.StringVar(&f.metricsTextfile, "metrics-textfile", "", "also write the metrics to this file in node_exporter's textfile-collector format (atomically, every 15s and at exit)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")

@@ -178,10 +178,17 @@ func (e *env) routeHops(vip netip.Addr) int {
 // 80, clients at a time; spec, if not nil, changes each spec.
 func (e *env) createBulk(b *testing.B, n, clients int, prefix, pool string, spec func(*corev1.ServiceSpec)) {
 	b.Helper()
+	e.createBulkRange(b, 0, n, clients, prefix, pool, spec)
+}
+
+// createBulkRange creates Services <prefix>-<from>..<prefix>-<to-1> as
+// createBulk does.
+func (e *env) createBulkRange(b *testing.B, from, to, clients int, prefix, pool string, spec func(*corev1.ServiceSpec)) {
+	b.Helper()
 	class := kube.LoadBalancerClass
 	var g errgroup.Group
 	g.SetLimit(clients)
-	for i := range n {
+	for i := from; i < to; i++ {
 		g.Go(func() error {
 			svc := &corev1.Service{
 				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%d", prefix, i), Namespace: ns, Annotations: map[string]string{kube.AnnotationPool: pool}},
@@ -196,7 +203,7 @@ func (e *env) createBulk(b *testing.B, n, clients int, prefix, pool string, spec
 		})
 	}
 	if err := g.Wait(); err != nil {
-		b.Fatalf("creating %d Services: %v", n, err)
+		b.Fatalf("creating %d Services: %v", to-from, err)
 	}
 }
 

@@ -63,6 +63,9 @@ type setupOpts struct {
 	// speakersOnly: as shipped, speakers with --allocate=false and one
 	// `vipspeaker allocate` replica as the allocator's ServiceAccount.
 	speakersOnly bool
+	// debug: the agents serve Go's profiles on 127.0.0.1:6060 in their
+	// namespaces (--debug-addr).
+	debug bool
 }
 
 const bulk6Pool = `
@@ -96,6 +99,7 @@ type env struct {
 	// speakersOnly: the agents run with --allocate=false, next to
 	// startAllocator's replicas, as deploy/kustomize ships them.
 	speakersOnly bool
+	debug        bool
 }
 
 func setup(t testing.TB) *env { return setupWith(t, setupOpts{}) }
@@ -123,7 +127,7 @@ func setupWith(t testing.TB, o setupOpts) *env {
 			return []string{nodeAddrs[n] + "/24"}
 		},
 		Deploy: true, AllInOne: !o.speakersOnly, TOML: toml, GoBGP: gobgp, Namespace: ns})
-	e := &env{Cluster: c, bin: bin, cs: c.Client, router: c.Bridge, agents: map[string]*lab.Process{}, speakersOnly: o.speakersOnly}
+	e := &env{Cluster: c, bin: bin, cs: c.Client, router: c.Bridge, agents: map[string]*lab.Process{}, speakersOnly: o.speakersOnly, debug: o.debug}
 	if o.speakersOnly {
 		e.startAllocator(t, "allocator")
 	}
@@ -167,6 +171,9 @@ func (e *env) startAgent(t testing.TB, n string) {
 		"--lease-duration", "4s", "--metrics-addr", "", "--log-level", "debug"}
 	if e.speakersOnly {
 		argv = append(argv, "--allocate=false")
+	}
+	if e.debug {
+		argv = append(argv, "--debug-addr", debugAddr)
 	}
 	p, err := e.Nodes[n].Start(fmt.Sprintf("agent-%d", time.Now().UnixNano()%100000), argv)
 	if err != nil {
