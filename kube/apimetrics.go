@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/tools/cache"
 	clientmetrics "k8s.io/client-go/tools/metrics"
 )
 
@@ -37,11 +38,46 @@ func registerAPIMetrics(reg prometheus.Registerer) error {
 	if reg == nil {
 		return nil
 	}
-	if err := reg.Register(apiRequests); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if !errors.As(err, &are) {
-			return err
+	for _, c := range []prometheus.Collector{apiRequests, watchEvents} {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+// watchEvents counts the objects the agent's informers deliver, by
+// resource: the initial list's objects and every watch event after it.
+var watchEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "vipspeaker_kube_watch_events_total",
+	Help: "Objects delivered by the agent's informers (the initial list's and every watch event after it: added, updated, deleted), by resource.",
+}, []string{"resource"})
+
+// counted wraps h so that every event it gets counts in watchEvents under
+// resource.
+func counted(resource string, h cache.ResourceEventHandlerFuncs) cache.ResourceEventHandler {
+	n := watchEvents.WithLabelValues(resource)
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc: func(o any) {
+			n.Inc()
+			if h.AddFunc != nil {
+				h.AddFunc(o)
+			}
+		},
+		UpdateFunc: func(o, cur any) {
+			n.Inc()
+			if h.UpdateFunc != nil {
+				h.UpdateFunc(o, cur)
+			}
+		},
+		DeleteFunc: func(o any) {
+			n.Inc()
+			if h.DeleteFunc != nil {
+				h.DeleteFunc(o)
+			}
+		},
+	}
 }

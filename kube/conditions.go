@@ -68,11 +68,11 @@ func (c *Controller) runConditions(ctx context.Context) {
 			c.condAdd(k)
 		}
 	}
-	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	if _, err := inf.AddEventHandler(counted("vipspeakernodes", cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(o any) { changed(nil, o) },
 		UpdateFunc: changed,
 		DeleteFunc: func(o any) { changed(o, nil) },
-	}); err != nil {
+	})); err != nil {
 		c.log.Error("watch "+nodestate.Kind, "error", err)
 		return
 	}

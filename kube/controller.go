@@ -306,16 +306,16 @@ func (c *Controller) Run(ctx context.Context, apply func([]routing.VIP)) error {
 		c.kick()
 	}
 	kickAll := func(any) { c.kick() }
-	if _, err := svcInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	if _, err := svcInf.Informer().AddEventHandler(counted("services", cache.ResourceEventHandlerFuncs{
 		AddFunc: onSvc, UpdateFunc: func(_, n any) { onSvc(n) }, DeleteFunc: onSvc,
-	}); err != nil {
+	})); err != nil {
 		return err
 	}
 	if speaker {
-		for _, inf := range []cache.SharedIndexInformer{nodeInf.Informer(), epsInf.Informer()} {
-			if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		for resource, inf := range map[string]cache.SharedIndexInformer{"nodes": nodeInf.Informer(), "endpointslices": epsInf.Informer()} {
+			if _, err := inf.AddEventHandler(counted(resource, cache.ResourceEventHandlerFuncs{
 				AddFunc: kickAll, UpdateFunc: func(_, n any) { kickAll(n) }, DeleteFunc: kickAll,
-			}); err != nil {
+			})); err != nil {
 				return err
 			}
 		}
@@ -330,9 +330,9 @@ func (c *Controller) Run(ctx context.Context, apply func([]routing.VIP)) error {
 		cm, _ := obj.(*corev1.ConfigMap)
 		c.loadConfig(cm, false)
 	}
-	if _, err := cmInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	if _, err := cmInf.Informer().AddEventHandler(counted("configmaps", cache.ResourceEventHandlerFuncs{
 		AddFunc: onCM, UpdateFunc: func(_, n any) { onCM(n) }, DeleteFunc: func(any) { onCM(nil) },
-	}); err != nil {
+	})); err != nil {
 		return err
 	}
 
@@ -542,7 +542,7 @@ func (c *Controller) speak(ctx context.Context, apply func([]routing.VIP)) {
 			}
 		}
 		// Forget attributes of Services that are gone.
-		keys := map[string]*corev1.Service{}
+		keys := make(map[string]*corev1.Service, len(svcs))
 		for _, s := range svcs {
 			keys[ServiceKey(s)] = s
 		}

@@ -120,7 +120,7 @@ func (c *Controller) watchSecret(ctx context.Context, name string) *secretWatch 
 		default:
 		}
 	}
-	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	_, _ = inf.AddEventHandler(counted("secrets", cache.ResourceEventHandlerFuncs{
 		AddFunc: func(any) { changed() },
 		UpdateFunc: func(o, n any) {
 			was, _ := o.(*corev1.Secret)
@@ -131,7 +131,7 @@ func (c *Controller) watchSecret(ctx context.Context, name string) *secretWatch 
 			changed()
 		},
 		DeleteFunc: func(any) { changed() },
-	})
+	}))
 	f.Start(wctx.Done())
 	c.log.Debug("watching a Secret named by the configuration", "secret", c.opts.Namespace+"/"+name)
 	return &secretWatch{inf: inf, cancel: func() { cancel(); f.Shutdown() }}

@@ -106,7 +106,10 @@ type announceResult struct {
 
 // decide computes what this node carries.
 func decide(in announceInput) announceResult {
-	res := announceResult{services: map[string]announcement{}, layer2: map[netip.Addr][]string{}}
+	// Sized for every Service once: at thousands of Services, growing
+	// these maps and the VIP list pass after pass was most of what a
+	// burst of creates allocated.
+	res := announceResult{services: make(map[string]announcement, len(in.services)), layer2: map[netip.Addr][]string{}}
 	type acc struct {
 		services []string
 		mode     routing.Mode
@@ -118,7 +121,7 @@ func decide(in announceInput) announceResult {
 		// Services, when its pool is weighted-by-endpoints.
 		weight uint32
 	}
-	byAddr := map[netip.Addr]*acc{}
+	byAddr := make(map[netip.Addr]*acc, len(in.services))
 	defaultClass := in.cfg != nil && in.cfg.DefaultClass
 	type keyed struct {
 		key string
@@ -226,6 +229,7 @@ func decide(in announceInput) announceResult {
 			}
 		}
 	}
+	res.vips = make([]routing.VIP, 0, len(byAddr))
 	for a, x := range byAddr {
 		std, large, _ := ParseCommunities(strings.Join(x.comms, ","))
 		if len(x.large) > 0 {

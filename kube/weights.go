@@ -19,45 +19,48 @@ const WeightHold = time.Second
 type weightHold struct {
 	every time.Duration
 	last  map[netip.Addr]heldWeight
+	pass  uint64 // apply's calls: a VIP whose entry was not seen in this one is gone
 }
 
 type heldWeight struct {
-	w  uint32
-	at time.Time // when w went out
+	w    uint32
+	at   time.Time // when w went out
+	seen uint64    // the pass that last saw the VIP
 }
 
-// apply returns vips with every weight change that comes sooner than
-// h.every after the VIP's previous one replaced by the weight in force,
-// and how long until the first held change may go (0: none held).
+// apply changes vips in place: every weight change that comes sooner than
+// h.every after the VIP's previous one is replaced by the weight in force.
+// It returns vips and how long until the first held change may go (0:
+// none held).
 func (h *weightHold) apply(vips []routing.VIP, now time.Time) ([]routing.VIP, time.Duration) {
 	if h.last == nil {
 		h.last = map[netip.Addr]heldWeight{}
 	}
+	h.pass++
 	var retry time.Duration
-	seen := make(map[netip.Addr]bool, len(vips))
-	out := make([]routing.VIP, len(vips))
-	for i, v := range vips {
-		seen[v.Addr] = true
+	for i := range vips {
+		v := &vips[i]
 		prev, ok := h.last[v.Addr]
 		switch {
 		case !ok || prev.w == v.Attrs.Weight:
 			if !ok {
-				h.last[v.Addr] = heldWeight{v.Attrs.Weight, now}
+				prev = heldWeight{w: v.Attrs.Weight, at: now}
 			}
 		case now.Sub(prev.at) >= h.every:
-			h.last[v.Addr] = heldWeight{v.Attrs.Weight, now}
+			prev = heldWeight{w: v.Attrs.Weight, at: now}
 		default:
 			if wait := h.every - now.Sub(prev.at); retry == 0 || wait < retry {
 				retry = wait
 			}
 			v.Attrs.Weight = prev.w
 		}
-		out[i] = v
+		prev.seen = h.pass
+		h.last[v.Addr] = prev
 	}
-	for a := range h.last {
-		if !seen[a] {
+	for a, w := range h.last {
+		if w.seen != h.pass {
 			delete(h.last, a)
 		}
 	}
-	return out, retry
+	return vips, retry
 }

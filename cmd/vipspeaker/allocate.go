@@ -18,6 +18,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/vipspeaker/vipspeaker/internal/logging"
+	"github.com/vipspeaker/vipspeaker/internal/memlimit"
 	"github.com/vipspeaker/vipspeaker/kube"
 	"github.com/vipspeaker/vipspeaker/status"
 )
@@ -55,6 +56,7 @@ func allocateCommand(args []string, stderr io.Writer) int {
 		return 2
 	}
 	klog.SetSlogLogger(log.With("component", "client-go"))
+	memlimit.Set(log)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ctrl, err := kube.New(kube.Options{Kubeconfig: *kubeconfig, NodeName: *id, Namespace: *namespace,

@@ -17,6 +17,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/vipspeaker/vipspeaker/internal/logging"
+	"github.com/vipspeaker/vipspeaker/internal/memlimit"
 	"github.com/vipspeaker/vipspeaker/internal/privilege"
 )
 
@@ -119,6 +120,7 @@ func run(ctx context.Context, f *runFlags, log *slog.Logger) error {
 	if err := privilege.Check(log); err != nil {
 		return err
 	}
+	memlimit.Set(log)
 	a, err := newAgent(ctx, f, log)
 	if err != nil {
 		return err

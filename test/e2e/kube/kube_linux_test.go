@@ -168,7 +168,7 @@ func (e *env) startAgent(t testing.TB, n string) {
 	t.Helper()
 	argv := []string{e.bin, "run",
 		"--kubeconfig", e.Kubeconfig, "--node-name", n, "--run-dir", filepath.Join(e.Lab.Dir(), "run-"+n),
-		"--lease-duration", "4s", "--metrics-addr", "", "--log-level", "debug"}
+		"--lease-duration", "4s", "--metrics-addr", "127.0.0.1:9472", "--log-level", "debug"}
 	if e.speakersOnly {
 		argv = append(argv, "--allocate=false")
 	}

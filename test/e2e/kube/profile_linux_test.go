@@ -86,6 +86,20 @@ func routedVia3(b *testing.B, e *env, bulk netip.Prefix) int {
 	return full
 }
 
+// rssParts returns the RssAnon and RssFile lines of /proc/PID/status: the
+// process's own memory and the pages of its binary (and other files) it
+// has mapped.
+func rssParts(pid int) string {
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	var parts []string
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(l, "RssAnon:") || strings.HasPrefix(l, "RssFile:") {
+			parts = append(parts, strings.Join(strings.Fields(l), " "))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
 // profile writes each speaker's heap (after a GC), allocs and a 30 s CPU
 // profile under dir and logs their top entries, its VmRSS and its CPU
 // seconds over those 30 s.
@@ -111,7 +125,7 @@ func (e *env) profile(b *testing.B, dir string) {
 			t1, _ := lab.CPUTicks(pid)
 			get("/debug/pprof/heap?gc=1", "heap.pb.gz", 20*time.Second)
 			rss, _ := lab.RSSKB(pid)
-			b.Logf("%s: %s: VmRSS %.1f MiB, CPU %.2f s over 30 s idle", filepath.Base(dir), n, float64(rss)/1024, float64(t1-t0)/100)
+			b.Logf("%s: %s: VmRSS %.1f MiB (%s), CPU %.2f s over 30 s idle", filepath.Base(dir), n, float64(rss)/1024, rssParts(pid), float64(t1-t0)/100)
 		})
 	}
 	wg.Wait()
