@@ -15,10 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -96,7 +93,7 @@ type Options struct {
 	// object (false: not ready to report); the speaker writes it.
 	NodeReport func() (nodestate.Status, bool)
 
-	client kubernetes.Interface // tests: a fake clientset
+	client Clients // tests: a fake clientset
 }
 
 // Controller watches the API server: it allocates addresses while it holds
@@ -104,7 +101,7 @@ type Options struct {
 type Controller struct {
 	opts    Options
 	log     *slog.Logger
-	cs      kubernetes.Interface
+	cs      Clients
 	dyn     dynamic.Interface // VIPSpeakerNode objects (nil with a fake clientset)
 	metrics *metrics
 
@@ -193,9 +190,9 @@ func New(opts Options) (*Controller, error) {
 		// priority and fairness still protects it.
 		rc.QPS, rc.Burst = 600, 1200
 	}
-	cs, err := kubernetes.NewForConfig(rc)
+	cs, err := newClients(rc)
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
+		return nil, err
 	}
 	c := newController(opts, cs)
 	if c.dyn, err = dynamic.NewForConfig(rc); err != nil {
@@ -204,7 +201,7 @@ func New(opts Options) (*Controller, error) {
 	return c, nil
 }
 
-func newController(opts Options, cs kubernetes.Interface) *Controller {
+func newController(opts Options, cs Clients) *Controller {
 	return &Controller{
 		opts:    opts,
 		log:     opts.Logger.With("component", "kube"),
@@ -219,7 +216,7 @@ func newController(opts Options, cs kubernetes.Interface) *Controller {
 }
 
 // Client is the controller's API client.
-func (c *Controller) Client() kubernetes.Interface { return c.cs }
+func (c *Controller) Client() Clients { return c.cs }
 
 // Synced reports whether Run's caches have synced (and Run still runs).
 func (c *Controller) Synced() bool { return c.synced.Load() }
@@ -255,22 +252,17 @@ func (c *Controller) Run(ctx context.Context, apply func([]routing.VIP)) error {
 	defer bc.Shutdown()
 	c.recorder = bc.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "vipspeaker", Host: c.opts.NodeName})
 
-	factory := informers.NewSharedInformerFactoryWithOptions(c.cs, 0, informers.WithTransform(slim))
-	svcInf := factory.Core().V1().Services()
-	nodeInf := factory.Core().V1().Nodes()
-	epsInf := factory.Discovery().V1().EndpointSlices()
-	cmFactory := informers.NewSharedInformerFactoryWithOptions(c.cs, 0,
-		informers.WithNamespace(c.opts.Namespace),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.FieldSelector = "metadata.name=" + c.opts.ConfigMapName
-		}))
-	cmInf := cmFactory.Core().V1().ConfigMaps()
+	core := c.cs.CoreV1()
+	svcInf := newInformer(c.cs, core.Services(""), &corev1.Service{}, "")
+	nodeInf := newInformer(c.cs, core.Nodes(), &corev1.Node{}, "")
+	epsInf := newInformer(c.cs, c.cs.DiscoveryV1().EndpointSlices(""), &discoveryv1.EndpointSlice{}, "")
+	cmInf := newInformer(c.cs, core.ConfigMaps(c.opts.Namespace), &corev1.ConfigMap{}, "metadata.name="+c.opts.ConfigMapName)
 	// The speaker also follows Nodes and EndpointSlices; the allocator
 	// alone needs only Services and the ConfigMap.
 	speaker := !c.opts.AllocatorOnly
-	synced := []cache.InformerSynced{svcInf.Informer().HasSynced, cmInf.Informer().HasSynced}
+	synced := []cache.InformerSynced{svcInf.HasSynced, cmInf.HasSynced}
 	if speaker {
-		if err := epsInf.Informer().AddIndexers(cache.Indexers{epsByService: func(obj any) ([]string, error) {
+		if err := epsInf.AddIndexers(cache.Indexers{epsByService: func(obj any) ([]string, error) {
 			s, ok := obj.(*discoveryv1.EndpointSlice)
 			if !ok || s.Labels[discoveryv1.LabelServiceName] == "" {
 				return nil, nil
@@ -279,10 +271,10 @@ func (c *Controller) Run(ctx context.Context, apply func([]routing.VIP)) error {
 		}}); err != nil {
 			return fmt.Errorf("endpointslice index: %w", err)
 		}
-		c.nodes, c.epsIndexer = nodeInf.Lister(), epsInf.Informer().GetIndexer()
-		synced = append(synced, nodeInf.Informer().HasSynced, epsInf.Informer().HasSynced)
+		c.nodes, c.epsIndexer = corelisters.NewNodeLister(nodeInf.GetIndexer()), epsInf.GetIndexer()
+		synced = append(synced, nodeInf.HasSynced, epsInf.HasSynced)
 	}
-	c.services, c.cms = svcInf.Lister(), cmInf.Lister()
+	c.services, c.cms = corelisters.NewServiceLister(svcInf.GetIndexer()), corelisters.NewConfigMapLister(cmInf.GetIndexer())
 	c.queue = workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 		workqueue.TypedRateLimitingQueueConfig[string]{Name: "vipspeaker-allocator"})
 	defer c.queue.ShutDown()
@@ -306,13 +298,13 @@ func (c *Controller) Run(ctx context.Context, apply func([]routing.VIP)) error {
 		c.kick()
 	}
 	kickAll := func(any) { c.kick() }
-	if _, err := svcInf.Informer().AddEventHandler(counted("services", cache.ResourceEventHandlerFuncs{
+	if _, err := svcInf.AddEventHandler(counted("services", cache.ResourceEventHandlerFuncs{
 		AddFunc: onSvc, UpdateFunc: func(_, n any) { onSvc(n) }, DeleteFunc: onSvc,
 	})); err != nil {
 		return err
 	}
 	if speaker {
-		for resource, inf := range map[string]cache.SharedIndexInformer{"nodes": nodeInf.Informer(), "endpointslices": epsInf.Informer()} {
+		for resource, inf := range map[string]cache.SharedIndexInformer{"nodes": nodeInf, "endpointslices": epsInf} {
 			if _, err := inf.AddEventHandler(counted(resource, cache.ResourceEventHandlerFuncs{
 				AddFunc: kickAll, UpdateFunc: func(_, n any) { kickAll(n) }, DeleteFunc: kickAll,
 			})); err != nil {
@@ -330,16 +322,17 @@ func (c *Controller) Run(ctx context.Context, apply func([]routing.VIP)) error {
 		cm, _ := obj.(*corev1.ConfigMap)
 		c.loadConfig(cm, false)
 	}
-	if _, err := cmInf.Informer().AddEventHandler(counted("configmaps", cache.ResourceEventHandlerFuncs{
+	if _, err := cmInf.AddEventHandler(counted("configmaps", cache.ResourceEventHandlerFuncs{
 		AddFunc: onCM, UpdateFunc: func(_, n any) { onCM(n) }, DeleteFunc: func(any) { onCM(nil) },
 	})); err != nil {
 		return err
 	}
 
-	factory.Start(ctx.Done())
-	cmFactory.Start(ctx.Done())
-	defer factory.Shutdown()
-	defer cmFactory.Shutdown()
+	infs := []cache.SharedIndexInformer{svcInf, cmInf}
+	if speaker {
+		infs = append(infs, nodeInf, epsInf)
+	}
+	defer runInformers(ctx, infs...)()
 	c.log.Info("waiting for the API server's caches", "node", c.opts.NodeName)
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return nil // ctx ended
@@ -357,7 +350,7 @@ func (c *Controller) Run(ctx context.Context, apply func([]routing.VIP)) error {
 		cm = nil
 	}
 	c.loadConfig(cm, true)
-	c.log.Info("caches synced", "services", len(svcInf.Informer().GetStore().ListKeys()))
+	c.log.Info("caches synced", "services", len(svcInf.GetStore().ListKeys()))
 
 	var wg sync.WaitGroup
 	wg.Go(func() { c.runSecrets(ctx) })

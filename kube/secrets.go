@@ -14,7 +14,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -108,12 +107,8 @@ func secretKey(sec *corev1.Secret, key string) ([]byte, error) {
 // watchSecret starts an informer for one Secret; s.mu is held.
 func (c *Controller) watchSecret(ctx context.Context, name string) *secretWatch {
 	wctx, cancel := context.WithCancel(ctx)
-	f := informers.NewSharedInformerFactoryWithOptions(c.cs, 0,
-		informers.WithNamespace(c.opts.Namespace),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.FieldSelector = "metadata.name=" + name
-		}))
-	inf := f.Core().V1().Secrets().Informer()
+	core := c.cs.CoreV1()
+	inf := newInformer(c.cs, core.Secrets(c.opts.Namespace), &corev1.Secret{}, "metadata.name="+name)
 	changed := func() {
 		select {
 		case c.secrets.changed <- struct{}{}:
@@ -132,9 +127,9 @@ func (c *Controller) watchSecret(ctx context.Context, name string) *secretWatch 
 		},
 		DeleteFunc: func(any) { changed() },
 	}))
-	f.Start(wctx.Done())
+	wait := runInformers(wctx, inf)
 	c.log.Debug("watching a Secret named by the configuration", "secret", c.opts.Namespace+"/"+name)
-	return &secretWatch{inf: inf, cancel: func() { cancel(); f.Shutdown() }}
+	return &secretWatch{inf: inf, cancel: func() { cancel(); wait() }}
 }
 
 // beginSecretPass starts a configuration pass: the Secrets it asks for are

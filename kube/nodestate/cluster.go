@@ -14,7 +14,7 @@ import (
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/vipspeaker/vipspeaker/config"
@@ -56,7 +56,7 @@ type NodeState struct {
 
 // Cluster reads the VIPSpeakerNode objects in namespace and the Services
 // that carry vipspeaker's condition or allocated-from annotation.
-func Cluster(ctx context.Context, cs kubernetes.Interface, dyn dynamic.Interface, namespace string) (ClusterReport, error) {
+func Cluster(ctx context.Context, cs CoreClient, dyn dynamic.Interface, namespace string) (ClusterReport, error) {
 	r := ClusterReport{Services: []ServiceState{}, Nodes: []NodeState{}}
 	l, err := dyn.Resource(GVR).Namespace(namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -93,7 +93,7 @@ func Cluster(ctx context.Context, cs kubernetes.Interface, dyn dynamic.Interface
 
 // poolModes are the pools' modes from the ConfigMap vipspeaker-config,
 // for Services no node announces (nil when it cannot be read).
-func poolModes(ctx context.Context, cs kubernetes.Interface, namespace string) map[string]string {
+func poolModes(ctx context.Context, cs CoreClient, namespace string) map[string]string {
 	cm, err := cs.CoreV1().ConfigMaps(namespace).Get(ctx, "vipspeaker-config", metav1.GetOptions{})
 	if err != nil {
 		return nil
@@ -203,10 +203,11 @@ func StatusCluster(ctx context.Context, kubeconfig, namespace, output string, w 
 	if err != nil {
 		return fmt.Errorf("kubeconfig: %w", err)
 	}
-	cs, err := kubernetes.NewForConfig(rc)
+	core, err := corev1client.NewForConfig(rc)
 	if err != nil {
 		return err
 	}
+	cs := coreOnly{core}
 	dyn, err := dynamic.NewForConfig(rc)
 	if err != nil {
 		return err

@@ -12,14 +12,14 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 )
 
 // WriterOptions configure a Writer. Zero durations mean the defaults.
 type WriterOptions struct {
 	Dynamic dynamic.Interface
 	// Core reads the Node (its UID, for the ownerReference).
-	Core      kubernetes.Interface
+	Core      CoreClient
 	Namespace string
 	Node      string
 	// Source is the node's status now; false while the agent is not ready.
@@ -198,3 +198,14 @@ func (w *Writer) write(ctx context.Context, st Status, exists bool) error {
 	_, err = res.Patch(ctx, w.o.Node, types.MergePatchType, p, metav1.PatchOptions{FieldManager: "vipspeaker"})
 	return err
 }
+
+// CoreClient is the one API group the node state reads (a Clientset, or
+// the agent's narrower clients, satisfies it).
+type CoreClient interface {
+	CoreV1() corev1client.CoreV1Interface
+}
+
+// coreOnly is a CoreClient from a core/v1 client alone.
+type coreOnly struct{ corev1client.CoreV1Interface }
+
+func (c coreOnly) CoreV1() corev1client.CoreV1Interface { return c.CoreV1Interface }
