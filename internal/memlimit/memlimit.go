@@ -23,12 +23,14 @@ const cgroupRoot = "/sys/fs/cgroup"
 // (memory.max of the process's own cgroup, read from /proc/self/cgroup,
 // else of root itself as a container sees its own) unless env GOMEMLIMIT
 // is set, and logs what it did. It returns the limit set, 0 when none.
-func Set(log *slog.Logger) int64 {
+func Set(log *slog.Logger) int64 { return set(log, cgroupRoot, "/proc/self/cgroup") }
+
+func set(log *slog.Logger, root, selfCgroup string) int64 {
 	if v, ok := os.LookupEnv("GOMEMLIMIT"); ok && v != "" {
 		log.Debug("GOMEMLIMIT set; the cgroup's memory limit is not read", "gomemlimit", v)
 		return 0
 	}
-	max, file, err := cgroupMax(cgroupRoot, "/proc/self/cgroup")
+	max, file, err := cgroupMax(root, selfCgroup)
 	if err != nil || max <= 0 {
 		return 0
 	}

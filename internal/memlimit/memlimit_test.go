@@ -1,7 +1,10 @@
 package memlimit
 
 import (
+	"log/slog"
+	"math"
 	"os"
+	"runtime/debug"
 	"path/filepath"
 	"testing"
 )
@@ -47,5 +50,28 @@ func TestCgroupMax(t *testing.T) {
 	write(t, filepath.Join(root, "memory.max"), "lots\n")
 	if _, _, err := cgroupMax(root, filepath.Join(root, "none")); err == nil {
 		t.Error("a memory.max that is not a number: no error")
+	}
+}
+
+// Set gives the runtime 80 % of memory.max, and leaves the runtime's
+// limit alone when GOMEMLIMIT is set.
+func TestSetFromCgroup(t *testing.T) {
+	old := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(old) })
+	root := t.TempDir()
+	write(t, filepath.Join(root, "memory.max"), "268435456\n")
+	self := filepath.Join(root, "self")
+	write(t, self, "0::/\n")
+	log := slog.New(slog.DiscardHandler)
+
+	t.Setenv("GOMEMLIMIT", "")
+	const want = 214748364 // 80 % of 256 MiB, rounded down
+	if got := set(log, root, self); got != want || debug.SetMemoryLimit(-1) != want {
+		t.Errorf("set = %d, runtime limit %d; want %d", got, debug.SetMemoryLimit(-1), want)
+	}
+	debug.SetMemoryLimit(math.MaxInt64)
+	t.Setenv("GOMEMLIMIT", "100MiB")
+	if got := set(log, root, self); got != 0 || debug.SetMemoryLimit(-1) != math.MaxInt64 {
+		t.Errorf("with GOMEMLIMIT: set = %d, runtime limit %d; want it untouched", got, debug.SetMemoryLimit(-1))
 	}
 }
