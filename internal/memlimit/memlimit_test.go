@@ -4,8 +4,8 @@ import (
 	"log/slog"
 	"math"
 	"os"
-	"runtime/debug"
 	"path/filepath"
+	"runtime/debug"
 	"testing"
 )
 
