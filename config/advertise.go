@@ -2,6 +2,7 @@ package config
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 
@@ -51,10 +52,33 @@ func (p *Pool) SelectsNode(nodeLabels map[string]string) bool {
 	return p == nil || selectorMatches(p.Advertise.NodeSelector, nodeLabels)
 }
 
+// AllowsNamespace reports whether Services of namespace ns, whose Namespace
+// carries nsLabels, may use the pool: ns is listed in namespaces or nsLabels
+// match namespace-selector; with neither set, every namespace may.
+func (p *Pool) AllowsNamespace(ns string, nsLabels map[string]string) bool {
+	if len(p.Namespaces) == 0 && p.NamespaceSelector == "" {
+		return true
+	}
+	return slices.Contains(p.Namespaces, ns) ||
+		(p.NamespaceSelector != "" && selectorMatches(p.NamespaceSelector, nsLabels))
+}
+
 // SelectsService reports whether a Service with these labels may get
 // addresses from the pool (its service-selector; none: every Service).
 func (p *Pool) SelectsService(svcLabels map[string]string) bool {
 	return selectorMatches(p.ServiceSelector, svcLabels)
+}
+
+// selector checks a label selector as written at field and returns it
+// trimmed ("" for none).
+func (v *validator) selector(field, raw string) string {
+	sel := strings.TrimSpace(raw)
+	if sel != "" {
+		if _, err := labels.Parse(sel); err != nil {
+			v.errorf(field, nil, "%q is not a label selector: %v", raw, err)
+		}
+	}
+	return sel
 }
 
 // selectorMatches reports whether l matches a label selector as written in
@@ -113,11 +137,7 @@ func (v *validator) advertise(at string, raw filePoolAdvertise, p *Pool) {
 		v.errorf(at+".weighted-by-endpoints", []string{at[:len(at)-len(".advertise")] + ".mode"},
 			"a layer2 pool's VIP is carried by one node at a time: weights apply to bgp pools")
 	}
-	if ad.NodeSelector != "" {
-		if _, err := labels.Parse(ad.NodeSelector); err != nil {
-			v.errorf(at+".node-selector", nil, "%q is not a label selector: %v", raw.NodeSelector, err)
-		}
-	}
+	v.selector(at+".node-selector", raw.NodeSelector)
 	if len(raw.Communities) > 0 {
 		std, large, errs := routing.ParseCommunities(raw.Communities)
 		for _, err := range errs {

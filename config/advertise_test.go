@@ -205,3 +205,34 @@ priority = 0
 		t.Errorf("errors %q", got)
 	}
 }
+
+// namespace-selector: a namespace listed or whose labels match may use the
+// pool; a selector that does not parse is an error naming file:line and
+// field.
+func TestPoolNamespaceSelector(t *testing.T) {
+	c, errs := Parse("vipspeaker.toml", []byte(`
+[[pools]]
+name = "team"
+addresses = ["203.0.113.0/28"]
+namespaces = ["ops"]
+namespace-selector = " team=a "
+`))
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	p := c.Pool("team")
+	if p.NamespaceSelector != "team=a" || !p.AllowsNamespace("ops", nil) ||
+		!p.AllowsNamespace("x", map[string]string{"team": "a"}) || p.AllowsNamespace("x", map[string]string{"team": "b"}) {
+		t.Errorf("pool %+v", p)
+	}
+	_, errs = Parse("vipspeaker.toml", []byte(`
+[[pools]]
+name = "bad"
+addresses = ["203.0.113.0/28"]
+namespace-selector = "team in (a"
+`))
+	got := errStrings(errs)
+	if len(got) != 1 || !strings.HasPrefix(got[0], `vipspeaker.toml:5: pools[0].namespace-selector: "team in (a" is not a label selector`) {
+		t.Errorf("errors %q", got)
+	}
+}

@@ -106,8 +106,12 @@ type Pool struct {
 	AutoAssign bool
 	// AvoidBuggyIPs: IPv4 addresses ending in .0 or .255 are not used.
 	AvoidBuggyIPs bool
-	// Namespaces that may use the pool; empty means all.
+	// Namespaces that may use the pool (with NamespaceSelector: either
+	// grants it); both empty means all.
 	Namespaces []string
+	// NamespaceSelector is a label selector (as written) on the Namespace
+	// objects: Services of a matching namespace may use the pool.
+	NamespaceSelector string
 	// ServiceSelector is a label selector (as written) a Service must match
 	// to get addresses from the pool; empty: every Service.
 	ServiceSelector string

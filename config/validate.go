@@ -45,6 +45,7 @@ type filePool struct {
 	AutoAssign    *bool             `toml:"auto-assign"`
 	AvoidBuggyIPs bool              `toml:"avoid-buggy-ips"`
 	Namespaces    []string          `toml:"namespaces"`
+	NamespaceSel  string            `toml:"namespace-selector"`
 	ServiceSel    string            `toml:"service-selector"`
 	Priority      *int64            `toml:"priority"`
 	Layer2        filePoolLayer2    `toml:"layer2"`
@@ -258,12 +259,8 @@ func (v *validator) pools(raw []filePool) []Pool {
 			seen[ns] = true
 		}
 		p.Namespaces = rp.Namespaces
-		if sel := strings.TrimSpace(rp.ServiceSel); sel != "" {
-			if _, err := labels.Parse(sel); err != nil {
-				v.errorf(at+".service-selector", nil, "%q is not a label selector: %v", rp.ServiceSel, err)
-			}
-			p.ServiceSelector = sel
-		}
+		p.NamespaceSelector = v.selector(at+".namespace-selector", rp.NamespaceSel)
+		p.ServiceSelector = v.selector(at+".service-selector", rp.ServiceSel)
 		if pr := rp.Priority; pr != nil {
 			if *pr < 1 || *pr > 1000000 {
 				v.errorf(at+".priority", nil, "%d is not a priority (1..1000000, lower first; leave it out for last)", *pr)

@@ -69,6 +69,7 @@ type allocState struct {
 	gen     uint64
 	failed  map[string]string // service -> last failure message
 	invalid map[string]string // service -> last annotation errors
+	ns      *nsWatch          // Namespaces' labels, once a pool needs them
 }
 
 // allocate runs the allocator while ctx (the leadership) lasts: it rebuilds
@@ -76,6 +77,7 @@ type allocState struct {
 func (c *Controller) allocate(ctx context.Context) {
 	st := &allocState{failed: map[string]string{}, invalid: map[string]string{}}
 	c.syncPools(st)
+	c.awaitNamespaces(ctx, st)
 	// Rebuild: Services that carry addresses first, oldest first, so
 	// nothing moves; then the others.
 	svcs, _ := c.services.List(everything)
@@ -261,6 +263,11 @@ func (c *Controller) process(ctx context.Context, st *allocState, key string) er
 		// While leading, the allocator knows best: the cache may not show
 		// our last status write yet.
 		req.Current = before
+	}
+	if req.NamespaceLabels, err = c.namespaceLabels(ctx, st, cfg, svc.Namespace); err != nil {
+		// Hold what it carries meanwhile, so nobody else is given it.
+		st.alloc.Keep(req)
+		return err
 	}
 	res, err := st.alloc.Assign(req)
 	if err != nil {

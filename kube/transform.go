@@ -41,6 +41,9 @@ func slim(obj any) (any, error) {
 		}
 	case *corev1.ConfigMap:
 		o.ManagedFields = nil
+	case *corev1.Namespace:
+		// Only the labels are read (pools' namespace-selector).
+		o.ManagedFields, o.Annotations = nil, nil
 	}
 	return obj, nil
 }

@@ -112,19 +112,8 @@ func (c *converter) metallb() {
 			avoidBuggy: s.AvoidBuggyIPs, labels: d.labels}
 		if a := s.ServiceAllocation; a != nil {
 			p.namespaces, p.priority = a.Namespaces, a.Priority
-			if len(a.ServiceSelectors) > 0 {
-				if sel, err := metav1.LabelSelectorAsSelector(&a.ServiceSelectors[0]); err != nil {
-					c.note(d, fmt.Sprintf("serviceAllocation.serviceSelectors: %v", err))
-				} else {
-					p.serviceSelector = sel.String()
-				}
-				if len(a.ServiceSelectors) > 1 {
-					c.note(d, "serviceAllocation.serviceSelectors: only the first of several selectors is carried over")
-				}
-			}
-			if len(a.NamespaceSelectors) > 0 {
-				c.note(d, "spec.serviceAllocation.namespaceSelectors are not carried over (a pool here lists its namespaces)")
-			}
+			p.serviceSelector = c.firstSelector(d, "serviceAllocation.serviceSelectors", a.ServiceSelectors)
+			p.namespaceSelector = c.firstSelector(d, "serviceAllocation.namespaceSelectors", a.NamespaceSelectors)
 		}
 		c.pools = append(c.pools, p)
 		byName[d.name] = p
@@ -314,4 +303,22 @@ func (c *converter) mlbPeer(d doc, s mlbPeer, bfd map[string]mlbBFD) {
 		return
 	}
 	c.neighbors = append(c.neighbors, n)
+}
+
+// firstSelector is the first of a list of MetalLB label selectors, as a
+// selector string ("" for none); the others are noted, as a pool here has
+// one.
+func (c *converter) firstSelector(d doc, field string, sels []metav1.LabelSelector) string {
+	if len(sels) == 0 {
+		return ""
+	}
+	if len(sels) > 1 {
+		c.note(d, field+": only the first of several selectors is carried over")
+	}
+	sel, err := metav1.LabelSelectorAsSelector(&sels[0])
+	if err != nil {
+		c.note(d, fmt.Sprintf("%s: %v", field, err))
+		return ""
+	}
+	return sel.String()
 }

@@ -129,6 +129,7 @@ type pool struct {
 	labels                     map[string]string
 	nodeSelector               string
 	serviceSelector            string
+	namespaceSelector          string
 	priority                   int
 	communities                []string
 	localPref                  uint32
@@ -207,6 +208,9 @@ func (c *converter) toml() string {
 		}
 		if len(p.namespaces) > 0 {
 			fmt.Fprintf(&b, "namespaces = %s\n", list(p.namespaces))
+		}
+		if p.namespaceSelector != "" {
+			fmt.Fprintf(&b, "namespace-selector = %s\n", quote(p.namespaceSelector))
 		}
 		if p.serviceSelector != "" {
 			fmt.Fprintf(&b, "service-selector = %s\n", quote(p.serviceSelector))

@@ -63,6 +63,10 @@ func TestMetalLB(t *testing.T) {
 	if prod.Priority != 50 {
 		t.Errorf("production priority %d, want MetalLB's 50", prod.Priority)
 	}
+	if prod.NamespaceSelector != "team=web" {
+		t.Errorf("production namespace-selector %q, want MetalLB's first namespaceSelectors (matchLabels team: web)", prod.NamespaceSelector)
+	}
+	hasNote(t, res, "IPAddressPool/production", "namespaceSelectors", "only the first")
 	hasNote(t, res, "BGPAdvertisement/prod", "spec.peers")
 	hasNote(t, res, "BGPPeer/tor1", "passwordSecret", "tor1-password")
 	hasNote(t, res, "BGPPeer/tor2", "routerID")

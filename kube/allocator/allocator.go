@@ -77,16 +77,23 @@ func (a *Allocator) poolOf(addr netip.Addr) *config.Pool {
 	return nil
 }
 
-func allows(p *config.Pool, ns string) bool {
-	return len(p.Namespaces) == 0 || slices.Contains(p.Namespaces, ns)
+// keeps reports whether a Service of namespace ns may keep an address of p
+// it holds: its namespace is listed, or the pool has a namespace-selector
+// (not checked again: relabelling a namespace never moves an address).
+func keeps(p *config.Pool, ns string) bool {
+	return len(p.Namespaces) == 0 || slices.Contains(p.Namespaces, ns) || p.NamespaceSelector != ""
 }
 
-// serves is allows plus the pool's service-selector: whether a new
-// allocation for r may come from p. A Service keeps what it holds when its
-// labels change (keepCurrent checks only the namespace), so editing labels
-// never moves an address.
+// serves reports whether a new allocation for r may come from p: its
+// namespace is allowed (listed or selected by its labels) and its labels
+// match the service-selector. A Service keeps what it holds when its or its
+// namespace's labels change (keepCurrent checks only the namespace list),
+// so editing labels never moves an address.
 func serves(p *config.Pool, r Request) *Error {
-	if !allows(p, r.Namespace) {
+	if !p.AllowsNamespace(r.Namespace, r.NamespaceLabels) {
+		if p.NamespaceSelector != "" {
+			return errorf(ReasonNamespace, "pool %q does not allow namespace %q (not listed, labels do not match %q)", p.Name, r.Namespace, p.NamespaceSelector)
+		}
 		return errorf(ReasonNamespace, "pool %q does not allow namespace %q", p.Name, r.Namespace)
 	}
 	if !p.SelectsService(r.Labels) {

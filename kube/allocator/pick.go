@@ -77,7 +77,7 @@ func (a *Allocator) keepCurrent(r Request, fams []Family) ([]netip.Addr, string)
 		}
 		have[f] = true
 		q := a.poolOf(addr)
-		if q == nil || (p != nil && q != p) || !allows(q, r.Namespace) {
+		if q == nil || (p != nil && q != p) || !keeps(q, r.Namespace) {
 			return nil, ""
 		}
 		if r.Pool != "" && q.Name != r.Pool {

@@ -44,6 +44,9 @@ type Request struct {
 	Namespace string
 	// Labels are the Service's labels (pools' service-selector).
 	Labels map[string]string
+	// NamespaceLabels are the labels of the Service's Namespace (pools'
+	// namespace-selector); only read when a pool has one.
+	NamespaceLabels map[string]string
 	// Families wanted, in order of preference (no duplicates). Empty: the
 	// families of Addresses, else IPv4.
 	Families []Family

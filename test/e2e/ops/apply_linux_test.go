@@ -56,6 +56,9 @@ var speakerRights = []right{
 	{"create", "vipspeaker.io", "vipspeakernodes", "", "demo", "", false},
 	{"delete", "vipspeaker.io", "vipspeakernodes", "", "vipspeaker-system", "n1", false},
 	{"list", "vipspeaker.io", "vipspeakernodes", "", "", "", false},
+	// No Namespace: only the allocator reads their labels.
+	{"list", "", "namespaces", "", "", "", false},
+	{"watch", "", "namespaces", "", "", "", false},
 }
 
 // allocatorRights are those of the allocator Deployment's ServiceAccount
@@ -63,7 +66,8 @@ var speakerRights = []right{
 // (the allocated-from annotation) and their status (the address and the
 // vipspeaker.io/Announced condition); its Lease; Events; read the
 // speakers' VIPSpeakerNode objects and list EndpointSlices (the reason a
-// Local Service is not announced). Nothing else: no Secret anywhere, no
+// Local Service is not announced); list and watch Namespaces (their labels,
+// for pools' namespace-selector). Nothing else: no Secret anywhere, no
 // Node, no write to a VIPSpeakerNode.
 var allocatorRights = []right{
 	{"get", "", "services", "", "demo", "", true},
@@ -94,6 +98,11 @@ var allocatorRights = []right{
 	{"patch", "vipspeaker.io", "vipspeakernodes", "", "vipspeaker-system", "n1", false},
 	{"create", "vipspeaker.io", "vipspeakernodes", "", "vipspeaker-system", "", false},
 	{"delete", "vipspeaker.io", "vipspeakernodes", "", "vipspeaker-system", "n1", false},
+	// Namespaces' labels (pools' namespace-selector), read only.
+	{"list", "", "namespaces", "", "", "", true},
+	{"watch", "", "namespaces", "", "", "", true},
+	{"patch", "", "namespaces", "", "", "demo", false},
+	{"delete", "", "namespaces", "", "", "demo", false},
 }
 
 // allInOneRights: the speakers' ServiceAccount with the all-in-one
@@ -105,6 +114,7 @@ var allInOneRights = []right{
 	{"update", "coordination.k8s.io", "leases", "", "vipspeaker-system", "vipspeaker-allocator", true},
 	{"get", "", "secrets", "", "vipspeaker-system", "bgp-auth", true},
 	{"list", "", "nodes", "", "", "", true},
+	{"watch", "", "namespaces", "", "", "", true},
 	{"get", "", "secrets", "", "demo", "", false},
 	{"delete", "", "services", "", "demo", "", false},
 }
