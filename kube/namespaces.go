@@ -9,7 +9,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/client-go/informers"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
@@ -59,8 +58,7 @@ func (c *Controller) namespaceWatch(ctx context.Context, st *allocState) *nsWatc
 	if st.ns != nil {
 		return st.ns
 	}
-	factory := informers.NewSharedInformerFactoryWithOptions(c.cs, 0, informers.WithTransform(slim))
-	inf := factory.Core().V1().Namespaces()
+	inf := newInformer(c.cs, c.cs.CoreV1().Namespaces(), &corev1.Namespace{}, "")
 	requeue := func(obj any) {
 		n, ok := obj.(*corev1.Namespace)
 		if !ok {
@@ -71,7 +69,7 @@ func (c *Controller) namespaceWatch(ctx context.Context, st *allocState) *nsWatc
 			c.queue.Add(ServiceKey(s))
 		}
 	}
-	if _, err := inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: requeue,
 		UpdateFunc: func(o, n any) {
 			on, _ := o.(*corev1.Namespace)
@@ -83,9 +81,8 @@ func (c *Controller) namespaceWatch(ctx context.Context, st *allocState) *nsWatc
 	}); err != nil {
 		c.log.Error("namespace watch", "error", err)
 	}
-	factory.Start(ctx.Done())
-	context.AfterFunc(ctx, factory.Shutdown)
-	st.ns = &nsWatch{lister: inf.Lister(), synced: inf.Informer().HasSynced}
+	go inf.RunWithContext(ctx)
+	st.ns = &nsWatch{lister: corelisters.NewNamespaceLister(inf.GetIndexer()), synced: inf.HasSynced}
 	return st.ns
 }
 
