@@ -286,6 +286,9 @@ func (r *Report) Markdown(extra []string) string {
 		if f.Samples > 0 {
 			name += fmt.Sprintf(" (n=%d)", f.Samples)
 		}
+		if f.Note != "" {
+			name += " — " + f.Note
+		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", f.Section, name, f.ours(), f.Baseline.text(f.Unit), target, result)
 	}
 	for _, fl := range r.failures {

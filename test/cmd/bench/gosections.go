@@ -136,11 +136,16 @@ var fleetBench = goBench{
 		const b = "BenchmarkFleet"
 		fleet := "50 agents, 2,000 Services over 100 Deployments (KWOK's Pods; every 10th Service externalTrafficPolicy Local, 40 in the layer-2 pool)"
 		r.Add(report.Figure{Name: fleet + ": created from empty → every BGP VIP in FRR's kernel via its nodes and every layer-2 VIP answered by one node", Unit: "s", Value: res.get(b, "converge_s")})
+		r.Printf("MetalLB v0.15.2 is not run at this scale: the fleet lab starts only vipspeaker's agents (docs/decisions.md, 2026-12-07).")
 		r.Add(report.Figure{Name: fleet + ": Services converged per second", Unit: "Services/s", Value: res.get(b, "services_per_s")})
 		r.Add(report.Figure{Name: fleet + ": agent RSS, median of 50", Unit: "MiB", Value: res.get(b, "rss_p50_MiB")})
 		r.Add(report.Figure{Name: fleet + ": agent RSS, largest of 50", Unit: "MiB", Value: res.get(b, "rss_max_MiB")})
 		r.Add(report.Figure{Name: fleet + ": CPU seconds per agent over 60 idle seconds, median of 50", Unit: "CPU s", Value: res.get(b, "idle_cpu_p50_s")})
 		r.Add(report.Figure{Name: fleet + ": CPU seconds per agent over 60 idle seconds, largest of 50", Unit: "CPU s", Value: res.get(b, "idle_cpu_max_s")})
+		r.Add(report.Figure{Name: fleet + ": API requests per agent per second over those 60 idle seconds (vipspeaker_kube_api_requests_total, Lease renewals included)", Unit: "requests/s", Value: res.get(b, "idle_requests_per_agent_s")})
+		r.Add(report.Figure{Name: fleet + ": watch events per agent per second over those 60 idle seconds (vipspeaker_kube_watch_events_total)", Unit: "events/s", Value: res.get(b, "idle_watch_events_per_agent_s")})
+		r.Add(report.Figure{Name: fleet + ": one more Service → API writes (POST, PATCH, DELETE) by all 50 agents until it is routed and 2 s more", Unit: "writes", Value: res.get(b, "one_service_writes")})
+		r.Add(report.Figure{Name: fleet + ": one more Service → watch events per agent until it is routed and 2 s more", Unit: "events", Value: res.get(b, "one_service_watch_events_per_agent")})
 		r.Add(report.Figure{Name: fleet + ": one agent frozen (SIGSTOP) → FRR's kernel routes a VIP without it (BFD 100 ms × 3)", Unit: "ms", Value: res.get(b, "frozen_ms"),
 			Target: &report.Target{Text: "< 1 s", Checks: []report.Check{report.AtMost("value", 1000)}}})
 		r.Add(report.Figure{Name: fleet + ": owner of a layer-2 VIP killed (kill -9) → another node answers ARP", Unit: "ms", Value: res.get(b, "l2_kill9_ms"),

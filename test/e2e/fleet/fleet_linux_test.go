@@ -28,6 +28,9 @@ type result struct {
 	lost                                   []netip.Addr
 	idle                                   usage
 	bgpVIPs, l2VIPs                        int
+	// oneWrites and oneEvents: what one more Service cost in API writes
+	// and watch events, all agents together.
+	oneWrites, oneEvents float64
 }
 
 // scenario: from empty, o's Deployments and Services → every VIP routed
@@ -45,8 +48,10 @@ func scenario(tb testing.TB, o opts, window time.Duration) result {
 	r := result{converged: time.Since(begin), bgpVIPs: len(v.bgp), l2VIPs: len(v.l2)}
 	tb.Logf("figure: %d agents: %d Services (%d BGP, %d layer 2) created → all routed or owned in %v", o.agents, o.services, len(v.bgp), len(v.l2), r.converged.Round(10*time.Millisecond))
 	r.idle = f.idle(tb, window)
-	tb.Logf("figure: %d agents idle for %v: RSS p50 %.1f / max %.1f MiB; CPU p50 %.2f / max %.2f s each",
-		o.agents, window, r.idle.rssMiB(0.5), r.idle.rssMiB(1), r.idle.cpuAt(0.5), r.idle.cpuAt(1))
+	tb.Logf("figure: %d agents idle for %v: RSS p50 %.1f / max %.1f MiB; CPU p50 %.2f / max %.2f s each; %.0f API requests and %.0f watch events, all agents together",
+		o.agents, window, r.idle.rssMiB(0.5), r.idle.rssMiB(1), r.idle.cpuAt(0.5), r.idle.cpuAt(1), r.idle.requests, r.idle.events)
+	r.oneWrites, r.oneEvents = f.oneService(tb)
+	tb.Logf("figure: one more Service with %d present: %.0f API writes and %.0f watch events, all %d agents together", o.services, r.oneWrites, r.oneEvents, o.agents)
 	var probe netip.Addr
 	for a, hops := range v.bgp {
 		if len(hops) == o.agents {
@@ -99,6 +104,10 @@ func BenchmarkFleet(b *testing.B) {
 		b.ReportMetric(r.idle.rssMiB(1), "rss_max_MiB")
 		b.ReportMetric(r.idle.cpuAt(0.5), "idle_cpu_p50_s")
 		b.ReportMetric(r.idle.cpuAt(1), "idle_cpu_max_s")
+		b.ReportMetric(r.idle.requests/60/agents, "idle_requests_per_agent_s")
+		b.ReportMetric(r.idle.events/60/agents, "idle_watch_events_per_agent_s")
+		b.ReportMetric(r.oneWrites, "one_service_writes")
+		b.ReportMetric(r.oneEvents/agents, "one_service_watch_events_per_agent")
 		b.ReportMetric(float64(r.frozen.Microseconds())/1000, "frozen_ms")
 		b.ReportMetric(float64(r.l2Failover.Microseconds())/1000, "l2_kill9_ms")
 		b.ReportMetric(r.rolling.Seconds(), "rolling_s")

@@ -161,7 +161,7 @@ func (f *fleet) startAgent(tb testing.TB, n string) {
 	tb.Helper()
 	p, err := f.Nodes[n].Start(fmt.Sprintf("agent-%s-%d", n, time.Now().UnixNano()%100000), []string{f.bin, "run",
 		"--kubeconfig", f.Kubeconfig, "--node-name", n, "--run-dir", filepath.Join(f.Lab.Dir(), "run-"+n),
-		"--allocate=false", "--metrics-addr", "", "--log-level", "info"})
+		"--allocate=false", "--metrics-addr", "127.0.0.1:9472", "--log-level", "info"})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -388,10 +388,78 @@ func (f *fleet) converge(tb testing.TB, v vips, timeout time.Duration) {
 }
 
 // usage is what the agents cost: RSS (KiB) per agent, CPU seconds per
-// agent over a window.
+// agent over a window, and what they asked of the API server in it:
+// requests and watch events received, all agents together.
 type usage struct {
-	rssKB []int
-	cpu   []float64
+	rssKB            []int
+	cpu              []float64
+	requests, events float64
+}
+
+// watchedResources are the resource label values of
+// vipspeaker_kube_watch_events_total.
+var watchedResources = []string{"services", "nodes", "endpointslices", "configmaps", "secrets", "vipspeakernodes"}
+
+// eventsByResource sums the agents' watch events per resource.
+func (f *fleet) eventsByResource(tb testing.TB) map[string]float64 {
+	tb.Helper()
+	out := map[string]float64{}
+	for _, n := range f.names {
+		m, err := f.Nodes[n].Metrics()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		for _, r := range watchedResources {
+			out[r] += lab.MetricSum(m, "vipspeaker_kube_watch_events_total", map[string]string{"resource": r})
+		}
+	}
+	return out
+}
+
+// apiCounts sums the agents' API requests (all methods, or those given)
+// and the watch events their informers received, from their /metrics.
+func (f *fleet) apiCounts(tb testing.TB, methods ...string) (requests, events float64) {
+	tb.Helper()
+	for _, n := range f.names {
+		m, err := f.Nodes[n].Metrics()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if len(methods) == 0 {
+			requests += lab.MetricSum(m, "vipspeaker_kube_api_requests_total", nil)
+		}
+		for _, method := range methods {
+			requests += lab.MetricSum(m, "vipspeaker_kube_api_requests_total", map[string]string{"method": method})
+		}
+		events += lab.MetricSum(m, "vipspeaker_kube_watch_events_total", nil)
+	}
+	return requests, events
+}
+
+// oneService creates one more Service (Cluster, BGP pool) and returns how
+// many writes (POST, PATCH, DELETE) all agents made and how many watch
+// events they received from the create until it is routed via every node
+// and two seconds more.
+func (f *fleet) oneService(tb testing.TB) (writes, events float64) {
+	tb.Helper()
+	w0, e0 := f.apiCounts(tb, "POST", "PATCH", "DELETE")
+	svc := kubeapi.LoadBalancer("one-more", ns, func(s *corev1.Service) { s.Spec.Selector = map[string]string{"app": "app-1"} })
+	if _, err := f.Client.CoreV1().Services(ns).Create(context.Background(), svc, metav1.CreateOptions{}); err != nil {
+		tb.Fatal(err)
+	}
+	var vip netip.Addr
+	lab.Eventually(tb, time.Minute, 100*time.Millisecond, func() error {
+		s, err := f.Client.CoreV1().Services(ns).Get(context.Background(), "one-more", metav1.GetOptions{})
+		if err != nil || len(s.Status.LoadBalancer.Ingress) == 0 {
+			return fmt.Errorf("one-more has no address (%v)", err)
+		}
+		vip = netip.MustParseAddr(s.Status.LoadBalancer.Ingress[0].IP)
+		return nil
+	})
+	f.converge(tb, vips{bgp: map[netip.Addr][]string{vip: f.names}}, time.Minute)
+	time.Sleep(2 * time.Second) // the writes that follow the route (Events, conditions) land in this window
+	w1, e1 := f.apiCounts(tb, "POST", "PATCH", "DELETE")
+	return w1 - w0, e1 - e0
 }
 
 func (u usage) rssMiB(p float64) float64 {
@@ -420,10 +488,19 @@ func (f *fleet) idle(tb testing.TB, window time.Duration) usage {
 		}
 		return t
 	}
+	r0, e0 := f.apiCounts(tb)
+	by0 := f.eventsByResource(tb)
 	before := ticks()
 	time.Sleep(window) // the measurement window itself: nothing to await
 	after := ticks()
-	var u usage
+	r1, e1 := f.apiCounts(tb)
+	by1 := f.eventsByResource(tb)
+	u := usage{requests: r1 - r0, events: e1 - e0}
+	for _, r := range watchedResources {
+		if d := by1[r] - by0[r]; d > 0 {
+			tb.Logf("idle: %.0f %s watch events over %v, all agents together", d, r, window)
+		}
+	}
 	for i, n := range f.names {
 		u.cpu = append(u.cpu, float64(after[i]-before[i])/100) // USER_HZ
 		kb, err := lab.RSSKB(f.agent(n).PID())
