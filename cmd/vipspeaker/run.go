@@ -37,7 +37,14 @@ type runFlags struct {
 	logFormat        string
 	removeVIPsOnExit bool
 	nodeLabels       map[string]string
+	// cpOnly: no --services-dir or --kubeconfig, and the config has a
+	// [control-plane] VIP: standalone, with that VIP alone.
+	cpOnly bool
 }
+
+// standalone: no API server (Service manifests from a directory, or the
+// control-plane VIP alone).
+func (f *runFlags) standalone() bool { return f.servicesDir != "" || f.cpOnly }
 
 func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	f := &runFlags{}
@@ -133,7 +140,7 @@ func run(ctx context.Context, f *runFlags, log *slog.Logger) error {
 	if err := a.checkImportWithZebra(a.cfg); err != nil {
 		return err
 	}
-	log.Info("vipspeaker starting", "node", f.nodeName, "services_dir", f.servicesDir, "cluster", f.servicesDir == "",
+	log.Info("vipspeaker starting", "node", f.nodeName, "services_dir", f.servicesDir, "cluster", !f.standalone(),
 		"config_dir", f.configDir, "interface", a.table.Interface(), "version", version)
 	err = a.run(ctx)
 	if ctx.Err() != nil {
