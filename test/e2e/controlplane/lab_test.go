@@ -3,9 +3,11 @@ package controlplane_test
 import (
 	"context"
 	"crypto/tls"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -151,13 +153,28 @@ func (n *cpNode) freeze(t *testing.T) {
 // (each lab API server has its own self-signed one; the agents' checks
 // verify theirs).
 type client struct {
-	mu sync.Mutex
-	ok []time.Time
+	certs map[string]int // node index by its API server's certificate
+	mu    sync.Mutex
+	ok    []time.Time
+	who   []int // the node that gave each answer of ok
 }
 
-func startClient(t *testing.T, h *lab.Host) *client {
+// startClient starts the client on h; nodes' API servers must run (their
+// certificates tell which node answered).
+func startClient(t *testing.T, h *lab.Host, nodes []*cpNode) *client {
 	t.Helper()
-	c := &client{}
+	c := &client{certs: map[string]int{}}
+	for i, n := range nodes {
+		b, err := os.ReadFile(filepath.Join(n.api.Dir(), "certs", "apiserver.crt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		blk, _ := pem.Decode(b)
+		if blk == nil {
+			t.Fatalf("node%d: no certificate in apiserver.crt", i)
+		}
+		c.certs[string(blk.Bytes)] = i
+	}
 	tr := &http.Transport{
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // see client
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -182,9 +199,14 @@ func startClient(t *testing.T, h *lab.Host) *client {
 		for {
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+vip+":6443/readyz", nil)
 			if resp, err := hc.Do(req); err == nil {
-				if resp.StatusCode == http.StatusOK {
+				if resp.StatusCode == http.StatusOK && resp.TLS != nil && len(resp.TLS.PeerCertificates) > 0 {
+					who, ok := c.certs[string(resp.TLS.PeerCertificates[0].Raw)]
+					if !ok {
+						who = -1
+					}
 					c.mu.Lock()
 					c.ok = append(c.ok, time.Now())
+					c.who = append(c.who, who)
 					c.mu.Unlock()
 				}
 				resp.Body.Close()
@@ -197,6 +219,16 @@ func startClient(t *testing.T, h *lab.Host) *client {
 		}
 	}()
 	return c
+}
+
+// last is the node that gave the latest answer (-1: none yet).
+func (c *client) last() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.who) == 0 {
+		return -1
+	}
+	return c.who[len(c.who)-1]
 }
 
 // since returns how many answers came at or after at.

@@ -44,7 +44,7 @@ func TestLayer2ControlPlaneVIP(t *testing.T) {
 	}
 	waitPassing(t, nodes)
 	p := f.StartProber(t, vip, 5*time.Millisecond)
-	c := startClient(t, f.Client)
+	c := startClient(t, f.Client, nodes)
 	c.waitAnswers(t, time.Now(), 20, 30*time.Second)
 	macs := f.MACs()
 	// owner is the node whose MAC answered ARP last, after since.

@@ -1,0 +1,138 @@
+package controlplane_test
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/vipspeaker/vipspeaker/test/lab"
+)
+
+// TestBGPControlPlaneVIP: three control-plane nodes peering with an FRR
+// router (BFD 100 ms × 3), the VIP announced over BGP; a client behind the
+// router. Stopping the API server that answers the client makes its node
+// announce the VIP with a longer AS path, so the router sends the client
+// to the others: longest gap under a second. Freezing the node that
+// answers next (agent and API server) is noticed by BFD: the same.
+// Stopping the last API server leaves the route at the router: every node
+// then announces the same longer path, and the route stays.
+func TestBGPControlPlaneVIP(t *testing.T) {
+	start := time.Now()
+	lab.RequireFRR(t)
+	r := lab.NewRouted(t, lab.RoutedOptions{Nodes: 3, Client: true})
+	nodes := make([]*cpNode, len(r.Nodes))
+	for i, n := range r.Nodes {
+		nodes[i] = &cpNode{host: n.Host, addr: n.Addr4, agent: n.Agent}
+	}
+	neighbors := r.FRRNeighbors(65001)
+	for i := range neighbors {
+		neighbors[i].Lines = []string{"neighbor " + neighbors[i].Addr + " bfd", "neighbor " + neighbors[i].Addr + " bfd profile fast"}
+	}
+	if _, err := r.StartFRR(lab.FRRBGPConf{AS: 65000, RouterID: "198.18.0.1", Neighbors: neighbors, MaximumPaths: 8}, lab.FRRFastBFD); err != nil {
+		t.Fatal(err)
+	}
+	startAPIServers(t, nodes)
+	t.Logf("3 etcd + kube-apiserver ready after %v", time.Since(start).Round(time.Millisecond))
+	for i, n := range nodes {
+		nb := r.Nodes[i].RouterGoBGP()
+		nb.BFD = true
+		for name, content := range map[string]string{
+			"gobgp.conf":      lab.GoBGPConf{AS: 65001, Neighbors: []lab.GoBGPNeighbor{nb}}.String(),
+			"vipspeaker.toml": lab.AgentTOML{Extra: n.checkTOML("bgp", "")}.String(),
+		} {
+			if err := n.agent.WriteConfig(name, content); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n.startAgent(t)
+	}
+	waitPassing(t, nodes)
+	prefix := vip + "/32"
+	all := []string{nodes[0].addr, nodes[1].addr, nodes[2].addr}
+	if err := r.Router.WaitGateways(prefix, 30*time.Second, all...); err != nil {
+		t.Fatal(err)
+	}
+	c := startClient(t, r.Client, nodes)
+	c.waitAnswers(t, time.Now(), 20, 30*time.Second)
+	t.Logf("the router routes %s over the 3 nodes (ready after %v)", vip, time.Since(start).Round(time.Millisecond))
+	without := func(gone ...int) []string {
+		var out []string
+		for i, a := range all {
+			if !slices.Contains(gone, i) {
+				out = append(out, a)
+			}
+		}
+		return out
+	}
+
+	// 1. The API server that answers the client stops.
+	first := c.last()
+	at := time.Now()
+	if err := nodes[first].api.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Router.WaitGateways(prefix, 10*time.Second, without(first)...); err != nil {
+		t.Fatal(err)
+	}
+	c.waitAnswers(t, time.Now(), 50, 10*time.Second)
+	second := c.last()
+	gap, from := c.gap(at)
+	t.Logf("node%d's kube-apiserver stopped: the router left it out; node%d answers; longest gap %v (from %s)",
+		first, second, gap.Round(time.Millisecond), from.Format(time.StampMilli))
+	if gap > maxGap {
+		t.Errorf("API server stopped: the client had no answer through %s for %v, want <= %v", vip, gap, maxGap)
+	}
+	if second == first {
+		t.Fatalf("node%d answers with its API server stopped", first)
+	}
+
+	// 2. The node that answers now freezes, agent and API server.
+	at = time.Now()
+	nodes[second].freeze(t)
+	third := without(first, second)
+	if err := r.Router.WaitGateways(prefix, 10*time.Second, third...); err != nil {
+		t.Fatal(err)
+	}
+	c.waitAnswers(t, time.Now(), 50, 10*time.Second)
+	gap, from = c.gap(at)
+	t.Logf("node%d frozen: BFD took it out; node%d answers; longest gap %v (from %s)", second, c.last(), gap.Round(time.Millisecond), from.Format(time.StampMilli))
+	if gap > maxGap {
+		t.Errorf("node frozen: the client had no answer through %s for %v, want <= %v", vip, gap, maxGap)
+	}
+
+	// 3. The last API server stops: no node passes; the route stays.
+	last := c.last()
+	var reads, missing int
+	stop := r.Router.WatchKernelRoutes(10*time.Millisecond, func(_ time.Duration, rs []lab.KernelRoute) {
+		reads++
+		if !slices.ContainsFunc(rs, func(k lab.KernelRoute) bool { return k.Dst.String() == prefix }) {
+			missing++
+		}
+	})
+	defer stop()
+	if err := nodes[last].api.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Both nodes alive now announce the same prepended path.
+	if err := r.Router.WaitGateways(prefix, 10*time.Second, without(second)...); err != nil {
+		t.Fatal(err)
+	}
+	settled := time.Now()
+	lab.Eventually(t, 5*time.Second, 50*time.Millisecond, func() error {
+		if time.Since(settled) < 2*time.Second {
+			return fmt.Errorf("watching the route for 2 s")
+		}
+		return nil
+	})
+	gws, err := r.Router.Gateways(prefix)
+	stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if missing > 0 || !slices.Equal(gws, without(second)) {
+		t.Errorf("API servers down everywhere: the router's route to %s was missing in %d of %d reads; now via %v, want %v",
+			vip, missing, reads, gws, without(second))
+	}
+	t.Logf("every API server down: the router kept %s in all %d reads, via %v; test took %v", prefix, reads, gws, time.Since(start).Round(time.Millisecond))
+}
