@@ -31,6 +31,20 @@ type ControlPlane struct {
 	Mode       routing.Mode
 	Interfaces []string // layer2: where ARP/NDP is answered
 	Check      HealthCheck
+	// Line is where [control-plane] is written (for ClusterErrors).
+	Line int
+}
+
+// ClusterErrors are what cluster mode (the ConfigMap) cannot do with a
+// config that is otherwise valid: a [control-plane] VIP, which must not
+// depend on the API server it fronts (run it from a config directory, as
+// a static Pod: docs/INTERFACE.md).
+func (c *Config) ClusterErrors(file string) []error {
+	if c.ControlPlane == nil {
+		return nil
+	}
+	return []error{&Error{File: file, Line: c.ControlPlane.Line, Field: "control-plane",
+		Msg: "needs standalone mode (vipspeaker run --config-dir, e.g. a static Pod), not the ConfigMap: the control-plane VIP must not depend on the API server it fronts"}}
 }
 
 // HealthCheck is [control-plane.health-check].
@@ -38,6 +52,7 @@ type HealthCheck struct {
 	URL                       string // http(s) GET, 2xx passes
 	TCP                       string // host:port, a connection passes
 	CAFile, CertFile, KeyFile string
+	ServerName                string // the name the server's certificate must carry
 	Interval, Timeout         time.Duration
 	Rise, Fall                int
 }
@@ -79,6 +94,7 @@ type fileHealthCheck struct {
 	CAFile   string  `toml:"ca-file"`
 	CertFile string  `toml:"cert-file"`
 	KeyFile  string  `toml:"key-file"`
+	Server   string  `toml:"server-name"`
 	Interval *string `toml:"interval"`
 	Timeout  *string `toml:"timeout"`
 	Rise     *int64  `toml:"rise"`
@@ -91,7 +107,7 @@ func (v *validator) controlPlane(raw *fileControlPlane) *ControlPlane {
 		return nil
 	}
 	const at = "control-plane"
-	cp := &ControlPlane{Mode: routing.ModeLayer2, Interfaces: raw.Interfaces}
+	cp := &ControlPlane{Mode: routing.ModeLayer2, Interfaces: raw.Interfaces, Line: v.pos.lineOf(at)}
 	a, err := netip.ParseAddr(strings.TrimSpace(raw.Address))
 	switch {
 	case raw.Address == "":
@@ -125,7 +141,7 @@ func (v *validator) controlPlane(raw *fileControlPlane) *ControlPlane {
 }
 
 func (v *validator) healthCheck(at string, raw fileHealthCheck) HealthCheck {
-	hc := HealthCheck{URL: raw.URL, TCP: raw.TCP, CAFile: raw.CAFile, CertFile: raw.CertFile, KeyFile: raw.KeyFile,
+	hc := HealthCheck{URL: raw.URL, TCP: raw.TCP, CAFile: raw.CAFile, CertFile: raw.CertFile, KeyFile: raw.KeyFile, ServerName: raw.Server,
 		Interval: 100 * time.Millisecond, Timeout: 500 * time.Millisecond, Rise: 3, Fall: 3}
 	switch {
 	case raw.URL == "" && raw.TCP == "":
@@ -149,6 +165,9 @@ func (v *validator) healthCheck(at string, raw fileHealthCheck) HealthCheck {
 		if f.val != "" && raw.URL == "" {
 			v.errorf(at+"."+f.key, nil, "only for an https url")
 		}
+	}
+	if raw.Server != "" && !strings.HasPrefix(raw.URL, "https://") {
+		v.errorf(at+".server-name", nil, "only for an https url")
 	}
 	if (raw.CertFile == "") != (raw.KeyFile == "") {
 		v.errorf(at+".cert-file", []string{at + ".key-file"}, "cert-file and key-file go together")

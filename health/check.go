@@ -28,6 +28,11 @@ type Options struct {
 	// CAFile verifies an https URL's server (PEM); CertFile and KeyFile are
 	// the client certificate, when the server asks for one.
 	CAFile, CertFile, KeyFile string
+	// ServerName, when set, is the name the server's certificate must
+	// carry (and the SNI sent), for a URL that names the server by an
+	// address its certificate lacks (127.0.0.1; kubeadm's certificate
+	// names "kubernetes").
+	ServerName string
 	// Interval between checks (default 100ms); Timeout of one check
 	// (default 500ms).
 	Interval, Timeout time.Duration
@@ -95,7 +100,7 @@ func New(o Options) (*Checker, error) {
 }
 
 func tlsConfig(o Options) (*tls.Config, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: o.ServerName}
 	if o.CAFile != "" {
 		pem, err := os.ReadFile(o.CAFile)
 		if err != nil {

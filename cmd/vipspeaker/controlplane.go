@@ -22,6 +22,6 @@ func newControlPlaneCheck(cfg *config.Config, f *runFlags, log *slog.Logger, reg
 	}
 	hc := cp.Check
 	return health.New(health.Options{Name: config.ControlPlanePool, URL: hc.URL, TCP: hc.TCP,
-		CAFile: hc.CAFile, CertFile: hc.CertFile, KeyFile: hc.KeyFile, Interval: hc.Interval, Timeout: hc.Timeout,
+		CAFile: hc.CAFile, ServerName: hc.ServerName, CertFile: hc.CertFile, KeyFile: hc.KeyFile, Interval: hc.Interval, Timeout: hc.Timeout,
 		Rise: hc.Rise, Fall: hc.Fall, Logger: log, Registerer: reg})
 }

@@ -39,7 +39,7 @@ func TestBGPControlPlaneVIP(t *testing.T) {
 		nb.BFD = true
 		for name, content := range map[string]string{
 			"gobgp.conf":      lab.GoBGPConf{AS: 65001, Neighbors: []lab.GoBGPNeighbor{nb}}.String(),
-			"vipspeaker.toml": lab.AgentTOML{Extra: n.checkTOML("bgp", "")}.String(),
+			"vipspeaker.toml": lab.AgentTOML{Extra: n.checkTOML("bgp", "", true)}.String(),
 		} {
 			if err := n.agent.WriteConfig(name, content); err != nil {
 				t.Fatal(err)

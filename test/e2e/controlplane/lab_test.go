@@ -100,22 +100,28 @@ func waitPassing(t *testing.T, nodes []*cpNode) {
 }
 
 // checkTOML is the [control-plane] section of node n: its own API
-// server's /readyz over HTTPS, verified with that server's CA, every
-// 100 ms, 3 failures to drop, 3 successes to rise.
-func (n *cpNode) checkTOML(mode string, interfaces string) string {
+// server's /readyz over HTTPS at url's host (the node's address, or
+// 127.0.0.1 with the certificate's name "kubernetes" as server-name),
+// verified with that server's CA, every 100 ms, 3 failures to drop, 3
+// successes to rise.
+func (n *cpNode) checkTOML(mode, interfaces string, loopback bool) string {
+	target := fmt.Sprintf("url = \"https://%s:6443/readyz\"", n.addr)
+	if loopback {
+		target = "url = \"https://127.0.0.1:6443/readyz\"\n  server-name = \"kubernetes\""
+	}
 	ca := filepath.Join(n.api.Dir(), "certs", "apiserver.crt")
 	return fmt.Sprintf(`[control-plane]
 address = %q
 mode = %q
 %s
   [control-plane.health-check]
-  url = "https://%s:6443/readyz"
+  %s
   ca-file = %q
   interval = "100ms"
   timeout = "300ms"
   fall = 3
   rise = 3
-`, vip, mode, interfaces, n.addr, ca)
+`, vip, mode, interfaces, target, ca)
 }
 
 // startAgent starts the node's agent as a static Pod would run it: a

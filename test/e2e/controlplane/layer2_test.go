@@ -35,7 +35,7 @@ func TestLayer2ControlPlaneVIP(t *testing.T) {
 			// this lab's does not; on a NIC both ways reach the segment.
 			Layer2:     &lab.Layer2TOML{GratuitousCount: 3, GratuitousInterval: "100ms", FastPath: "off"},
 			Membership: &lab.Membership{Join: f.Join()},
-			Extra:      n.checkTOML("layer2", `interfaces = ["eth0"]`),
+			Extra:      n.checkTOML("layer2", `interfaces = ["eth0"]`, false),
 		}.String()
 		if err := n.agent.WriteConfig("vipspeaker.toml", toml); err != nil {
 			t.Fatal(err)
