@@ -1,6 +1,7 @@
 package config
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -92,5 +93,22 @@ mode = "layer3"
 		if len(errs) != 1 || errs[0].Error() != tc.want {
 			t.Errorf("%q: %v, want %s", tc.doc, errs, tc.want)
 		}
+	}
+}
+
+func TestControlPlaneBGPNeedsEBGP(t *testing.T) {
+	toml := []byte("[control-plane]\naddress = \"198.51.100.10\"\nmode = \"bgp\"\n[control-plane.health-check]\ntcp = \"127.0.0.1:6443\"\n")
+	c, errs := Parse("v.toml", toml)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	ebgp := []byte("[global.config]\nas = 64512\n[[neighbors]]\n[neighbors.config]\nneighbor-address = \"198.51.100.1\"\npeer-as = 64500\n")
+	if errs := CheckWithGoBGP("v.toml", toml, c, "gobgp.conf", ebgp); len(errs) > 0 {
+		t.Errorf("eBGP refused: %v", errs)
+	}
+	ibgp := []byte("[global.config]\nas = 64512\n[[neighbors]]\n[neighbors.config]\nneighbor-address = \"198.51.100.1\"\npeer-as = 64512\n")
+	errs = CheckWithGoBGP("v.toml", toml, c, "gobgp.conf", ibgp)
+	if len(errs) != 1 || !strings.HasPrefix(errs[0].Error(), "v.toml:3: control-plane.mode: bgp mode needs eBGP sessions, and neighbor 198.51.100.1") {
+		t.Errorf("iBGP: %v, want one error at line 3", errs)
 	}
 }
