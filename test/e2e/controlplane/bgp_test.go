@@ -2,7 +2,9 @@ package controlplane_test
 
 import (
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -70,6 +72,26 @@ func TestBGPControlPlaneVIP(t *testing.T) {
 	if err := r.Router.WaitGateways(prefix, 30*time.Second, all...); err != nil {
 		t.Fatal(err)
 	}
+	// BFD must be up on every session before a node freezes.
+	lab.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
+		var peers []struct {
+			Peer   string `json:"peer"`
+			Status string `json:"status"`
+		}
+		if err := r.FRR.VtyshJSON("show bfd peers json", &peers); err != nil {
+			return err
+		}
+		up := 0
+		for _, p := range peers {
+			if p.Status == "up" {
+				up++
+			}
+		}
+		if up < len(nodes) {
+			return fmt.Errorf("%d of %d BFD sessions up at the router: %+v", up, len(nodes), peers)
+		}
+		return nil
+	})
 	c := startClient(t, r.Client, nodes)
 	c.waitAnswers(t, time.Now(), 20, 30*time.Second)
 	t.Logf("the router routes %s over the 3 nodes (ready after %v)", vip, time.Since(start).Round(time.Millisecond))
@@ -154,13 +176,24 @@ func TestBGPControlPlaneVIP(t *testing.T) {
 	t.Logf("every API server down: the router kept %s in all %d reads, via %v; test took %v", prefix, reads, gws, time.Since(start).Round(time.Millisecond))
 }
 
-// prioritize gives p nice -10 (see routerBFD).
+// prioritize gives every thread of p nice -10 (see routerBFD); threads
+// started later inherit it from the thread that starts them.
 func prioritize(t *testing.T, p *lab.Process) {
 	t.Helper()
 	if p == nil {
 		t.Fatal("prioritize: no process")
 	}
-	if err := syscall.Setpriority(syscall.PRIO_PROCESS, p.PID(), -10); err != nil {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", p.PID()))
+	if err != nil {
 		t.Fatalf("renice %s: %v", p.Name(), err)
+	}
+	for _, task := range tasks {
+		tid, err := strconv.Atoi(task.Name())
+		if err != nil {
+			continue
+		}
+		if err := syscall.Setpriority(syscall.PRIO_PROCESS, tid, -10); err != nil {
+			t.Fatalf("renice %s thread %d: %v", p.Name(), tid, err)
+		}
 	}
 }
