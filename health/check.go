@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vipspeaker/vipspeaker/config"
 )
 
 // Options configure a Checker. URL or TCP is required (not both).
@@ -245,4 +247,12 @@ func (c *Checker) Follow(ctx context.Context, fn func(passing bool)) error {
 			fn(c.Passing())
 		}
 	}
+}
+
+// ForControlPlane builds the check of a [control-plane] section.
+func ForControlPlane(cp *config.ControlPlane, log *slog.Logger, reg prometheus.Registerer) (*Checker, error) {
+	hc := cp.Check
+	return New(Options{Name: config.ControlPlanePool, URL: hc.URL, TCP: hc.TCP,
+		CAFile: hc.CAFile, ServerName: hc.ServerName, CertFile: hc.CertFile, KeyFile: hc.KeyFile,
+		Interval: hc.Interval, Timeout: hc.Timeout, Rise: hc.Rise, Fall: hc.Fall, Logger: log, Registerer: reg})
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -89,8 +90,12 @@ func newAgent(ctx context.Context, f *runFlags, log *slog.Logger) (*agent, error
 		Heartbeat: a.beats.Add("bgp", 0)}); err != nil {
 		return nil, err
 	}
-	if a.cp, err = newControlPlaneCheck(cfg, f, log, reg); err != nil {
-		return nil, err
+	if cfg.ControlPlane != nil && !f.standalone() {
+		return nil, errors.New("[control-plane] needs standalone mode (no --kubeconfig): the control-plane VIP must not depend on the API server it fronts")
+	} else if cfg.ControlPlane != nil {
+		if a.cp, err = health.ForControlPlane(cfg.ControlPlane, log, reg); err != nil {
+			return nil, err
+		}
 	}
 	if !f.standalone() {
 		// Cluster mode: the ConfigMap is the configuration.
@@ -263,7 +268,6 @@ func (a *agent) applyVIPs(ctx context.Context, vips []routing.VIP, partial bool)
 func (a *agent) setConfig(ctx context.Context, c *config.Config) {
 	a.vipMu.Lock()
 	a.cfg = c
-	vips, have := a.lastVIPs, a.haveVIPs
 	a.vipMu.Unlock()
 	if a.pools != nil {
 		a.pools.SetPools(c.Pools)
@@ -273,12 +277,11 @@ func (a *agent) setConfig(ctx context.Context, c *config.Config) {
 	} else if len(c.Layer2Interfaces()) > 0 {
 		a.log.Warn("layer2 pools were added; the ARP/NDP responder starts at the next restart")
 	}
-	if have {
-		a.applyVIPs(ctx, vips, false)
-	}
+	a.reapply(ctx)
 }
 
-// reapply applies the last VIPs again (the control-plane check changed).
+// reapply applies the last VIPs again (config or control-plane check
+// changed).
 func (a *agent) reapply(ctx context.Context) {
 	a.vipMu.Lock()
 	vips, have := a.lastVIPs, a.haveVIPs

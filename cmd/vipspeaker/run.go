@@ -37,13 +37,10 @@ type runFlags struct {
 	logFormat        string
 	removeVIPsOnExit bool
 	nodeLabels       map[string]string
-	// cpOnly: no --services-dir or --kubeconfig, and the config has a
-	// [control-plane] VIP: standalone, with that VIP alone.
-	cpOnly bool
+	cpOnly           bool // standalone with the [control-plane] VIP alone (no --services-dir or --kubeconfig)
 }
 
-// standalone: no API server (Service manifests from a directory, or the
-// control-plane VIP alone).
+// standalone: no API server (a Service manifest directory, or cpOnly).
 func (f *runFlags) standalone() bool { return f.servicesDir != "" || f.cpOnly }
 
 func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
