@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -79,6 +80,15 @@ func (cp *ControlPlane) VIP(passing bool) routing.VIP {
 		v.Attrs.Prepend = ControlPrepend
 	}
 	return v
+}
+
+// WithControlPlane is vips and the control-plane VIP (as VIP(passing)),
+// when the config has one.
+func (c *Config) WithControlPlane(vips []routing.VIP, passing bool) []routing.VIP {
+	if c.ControlPlane == nil {
+		return vips
+	}
+	return append(slices.Clip(vips), c.ControlPlane.VIP(passing))
 }
 
 type fileControlPlane struct {

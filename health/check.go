@@ -249,8 +249,16 @@ func (c *Checker) Follow(ctx context.Context, fn func(passing bool)) error {
 	}
 }
 
-// ForControlPlane builds the check of a [control-plane] section.
-func ForControlPlane(cp *config.ControlPlane, log *slog.Logger, reg prometheus.Registerer) (*Checker, error) {
+// ForControlPlane builds the check of a [control-plane] section (nil
+// without one), which needs standalone mode: the VIP must not depend on
+// the API server it fronts.
+func ForControlPlane(cp *config.ControlPlane, standalone bool, log *slog.Logger, reg prometheus.Registerer) (*Checker, error) {
+	if cp == nil {
+		return nil, nil
+	}
+	if !standalone {
+		return nil, errors.New("[control-plane] needs standalone mode (no --kubeconfig): the control-plane VIP must not depend on the API server it fronts")
+	}
 	hc := cp.Check
 	return New(Options{Name: config.ControlPlanePool, URL: hc.URL, TCP: hc.TCP,
 		CAFile: hc.CAFile, ServerName: hc.ServerName, CertFile: hc.CertFile, KeyFile: hc.KeyFile,

@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"time"
 
@@ -90,12 +88,8 @@ func newAgent(ctx context.Context, f *runFlags, log *slog.Logger) (*agent, error
 		Heartbeat: a.beats.Add("bgp", 0)}); err != nil {
 		return nil, err
 	}
-	if cfg.ControlPlane != nil && !f.standalone() {
-		return nil, errors.New("[control-plane] needs standalone mode (no --kubeconfig): the control-plane VIP must not depend on the API server it fronts")
-	} else if cfg.ControlPlane != nil {
-		if a.cp, err = health.ForControlPlane(cfg.ControlPlane, log, reg); err != nil {
-			return nil, err
-		}
+	if a.cp, err = health.ForControlPlane(cfg.ControlPlane, f.standalone(), log, reg); err != nil {
+		return nil, err
 	}
 	if !f.standalone() {
 		// Cluster mode: the ConfigMap is the configuration.
@@ -239,8 +233,8 @@ func (a *agent) applyVIPs(ctx context.Context, vips []routing.VIP, partial bool)
 	if a.pools != nil {
 		a.pools.SetVIPs(vips)
 	}
-	if cp := a.cfg.ControlPlane; cp != nil && a.cp != nil {
-		vips = append(slices.Clip(vips), cp.VIP(a.cp.Passing()))
+	if a.cp != nil {
+		vips = a.cfg.WithControlPlane(vips, a.cp.Passing())
 	}
 	want := a.cfg.WithPools(vips)
 	if a.f.standalone() {
@@ -280,8 +274,7 @@ func (a *agent) setConfig(ctx context.Context, c *config.Config) {
 	a.reapply(ctx)
 }
 
-// reapply applies the last VIPs again (config or control-plane check
-// changed).
+// reapply applies the last VIPs again (config or control-plane check changed).
 func (a *agent) reapply(ctx context.Context) {
 	a.vipMu.Lock()
 	vips, have := a.lastVIPs, a.haveVIPs
