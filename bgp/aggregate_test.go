@@ -115,3 +115,20 @@ func TestPrefixPathLocalPref(t *testing.T) {
 		t.Error("LOCAL_PREF set though the pool asks for none")
 	}
 }
+
+func TestPrependRepeatsTheAS(t *testing.T) {
+	p, err := prefixPath(netip.MustParsePrefix("203.0.113.50/32"), routing.Attrs{}, netip.Addr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := prepend(p, 65001, 3); err != nil {
+		t.Fatal(err)
+	}
+	ap, ok := attr[*bgppkt.PathAttributeAsPath](p)
+	if !ok || ap.String() != "{AsPath: 65001 65001 65001}" {
+		t.Errorf("AS_PATH %v, want 65001 65001 65001", ap)
+	}
+	if err := prepend(p, 0, 3); err == nil {
+		t.Error("prepend without an AS accepted")
+	}
+}

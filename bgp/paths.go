@@ -2,6 +2,7 @@ package bgp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"net/netip"
@@ -96,6 +97,31 @@ func prefixPath(pfx netip.Prefix, a routing.Attrs, nh6 netip.Addr) (*apiutil.Pat
 		Attrs:          attrs,
 		IsFromExternal: true,
 	}, nil
+}
+
+// prepend gives p an AS_PATH of as repeated n times (the speaker adds its
+// own once more towards eBGP peers), which makes routers prefer other
+// nodes' paths for the prefix while keeping this one.
+func prepend(p *apiutil.Path, as uint32, n int) error {
+	if as == 0 {
+		return errors.New("as-path prepend: the speaker has no AS yet")
+	}
+	seq := make([]uint32, n)
+	for i := range seq {
+		seq[i] = as
+	}
+	p.Attrs = append(p.Attrs, bgppkt.NewPathAttributeAsPath([]bgppkt.AsPathParamInterface{
+		bgppkt.NewAs4PathParam(bgppkt.BGP_ASPATH_ATTR_TYPE_SEQ, seq)}))
+	return nil
+}
+
+// localAS is the speaker's AS from the config in force (0 before one);
+// callers hold opMu.
+func (s *Server) localAS() uint32 {
+	if s.cur == nil {
+		return 0
+	}
+	return s.cur.set.Global.Config.As
 }
 
 // BandwidthPerWeight is the link bandwidth one unit of routing.Attrs.Weight

@@ -80,11 +80,14 @@ func (s *Server) rebuildLocked(touched map[netip.Prefix]bool) (add, del []*apiut
 			continue
 		}
 		attrs := mergeAttrs(members)
-		sig := fmt.Sprint(attrs.Communities, attrs.LargeCommunities, attrs.LocalPref, attrs.Weight, s.nh6)
+		sig := fmt.Sprint(attrs.Communities, attrs.LargeCommunities, attrs.LocalPref, attrs.Weight, attrs.Prepend, s.nh6)
 		if old != nil && s.sigs[k] == sig {
 			continue
 		}
 		p, err := prefixPath(k, attrs, s.nh6)
+		if err == nil && attrs.Prepend > 0 {
+			err = prepend(p, s.localAS(), attrs.Prepend)
+		}
 		if err != nil {
 			s.log.Error("not announcing vip", "vip", k, "service", attrs.Service, "err", err)
 			if old != nil {
@@ -142,6 +145,7 @@ func mergeAttrs(members []routing.VIP) routing.Attrs {
 		large = append(large, v.Attrs.LargeCommunities...)
 		a.LocalPref = max(a.LocalPref, v.Attrs.LocalPref)
 		a.Weight += v.Attrs.Weight
+		a.Prepend = max(a.Prepend, v.Attrs.Prepend)
 	}
 	a.Service = strings.Join(svcs, ",")
 	a.Communities = routing.MergeCommunities(std)

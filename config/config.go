@@ -71,6 +71,9 @@ type Config struct {
 	// ImportToKernel: write the best BGP paths learned from peers into a
 	// kernel table (nodes without FRR; with FRR, zebra does it).
 	ImportToKernel ImportToKernel
+	// ControlPlane is the [control-plane] section (nil: none). Its VIP's
+	// pool is among Pools (named ControlPlanePool).
+	ControlPlane *ControlPlane
 }
 
 // VIPCounters is the [vip-counters] section.

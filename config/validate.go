@@ -19,14 +19,15 @@ import (
 
 // The file as written. Pointers tell "absent" (default) from zero.
 type fileConfig struct {
-	DefaultClass bool            `toml:"default-class"`
-	Interface    fileInterface   `toml:"interface"`
-	Pools        []filePool      `toml:"pools"`
-	Layer2       fileLayer2      `toml:"layer2"`
-	Membership   fileMembership  `toml:"membership"`
-	PeerNodes    []filePeerNodes `toml:"peer-nodes"`
-	Import       fileImport      `toml:"import-to-kernel"`
-	VIPCounters  fileVIPCounters `toml:"vip-counters"`
+	DefaultClass bool              `toml:"default-class"`
+	Interface    fileInterface     `toml:"interface"`
+	Pools        []filePool        `toml:"pools"`
+	Layer2       fileLayer2        `toml:"layer2"`
+	Membership   fileMembership    `toml:"membership"`
+	PeerNodes    []filePeerNodes   `toml:"peer-nodes"`
+	Import       fileImport        `toml:"import-to-kernel"`
+	VIPCounters  fileVIPCounters   `toml:"vip-counters"`
+	ControlPlane *fileControlPlane `toml:"control-plane"`
 }
 
 type fileVIPCounters struct {
@@ -127,6 +128,9 @@ func (v *validator) build(raw *fileConfig) *Config {
 	}
 
 	cfg.Pools = v.pools(raw.Pools)
+	if cfg.ControlPlane = v.controlPlane(raw.ControlPlane); cfg.ControlPlane != nil && cfg.ControlPlane.Address.IsValid() {
+		v.controlPlanePool(cfg)
+	}
 	v.overlaps(cfg.Pools)
 
 	if c := raw.Layer2.GratuitousCount; c != nil {

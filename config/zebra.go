@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"github.com/vipspeaker/vipspeaker/routing"
 )
 
 // GoBGPFileName is GoBGP's config file beside FileName in a config
@@ -29,17 +31,55 @@ const GoBGPFileName = "gobgp.conf"
 // other's route on withdrawal. On a node with FRR, zebra is the one to
 // write the kernel's routes.
 func CheckWithGoBGP(file string, data []byte, c *Config, gobgpFile string, gobgp []byte) []error {
-	if c == nil || !c.ImportToKernel.Enabled || !zebraEnabled(gobgp) {
+	if c == nil {
 		return nil
 	}
-	return []error{&Error{
+	var errs []error
+	if cp := c.ControlPlane; cp != nil && cp.Mode == routing.ModeBGP {
+		if peer := ibgpNeighbor(gobgp); peer != "" {
+			errs = append(errs, &Error{File: file, Line: indexPositions(data).lineOf("control-plane.mode", "control-plane"), Field: "control-plane.mode",
+				Msg: fmt.Sprintf("bgp mode needs eBGP sessions, and neighbor %s in %s is in the node's own AS: a node whose check fails announces the VIP with its AS prepended, which an iBGP peer drops as a loop", peer, gobgpFile)})
+		}
+	}
+	if !c.ImportToKernel.Enabled || !zebraEnabled(gobgp) {
+		return errs
+	}
+	return append(errs, &Error{
 		File:  file,
 		Line:  indexPositions(data).lineOf("import-to-kernel.enabled", "import-to-kernel"),
 		Field: "import-to-kernel.enabled",
 		Msg: fmt.Sprintf("[import-to-kernel] enabled = true and [zebra.config] enabled = true in %s exclude each other: "+
 			"both would write the routes learned from peers into the kernel; with FRR on the node let zebra install them "+
 			"(remove [import-to-kernel]), without FRR turn zebra off", gobgpFile),
-	}}
+	})
+}
+
+// ibgpNeighbor returns a gobgp.conf neighbor in the global AS ("" when
+// none, or when the file does not parse: bgp reports that).
+func ibgpNeighbor(gobgp []byte) string {
+	var f struct {
+		Global struct {
+			Config struct {
+				As uint32 `toml:"as"`
+			} `toml:"config"`
+		} `toml:"global"`
+		Neighbors []struct {
+			Config struct {
+				Address   string `toml:"neighbor-address"`
+				Interface string `toml:"neighbor-interface"`
+				PeerAs    uint32 `toml:"peer-as"`
+			} `toml:"config"`
+		} `toml:"neighbors"`
+	}
+	if err := toml.NewDecoder(bytes.NewReader(gobgp)).Decode(&f); err != nil || f.Global.Config.As == 0 {
+		return ""
+	}
+	for _, n := range f.Neighbors {
+		if n.Config.PeerAs == f.Global.Config.As {
+			return n.Config.Address + n.Config.Interface
+		}
+	}
+	return ""
 }
 
 // zebraEnabled reads [zebra.config] enabled from a gobgp.conf.

@@ -42,6 +42,10 @@ type Attrs struct {
 	// Services). BGP carries it as the link-bandwidth extended community,
 	// which routers turn into next-hop weights.
 	Weight uint32
+	// Prepend, when not 0, repeats the speaker's AS that many times in the
+	// path's AS_PATH, so routers prefer other nodes' paths (the
+	// control-plane VIP of a node whose health check fails).
+	Prepend int
 }
 
 // Equal reports whether two attribute sets are the same.
@@ -50,7 +54,7 @@ func (a Attrs) Equal(b Attrs) bool {
 		slices.Equal(a.Communities, b.Communities) &&
 		slices.Equal(a.LargeCommunities, b.LargeCommunities) &&
 		a.LocalPref == b.LocalPref && a.AggregateBits == b.AggregateBits &&
-		a.Weight == b.Weight
+		a.Weight == b.Weight && a.Prepend == b.Prepend
 }
 
 // VIP is one address of the table: an IPv4 /32 or IPv6 /128 host address.

@@ -16,6 +16,7 @@ import (
 	"github.com/vipspeaker/vipspeaker/bgp"
 	"github.com/vipspeaker/vipspeaker/config"
 	"github.com/vipspeaker/vipspeaker/dataplane/l2node"
+	"github.com/vipspeaker/vipspeaker/health"
 	"github.com/vipspeaker/vipspeaker/internal/heartbeat"
 	"github.com/vipspeaker/vipspeaker/internal/textfile"
 	"github.com/vipspeaker/vipspeaker/kube/standalone"
@@ -44,6 +45,7 @@ type agent struct {
 	// pools exports the pool gauges in standalone mode (nil in cluster
 	// mode, where the allocator does)
 	pools *standalone.PoolMetrics
+	cp    *health.Checker // the [control-plane] VIP's check (nil: none)
 
 	// The config in force and the last VIPs the source wanted, so a
 	// config change (pools, modes) re-applies the table.
@@ -62,7 +64,8 @@ func newAgent(ctx context.Context, f *runFlags, log *slog.Logger) (*agent, error
 	cfg := config.Default()
 	if f.configDir != "" {
 		c, errs := config.LoadDir(f.configDir)
-		if c != nil && f.servicesDir != "" {
+		f.cpOnly = c != nil && c.ControlPlane != nil && f.servicesDir == "" && f.kubeconfig == ""
+		if c != nil && f.standalone() {
 			errs = c.StandaloneErrors(filepath.Join(f.configDir, config.FileName))
 		}
 		if len(errs) > 0 {
@@ -85,7 +88,10 @@ func newAgent(ctx context.Context, f *runFlags, log *slog.Logger) (*agent, error
 		Heartbeat: a.beats.Add("bgp", 0)}); err != nil {
 		return nil, err
 	}
-	if f.servicesDir == "" {
+	if a.cp, err = health.ForControlPlane(cfg.ControlPlane, f.standalone(), log, reg); err != nil {
+		return nil, err
+	}
+	if !f.standalone() {
 		// Cluster mode: the ConfigMap is the configuration.
 		if err := a.newCluster(ctx); err != nil {
 			return nil, err
@@ -126,6 +132,8 @@ func newAgent(ctx context.Context, f *runFlags, log *slog.Logger) (*agent, error
 		a.runSource = func(ctx context.Context) error {
 			return src.Run(ctx, func(vips []routing.VIP) { a.applyVIPs(ctx, vips, src.Partial()) })
 		}
+	} else if f.cpOnly {
+		a.runSource = func(ctx context.Context) error { a.applyVIPs(ctx, nil, false); <-ctx.Done(); return nil }
 	}
 	return a, nil
 }
@@ -175,7 +183,10 @@ func (a *agent) run(ctx context.Context) error {
 		}
 	}
 	a.ready.Set("config", true)
-	if a.f.configDir != "" && a.f.servicesDir != "" {
+	if a.cp != nil {
+		g.Go(func() error { return a.cp.Follow(gctx, func(ok bool) { a.l2.SetCheck(ok); a.reapply(gctx) }) })
+	}
+	if a.f.configDir != "" && a.f.standalone() {
 		// In cluster mode the ConfigMap is the configuration; a
 		// --config-dir only seeds the start.
 		g.Go(func() error { return a.watchConfig(gctx, cfg) })
@@ -222,8 +233,11 @@ func (a *agent) applyVIPs(ctx context.Context, vips []routing.VIP, partial bool)
 	if a.pools != nil {
 		a.pools.SetVIPs(vips)
 	}
+	if a.cp != nil {
+		vips = a.cfg.WithControlPlane(vips, a.cp.Passing())
+	}
 	want := a.cfg.WithPools(vips)
-	if a.f.servicesDir != "" {
+	if a.f.standalone() {
 		want = a.cfg.ForNode(want, a.f.nodeLabels)
 	}
 	if partial {
@@ -248,7 +262,6 @@ func (a *agent) applyVIPs(ctx context.Context, vips []routing.VIP, partial bool)
 func (a *agent) setConfig(ctx context.Context, c *config.Config) {
 	a.vipMu.Lock()
 	a.cfg = c
-	vips, have := a.lastVIPs, a.haveVIPs
 	a.vipMu.Unlock()
 	if a.pools != nil {
 		a.pools.SetPools(c.Pools)
@@ -258,6 +271,14 @@ func (a *agent) setConfig(ctx context.Context, c *config.Config) {
 	} else if len(c.Layer2Interfaces()) > 0 {
 		a.log.Warn("layer2 pools were added; the ARP/NDP responder starts at the next restart")
 	}
+	a.reapply(ctx)
+}
+
+// reapply applies the last VIPs again (config or control-plane check changed).
+func (a *agent) reapply(ctx context.Context) {
+	a.vipMu.Lock()
+	vips, have := a.lastVIPs, a.haveVIPs
+	a.vipMu.Unlock()
 	if have {
 		a.applyVIPs(ctx, vips, false)
 	}

@@ -11,8 +11,8 @@ import (
 )
 
 func TestCheckExampleConfigIsValid(t *testing.T) {
-	// unnumbered names eth0, which need not exist where check runs
-	for _, dir := range []string{"config", "unnumbered"} {
+	// unnumbered and control-plane-vip name eth0, which need not exist where check runs
+	for _, dir := range []string{"config", "unnumbered", "control-plane-vip", "control-plane-vip/bgp"} {
 		var out, errb bytes.Buffer
 		if code := dispatch([]string{"check", "../../deploy/examples/" + dir}, &out, &errb); code != 0 {
 			t.Fatalf("check of the shipped example %s exited %d:\n%s%s", dir, code, out.String(), errb.String())

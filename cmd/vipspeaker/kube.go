@@ -106,7 +106,7 @@ func (a *agent) clusterConfig(ctx context.Context, vipspeakerTOML, gobgpConf []b
 		if c, errs = config.Parse(tomlName, vipspeakerTOML); len(errs) > 0 {
 			return errors.Join(errs...)
 		}
-		if errs := config.CheckWithGoBGP(tomlName, vipspeakerTOML, c, bgpName, gobgpConf); len(errs) > 0 {
+		if errs := append(c.ClusterErrors(tomlName), config.CheckWithGoBGP(tomlName, vipspeakerTOML, c, bgpName, gobgpConf)...); len(errs) > 0 {
 			return errors.Join(errs...)
 		}
 	}

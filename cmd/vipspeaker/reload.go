@@ -28,7 +28,7 @@ func (a *agent) watchConfig(ctx context.Context, current *config.Config) error {
 		case <-w.Changed():
 		}
 		c, errs := config.LoadDir(a.f.configDir)
-		if c != nil && a.f.servicesDir != "" {
+		if c != nil && a.f.standalone() {
 			errs = c.StandaloneErrors(filepath.Join(a.f.configDir, config.FileName))
 		}
 		if len(errs) > 0 {

@@ -37,7 +37,11 @@ type runFlags struct {
 	logFormat        string
 	removeVIPsOnExit bool
 	nodeLabels       map[string]string
+	cpOnly           bool // standalone with the [control-plane] VIP alone (no --services-dir or --kubeconfig)
 }
+
+// standalone: no API server (a Service manifest directory, or cpOnly).
+func (f *runFlags) standalone() bool { return f.servicesDir != "" || f.cpOnly }
 
 func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	f := &runFlags{}
@@ -133,7 +137,7 @@ func run(ctx context.Context, f *runFlags, log *slog.Logger) error {
 	if err := a.checkImportWithZebra(a.cfg); err != nil {
 		return err
 	}
-	log.Info("vipspeaker starting", "node", f.nodeName, "services_dir", f.servicesDir, "cluster", f.servicesDir == "",
+	log.Info("vipspeaker starting", "node", f.nodeName, "services_dir", f.servicesDir, "cluster", !f.standalone(),
 		"config_dir", f.configDir, "interface", a.table.Interface(), "version", version)
 	err = a.run(ctx)
 	if ctx.Err() != nil {

@@ -103,6 +103,7 @@ func Manifest(path string) []error {
 				errs = append(errs, shiftLines(cerrs, offset)...)
 				if len(cerrs) == 0 {
 					tomlData, tomlCfg, tomlOffset = []byte(v.Value), c, offset
+					errs = append(errs, shiftLines(c.ClusterErrors(path), offset)...)
 				}
 			case gobgpConf:
 				bgpData = []byte(v.Value)

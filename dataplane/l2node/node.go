@@ -88,6 +88,7 @@ type Node struct {
 	mu       sync.Mutex
 	pools    map[string][]string     // pool name -> layer2 interfaces
 	eligible map[netip.Addr][]string // cluster mode: candidate nodes per VIP
+	checked  netip.Addr              // the control-plane VIP, which follows the health check (invalid: none)
 	kick     chan struct{}
 }
 
@@ -170,6 +171,7 @@ func New(opts Options) (*Node, error) {
 		Health:   n.gatedHealth(ms),
 		Apply:    n.setOwned,
 		Links:    ms.Links,
+		Checks:   ms.Checks,
 	})
 	if err != nil {
 		return nil, err
@@ -279,6 +281,23 @@ func (n *Node) setOwned(owned map[netip.Addr][]string) {
 	}
 	n.resp.SetOwned(owned)
 	n.arp.ownedChanged(owned)
+	n.mu.Lock()
+	cp := n.checked
+	n.mu.Unlock()
+	var holds []netip.Addr
+	if _, ok := owned[cp]; ok && cp.IsValid() {
+		holds = append(holds, cp)
+	}
+	n.ms.SetHolds(holds)
+}
+
+// SetCheck tells the other speakers whether this node's health check
+// passes: the control-plane VIP goes only to nodes whose check passes
+// (dataplane/owner.Elect).
+func (n *Node) SetCheck(passing bool) {
+	if n != nil && n.ms != nil {
+		n.ms.SetCheck(passing)
+	}
 }
 
 // Configure takes a (new) config's layer2 interfaces and pools. Pools of a
@@ -292,6 +311,10 @@ func (n *Node) Configure(cfg *config.Config) {
 	}
 	n.mu.Lock()
 	n.pools = pools
+	n.checked = netip.Addr{}
+	if cfg.ControlPlane != nil && cfg.ControlPlane.Mode == routing.ModeLayer2 {
+		n.checked = cfg.ControlPlane.Address
+	}
 	n.links.blocks = linkBlocks(cfg)
 	n.mu.Unlock()
 	if n.links.kick != nil {
@@ -421,7 +444,7 @@ func (n *Node) ownerVIPs(current map[netip.Addr]routing.VIP) []owner.VIP {
 				}
 			}
 		}
-		out = append(out, owner.VIP{Addr: a, Eligible: elig, Interfaces: n.pools[v.Attrs.Pool]})
+		out = append(out, owner.VIP{Addr: a, Eligible: elig, Interfaces: n.pools[v.Attrs.Pool], Checked: a == n.checked})
 	}
 	slices.SortFunc(out, func(x, y owner.VIP) int { return x.Addr.Compare(y.Addr) })
 	return out

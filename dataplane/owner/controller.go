@@ -31,18 +31,22 @@ type ControllerOptions struct {
 	// Membership's Links): nodes whose interfaces are down or lack the
 	// VIP's subnet are no candidates (see Elect).
 	Links func() map[string]Links
+	// Checks, when set, gives each node's health check state (a
+	// Membership's Checks), for the VIPs marked Checked.
+	Checks func() map[string]Check
 }
 
 // Controller recomputes this node's layer2 VIPs whenever the VIPs or the
 // healthy speakers change, and hands them to Apply. Until the membership is
 // ready it applies nothing, so a starting node never claims every VIP.
 type Controller struct {
-	log   *slog.Logger
-	self  string
-	h     Health
-	apply func(map[netip.Addr][]string)
-	links func() map[string]Links
-	kick  chan struct{}
+	log    *slog.Logger
+	self   string
+	h      Health
+	apply  func(map[netip.Addr][]string)
+	links  func() map[string]Links
+	checks func() map[string]Check
+	kick   chan struct{}
 
 	mu     sync.Mutex
 	vips   []VIP
@@ -62,12 +66,13 @@ func NewController(opts ControllerOptions) (*Controller, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Controller{
-		log:   log.With("component", "l2-owner"),
-		self:  opts.NodeName,
-		h:     opts.Health,
-		apply: opts.Apply,
-		links: opts.Links,
-		kick:  make(chan struct{}, 1),
+		log:    log.With("component", "l2-owner"),
+		self:   opts.NodeName,
+		h:      opts.Health,
+		apply:  opts.Apply,
+		links:  opts.Links,
+		checks: opts.Checks,
+		kick:   make(chan struct{}, 1),
 	}, nil
 }
 
@@ -76,7 +81,7 @@ func NewController(opts ControllerOptions) (*Controller, error) {
 func (c *Controller) SetVIPs(vips []VIP) {
 	cp := make([]VIP, len(vips))
 	for i, v := range vips {
-		cp[i] = VIP{Addr: v.Addr.Unmap(), Eligible: slices.Clone(v.Eligible), Interfaces: slices.Clone(v.Interfaces)}
+		cp[i] = VIP{Addr: v.Addr.Unmap(), Eligible: slices.Clone(v.Eligible), Interfaces: slices.Clone(v.Interfaces), Checked: v.Checked}
 	}
 	c.mu.Lock()
 	c.vips = cp
@@ -123,7 +128,11 @@ func (c *Controller) recompute() {
 	if c.links != nil {
 		links = c.links()
 	}
-	owners, ifaces := Elect(vips, healthy, links)
+	var checks map[string]Check
+	if c.checks != nil {
+		checks = c.checks()
+	}
+	owners, ifaces := Elect(vips, healthy, links, checks)
 	mine := map[netip.Addr][]string{}
 	for _, v := range vips {
 		if owners[v.Addr] == c.self {

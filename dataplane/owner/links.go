@@ -76,7 +76,9 @@ func usable(v VIP, links Links, subnet bool) []string {
 //
 // A node missing from links (no state published) is a candidate on all
 // the VIP's interfaces; so is every node for a VIP without interfaces.
-func Elect(vips []VIP, healthy []string, links map[string]Links) (map[netip.Addr]string, map[netip.Addr][]string) {
+// Of a Checked VIP's candidates, checks (each node's health check state)
+// keeps those the rule of checked names.
+func Elect(vips []VIP, healthy []string, links map[string]Links, checks map[string]Check) (map[netip.Addr]string, map[netip.Addr][]string) {
 	up := make(map[string]bool, len(healthy))
 	for _, n := range healthy {
 		up[n] = true
@@ -97,6 +99,9 @@ func Elect(vips []VIP, healthy []string, links map[string]Links) (map[netip.Addr
 			}
 		}
 		if len(v.Interfaces) == 0 || links == nil {
+			if v.Checked {
+				cand = checked(v.Addr, cand, checks)
+			}
 			if o, found := Owner(v.Addr, cand); found {
 				owners[v.Addr], ifaces[v.Addr] = o, v.Interfaces
 			}
@@ -114,6 +119,9 @@ func Elect(vips []VIP, healthy []string, links map[string]Links) (map[netip.Addr
 			if len(usable(v, links[n], subnet)) > 0 {
 				ok = append(ok, n)
 			}
+		}
+		if v.Checked {
+			ok = checked(v.Addr, ok, checks)
 		}
 		if o, found := Owner(v.Addr, ok); found {
 			owners[v.Addr], ifaces[v.Addr] = o, usable(v, links[o], subnet)

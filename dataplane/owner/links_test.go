@@ -39,7 +39,7 @@ func TestElectChecksLinks(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v := VIP{Addr: tc.vip, Interfaces: []string{"eth0", "eth1"}}
-			owners, ifaces := Elect([]VIP{v}, nodes, tc.links)
+			owners, ifaces := Elect([]VIP{v}, nodes, tc.links, nil)
 			want, _ := Owner(tc.vip, tc.cands)
 			if owners[tc.vip] != want {
 				t.Fatalf("owner %q, want %q (the winner among %v)", owners[tc.vip], want, tc.cands)
@@ -55,7 +55,7 @@ func TestElectChecksLinks(t *testing.T) {
 	// Nobody up: no owner.
 	owners, _ := Elect([]VIP{{Addr: routed, Interfaces: []string{"eth0"}}}, nodes, map[string]Links{
 		"n1": {"eth0": {}}, "n2": {"eth0": {}}, "n3": {"eth0": {}},
-	})
+	}, nil)
 	if o, ok := owners[routed]; ok {
 		t.Errorf("owner %s with every interface down", o)
 	}

@@ -100,6 +100,7 @@ type Membership struct {
 	list         *memberlist.Memberlist
 	local        nodeMeta         // what this node tells the others
 	links        map[string]Links // members' layer2 links, this node's included
+	checks       map[string]Check // members' health check states, this node's included
 	rejoin       chan struct{}
 	restartUntil map[string]time.Time // others' announced restart windows
 	restartKeep  map[string]time.Time // dead members kept healthy until
@@ -120,6 +121,8 @@ type nodeMeta struct {
 	// Links are the node's layer2 interfaces (nil: it publishes none, as
 	// agents before the link check did).
 	Links Links `json:"l2,omitempty"`
+	// Check is the node's health check state (nil: no checked VIP here).
+	Check *Check `json:"cp,omitempty"`
 }
 
 // LoadKey reads the membership secret and derives the 32-byte AES key
@@ -188,6 +191,7 @@ func NewMembership(opts Options) (*Membership, error) {
 		change:       make(chan struct{}, 1),
 		rejoin:       make(chan struct{}, 1),
 		links:        map[string]Links{},
+		checks:       map[string]Check{},
 		restartUntil: map[string]time.Time{},
 		restartKeep:  map[string]time.Time{},
 		leaving:      map[string]bool{},
@@ -467,6 +471,7 @@ func (e *events) NotifyLeave(n *memberlist.Node) {
 	}
 	delete(ms.leaving, n.Name)
 	delete(ms.links, n.Name)
+	delete(ms.checks, n.Name)
 	until, restarting := ms.restartUntil[n.Name]
 	if restarting && kind == "dead" && time.Now().Before(until) {
 		ms.restartKeep[n.Name] = until
@@ -500,6 +505,11 @@ func (ms *Membership) observeMeta(n *memberlist.Node) {
 	defer ms.mu.Unlock()
 	if n.Name != ms.name {
 		ms.observeLinks(n.Name, meta.Links)
+		if meta.Check != nil {
+			ms.checks[n.Name] = *meta.Check
+		} else {
+			delete(ms.checks, n.Name)
+		}
 	}
 	if meta.Leaving {
 		ms.leaving[n.Name] = true

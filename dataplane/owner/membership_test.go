@@ -351,7 +351,7 @@ func TestLinkStatesReachTheOthers(t *testing.T) {
 		m.SetLinks(Links{"eth0": {Up: true, Prefixes: []netip.Prefix{lan}}})
 	}
 	owned := func(m, by *member) []netip.Addr {
-		owners, _ := Elect(vips, by.Healthy(), by.Links())
+		owners, _ := Elect(vips, by.Healthy(), by.Links(), nil)
 		var out []netip.Addr
 		for a, o := range owners {
 			if o == m.name {

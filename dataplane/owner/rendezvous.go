@@ -17,6 +17,9 @@ type VIP struct {
 	// Interfaces are where the VIP is answered when this node owns it (the
 	// pool's [pools.layer2] interfaces). Only Controller uses them.
 	Interfaces []string
+	// Checked: the VIP follows the nodes' health checks (the control-plane
+	// VIP; see checked).
+	Checked bool
 }
 
 // weight is the rendezvous score of node for addr.
@@ -51,7 +54,7 @@ func Owner(addr netip.Addr, candidates []string) (string, bool) {
 // Assign returns the owner of every VIP that has one: the winner among the
 // VIP's eligible nodes that are healthy (Elect without link states).
 func Assign(vips []VIP, healthy []string) map[netip.Addr]string {
-	owners, _ := Elect(vips, healthy, nil)
+	owners, _ := Elect(vips, healthy, nil, nil)
 	return owners
 }
 
