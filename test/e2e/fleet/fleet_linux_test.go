@@ -47,6 +47,8 @@ func scenario(tb testing.TB, o opts, window time.Duration) result {
 	f.converge(tb, v, o.wait)
 	r := result{converged: time.Since(begin), bgpVIPs: len(v.bgp), l2VIPs: len(v.l2)}
 	tb.Logf("figure: %d agents: %d Services (%d BGP, %d layer 2) created → all routed or owned in %v", o.agents, o.services, len(v.bgp), len(v.l2), r.converged.Round(10*time.Millisecond))
+	settled := f.settle(tb, 2*time.Minute)
+	tb.Logf("figure: Service updates stopped %v after convergence (no Service watch event for 2 s)", settled.Round(100*time.Millisecond))
 	r.idle = f.idle(tb, window)
 	tb.Logf("figure: %d agents idle for %v: RSS p50 %.1f / max %.1f MiB; CPU p50 %.2f / max %.2f s each; %.0f API requests and %.0f watch events, all agents together",
 		o.agents, window, r.idle.rssMiB(0.5), r.idle.rssMiB(1), r.idle.cpuAt(0.5), r.idle.cpuAt(1), r.idle.requests, r.idle.events)

@@ -416,6 +416,27 @@ func (f *fleet) eventsByResource(tb testing.TB) map[string]float64 {
 	return out
 }
 
+// settle waits until no agent has received a Service watch event for two
+// seconds (the allocator's condition writes have stopped) and returns how
+// long that took; still busy after timeout, it fails the test: Services
+// rewritten forever would be a write storm every agent pays for.
+func (f *fleet) settle(tb testing.TB, timeout time.Duration) time.Duration {
+	tb.Helper()
+	start := time.Now()
+	last := f.eventsByResource(tb)["services"]
+	for {
+		time.Sleep(2 * time.Second) // the quiet interval being measured
+		now := f.eventsByResource(tb)["services"]
+		if now == last {
+			return time.Since(start)
+		}
+		if time.Since(start) > timeout {
+			tb.Fatalf("Services still updated %v after convergence: %.0f Service watch events in the last 2 s, all agents together", timeout, now-last)
+		}
+		last = now
+	}
+}
+
 // apiCounts sums the agents' API requests (all methods, or those given)
 // and the watch events their informers received, from their /metrics.
 func (f *fleet) apiCounts(tb testing.TB, methods ...string) (requests, events float64) {
