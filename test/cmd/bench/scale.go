@@ -88,7 +88,30 @@ func scaleOnPaper(r *report.Report) []string {
 	} else {
 		say("- API bulk rate: %s.", missing)
 	}
+	fleetScale(say, find, missing)
 	return out
+}
+
+// fleetScale is "1,000 nodes × 10,000 Services" from the fleet's per-agent
+// and per-Service figures: arithmetic on what was measured, each line
+// naming its figure, and what grows first.
+func fleetScale(say func(string, ...any), find func(section, name string) (report.Figure, float64, bool), missing string) {
+	const nodes, services = 1000, 10000
+	say("")
+	say("### %d nodes × %d Services", nodes, services)
+	say("")
+	_, rss, okRSS := find("fleet", "agent RSS, median")
+	f, writes, okW := find("fleet", "one more Service → API writes")
+	_, events, okE := find("fleet", "one more Service → watch events per agent")
+	if !okRSS || !okW || !okE {
+		say("- The fleet's per-agent figures: %s.", missing)
+		return
+	}
+	agents := count(f.Name)
+	say("- Memory: an agent held %.0f MiB (median) with 2,000 Services and 50 agents (the fleet's RSS row); %d Services were not measured, so this run says nothing firmer about them than the kube section's 5,000-Service row.", rss, services)
+	say("- API writes: one more Service cost %.0f writes from %d agents together (%.2f per agent: each announcing agent's Event and node report, plus the allocator's status and condition); at %d agents that is about %.0f writes per new Service, which the API server absorbs once per change, not per second.", writes, agents, writes/float64(agents), nodes, writes/float64(agents)*nodes)
+	say("- Watch fan-out: each agent received %.1f watch events for that Service, so %d agents receive about %.0f events per Service change; a rollout touching all %d Services' EndpointSlices would send on the order of %d × %d × %.1f events, the first cost to grow with both numbers (every agent watches every Service and EndpointSlice, docs/kubernetes.md).", events, nodes, events*nodes, services, nodes, services, events)
+	say("- The router: with externalTrafficPolicy Cluster every node is a path per VIP: %d × %d = %d paths, far past what one FRR holds comfortably; aggregation (`aggregation-length`), `[[peer-nodes]]` per rack and Local Services are how a fleet that size keeps the router's table small. BFD at 100 ms × 3 is %d packets/s each way at one router.", services, nodes, services*nodes, 10*nodes)
 }
 
 var countRE = regexp.MustCompile(`\d[\d,]*`)
