@@ -106,37 +106,59 @@ func start(tb testing.TB, o opts) *fleet {
 		"--lease-duration", "4s", "--metrics-addr", ""}); err != nil {
 		tb.Fatal(err)
 	}
+	// The router waits for the nodes to connect (passive), as a router
+	// with a listen range for a rack does: with both sides connecting,
+	// fifty sessions starting together collided and reset each other
+	// (GoBGP saw FRR's second OPEN as a graceful restart).
 	frr := lab.FRRBGPConf{AS: routerAS, RouterID: routerAddr, MaximumPaths: 64, Global: []string{"bgp graceful-restart"}}
 	for _, n := range f.names {
 		a := addrs[n]
 		frr.Neighbors = append(frr.Neighbors, lab.FRRNeighbor{Addr: a, AS: nodeAS, Timers: "3 9", ConnectRetry: 2,
-			Lines: []string{"neighbor " + a + " bfd", "neighbor " + a + " bfd profile fast"}})
+			Lines: []string{"neighbor " + a + " bfd", "neighbor " + a + " bfd profile fast", "neighbor " + a + " passive"}})
 	}
-	if f.frr, err = f.Bridge.StartFRR(lab.FRRConfig{BGPd: frr.String(), BFDd: lab.FRRFastBFD, LogLevel: "warnings"}); err != nil {
+	if f.frr, err = f.Bridge.StartFRR(lab.FRRConfig{BGPd: frr.String(), BFDd: routerBFD, LogLevel: "warnings"}); err != nil {
 		tb.Fatal(err)
 	}
 	lab.Eventually(tb, 2*time.Minute, 500*time.Millisecond, f.nodesReady)
-	for _, n := range f.names {
+	// Ten at a time, each ten's sessions up before the next starts: fifty
+	// agents starting at once on two cores kept FRR's sessions clearing
+	// for minutes.
+	for i, n := range f.names {
 		l, err := f.Nodes[n].Netlink().LinkByName("eth0")
 		if err != nil {
 			tb.Fatal(err)
 		}
 		f.macs[l.Attrs().HardwareAddr.String()] = n
 		f.startAgent(tb, n)
+		if (i+1)%10 == 0 || i == len(f.names)-1 {
+			f.waitSessions(tb, f.names[:i+1], 3*time.Minute)
+		}
 	}
-	lab.Eventually(tb, 2*time.Minute, 500*time.Millisecond, func() error {
+	return f
+}
+
+// routerBFD is lab.FRRFastBFD with the router's detect multiplier at 10:
+// the router still declares a node dead after the node's 3 × 100 ms (the
+// remote's multiplier counts, RFC 5880 6.8.4), while a node whose agent
+// is starved of CPU for a moment — fifty agents on two cores — does not
+// declare the router dead and reset its session.
+const routerBFD = "bfd\n profile fast\n  receive-interval 100\n  transmit-interval 100\n  detect-multiplier 10\n !\n!\n"
+
+// waitSessions waits until FRR's session with each of names is up.
+func (f *fleet) waitSessions(tb testing.TB, names []string, timeout time.Duration) {
+	tb.Helper()
+	lab.Eventually(tb, timeout, 500*time.Millisecond, func() error {
 		sum, err := f.summary()
 		if err != nil {
 			return err
 		}
-		for _, n := range f.names {
-			if p := sum[addrs[n]]; p.State != "Established" {
+		for _, n := range names {
+			if p := sum[nodeAddr(slices.Index(f.names, n))]; p.State != "Established" {
 				return fmt.Errorf("FRR and %s: %q", n, p.State)
 			}
 		}
 		return nil
 	})
-	return f
 }
 
 // nodesReady: every Node Ready (KWOK's doing).
