@@ -80,20 +80,11 @@ type ARPFilter struct {
 
 // NewARPFilter validates opts. It touches nothing in the kernel.
 func NewARPFilter(opts ARPFilterOptions) (*ARPFilter, error) {
-	f := &ARPFilter{log: opts.Logger, table: opts.Table, enter: opts.Enter}
-	if f.log == nil {
-		f.log = slog.New(slog.DiscardHandler)
+	log, table, enter, err := nftOwner(opts.Logger, "arpfilter", "arp filter", opts.Table, DefaultARPFilterTable, opts.Enter)
+	if err != nil {
+		return nil, err
 	}
-	f.log = f.log.With("component", "arpfilter")
-	if f.table == "" {
-		f.table = DefaultARPFilterTable
-	}
-	if len(f.table) > unix.NFT_TABLE_MAXNAMELEN-1 {
-		return nil, fmt.Errorf("arp filter table %q: longer than %d bytes", f.table, unix.NFT_TABLE_MAXNAMELEN-1)
-	}
-	if f.enter == nil {
-		f.enter = func(fn func() error) error { return fn() }
-	}
+	f := &ARPFilter{log: log, table: table, enter: enter}
 	return f, nil
 }
 
@@ -226,4 +217,24 @@ func ipv4Sorted(addrs []netip.Addr) []netip.Addr {
 	}
 	slices.SortFunc(out, netip.Addr.Compare)
 	return slices.Compact(out)
+}
+
+// nftOwner is what both nftables table owners (ARPFilter, VIPCounters)
+// start from: a logger for their component, a table name the kernel
+// accepts (what names it in the error), and the function that enters the
+// node's network namespace.
+func nftOwner(log *slog.Logger, component, what, table, defaultTable string, enter func(func() error) error) (*slog.Logger, string, func(func() error) error, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if table == "" {
+		table = defaultTable
+	}
+	if len(table) > unix.NFT_TABLE_MAXNAMELEN-1 {
+		return nil, "", nil, fmt.Errorf("%s table %q: longer than %d bytes", what, table, unix.NFT_TABLE_MAXNAMELEN-1)
+	}
+	if enter == nil {
+		enter = func(fn func() error) error { return fn() }
+	}
+	return log.With("component", component), table, enter, nil
 }

@@ -73,20 +73,11 @@ type VIPCounters struct {
 // NewVIPCounters validates opts and registers the metrics. It touches
 // nothing in the kernel.
 func NewVIPCounters(opts VIPCountersOptions) (*VIPCounters, error) {
-	c := &VIPCounters{log: opts.Logger, table: opts.Table, enter: opts.Enter}
-	if c.log == nil {
-		c.log = slog.New(slog.DiscardHandler)
+	log, table, enter, err := nftOwner(opts.Logger, "vipcounters", "VIP counters", opts.Table, DefaultVIPCountersTable, opts.Enter)
+	if err != nil {
+		return nil, err
 	}
-	c.log = c.log.With("component", "vipcounters")
-	if c.table == "" {
-		c.table = DefaultVIPCountersTable
-	}
-	if len(c.table) > unix.NFT_TABLE_MAXNAMELEN-1 {
-		return nil, fmt.Errorf("VIP counters table %q: longer than %d bytes", c.table, unix.NFT_TABLE_MAXNAMELEN-1)
-	}
-	if c.enter == nil {
-		c.enter = func(fn func() error) error { return fn() }
-	}
+	c := &VIPCounters{log: log, table: table, enter: enter}
 	if opts.Registerer != nil {
 		if err := opts.Registerer.Register(vipCountersCollector{c}); err != nil {
 			return nil, err
