@@ -86,6 +86,10 @@ type Options struct {
 	// addresses) after the caches synced and whenever they change: the
 	// layer2 membership joins the other speakers through them (optional).
 	OnNodeAddrs func(map[string][]string)
+	// OnHandover receives, after the caches synced and whenever they
+	// change, the addresses of the node this node hands the connections
+	// of a drain to (HandoverTargets; nil: none).
+	OnHandover func([]netip.Addr)
 	// OnNodeLabels receives this node's labels once its Node is read and
 	// again whenever they change ([[peer-nodes]] selects on them).
 	OnNodeLabels func(map[string]string)
@@ -472,6 +476,8 @@ func (c *Controller) speak(ctx context.Context, apply func([]routing.VIP)) {
 		said       = c.seedTold(ctx)
 		lastL2     map[netip.Addr][]string
 		lastAddrs  map[string][]string
+		lastHand   []netip.Addr
+		handSaid   bool
 		lastLabels map[string]string
 		lastGood   = map[string]svcAttrs{}
 		invalid    = map[string]bool{}
@@ -532,6 +538,12 @@ func (c *Controller) speak(ctx context.Context, apply func([]routing.VIP)) {
 			if addrs := nodeAddrs(nodeList); !maps.EqualFunc(addrs, lastAddrs, slices.Equal) || lastAddrs == nil {
 				c.opts.OnNodeAddrs(addrs)
 				lastAddrs = addrs
+			}
+		}
+		if c.opts.OnHandover != nil {
+			if t := HandoverTargets(nodes, c.opts.NodeName); !handSaid || !slices.Equal(t, lastHand) {
+				c.opts.OnHandover(t)
+				lastHand, handSaid = t, true
 			}
 		}
 		// Forget attributes of Services that are gone.

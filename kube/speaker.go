@@ -25,12 +25,7 @@ func NodeEligible(n *corev1.Node) bool {
 	if _, excluded := n.Labels[LabelExcludeFromLB]; excluded {
 		return false
 	}
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
+	return ready(n)
 }
 
 // ServingEndpointNodes returns the nodes where the traffic of a Service
@@ -257,6 +252,50 @@ func decide(in announceInput) announceResult {
 // draining reports whether a node is cordoned (spec.unschedulable, as
 // kubectl cordon and drain set it).
 func draining(n *corev1.Node) bool { return n != nil && n.Spec.Unschedulable }
+
+// HandoverTargets returns the InternalIP addresses of the node whose
+// connections this node should carry on for it: the one node, other than
+// this one, that is cordoned while still Ready (kubectl drain, before it
+// powers off). The others took its VIPs over, and the segments of the
+// connections it still carries reach them (dataplane.Handover sends them
+// back to it). None when this node drains itself, when no node or more
+// than one does (a segment could belong to either; guessing would reset
+// it), or when the node has no InternalIP.
+func HandoverTargets(nodes map[string]*corev1.Node, self string) []netip.Addr {
+	if draining(nodes[self]) {
+		return nil
+	}
+	var leaving *corev1.Node
+	for name, n := range nodes {
+		if name == self || !draining(n) || !ready(n) {
+			continue
+		}
+		if leaving != nil {
+			return nil
+		}
+		leaving = n
+	}
+	if leaving == nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, a := range leaving.Status.Addresses {
+		if ip, err := netip.ParseAddr(a.Address); err == nil && a.Type == corev1.NodeInternalIP {
+			out = append(out, ip)
+		}
+	}
+	return out
+}
+
+// ready reports whether a node's Ready condition is True.
+func ready(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
 
 // anyActive reports whether a node that is not draining is eligible.
 func anyActive(nodes map[string]*corev1.Node, eligible func(string) bool) bool {

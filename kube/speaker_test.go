@@ -295,6 +295,37 @@ func TestDecideDrain(t *testing.T) {
 	}
 }
 
+// The handover target is the one cordoned node that is still Ready, seen
+// from the others; none from the draining node itself, none while two
+// drain, none once it is no longer Ready.
+func TestHandoverTargets(t *testing.T) {
+	cordoned := func(n *corev1.Node, addrs ...string) *corev1.Node {
+		n.Spec.Unschedulable = true
+		for _, a := range addrs {
+			n.Status.Addresses = append(n.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: a})
+		}
+		n.Status.Addresses = append(n.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeExternalIP, Address: "192.0.2.9"})
+		return n
+	}
+	for _, tc := range []struct {
+		name  string
+		nodes map[string]*corev1.Node
+		self  string
+		want  string
+	}{
+		{"none drains", nodesMap(node("n1", true), node("n2", true)), "n1", "[]"},
+		{"n3 drains", nodesMap(node("n1", true), node("n2", true), cordoned(node("n3", true), "198.18.10.13", "fd00::13")), "n1", "[198.18.10.13 fd00::13]"},
+		{"seen from n3", nodesMap(node("n1", true), cordoned(node("n3", true), "198.18.10.13")), "n3", "[]"},
+		{"two drain", nodesMap(node("n1", true), cordoned(node("n2", true), "198.18.10.12"), cordoned(node("n3", true), "198.18.10.13")), "n1", "[]"},
+		{"one drains, one gone", nodesMap(node("n1", true), cordoned(node("n2", false), "198.18.10.12"), cordoned(node("n3", true), "198.18.10.13")), "n1", "[198.18.10.13]"},
+		{"drained and down", nodesMap(node("n1", true), cordoned(node("n3", false), "198.18.10.13")), "n1", "[]"},
+	} {
+		if got := fmt.Sprint(HandoverTargets(tc.nodes, tc.self)); got != tc.want {
+			t.Errorf("%s: %s; want %s", tc.name, got, tc.want)
+		}
+	}
+}
+
 // A weighted-by-endpoints pool: each node's path for a Local Service
 // carries its own ready endpoints as weight; Cluster Services and pools
 // without the setting carry none.

@@ -9,8 +9,11 @@ import (
 	"net/netip"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/vipspeaker/vipspeaker/bgp"
 	"github.com/vipspeaker/vipspeaker/config"
+	"github.com/vipspeaker/vipspeaker/dataplane"
 	"github.com/vipspeaker/vipspeaker/dataplane/owner"
 	"github.com/vipspeaker/vipspeaker/kube"
 	"github.com/vipspeaker/vipspeaker/kube/nodestate"
@@ -41,6 +44,10 @@ type cluster struct {
 // stops the agent with every problem listed, as an invalid config
 // directory does.
 func (a *agent) newCluster(ctx context.Context) error {
+	handover, err := dataplane.NewHandover(dataplane.HandoverOptions{Logger: a.log, Registerer: a.reg})
+	if err != nil {
+		return err
+	}
 	ctrl, err := kube.New(kube.Options{
 		Kubeconfig:    a.f.kubeconfig,
 		NodeName:      a.f.nodeName,
@@ -59,6 +66,7 @@ func (a *agent) newCluster(ctx context.Context) error {
 				a.l2.SetEligible(candidates)
 			}
 		},
+		OnHandover:   handover.SetTargets,
 		OnNodeLabels: func(l map[string]string) { a.setNodeLabels(ctx, l) },
 		NodeReport:   func() (nodestate.Status, bool) { return nodestate.FromReport(a.report(true)) },
 		OnNodeAddrs: func(addrs map[string][]string) {
@@ -74,7 +82,10 @@ func (a *agent) newCluster(ctx context.Context) error {
 	}
 	a.cluster.ctrl = ctrl
 	a.runSource = func(ctx context.Context) error {
-		return ctrl.Run(ctx, func(vips []routing.VIP) { a.applyVIPs(ctx, vips, false) })
+		g, gctx := errgroup.WithContext(ctx)
+		g.Go(func() error { return handover.Run(gctx, a.table) })
+		g.Go(func() error { return ctrl.Run(gctx, func(vips []routing.VIP) { a.applyVIPs(gctx, vips, false) }) })
+		return g.Wait()
 	}
 	gctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

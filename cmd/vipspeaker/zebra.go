@@ -5,13 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/vipspeaker/vipspeaker/bgp"
 	"github.com/vipspeaker/vipspeaker/config"
+	"github.com/vipspeaker/vipspeaker/internal/reexec"
 )
 
 // zebraReconnectsEnv carries the count of zebra recoveries across the
@@ -37,7 +36,7 @@ const zebraReexecSpacing = 5 * time.Second
 // exec fails.
 func (a *agent) runZebraGuard(ctx context.Context) error {
 	started := time.Now()
-	prior := zebraReconnects(os.Getenv(zebraReconnectsEnv))
+	prior := reexec.Count(os.Getenv(zebraReconnectsEnv))
 	err := a.bgp.RunZebraGuard(ctx, bgp.ZebraGuardOptions{Recovery: bgp.ReturnError, PriorReconnects: prior})
 	if !errors.Is(err, bgp.ErrZebraLost) || ctx.Err() != nil {
 		return err
@@ -54,34 +53,13 @@ func (a *agent) runZebraGuard(ctx context.Context) error {
 		}
 	}
 	n := prior + 1
-	argv, env := os.Args, withEnv(os.Environ(), zebraReconnectsEnv, strconv.FormatUint(n, 10))
+	argv, env := os.Args, reexec.WithCount(os.Environ(), zebraReconnectsEnv, n)
 	a.log.Warn("zebra connection lost: re-executing vipspeaker to reconnect (GoBGP's zebra client cannot); BGP sessions drop, graceful-restart peers keep the routes",
 		"component", "zebra", "error", err, "reconnects", n)
 	if err := zebraExec("/proc/self/exe", argv, env); err != nil {
 		return fmt.Errorf("re-execute vipspeaker after the zebra connection was lost: %w", err)
 	}
 	return nil // not reached
-}
-
-// zebraReconnects reads the count carried in the environment; anything
-// unreadable counts as 0.
-func zebraReconnects(s string) uint64 {
-	n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 64)
-	if err != nil {
-		return 0
-	}
-	return n
-}
-
-// withEnv returns env with key set to value (replaced if present).
-func withEnv(env []string, key, value string) []string {
-	out := make([]string, 0, len(env)+1)
-	for _, kv := range env {
-		if !strings.HasPrefix(kv, key+"=") {
-			out = append(out, kv)
-		}
-	}
-	return append(out, key+"="+value)
 }
 
 // checkImportWithZebra refuses [import-to-kernel] with [zebra.config] at
