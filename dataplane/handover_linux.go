@@ -64,13 +64,13 @@ type Handover struct {
 	table string
 	enter func(func() error) error
 
-	mu       sync.Mutex
-	targets  []netip.Addr
-	vips     map[netip.Addr]bool
-	kick     chan struct{}
-	applied  string // description of what is in the kernel ("" none)
-	lastErr  string
-	base     uint64 // packets forwarded by tables since removed
+	mu      sync.Mutex
+	targets []netip.Addr
+	vips    map[netip.Addr]bool
+	kick    chan struct{}
+	applied string // description of what is in the kernel ("" none)
+	lastErr string
+	base    uint64 // packets forwarded by tables since removed
 }
 
 // NewHandover validates opts and registers the metric; it touches nothing
