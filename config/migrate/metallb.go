@@ -84,6 +84,9 @@ type mlbBFD struct {
 
 // metallb converts what the documents of group metallb.io hold.
 func (c *converter) metallb() {
+	for _, d := range c.docs {
+		c.defaultClass = c.defaultClass || d.group == "metallb.io"
+	}
 	aliases := map[string]string{}
 	for _, d := range c.of("metallb.io", "Community") {
 		var s mlbCommunity

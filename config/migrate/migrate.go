@@ -153,7 +153,10 @@ type converter struct {
 	pools     []*pool
 	neighbors []neighbor
 	globalAS  uint32
-	notes     []string
+	// defaultClass: the input has MetalLB resources, and MetalLB takes
+	// the Services without a class.
+	defaultClass bool
+	notes        []string
 }
 
 func (c *converter) of(group, kind string) []doc {
@@ -217,6 +220,10 @@ func mergeStrings(a, b []string) []string {
 func (c *converter) toml() string {
 	var b bytes.Buffer
 	b.WriteString("# Converted by `vipspeaker migrate`; check it with `vipspeaker check`.\n")
+	if c.defaultClass {
+		b.WriteString("\n# MetalLB handles LoadBalancer Services that name no loadBalancerClass\n" +
+			"# (unless its speaker and controller ran with --lb-class): so does the agent.\ndefault-class = true\n")
+	}
 	for _, p := range c.pools {
 		fmt.Fprintf(&b, "\n[[pools]]\nname = %s\naddresses = %s\nmode = %q\nauto-assign = %t\n", quote(p.name), list(p.addresses), p.mode, p.autoAssign)
 		if p.avoidBuggy {

@@ -139,11 +139,17 @@ func TestUpstreamExamples(t *testing.T) {
 					t.Errorf("gobgp.conf lacks %s:\n%s", want, res.GoBGP)
 				}
 			}
+			cfg, errs := config.Parse(config.FileName, []byte(res.TOML))
+			if len(errs) > 0 {
+				t.Fatal(errs)
+			}
+			// MetalLB takes the Services that name no class; OpenELB
+			// only those with its opt-in annotation, which the agent
+			// takes anyway.
+			if want := strings.HasPrefix(tc.file, "metallb-"); cfg.DefaultClass != want {
+				t.Errorf("default-class = %t, want %t", cfg.DefaultClass, want)
+			}
 			if tc.pools != nil {
-				cfg, errs := config.Parse(config.FileName, []byte(res.TOML))
-				if len(errs) > 0 {
-					t.Fatal(errs)
-				}
 				tc.pools(t, cfg)
 			}
 		})
@@ -172,4 +178,3 @@ func wantPool(t *testing.T, cfg *config.Config, name, mode string, auto bool, pr
 	}
 	return p
 }
-
