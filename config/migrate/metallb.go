@@ -334,6 +334,9 @@ func (c *converter) mlbPeer(d doc, s mlbPeer, bfd map[string]mlbBFD) {
 	}
 	if s.KeepaliveTime != nil {
 		n.keepalive = s.KeepaliveTime.Seconds()
+		if n.keepalive == 0 {
+			c.note(d, "keepaliveTime 0s: not carried over (GoBGP sends keepalives every third of the hold time)")
+		}
 	}
 	if s.ConnectTime != nil {
 		n.connectRetry = s.ConnectTime.Seconds()

@@ -398,7 +398,7 @@ func Files(names []string, stdin io.Reader) (*Result, error) {
 // the lines of the first that does not (the parser's own line numbers
 // count from places a reader cannot find).
 func syntax(b []byte) error {
-	lines := strings.SplitAfter(string(b), "\n")
+	lines := strings.SplitAfter(strings.TrimSuffix(string(b), "\n"), "\n")
 	start := 0
 	for n, i := 1, 0; i <= len(lines); i++ {
 		if i < len(lines) && strings.TrimRight(lines[i], " \t\r\n") != "---" {

@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -139,5 +140,23 @@ spec: {aggregationLength: 24}
 	_, err := Convert(strings.NewReader(in))
 	if err == nil || !strings.Contains(err.Error(), "aggregation-length") {
 		t.Fatalf("err = %v, want the agent's refusal of aggregation-length", err)
+	}
+}
+
+// A file that is not YAML is named, with the lines of the document that
+// does not parse (the YAML parser's own line numbers are not the file's).
+func TestFilesNamesTheBadFile(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(good, []byte("apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: a}\nspec: {addresses: [198.51.100.0/24]}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte("# first\nkind: Eip\n---\nkind: Eip\nmetadata:\n  name: x\n   bad: indent\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Files([]string{good, bad}, nil)
+	if err == nil || !strings.Contains(err.Error(), bad+": document 2 (lines 4-7)") {
+		t.Fatalf("err = %v, want it to name %s, document 2, lines 4-7", err, bad)
 	}
 }

@@ -42,7 +42,7 @@ func TestUpstreamExamples(t *testing.T) {
 		{file: "metallb-bgpadvertisement_with_node_selector.yaml", notes: [][]string{{"BGPAdvertisement/advertisement", `no IPAddressPool "first-pool"`}}},
 		{file: "metallb-bgppeer_with_bfdprofile.yaml", gobgp: []string{`neighbor-address = "172.30.0.3"`, "peer-as = 64512",
 			"desired-minimum-tx-interval = 270000", "required-minimum-receive = 380000", "detection-multiplier = 3"}},
-		{file: "metallb-bgppeer_withsecret.yaml", notes: [][]string{{"BGPPeer/peer-with-secret", "passwordSecret", "secretname"}},
+		{file: "metallb-bgppeer_withsecret.yaml", notes: [][]string{{"BGPPeer/peer-with-secret", "passwordSecret", "secretname"}, {"BGPPeer/peer-with-secret", "keepaliveTime 0s"}},
 			gobgp: []string{`auth-password = "secret:secretname/password"`, "hold-time = 540", "remote-port = 179"}},
 		{file: "metallb-deployment_bgp.yaml",
 			notes: [][]string{{"Deployment/nginx", "passed over"}, {"Service/nginx", "passed over"},
