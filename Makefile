@@ -47,10 +47,11 @@ test: deps lint test-tools ## Everything CI runs: deps, lint, bpf2go output up t
 	@# membership (100 ms probes) once took a live node for dead.
 	go test -race -count=1 -timeout $(GO_TEST_TIMEOUT) ./test/e2e/realnodes
 
-test-tools: ## Build the test-only tools once per machine (kube-apiserver, kubelet, kube-proxy, kube-controller-manager, kube-scheduler, kubectl, KWOK, helm, kustomize; cached)
+test-tools: ## Build the test-only tools once per machine (kube-apiserver, kubelet, kube-proxy, kube-controller-manager, kube-scheduler, kubectl, KWOK, helm, kustomize, MetalLB's speaker and controller; cached)
 	test/apiserver/build.sh all >/dev/null
 	test/kwok/build.sh >/dev/null
 	go run ./test/e2e/ops/prebuild
+	go run ./test/cmd/metallb
 
 demo: deps build ## Start the lab: a router, two nodes running vipspeaker, a client reaching the VIPs
 	go run ./test/cmd/demo up

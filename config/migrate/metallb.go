@@ -84,6 +84,9 @@ type mlbBFD struct {
 
 // metallb converts what the documents of group metallb.io hold.
 func (c *converter) metallb() {
+	for _, d := range c.docs {
+		c.defaultClass = c.defaultClass || d.group == "metallb.io"
+	}
 	aliases := map[string]string{}
 	for _, d := range c.of("metallb.io", "Community") {
 		var s mlbCommunity
@@ -108,7 +111,7 @@ func (c *converter) metallb() {
 		if !c.spec(d, &s) {
 			continue
 		}
-		p := &pool{name: d.name, addresses: s.Addresses, autoAssign: s.AutoAssign == nil || *s.AutoAssign,
+		p := &pool{name: d.name, addresses: c.addresses(d, s.Addresses), autoAssign: s.AutoAssign == nil || *s.AutoAssign,
 			avoidBuggy: s.AvoidBuggyIPs, labels: d.labels}
 		if a := s.ServiceAllocation; a != nil {
 			p.namespaces, p.priority = a.Namespaces, a.Priority
@@ -155,6 +158,7 @@ func (c *converter) metallb() {
 			c.nodeSelector(d, p, s.NodeSelectors)
 		}
 	}
+	bgpAds := map[*pool][]bgpAd{}
 	for _, d := range c.of("metallb.io", "BGPAdvertisement") {
 		var s mlbBGPAdv
 		if !c.spec(d, &s) {
@@ -164,23 +168,23 @@ func (c *converter) metallb() {
 			c.note(d, "spec.peers: a pool's own peer list is not carried over (every session gets the pool; a policy in gobgp.conf with a prefix-set can limit it)")
 		}
 		for _, p := range selected(d, s.IPAddressPools, s.IPAddressPoolSelectors) {
-			c.advertise(d, p, "bgp")
-			for _, v := range s.Communities {
+			bgpAds[p] = append(bgpAds[p], bgpAd{d, s})
+		}
+	}
+	for _, p := range c.pools {
+		for _, a := range c.keptAds(p, bgpAds[p]) {
+			c.advertise(a.d, p, "bgp")
+			for _, v := range a.s.Communities {
 				if a, ok := aliases[v]; ok {
 					v = a
 				}
 				p.communities = mergeStrings(p.communities, []string{v})
 			}
-			if s.LocalPref != 0 {
-				p.localPref = s.LocalPref
+			if a.s.LocalPref != 0 {
+				p.localPref = a.s.LocalPref
 			}
-			if l := s.AggregationLength; l != nil && *l < 32 {
-				p.aggregation = *l
-			}
-			if l := s.AggregationLengthV6; l != nil && *l < 128 {
-				p.aggregationV6 = *l
-			}
-			c.nodeSelector(d, p, s.NodeSelectors)
+			p.aggregation, p.aggregationV6 = a.lengths()
+			c.nodeSelector(a.d, p, a.s.NodeSelectors)
 		}
 	}
 	for _, p := range c.pools {
@@ -189,12 +193,102 @@ func (c *converter) metallb() {
 			p.mode, p.autoAssign = "bgp", false
 		}
 	}
+	var ibgp string
 	for _, d := range c.of("metallb.io", "BGPPeer") {
 		var s mlbPeer
 		if c.spec(d, &s) {
 			c.mlbPeer(d, s, bfd)
+			if s.MyASN != 0 && s.MyASN == s.PeerASN && ibgp == "" {
+				ibgp = d.ref()
+			}
 		}
 	}
+	for _, p := range c.pools {
+		if p.mode != "bgp" || len(bgpAds[p]) == 0 {
+			continue
+		}
+		if p.aggregation != 0 || p.aggregationV6 != 0 {
+			c.notef("IPAddressPool/%s: aggregation: here Services with externalTrafficPolicy Local keep their host routes, from the nodes with a ready endpoint (MetalLB announces the aggregate for them too, from those nodes)", p.name)
+		}
+		if p.localPref == 0 && ibgp != "" {
+			c.notef("IPAddressPool/%s: no localPref: MetalLB's native mode sends LOCAL_PREF 0 to iBGP peers (%s), the agent GoBGP's 100; set [pools.advertise] local-pref if the router compares them", p.name, ibgp)
+		}
+	}
+}
+
+// bgpAd is one BGPAdvertisement as it applies to a pool.
+type bgpAd struct {
+	d doc
+	s mlbBGPAdv
+}
+
+// lengths are the advertisement's aggregation lengths as the pool's
+// settings: 0 for host routes (MetalLB's default 32 and 128).
+func (a bgpAd) lengths() (v4, v6 int) {
+	if l := a.s.AggregationLength; l != nil && *l < 32 {
+		v4 = *l
+	}
+	if l := a.s.AggregationLengthV6; l != nil && *l < 128 {
+		v6 = *l
+	}
+	return v4, v6
+}
+
+// keptAds are the advertisements of p that carry over. MetalLB announces
+// a VIP once per advertisement, so several with different aggregation
+// lengths announce the host route and the aggregate side by side (its
+// documentation's example: a /32 with no-advertise for the router, the /24
+// for transit). Here a pool announces one prefix per VIP: the
+// advertisements with the longest lengths (host routes first) are kept,
+// with their attributes only, and each other one is a note. Merging them
+// would put the /32's communities on the /24.
+func (c *converter) keptAds(p *pool, ads []bgpAd) []bgpAd {
+	if len(ads) < 2 {
+		return ads
+	}
+	best := ads[0]
+	for _, a := range ads[1:] {
+		b4, b6 := best.lengths()
+		a4, a6 := a.lengths()
+		if longer(a4, b4) || a4 == b4 && longer(a6, b6) {
+			best = a
+		}
+	}
+	w4, w6 := best.lengths()
+	var kept []bgpAd
+	for _, a := range ads {
+		if a4, a6 := a.lengths(); a4 == w4 && a6 == w6 {
+			kept = append(kept, a)
+			continue
+		}
+		c.note(a.d, fmt.Sprintf("pool %q: also announced by %s with other aggregation lengths; a pool here announces one prefix per VIP, so %s's %s and its attributes are not carried over (announce it from the router, e.g. an aggregate route, or split the pool)",
+			p.name, best.d.ref(), a.d.ref(), describeLengths(a)))
+	}
+	return kept
+}
+
+// longer compares aggregation lengths as the pool's settings (0: host
+// routes, the longest).
+func longer(a, b int) bool {
+	if a == 0 || b == 0 {
+		return a == 0 && b != 0
+	}
+	return a > b
+}
+
+func describeLengths(a bgpAd) string {
+	v4, v6 := a.lengths()
+	var out []string
+	if v4 != 0 {
+		out = append(out, fmt.Sprintf("/%d aggregate", v4))
+	}
+	if v6 != 0 {
+		out = append(out, fmt.Sprintf("/%d IPv6 aggregate", v6))
+	}
+	if len(out) == 0 {
+		return "host routes"
+	}
+	return strings.Join(out, " and ")
 }
 
 // advertise sets p's mode from an advertisement, noting a second mode.
@@ -240,6 +334,9 @@ func (c *converter) mlbPeer(d doc, s mlbPeer, bfd map[string]mlbBFD) {
 	}
 	if s.KeepaliveTime != nil {
 		n.keepalive = s.KeepaliveTime.Seconds()
+		if n.keepalive == 0 {
+			c.note(d, "keepaliveTime 0s: not carried over (GoBGP sends keepalives every third of the hold time)")
+		}
 	}
 	if s.ConnectTime != nil {
 		n.connectRetry = s.ConnectTime.Seconds()

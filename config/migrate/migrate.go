@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -152,8 +153,10 @@ type converter struct {
 	pools     []*pool
 	neighbors []neighbor
 	globalAS  uint32
-	routerID  string
-	notes     []string
+	// defaultClass: the input has MetalLB resources, and MetalLB takes
+	// the Services without a class.
+	defaultClass bool
+	notes        []string
 }
 
 func (c *converter) of(group, kind string) []doc {
@@ -187,6 +190,22 @@ func (c *converter) notef(format string, args ...any) {
 	c.notes = append(c.notes, fmt.Sprintf(format, args...))
 }
 
+// addresses are a pool's addresses as written, with a CIDR that has host
+// bits set ("198.51.100.10/24", as in MetalLB's documentation) turned into
+// the block MetalLB and OpenELB take it for (Go's net.ParseCIDR), with a
+// note; the agent refuses such a CIDR as a likely typo.
+func (c *converter) addresses(d doc, in []string) []string {
+	out := make([]string, len(in))
+	for i, a := range in {
+		out[i] = strings.TrimSpace(a)
+		if pfx, err := netip.ParsePrefix(out[i]); err == nil && pfx != pfx.Masked() {
+			out[i] = pfx.Masked().String()
+			c.note(d, fmt.Sprintf("address %q has host bits set: written as %s, the block it stands for there", a, out[i]))
+		}
+	}
+	return out
+}
+
 func mergeStrings(a, b []string) []string {
 	out := slices.Clone(a)
 	for _, s := range b {
@@ -201,6 +220,10 @@ func mergeStrings(a, b []string) []string {
 func (c *converter) toml() string {
 	var b bytes.Buffer
 	b.WriteString("# Converted by `vipspeaker migrate`; check it with `vipspeaker check`.\n")
+	if c.defaultClass {
+		b.WriteString("\n# MetalLB handles LoadBalancer Services that name no loadBalancerClass\n" +
+			"# (unless its speaker and controller ran with --lb-class): so does the agent.\ndefault-class = true\n")
+	}
 	for _, p := range c.pools {
 		fmt.Fprintf(&b, "\n[[pools]]\nname = %s\naddresses = %s\nmode = %q\nauto-assign = %t\n", quote(p.name), list(p.addresses), p.mode, p.autoAssign)
 		if p.avoidBuggy {
@@ -274,9 +297,6 @@ func (c *converter) gobgp() string {
 	}
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# Converted by `vipspeaker migrate`.\n[global.config]\n  as = %d\n", as)
-	if c.routerID != "" {
-		fmt.Fprintf(&b, "  router-id = %s\n", quote(c.routerID))
-	}
 	seen := map[string]string{}
 	for _, n := range c.neighbors {
 		if prev, dup := seen[n.address]; dup {
@@ -365,10 +385,32 @@ func Files(names []string, stdin io.Reader) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
+		if err := syntax(b); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
 		in.Write(b)
 		in.WriteString("\n---\n")
 	}
 	return Convert(&in)
+}
+
+// syntax checks that each YAML document of one file parses, and names
+// the lines of the first that does not (the parser's own line numbers
+// count from places a reader cannot find).
+func syntax(b []byte) error {
+	lines := strings.SplitAfter(strings.TrimSuffix(string(b), "\n"), "\n")
+	start := 0
+	for n, i := 1, 0; i <= len(lines); i++ {
+		if i < len(lines) && strings.TrimRight(lines[i], " \t\r\n") != "---" {
+			continue
+		}
+		var node yaml.Node
+		if err := yaml.Unmarshal([]byte(strings.Join(lines[start:i], "")), &node); err != nil {
+			return fmt.Errorf("document %d (lines %d-%d): %w", n, start+1, i, err)
+		}
+		start, n = i+1, n+1
+	}
+	return nil
 }
 
 // WriteDir writes res as a config directory: vipspeaker.toml, and

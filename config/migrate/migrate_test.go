@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -89,22 +90,33 @@ func TestMetalLB(t *testing.T) {
 
 func TestOpenELB(t *testing.T) {
 	res, cfg := convertFile(t, "testdata/openelb.yaml")
-	if len(cfg.Pools) != 2 {
-		t.Fatalf("pools %+v, want eip-bgp and eip-layer2 (eip-off is disabled)", cfg.Pools)
+	if len(cfg.Pools) != 3 {
+		t.Fatalf("pools %+v, want eip-bgp, eip-layer2 and eip-off", cfg.Pools)
 	}
-	if p := cfg.Pool("eip-bgp"); p == nil || p.Mode != "bgp" || !p.AutoAssign {
-		t.Errorf("eip-bgp %+v, want bgp and auto-assign (the default Eip)", p)
+	if p := cfg.Pool("eip-bgp"); p == nil || p.Mode != "bgp" || !p.AutoAssign || p.Priority != 0 {
+		t.Errorf("eip-bgp %+v, want bgp and auto-assign without priority (the default Eip: tried last)", p)
 	}
-	if p := cfg.Pool("eip-layer2"); p == nil || p.Mode != "layer2" || p.AutoAssign || strings.Join(p.Layer2.Interfaces, ",") != "eth0" ||
-		strings.Join(p.Namespaces, ",") != "project" {
-		t.Errorf("eip-layer2 %+v", p)
+	// OpenELB assigns an Eip that lists a namespace to that namespace's
+	// Services without being asked, before the default Eip.
+	if p := cfg.Pool("eip-layer2"); p == nil || p.Mode != "layer2" || !p.AutoAssign || p.Priority != 1 ||
+		strings.Join(p.Layer2.Interfaces, ",") != "eth0" || strings.Join(p.Namespaces, ",") != "project" {
+		t.Errorf("eip-layer2 %+v, want layer2 on eth0, auto-assign for namespace project, priority 1 (OpenELB's 0)", p)
 	}
-	hasNote(t, res, "Eip/eip-off", "disabled")
+	// Disabled: no new Services, existing ones keep their addresses.
+	if p := cfg.Pool("eip-off"); p == nil || p.AutoAssign {
+		t.Errorf("eip-off %+v, want kept with auto-assign off", p)
+	}
+	hasNote(t, res, "Eip/eip-off", "disabled", "auto-assign = false")
+	hasNote(t, res, "Eip/eip-layer2", "namespaces", "by annotation")
 	hasNote(t, res, "BgpConf/default", "listenPort 17900")
-	for _, want := range []string{"as = 50000", `router-id = "192.168.0.2"`, `neighbor-address = "192.168.0.5"`, "peer-as = 50001", "hold-time = 9"} {
+	hasNote(t, res, "BgpConf/default", "routerId 192.168.0.2", "its own address")
+	for _, want := range []string{"as = 50000", `neighbor-address = "192.168.0.5"`, "peer-as = 50001", "hold-time = 9"} {
 		if !strings.Contains(res.GoBGP, want) {
 			t.Errorf("gobgp.conf lacks %s:\n%s", want, res.GoBGP)
 		}
+	}
+	if strings.Contains(res.GoBGP, "router-id") {
+		t.Errorf("gobgp.conf sets a router-id, shared by every node:\n%s", res.GoBGP)
 	}
 	if len(cfg.PeerNodes) != 1 || cfg.PeerNodes[0].NodeSelector != "openelb.kubesphere.io/rack=leaf1" {
 		t.Errorf("peer-nodes %+v", cfg.PeerNodes)
@@ -128,5 +140,23 @@ spec: {aggregationLength: 24}
 	_, err := Convert(strings.NewReader(in))
 	if err == nil || !strings.Contains(err.Error(), "aggregation-length") {
 		t.Fatalf("err = %v, want the agent's refusal of aggregation-length", err)
+	}
+}
+
+// A file that is not YAML is named, with the lines of the document that
+// does not parse (the YAML parser's own line numbers are not the file's).
+func TestFilesNamesTheBadFile(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(good, []byte("apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: a}\nspec: {addresses: [198.51.100.0/24]}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte("# first\nkind: Eip\n---\nkind: Eip\nmetadata:\n  name: x\n   bad: indent\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Files([]string{good, bad}, nil)
+	if err == nil || !strings.Contains(err.Error(), bad+": document 2 (lines 4-7)") {
+		t.Fatalf("err = %v, want it to name %s, document 2, lines 4-7", err, bad)
 	}
 }

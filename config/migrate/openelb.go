@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 )
 
 // OpenELB's custom resources (network.kubesphere.io/v1alpha2), the fields
@@ -22,9 +23,10 @@ type oelbEip struct {
 }
 
 type oelbConf struct {
-	AS         uint32 `json:"as"`
-	RouterID   string `json:"routerId"`
-	ListenPort int32  `json:"listenPort"`
+	AS         uint32            `json:"as"`
+	AsPerRack  map[string]uint32 `json:"asPerRack"`
+	RouterID   string            `json:"routerId"`
+	ListenPort int32             `json:"listenPort"`
 }
 
 type oelbPeer struct {
@@ -57,6 +59,11 @@ type oelbPeer struct {
 				Afi string `json:"afi"`
 			} `json:"family"`
 		} `json:"config"`
+		AddPaths *struct {
+			Config *struct {
+				SendMax int `json:"sendMax"`
+			} `json:"config"`
+		} `json:"addPaths"`
 	} `json:"afiSafis"`
 	NodeSelector *metav1.LabelSelector `json:"nodeSelector"`
 }
@@ -68,11 +75,7 @@ func (c *converter) openelb() {
 		if !c.spec(d, &s) {
 			continue
 		}
-		if s.Disable {
-			c.note(d, "disabled in OpenELB: not carried over")
-			continue
-		}
-		p := &pool{name: d.name, addresses: []string{strings.TrimSpace(s.Address)}, autoAssign: true, namespaces: s.Namespaces}
+		p := &pool{name: d.name, addresses: c.addresses(d, []string{s.Address}), namespaces: s.Namespaces}
 		switch s.Protocol {
 		case "", "bgp":
 			p.mode = "bgp"
@@ -87,19 +90,49 @@ func (c *converter) openelb() {
 			c.note(d, fmt.Sprintf("protocol %q (keepalived) has no equivalent; the pool becomes a layer2 pool", s.Protocol))
 			p.mode = "layer2"
 		}
-		if len(s.NamespaceSelector) > 0 || s.Priority != 0 {
-			c.note(d, "namespaceSelector and priority are not carried over (a pool here lists its namespaces)")
+		if len(s.NamespaceSelector) > 0 {
+			p.namespaceSelector = labels.SelectorFromSet(s.NamespaceSelector).String()
 		}
-		// OpenELB Services pick their Eip by annotation; only the Eip
-		// marked default serves the others.
-		p.autoAssign = d.annotations["eip.openelb.kubesphere.io/is-default-eip"] == "true"
+		// OpenELB gives a Service that names no Eip the first Eip, by
+		// priority (lower first, 0 by default), whose namespaces or
+		// namespaceSelector take the Service's namespace, else the Eip
+		// marked default. Here: the scoped Eips are auto-assign pools with
+		// priority+1 (a priority here is 1 or more), the default one an
+		// auto-assign pool without priority (tried last), and any other Eip
+		// serves only Services that name it.
+		isDefault := d.annotations["eip.openelb.kubesphere.io/is-default-eip"] == "true"
+		scoped := len(p.namespaces) > 0 || p.namespaceSelector != ""
+		p.autoAssign = scoped || isDefault
+		if scoped {
+			p.priority = min(max(s.Priority+1, 1), 1000000)
+			if p.priority != s.Priority+1 {
+				c.note(d, fmt.Sprintf("priority %d: written as %d (here 1..1000000, lower first)", s.Priority, p.priority))
+			}
+			c.note(d, "namespaces/namespaceSelector: here they also keep Services of other namespaces from naming the pool by annotation (OpenELB: they only steer automatic assignment)")
+			if isDefault {
+				c.note(d, "the default Eip is also scoped to namespaces: here it serves only those")
+			}
+		}
+		if s.Disable {
+			// OpenELB: no new Services; those that have its addresses keep them.
+			p.autoAssign = false
+			c.note(d, "disabled in OpenELB: kept with auto-assign = false so the Services that have its addresses keep them, but a Service that names it by annotation gets an address here")
+		}
 		c.pools = append(c.pools, p)
 	}
 	if confs := c.of("network.kubesphere.io", "BgpConf"); len(confs) > 0 {
 		var s oelbConf
 		if c.spec(confs[0], &s) {
 			c.globalAS = s.AS
-			c.routerID = s.RouterID
+			if s.RouterID != "" {
+				// OpenELB gives every speaker this one router-id; gobgp.conf
+				// is shared by the nodes too, and identical router-ids from
+				// several nodes break iBGP at the router.
+				c.note(confs[0], fmt.Sprintf("routerId %s: not carried over: each node uses its own address as router-id", s.RouterID))
+			}
+			if len(s.AsPerRack) > 0 {
+				c.note(confs[0], "asPerRack: not carried over (one AS for every node; a rack's own AS needs its own gobgp.conf)")
+			}
 			if s.ListenPort != 0 && s.ListenPort != 179 {
 				c.note(confs[0], fmt.Sprintf("listenPort %d: the agent listens on port 179 only if gobgp.conf sets [global.config] port; not carried over", s.ListenPort))
 			}
@@ -133,6 +166,12 @@ func (c *converter) openelb() {
 			n.hold = c.seconds(d, "holdTime", t.HoldTime)
 			n.keepalive = c.seconds(d, "keepaliveInterval", t.KeepaliveInterval)
 			n.connectRetry = c.seconds(d, "connectRetry", t.ConnectRetry)
+		}
+		for _, af := range s.AfiSafis {
+			if af.AddPaths != nil && af.AddPaths.Config != nil && af.AddPaths.Config.SendMax > 0 {
+				c.note(d, "afiSafis[].addPaths: not carried over (here each node announces its own path; the router needs no add-path for ECMP)")
+				break
+			}
 		}
 		if s.NodeSelector != nil {
 			sel, err := metav1.LabelSelectorAsSelector(s.NodeSelector)

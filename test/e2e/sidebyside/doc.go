@@ -16,7 +16,10 @@
 // VIP on a kube-ipvs0 device on every node, arp_ignore=1) so that pings to
 // its VIPs are answered; vipspeaker puts VIPs on its own interface.
 //
-// Everything here is a benchmark (BenchmarkSideBySide,
-// BenchmarkSideBySideScale), run by `make bench` (section "metallb"); plain
-// `go test` runs only the cheap checks of the harness itself.
+// The measurements are benchmarks (BenchmarkSideBySide,
+// BenchmarkSideBySideScale), run by `make bench` (section "metallb").
+// Plain `go test` (and so `make test`, whose test-tools build MetalLB once
+// per machine) runs TestMigrateAnnouncesWhatMetalLBDid: MetalLB, then
+// vipspeaker on `vipspeaker migrate`'s conversion of the same YAML, in one
+// lab, FRR's routes compared.
 package sidebyside

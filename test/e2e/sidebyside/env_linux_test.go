@@ -3,6 +3,7 @@ package sidebyside
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -162,9 +163,18 @@ func (e *env) frrConf() string {
 		Global: []string{"bgp graceful-restart", "bgp graceful-restart restart-time 30"}}
 	for _, n := range nodeNames {
 		a := nodeAddr(n)
-		c.Neighbors = append(c.Neighbors, lab.FRRNeighbor{Addr: a, AS: nodeAS, Timers: "1 3", ConnectRetry: 1, Lines: e.sys.RouterNeighbor(a)})
+		c.Neighbors = append(c.Neighbors, lab.FRRNeighbor{Addr: a, AS: int(e.nodesAS()), Timers: "1 3", ConnectRetry: 1, Lines: e.sys.RouterNeighbor(a)})
 	}
 	return c.String()
+}
+
+// nodesAS is the AS FRR expects of the nodes: nodeAS, unless the system
+// brings a configuration of its own with another (NodeAS).
+func (e *env) nodesAS() uint32 {
+	if s, ok := e.sys.(interface{ NodeAS() uint32 }); ok && s.NodeAS() != 0 {
+		return s.NodeAS()
+	}
+	return nodeAS
 }
 
 // waitSessions waits until FRR has an established session with every node.
@@ -180,15 +190,23 @@ func (e *env) waitSessions(t testing.TB) {
 // svc describes one Service the bench creates.
 type svc struct {
 	name  string
-	pool  string // "bgp" or "l2"
+	pool  string // "bgp" or "l2"; "": no pool annotation
 	local bool   // externalTrafficPolicy: Local with the endpoint on n1
+	// annotations are added as they are, the same for both systems (the
+	// migration test's MetalLB annotations, which vipspeaker reads too).
+	annotations map[string]string
 }
 
 // service is the Service object, the same for both systems except the
 // pool annotation each one reads.
 func (e *env) service(s svc) *corev1.Service {
+	ann := map[string]string{}
+	if s.pool != "" {
+		maps.Copy(ann, e.sys.PoolAnnotations(s.pool))
+	}
+	maps.Copy(ann, s.annotations)
 	o := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: svcNS, Annotations: e.sys.PoolAnnotations(s.pool)},
+		ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: svcNS, Annotations: ann},
 		Spec: corev1.ServiceSpec{
 			Type:     corev1.ServiceTypeLoadBalancer,
 			Selector: map[string]string{"app": s.name},

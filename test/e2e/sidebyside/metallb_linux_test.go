@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
+	"sigs.k8s.io/yaml"
 
 	"github.com/vipspeaker/vipspeaker/internal/nstest"
 	"github.com/vipspeaker/vipspeaker/test/lab"
@@ -56,6 +57,11 @@ type metallbSys struct {
 	speakerBin    string
 	controllerBin string
 	src           string // the module's source folder (CRDs)
+	// config, when set, is MetalLB's configuration as YAML documents
+	// (metallb.io resources) instead of the bench's, and as its BGP
+	// peers' myASN.
+	config string
+	as     uint32
 
 	kcfg       string
 	secretDir  string // the memberlist Secret as the kubelet would mount it
@@ -77,6 +83,10 @@ func newMetalLB(t testing.TB) *metallbSys {
 }
 
 func (m *metallbSys) Name() string { return "metallb" }
+
+// NodeAS is the AS of the nodes' sessions when the configuration is the
+// test's own (0: the bench's nodeAS).
+func (m *metallbSys) NodeAS() uint32 { return m.as }
 
 // MetalLB's native mode has no BFD and no graceful restart: the router
 // needs nothing beyond the common session settings.
@@ -148,6 +158,10 @@ func (m *metallbSys) Install(t testing.TB, e *env) {
 	}
 
 	m.createSpeakerPods(ctx, t, e)
+	if m.config != "" {
+		m.applyConfig(ctx, t)
+		return
+	}
 
 	pool := func(name, cidr string, auto bool) *unstructured.Unstructured {
 		u := m.obj("IPAddressPool")
@@ -176,13 +190,41 @@ func (m *metallbSys) Install(t testing.TB, e *env) {
 		{poolGVR, pool("bgp", bgpPool, true)}, {poolGVR, pool("l2", l2Pool, false)},
 		{peerGVR, peer}, {bgpAdvGVR, bgpAdv}, {l2AdvGVR, l2Adv},
 	} {
-		// A CRD just Established may still answer 404 for a moment.
-		if err := lab.Poll(30*time.Second, 100*time.Millisecond, func() error {
-			_, err := m.dyn.Resource(o.gvr).Namespace(metallbNS).Create(ctx, o.u, metav1.CreateOptions{})
-			return err
-		}); err != nil {
-			t.Fatalf("create %s %s: %v", o.u.GetKind(), o.u.GetName(), err)
+		m.create(ctx, t, o.gvr, o.u)
+	}
+}
+
+// create writes one MetalLB object into MetalLB's namespace.
+func (m *metallbSys) create(ctx context.Context, t testing.TB, gvr schema.GroupVersionResource, u *unstructured.Unstructured) {
+	t.Helper()
+	// A CRD just Established may still answer 404 for a moment.
+	if err := lab.Poll(30*time.Second, 100*time.Millisecond, func() error {
+		_, err := m.dyn.Resource(gvr).Namespace(metallbNS).Create(ctx, u, metav1.CreateOptions{})
+		return err
+	}); err != nil {
+		t.Fatalf("create %s %s: %v", u.GetKind(), u.GetName(), err)
+	}
+}
+
+// applyConfig creates the objects of m.config, as `kubectl apply -f`
+// would, in MetalLB's namespace.
+func (m *metallbSys) applyConfig(ctx context.Context, t testing.TB) {
+	t.Helper()
+	for i, d := range strings.Split(m.config, "\n---\n") {
+		u := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal([]byte(d), &u.Object); err != nil || u.GetKind() == "" {
+			t.Fatalf("MetalLB configuration, document %d: %v", i+1, err)
 		}
+		gv, err := schema.ParseGroupVersion(u.GetAPIVersion())
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.SetNamespace(metallbNS)
+		res := strings.ToLower(u.GetKind()) + "s" // ipaddresspools, bgppeers, …
+		if r, ok := strings.CutSuffix(res, "ys"); ok {
+			res = r + "ies" // communities
+		}
+		m.create(ctx, t, gv.WithResource(res), u)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/vipspeaker/vipspeaker/config"
 	"github.com/vipspeaker/vipspeaker/kube"
 	"github.com/vipspeaker/vipspeaker/test/lab"
 	"github.com/vipspeaker/vipspeaker/test/lab/kubeapi"
@@ -24,6 +25,10 @@ type vipspeakerSys struct {
 	bin      string
 	kcfg     string
 	speakers map[string]*lab.Process
+	// migrated, when set, is the ConfigMap's data to install instead of
+	// the bench's configuration (vipspeaker.toml and gobgp.conf, as
+	// `vipspeaker migrate` wrote them).
+	migrated map[string]string
 }
 
 func newVipspeaker(t testing.TB) *vipspeakerSys {
@@ -85,7 +90,11 @@ func (v *vipspeakerSys) Install(t testing.TB, e *env) {
 	if _, err := e.cs.CoreV1().Secrets(kube.DefaultNamespace).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	v.setConfigMap(t, e, v.toml(e), v.gobgp(""))
+	if v.migrated != nil {
+		v.setConfigMap(t, e, v.migrated[config.FileName], v.migrated[config.GoBGPFileName])
+	} else {
+		v.setConfigMap(t, e, v.toml(e), v.gobgp(""))
+	}
 	var err error
 	if v.kcfg, err = e.API.Kubeconfig(kubeapi.AgentToken); err != nil {
 		t.Fatal(err)
