@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 
 	"github.com/vishvananda/netns"
@@ -225,4 +226,33 @@ func frrDirsWithPrefix(prefix string) []string {
 		}
 	}
 	return out
+}
+
+// RoomForNeighbours raises the kernel's neighbour-table limits
+// (net.ipv{4,6}.neigh.default.gc_thresh1/2/3, written in the initial
+// network namespace) to at least entries, restoring them when the test
+// ends. The table is one for all namespaces, 1,024 entries by default: a
+// lab of fifty hosts that all talk to each other (the layer2 membership is
+// a full mesh) fills it, and a host that starts then gets "no route to
+// host" to everything it has not talked to yet (dmesg: "neighbor table
+// overflow"). On a real machine each node has its own table.
+func RoomForNeighbours(t testing.TB, entries int) {
+	t.Helper()
+	for _, fam := range []string{"ipv4", "ipv6"} {
+		for i, want := range []int{entries / 4, entries / 2, entries} {
+			p := fmt.Sprintf("/proc/sys/net/%s/neigh/default/gc_thresh%d", fam, i+1)
+			old, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatalf("neighbour-table limit: %v", err)
+			}
+			have, err := strconv.Atoi(strings.TrimSpace(string(old)))
+			if err != nil || have >= want {
+				continue
+			}
+			if err := os.WriteFile(p, []byte(strconv.Itoa(want)), 0o644); err != nil {
+				t.Fatalf("neighbour-table limit: %v", err)
+			}
+			t.Cleanup(func() { _ = os.WriteFile(p, old, 0o644) })
+		}
+	}
 }

@@ -71,6 +71,10 @@ func start(tb testing.TB, o opts) *fleet {
 	if o.agents > 180 {
 		tb.Fatalf("at most 180 agents on one /24 (%d)", o.agents)
 	}
+	// Every agent talks to every other (the layer2 membership): about
+	// agents² neighbour entries in the kernel's one table for all
+	// namespaces.
+	lab.RoomForNeighbours(tb, max(4096, 2*(o.agents+5)*(o.agents+5)))
 	bin := lab.Vipspeaker(tb)
 	paths, err := kubeapi.BuildComponents("kube-controller-manager", "kube-scheduler")
 	if err != nil {
