@@ -73,7 +73,7 @@ func (s *Server) addPoolPeers(cfg *parsedConfig) {
 	pol := oc.PolicyDefinition{Name: poolPeersPolicy}
 	cfg.poolLinkLocal = map[string]netip.Addr{}
 	for _, pp := range s.poolPeers {
-		nset := "vipspeaker-pool-" + pp.Pool + "-peers"
+		nset := poolNeighborSet(pp.Pool)
 		neighborSets = append(neighborSets, oc.NeighborSet{NeighborSetName: nset, NeighborInfoList: s.poolNeighbors(pp.Peers, cfg.poolLinkLocal)})
 		for _, v := range []int{4, 6} {
 			name := fmt.Sprintf("vipspeaker-pool-%s-v%d", pp.Pool, v)
@@ -126,6 +126,33 @@ func (s *Server) poolNeighbors(peers []string, used map[string]netip.Addr) []str
 		out = []string{poolNobody}
 	}
 	return out
+}
+
+// poolNeighborSet names the neighbor set of a pool's peers.
+func poolNeighborSet(pool string) string { return "vipspeaker-pool-" + pool + "-peers" }
+
+// followRoutersLocked puts the routers' addresses GoBGP has now for the
+// unnumbered neighbors the pools name into the pool neighbor sets of the
+// config in force, when they changed: a policy change, applied by soft
+// reset. Only those sets change (never the global section), so this
+// cannot restart the speaker. Callers hold opMu.
+func (s *Server) followRoutersLocked(ctx context.Context) error {
+	if !s.poolPeersStaleLocked() {
+		return nil
+	}
+	cfg, set := *s.cur, *s.cur.set
+	used := map[string]netip.Addr{}
+	sets := slices.Clone(set.DefinedSets.NeighborSets)
+	for _, pp := range s.poolPeers {
+		for i := range sets {
+			if sets[i].NeighborSetName == poolNeighborSet(pp.Pool) {
+				sets[i].NeighborInfoList = s.poolNeighbors(pp.Peers, used)
+			}
+		}
+	}
+	set.DefinedSets.NeighborSets = sets
+	cfg.set, cfg.poolLinkLocal = &set, used
+	return s.applyLocked(ctx, &cfg)
 }
 
 // poolPeersStaleLocked says an unnumbered neighbor named by a pool's peers
