@@ -36,6 +36,9 @@ type parsedConfig struct {
 	// filled by the server before the config runs
 	routerIDChosen bool
 	nh6            netip.Addr
+	// poolLinkLocal: the routers' addresses of the unnumbered neighbors
+	// the pool-peers policy was built with, by interface (poolpeers.go)
+	poolLinkLocal map[string]netip.Addr
 }
 
 // Validate checks a gobgp.conf (its name is used in the messages) exactly as

@@ -22,15 +22,7 @@ func (s *Server) SetHiddenNeighbors(ctx context.Context, addrs []netip.Addr) err
 		return nil
 	}
 	s.hidden = hidden
-	if s.wanted == nil || s.stopped {
-		return nil
-	}
-	cfg := s.withoutHidden(s.wanted)
-	if s.bgp == nil {
-		s.pending = cfg
-		return nil
-	}
-	return s.applyLocked(ctx, cfg)
+	return s.reapplyLocked(ctx)
 }
 
 // withoutHidden is cfg without the hidden neighbors (a copy; cfg is kept

@@ -19,7 +19,10 @@ func (s *Server) addPeers(ctx context.Context) error {
 	s.opMu.Lock()
 	defer s.opMu.Unlock()
 	s.peersAdded = true
-	return s.addPeersLocked(ctx, true)
+	err := s.addPeersLocked(ctx, true)
+	// the routers of unnumbered neighbors are known now: the pools that
+	// name them get them before the sessions are up
+	return errors.Join(err, s.followRoutersLocked(ctx))
 }
 
 func (s *Server) addPeersLocked(ctx context.Context, restarting bool) error {

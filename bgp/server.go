@@ -66,11 +66,14 @@ type Server struct {
 	pending *parsedConfig // accepted, not yet applied (before Run)
 	// wanted is the last accepted gobgp.conf as written; hidden the
 	// neighbors kept out of it on this node (see SetHiddenNeighbors)
-	wanted  *parsedConfig
-	hidden  map[netip.Addr]bool
-	cur     *parsedConfig // applied; router-id resolved
-	bgp     *server.BgpServer
-	stopped bool
+	wanted *parsedConfig
+	hidden map[netip.Addr]bool
+	// poolPeers: the pools whose paths go to some neighbors only
+	// (SetPoolPeers, poolpeers.go)
+	poolPeers []routing.PoolPeers
+	cur       *parsedConfig // applied; router-id resolved
+	bgp       *server.BgpServer
+	stopped   bool
 	// peersAdded: the neighbors of cur are in GoBGP (Run adds them only
 	// after the first VIPs are in the RIB)
 	peersAdded bool
@@ -294,6 +297,7 @@ func (s *Server) start(ctx context.Context) error {
 // IPv6 next hop.
 func (s *Server) resolve(cfg *parsedConfig) error {
 	addZebraOnlyVIPs(cfg)
+	s.addPoolPeers(cfg)
 	g := &cfg.set.Global.Config
 	addrs := nodeAddrs()
 	if !g.RouterId.IsValid() {

@@ -273,6 +273,11 @@ func (s *Server) tickUnnumbered(ctx context.Context) {
 			s.solicit(iface) // a replaced router answers with its new address
 		}
 	}
+	// a pool's unnumbered peer has a router now (or a new one): until its
+	// neighbor set says so, the pool's paths are held back from it
+	if err := s.followRoutersLocked(ctx); err != nil {
+		s.log.Error("pool peers: follow an unnumbered neighbor's router", "err", err)
+	}
 }
 
 // established says GoBGP's session with addr is up.

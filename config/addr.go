@@ -52,6 +52,29 @@ func (r Range) Contains(a netip.Addr) bool {
 	return a.BitLen() == r.First.BitLen() && r.First.Compare(a) <= 0 && a.Compare(r.Last) <= 0
 }
 
+// Prefixes are the fewest prefixes that together hold exactly r's
+// addresses, in address order.
+func (r Range) Prefixes() []netip.Prefix {
+	var out []netip.Prefix
+	for a := r.First; ; {
+		bits := a.BitLen()
+		for bits > 0 {
+			wider := netip.PrefixFrom(a, bits-1).Masked()
+			if wider.Addr() != a || lastOf(wider).Compare(r.Last) > 0 {
+				break
+			}
+			bits--
+		}
+		p := netip.PrefixFrom(a, bits)
+		out = append(out, p)
+		last := lastOf(p)
+		if last == r.Last {
+			return out
+		}
+		a = last.Next()
+	}
+}
+
 // Overlaps reports whether r and o share an address.
 func (r Range) Overlaps(o Range) bool {
 	return r.First.BitLen() == o.First.BitLen() &&

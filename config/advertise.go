@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -35,6 +36,10 @@ type PoolAdvertise struct {
 	// community proportional to its ready endpoints, so routers that honour
 	// it (FRR) split the traffic by backends instead of equally by node.
 	WeightedByEndpoints bool
+	// Peers are the gobgp.conf neighbors the pool's paths go to (a
+	// neighbor-address as an address, or a neighbor-interface's interface
+	// name); empty: every neighbor.
+	Peers []string
 }
 
 type filePoolAdvertise struct {
@@ -44,6 +49,7 @@ type filePoolAdvertise struct {
 	LocalPref           *int64   `toml:"local-pref"`
 	AggregationLength   *int64   `toml:"aggregation-length"`
 	AggregationLengthV6 *int64   `toml:"aggregation-length-v6"`
+	Peers               []string `toml:"peers"`
 }
 
 // SelectsNode reports whether a node with these labels announces (bgp) or
@@ -154,7 +160,42 @@ func (v *validator) advertise(at string, raw filePoolAdvertise, p *Pool) {
 	}
 	ad.AggregationLength = v.aggregation(at+".aggregation-length", raw.AggregationLength, p, 32)
 	ad.AggregationLengthV6 = v.aggregation(at+".aggregation-length-v6", raw.AggregationLengthV6, p, 128)
+	ad.Peers = v.peers(at+".peers", raw.Peers, p)
 	p.Advertise = ad
+}
+
+// peers checks a pool's peers: each an address (IPv4 or IPv6, no zone) or
+// an interface name, listed once, on a bgp pool. Whether gobgp.conf has
+// them is CheckWithGoBGP's to say. Addresses come back in their canonical
+// form.
+func (v *validator) peers(field string, raw []string, p *Pool) []string {
+	if len(raw) > 0 && p.Mode == routing.ModeLayer2 {
+		v.errorf(field, nil, "a layer2 pool is not announced over BGP: peers apply to bgp pools")
+		return nil
+	}
+	var out []string
+	seen := map[string]int{}
+	for i, s := range raw {
+		at := fmt.Sprintf("%s[%d]", field, i)
+		s = strings.TrimSpace(s)
+		if a, err := netip.ParseAddr(s); err == nil {
+			if a.Zone() != "" {
+				v.errorf(at, nil, "%q: name an unnumbered neighbor by its interface (neighbor-interface), not a zoned address", s)
+				continue
+			}
+			s = a.Unmap().String()
+		} else if err := checkIfName(s); err != nil {
+			v.errorf(at, nil, "%q is neither a neighbor address nor an interface name (neighbor-interface)", s)
+			continue
+		}
+		if j, dup := seen[s]; dup {
+			v.errorf(at, nil, "peer %s is already listed (line %d)", s, v.pos.lineOf(fmt.Sprintf("%s[%d]", field, j)))
+			continue
+		}
+		seen[s] = i
+		out = append(out, s)
+	}
+	return out
 }
 
 // aggregation checks an aggregation length: within the family, and no

@@ -64,6 +64,25 @@ func (c *Config) ForNode(vips []routing.VIP, nodeLabels map[string]string) []rou
 	return out
 }
 
+// PoolPeers are the bgp pools whose [pools.advertise] peers name the
+// neighbors their paths go to, with the prefixes that hold their
+// addresses; a pool without peers goes to every neighbor and is not
+// listed.
+func (c *Config) PoolPeers() []routing.PoolPeers {
+	var out []routing.PoolPeers
+	for _, p := range c.Pools {
+		if len(p.Advertise.Peers) == 0 || p.Mode != routing.ModeBGP {
+			continue
+		}
+		pp := routing.PoolPeers{Pool: p.Name, Peers: p.Advertise.Peers}
+		for _, r := range p.Blocks() {
+			pp.Prefixes = append(pp.Prefixes, r.Prefixes()...)
+		}
+		out = append(out, pp)
+	}
+	return out
+}
+
 // StandaloneErrors are what standalone mode cannot do with a config that
 // is otherwise valid: a layer2 pool's node-selector (the owner election
 // there counts every speaker of the membership as a candidate, so a node

@@ -123,3 +123,20 @@ func Union(want, have []VIP) []VIP {
 	}
 	return want
 }
+
+// PoolPeers names the BGP neighbors a pool's paths go to (a pool's
+// [pools.advertise] peers): its host routes and covering prefixes, which
+// lie within Prefixes, are sent to these neighbors only.
+type PoolPeers struct {
+	Pool string
+	// Prefixes cover exactly the pool's addresses.
+	Prefixes []netip.Prefix
+	// Peers are gobgp.conf neighbors as written there: a neighbor-address,
+	// or the interface of a neighbor-interface (unnumbered) neighbor.
+	Peers []string
+}
+
+// Equal reports whether two pools' peer lists are the same.
+func (p PoolPeers) Equal(o PoolPeers) bool {
+	return p.Pool == o.Pool && slices.Equal(p.Prefixes, o.Prefixes) && slices.Equal(p.Peers, o.Peers)
+}

@@ -11,8 +11,8 @@ import (
 )
 
 func TestCheckExampleConfigIsValid(t *testing.T) {
-	// unnumbered and control-plane-vip name eth0, which need not exist where check runs
-	for _, dir := range []string{"config", "unnumbered", "control-plane-vip", "control-plane-vip/bgp"} {
+	// unnumbered, pool-peers and control-plane-vip name interfaces, which need not exist where check runs
+	for _, dir := range []string{"config", "unnumbered", "control-plane-vip", "control-plane-vip/bgp", "pool-peers"} {
 		var out, errb bytes.Buffer
 		if code := dispatch([]string{"check", "../../deploy/examples/" + dir}, &out, &errb); code != 0 {
 			t.Fatalf("check of the shipped example %s exited %d:\n%s%s", dir, code, out.String(), errb.String())
@@ -214,5 +214,42 @@ func TestCheckAcceptsSecretReferences(t *testing.T) {
 	want := path + `:18: auth-password: "secret:bgp-auth": want secret:NAME/KEY`
 	if !strings.Contains(out.String(), want) {
 		t.Errorf("output lacks %q:\n%s", want, out.String())
+	}
+}
+
+// A pool's peer that gobgp.conf does not define: `vipspeaker check` of a
+// ConfigMap names the manifest line and the field.
+func TestCheckConfigMapPoolPeerNotANeighbor(t *testing.T) {
+	const cm = `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: vipspeaker-config
+  namespace: vipspeaker-system
+data:
+  vipspeaker.toml: |
+    [[pools]]
+    name = "a"
+    addresses = ["203.0.113.0/25"]
+      [pools.advertise]
+      peers = ["198.18.0.1", "198.18.0.2"]
+  gobgp.conf: |
+    [global.config]
+    as = 65001
+    [[neighbors]]
+      [neighbors.config]
+      neighbor-address = "198.18.0.1"
+      peer-as = 65000
+`
+	path := filepath.Join(t.TempDir(), "cm.yaml")
+	if err := os.WriteFile(path, []byte(cm), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := dispatch([]string{"check", path}, &out, &errb); code != 1 {
+		t.Fatalf("exit %d, want 1; output:\n%s%s", code, out.String(), errb.String())
+	}
+	want := path + ":12: pools[0].advertise.peers[1]: 198.18.0.2 is not a neighbor in "
+	if !strings.HasPrefix(out.String(), want) || strings.Count(strings.TrimSpace(out.String()), "\n") != 0 {
+		t.Errorf("output:\n%s\nwant one line starting %q", out.String(), want)
 	}
 }

@@ -17,8 +17,11 @@ func TestMigrateThenCheck(t *testing.T) {
 	if code != 3 {
 		t.Fatalf("exit %d, want 3 (notes); stderr:\n%s", code, errb.String())
 	}
-	if !strings.Contains(errb.String(), "not carried over: BGPAdvertisement/prod: spec.peers") {
-		t.Errorf("stderr lacks the peers note:\n%s", errb.String())
+	if !strings.Contains(errb.String(), "not carried over: BGPPeer/tor2: not carried over: routerID") {
+		t.Errorf("stderr lacks the routerID note:\n%s", errb.String())
+	}
+	if !strings.Contains(out.String(), `peers = ["198.18.0.1"]`) || strings.Contains(errb.String(), "spec.peers") {
+		t.Errorf("BGPAdvertisement prod's peers [tor1] not carried over as tor1's address:\n%s\n%s", out.String(), errb.String())
 	}
 	cm := filepath.Join(t.TempDir(), "cm.yaml")
 	if err := os.WriteFile(cm, out.Bytes(), 0o644); err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"maps"
 
@@ -8,14 +9,14 @@ import (
 )
 
 // hideNeighbors keeps the neighbors [[peer-nodes]] of c does not give this
-// node out of the speaker's config, by this node's labels (--node-labels
-// in standalone mode; the Node's in cluster mode, where until it is read
-// every restricted neighbor stays out).
+// node out of the speaker's config, by this node's labels (the Node's in
+// cluster mode: until it is read every restricted neighbor stays out), and
+// hands the speaker the pools' peers. Both are applied; the first error wins.
 func (a *agent) hideNeighbors(ctx context.Context, c *config.Config) error {
 	a.vipMu.Lock()
 	l, known := a.nodeLabels, a.labelsKnown
 	a.vipMu.Unlock()
-	return a.bgp.SetHiddenNeighbors(ctx, c.HiddenNeighbors(l, known))
+	return cmp.Or(a.bgp.SetPoolPeers(ctx, c.PoolPeers()), a.bgp.SetHiddenNeighbors(ctx, c.HiddenNeighbors(l, known)))
 }
 
 // setNodeLabels takes the Node's labels and applies [[peer-nodes]] again

@@ -147,6 +147,21 @@ func (c *converter) metallb() {
 		}
 		return out
 	}
+	// BGPPeers first: a BGPAdvertisement's peers are their names
+	peerAddr := map[string]string{}
+	var ibgp string
+	for _, d := range c.of("metallb.io", "BGPPeer") {
+		var s mlbPeer
+		if !c.spec(d, &s) {
+			continue
+		}
+		if c.mlbPeer(d, s, bfd) {
+			peerAddr[d.name] = s.PeerAddress
+		}
+		if s.MyASN != 0 && s.MyASN == s.PeerASN && ibgp == "" {
+			ibgp = d.ref()
+		}
+	}
 	for _, d := range c.of("metallb.io", "L2Advertisement") {
 		var s mlbL2Adv
 		if !c.spec(d, &s) {
@@ -164,16 +179,18 @@ func (c *converter) metallb() {
 		if !c.spec(d, &s) {
 			continue
 		}
-		if len(s.Peers) > 0 {
-			c.note(d, "spec.peers: a pool's own peer list is not carried over (every session gets the pool; a policy in gobgp.conf with a prefix-set can limit it)")
-		}
+		peers := c.advertisedPeers(d, s.Peers, peerAddr)
 		for _, p := range selected(d, s.IPAddressPools, s.IPAddressPoolSelectors) {
-			bgpAds[p] = append(bgpAds[p], bgpAd{d, s})
+			bgpAds[p] = append(bgpAds[p], bgpAd{d, s, peers})
 		}
 	}
 	for _, p := range c.pools {
 		for _, a := range c.keptAds(p, bgpAds[p]) {
 			c.advertise(a.d, p, "bgp")
+			if len(a.peers) == 0 {
+				p.allPeers = true // MetalLB: an advertisement naming no peer goes to all
+			}
+			p.peers = mergeStrings(p.peers, a.peers)
 			for _, v := range a.s.Communities {
 				if a, ok := aliases[v]; ok {
 					v = a
@@ -193,16 +210,6 @@ func (c *converter) metallb() {
 			p.mode, p.autoAssign = "bgp", false
 		}
 	}
-	var ibgp string
-	for _, d := range c.of("metallb.io", "BGPPeer") {
-		var s mlbPeer
-		if c.spec(d, &s) {
-			c.mlbPeer(d, s, bfd)
-			if s.MyASN != 0 && s.MyASN == s.PeerASN && ibgp == "" {
-				ibgp = d.ref()
-			}
-		}
-	}
 	for _, p := range c.pools {
 		if p.mode != "bgp" || len(bgpAds[p]) == 0 {
 			continue
@@ -216,10 +223,12 @@ func (c *converter) metallb() {
 	}
 }
 
-// bgpAd is one BGPAdvertisement as it applies to a pool.
+// bgpAd is one BGPAdvertisement as it applies to a pool, with the
+// addresses of the BGPPeers it names.
 type bgpAd struct {
-	d doc
-	s mlbBGPAdv
+	d     doc
+	s     mlbBGPAdv
+	peers []string
 }
 
 // lengths are the advertisement's aggregation lengths as the pool's
@@ -291,6 +300,24 @@ func describeLengths(a bgpAd) string {
 	return strings.Join(out, " and ")
 }
 
+// advertisedPeers are the addresses of the BGPPeers a BGPAdvertisement
+// names (MetalLB's spec.peers), for [pools.advertise] peers; a name no
+// BGPPeer document carries is noted and left out.
+func (c *converter) advertisedPeers(d doc, names []string, peerAddr map[string]string) []string {
+	var out []string
+	for _, name := range names {
+		if a, ok := peerAddr[name]; ok {
+			out = append(out, a)
+		} else {
+			c.note(d, fmt.Sprintf("spec.peers: no BGPPeer %q (with a peerAddress and peerASN) among the documents; left out", name))
+		}
+	}
+	if len(names) > 0 && len(out) == 0 {
+		c.note(d, "spec.peers: none of the named BGPPeers is here, so the pools of this advertisement go to every neighbor")
+	}
+	return out
+}
+
 // advertise sets p's mode from an advertisement, noting a second mode.
 func (c *converter) advertise(d doc, p *pool, mode string) {
 	switch {
@@ -325,8 +352,8 @@ func (c *converter) nodeSelector(d doc, p *pool, sels []metav1.LabelSelector) {
 	p.nodeSelector = sel.String()
 }
 
-// mlbPeer converts one BGPPeer.
-func (c *converter) mlbPeer(d doc, s mlbPeer, bfd map[string]mlbBFD) {
+// mlbPeer converts one BGPPeer; false when it is skipped.
+func (c *converter) mlbPeer(d doc, s mlbPeer, bfd map[string]mlbBFD) bool {
 	n := neighbor{address: s.PeerAddress, peerAS: s.PeerASN, localAS: s.MyASN, port: s.PeerPort,
 		multihop: s.EBGPMultiHop, gracefulRestart: s.EnableGracefulRestart, source: s.SourceAddress, from: d.ref()}
 	if s.HoldTime != nil {
@@ -397,9 +424,10 @@ func (c *converter) mlbPeer(d doc, s mlbPeer, bfd map[string]mlbBFD) {
 	}
 	if s.PeerAddress == "" || s.PeerASN == 0 && s.DynamicASN == "" {
 		c.note(d, "no peerAddress or peerASN: skipped")
-		return
+		return false
 	}
 	c.neighbors = append(c.neighbors, n)
+	return true
 }
 
 // firstSelector is the first of a list of MetalLB label selectors, as a

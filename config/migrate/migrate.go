@@ -136,6 +136,10 @@ type pool struct {
 	localPref                  uint32
 	aggregation, aggregationV6 int
 	advertisedBy               string
+	// peers: the neighbors the pool goes to, unless allPeers (some
+	// advertisement of it names none)
+	peers    []string
+	allPeers bool
 }
 
 // neighbor is a gobgp.conf neighbor being built.
@@ -249,7 +253,10 @@ func (c *converter) toml() string {
 			}
 			fmt.Fprintf(&b, "  [pools.layer2]\n  interfaces = %s\n", list(ifaces))
 		}
-		if p.nodeSelector != "" || len(p.communities) > 0 || p.localPref != 0 || p.aggregation != 0 || p.aggregationV6 != 0 {
+		if p.allPeers {
+			p.peers = nil
+		}
+		if p.nodeSelector != "" || len(p.communities) > 0 || p.localPref != 0 || p.aggregation != 0 || p.aggregationV6 != 0 || len(p.peers) > 0 {
 			b.WriteString("  [pools.advertise]\n")
 			if p.nodeSelector != "" {
 				fmt.Fprintf(&b, "  node-selector = %s\n", quote(p.nodeSelector))
@@ -265,6 +272,9 @@ func (c *converter) toml() string {
 			}
 			if p.aggregationV6 != 0 {
 				fmt.Fprintf(&b, "  aggregation-length-v6 = %d\n", p.aggregationV6)
+			}
+			if len(p.peers) > 0 {
+				fmt.Fprintf(&b, "  peers = %s\n", list(p.peers))
 			}
 		}
 	}

@@ -68,7 +68,14 @@ func TestMetalLB(t *testing.T) {
 		t.Errorf("production namespace-selector %q, want MetalLB's first namespaceSelectors (matchLabels team: web)", prod.NamespaceSelector)
 	}
 	hasNote(t, res, "IPAddressPool/production", "namespaceSelectors", "only the first")
-	hasNote(t, res, "BGPAdvertisement/prod", "spec.peers")
+	if strings.Join(ad.Peers, ",") != "198.18.0.1" {
+		t.Errorf("production peers %q, want tor1's peerAddress (BGPAdvertisement prod's peers: [tor1])", ad.Peers)
+	}
+	for _, n := range res.Notes {
+		if strings.Contains(n, "spec.peers") {
+			t.Errorf("a note about spec.peers, which carries over: %s", n)
+		}
+	}
 	hasNote(t, res, "BGPPeer/tor1", "passwordSecret", "tor1-password")
 	hasNote(t, res, "BGPPeer/tor2", "routerID")
 	hasNote(t, res, "Namespace/metallb-system", "passed over")
@@ -121,6 +128,63 @@ func TestOpenELB(t *testing.T) {
 	if len(cfg.PeerNodes) != 1 || cfg.PeerNodes[0].NodeSelector != "openelb.kubesphere.io/rack=leaf1" {
 		t.Errorf("peer-nodes %+v", cfg.PeerNodes)
 	}
+}
+
+// BGPAdvertisement.peers names BGPPeers: their addresses become the pool's
+// peers, merged over the pool's advertisements; an advertisement naming no
+// peer (MetalLB: all of them) clears the list, and a name with no BGPPeer
+// is noted and left out.
+func TestMetalLBAdvertisementPeers(t *testing.T) {
+	const peers = `apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: tor-a}
+spec: {myASN: 64512, peerASN: 64500, peerAddress: 198.18.0.1}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: tor-b}
+spec: {myASN: 64512, peerASN: 64500, peerAddress: "2001:db8:18::1"}
+---
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: a}
+spec: {addresses: ["198.51.100.0/26"]}
+---
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: b}
+spec: {addresses: ["198.51.100.64/26"]}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: to-a}
+spec: {ipAddressPools: [a, b], peers: [tor-a, tor-x]}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: to-b}
+spec: {ipAddressPools: [a], peers: [tor-b]}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: everyone}
+spec: {ipAddressPools: [b]}
+`
+	res, err := Convert(strings.NewReader(peers))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, res.TOML)
+	}
+	cfg, errs := config.Parse(config.FileName, []byte(res.TOML))
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	if got := strings.Join(cfg.Pool("a").Advertise.Peers, ","); got != "198.18.0.1,2001:db8:18::1" {
+		t.Errorf("pool a's peers %q, want tor-a's and tor-b's addresses", got)
+	}
+	if got := cfg.Pool("b").Advertise.Peers; len(got) != 0 {
+		t.Errorf("pool b's peers %q, want none (advertisement everyone names no peer: all)", got)
+	}
+	hasNote(t, res, "BGPAdvertisement/to-a", "spec.peers", `"tor-x"`, "left out")
 }
 
 // Input the agent would refuse (an aggregation that reaches outside the

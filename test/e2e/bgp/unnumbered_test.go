@@ -39,7 +39,8 @@ router bgp 65000
 // interface (neighbor-interface = "eth0"), FRR peers with `neighbor n1
 // interface`; gobgp.conf is deploy/examples/unnumbered's. The session comes up, and both the IPv4 and the IPv6 VIP are
 // in FRR's table and kernel via the node's link-local address on that
-// link (the IPv4 one with an IPv6 next hop, RFC 5549); traffic from the
+// link (the IPv4 one with an IPv6 next hop, RFC 5549), also with the VIPs'
+// pool sent to that neighbor only (peers = ["eth0"]); traffic from the
 // router reaches both VIPs over it.
 func TestUnnumberedSession(t *testing.T) {
 	t.Parallel()
@@ -58,7 +59,19 @@ func TestUnnumberedSession(t *testing.T) {
 
 	agent, err := lab.NewAgent(host, bin)
 	must(t, err)
-	must(t, agent.WriteConfig("vipspeaker.toml", lab.AgentTOML{}.String()))
+	// the VIPs' pool names the neighbor by its interface ([pools.advertise]
+	// peers): its paths go to the router GoBGP has at the link-local
+	// address heard on eth0, and nowhere else
+	pool := func(peers string) string {
+		return lab.AgentTOML{Extra: `
+[[pools]]
+name = "fabric"
+addresses = ["203.0.113.0/24", "2001:db8:100::/64"]
+  [pools.advertise]
+  peers = [` + peers + `]
+`}.String()
+	}
+	must(t, agent.WriteConfig("vipspeaker.toml", pool(`"eth0"`)))
 	// the shipped example as it is; its empty router-id is the node's own
 	// IPv4 address, on another interface (the peering link has none)
 	host.MustRun("ip", "link", "add", "mgmt0", "type", "ifb")
@@ -112,23 +125,34 @@ func TestUnnumberedSession(t *testing.T) {
 		})
 	}
 
-	// a reload without the neighbor ends the session and withdraws the
-	// VIPs; with it again, they come back
+	// a reload without the neighbor, while the pool still names it, is
+	// refused; once the pool names no peer, it ends the session and
+	// withdraws the VIPs; with it again, they come back
 	t.Logf("%v: routes and pings checked", time.Since(start))
 	must(t, agent.WriteConfig("gobgp.conf", lab.GoBGPConf{AS: 65001}.String()))
+	lab.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
+		if !strings.Contains(agent.Proc.Log(), "pools[0].advertise.peers[0]: eth0 is not a neighbor in ") {
+			return fmt.Errorf("the agent has not refused the reload that leaves the pool's peer undefined")
+		}
+		return nil
+	})
+	must(t, frr.WaitEstablished("n1", time.Second))
+	must(t, agent.WriteConfig("vipspeaker.toml", pool("")))
 	must(t, router.WaitGateways("203.0.113.10/32", 20*time.Second))
 	if s, err := frr.PeerState("n1"); err != nil || s == "Established" {
 		t.Errorf("FRR's session after the neighbor was removed: %q, %v", s, err)
 	}
 	t.Logf("%v: withdrawn", time.Since(start))
 	must(t, agent.WriteConfig("gobgp.conf", conf))
+	must(t, agent.WriteConfig("vipspeaker.toml", pool(`"eth0"`)))
 	must(t, frr.WaitEstablished("n1", 30*time.Second))
 	t.Logf("%v: established again", time.Since(start))
 	must(t, router.WaitGateways("203.0.113.10/32", 20*time.Second, nodeLL.String()))
 
 	// the router is replaced: another link-local address, its bgpd
 	// restarted. The agent follows the router's advertisements to the new
-	// address and the session comes back.
+	// address and the session comes back, the pool's paths with it (its
+	// peer is now at the new address).
 	router.MustRun("ip", "-6", "addr", "del", routerLL.String()+"/64", "dev", "n1")
 	router.MustRun("ip", "-6", "addr", "add", "fe80::99/64", "dev", "n1", "nodad")
 	replaced := time.Now()
