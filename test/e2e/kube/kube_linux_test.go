@@ -66,6 +66,8 @@ type setupOpts struct {
 	// debug: the agents serve Go's profiles on 127.0.0.1:6060 in their
 	// namespaces (--debug-addr).
 	debug bool
+	// pools: more [[pools]] TOML after testTOML's.
+	pools string
 }
 
 const bulk6Pool = `
@@ -109,7 +111,7 @@ func setupWith(t testing.TB, o setupOpts) *env {
 	lab.RequireFRR(t)
 	bin := lab.Vipspeaker(t)
 	routerAddrs := []string{routerAddr + "/24"}
-	toml, gobgp := testTOML, testGoBGP
+	toml, gobgp := testTOML+o.pools, testGoBGP
 	if o.v6 {
 		routerAddrs = append(routerAddrs, routerAddr6+"/64")
 		toml += bulk6Pool
