@@ -211,6 +211,12 @@ func NewMembership(opts Options) (*Membership, error) {
 	c.GossipNodes = gossipNodes
 	c.PushPullInterval = pushPull
 	c.TCPTimeout = tcpTimeout
+	// Every probe, ack and gossip packet would otherwise go through LZW,
+	// whose writer allocates and clears its table per message: 15 % of an
+	// idle agent's CPU in a profile of the 10-agent fleet, for packets of
+	// a few dozen bytes. Receivers decode compressed and plain messages
+	// alike, so a rolling update mixes both without harm.
+	c.EnableCompression = false
 	// A restarted speaker comes back under the same name, maybe at a new
 	// address (a new Pod IP): let it reclaim its name at once.
 	c.DeadNodeReclaimTime = time.Millisecond

@@ -187,7 +187,7 @@ func (f *fleet) startAgent(tb testing.TB, n string) {
 	tb.Helper()
 	p, err := f.Nodes[n].Start(fmt.Sprintf("agent-%s-%d", n, time.Now().UnixNano()%100000), []string{f.bin, "run",
 		"--kubeconfig", f.Kubeconfig, "--node-name", n, "--run-dir", filepath.Join(f.Lab.Dir(), "run-"+n),
-		"--allocate=false", "--metrics-addr", "127.0.0.1:9472", "--log-level", "info"})
+		"--allocate=false", "--metrics-addr", "127.0.0.1:9472", "--debug-addr", "127.0.0.1:6060", "--log-level", "info"})
 	if err != nil {
 		tb.Fatal(err)
 	}
