@@ -2,13 +2,11 @@ package lab
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"sync"
 	"time"
-	"unsafe"
 
 	"github.com/mdlayher/packet"
 	"golang.org/x/sys/unix"
@@ -106,50 +104,23 @@ func (p *ARPProber) send() {
 	}
 }
 
-// read records the replies, each with the time the kernel received it
-// (SO_TIMESTAMPNS), so a reader scheduled late on a loaded machine does
-// not make a reply look late.
+// read records the replies, each with the time the kernel received it.
 func (p *ARPProber) read() {
 	defer close(p.readDone)
-	rc, err := p.conn.SyscallConn()
-	if err != nil {
-		return
-	}
-	_ = rc.Control(func(fd uintptr) {
-		_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
-	})
-	b, oob := make([]byte, 1500), make([]byte, 128)
-	for {
-		var n, oobn int
-		var rerr error
-		if err := rc.Read(func(fd uintptr) bool {
-			n, oobn, _, _, rerr = unix.Recvmsg(int(fd), b, oob, unix.MSG_DONTWAIT)
-			return !errors.Is(rerr, unix.EAGAIN)
-		}); err != nil || rerr != nil {
+	readStamped(p.conn, 1500, func(at time.Time, b []byte) {
+		if len(b) < 42 || binary.BigEndian.Uint16(b[20:22]) != 2 {
 			return
-		}
-		at := time.Now()
-		if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
-			for _, m := range msgs {
-				if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_TIMESTAMPNS && len(m.Data) >= 16 {
-					ts := (*unix.Timespec)(unsafe.Pointer(&m.Data[0]))
-					at = time.Unix(ts.Unix())
-				}
-			}
-		}
-		if n < 42 || binary.BigEndian.Uint16(b[20:22]) != 2 {
-			continue
 		}
 		spa, _ := netip.AddrFromSlice(b[28:32])
 		tpa, _ := netip.AddrFromSlice(b[38:42])
 		if spa != p.target || tpa != p.src {
-			continue
+			return
 		}
 		r := ARPReply{At: at, MAC: net.HardwareAddr(b[22:28]).String()}
 		p.mu.Lock()
 		p.replies = append(p.replies, r)
 		p.mu.Unlock()
-	}
+	})
 }
 
 // Replies returns the replies seen so far, in order.
