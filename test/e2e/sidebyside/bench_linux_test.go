@@ -46,7 +46,9 @@ func eachSystem(b *testing.B, run func(b *testing.B, sys system)) {
 
 // BenchmarkSideBySide runs, for each system in a lab of its own:
 //   - route: 100 Services created one after the other, each from creation
-//     to the route in FRR's kernel via all three nodes;
+//     to the route in FRR's kernel via all three nodes, and to the first
+//     and the last node's BGP UPDATE carrying its /32 as captured on the
+//     router's br0 (lab.BGPCapture, from before the sessions open);
 //   - freeze: a node's speaker frozen (SIGSTOP) → that node's next hop gone
 //     from FRR's kernel, 10 times (vipspeaker: BFD 100 ms × 3; MetalLB:
 //     the 3 s hold timer, its shortest);
@@ -62,7 +64,7 @@ func eachSystem(b *testing.B, run func(b *testing.B, sys system)) {
 // Run with -benchtime 1x (each measurement repeats itself).
 func BenchmarkSideBySide(b *testing.B) {
 	eachSystem(b, func(b *testing.B, sys system) {
-		e := newEnv(b, sys)
+		e := newEnv(b, sys, true)
 		steps := []struct {
 			name string
 			run  func(b *testing.B, e *env)
@@ -124,9 +126,11 @@ func report(b *testing.B, name string, ds []time.Duration) {
 }
 
 // measureServiceToRoute: Service created → status address → route in
-// FRR's kernel with all three next hops, polled every 2 ms.
+// FRR's kernel with all three next hops, polled every 2 ms; and, from the
+// router's capture of the BGP sessions (e.wire), created → the first
+// UPDATE carrying the VIP's /32 from any node, and → the last node's.
 func measureServiceToRoute(b *testing.B, e *env) {
-	var status, route []time.Duration
+	var status, route, wireFirst, wireLast []time.Duration
 	for i := range 100 {
 		s := svc{name: fmt.Sprintf("route-%03d", i), pool: "bgp"}
 		at := e.createService(b, s)
@@ -134,11 +138,49 @@ func measureServiceToRoute(b *testing.B, e *env) {
 		st := time.Now()
 		done := e.waitHops(b, vip, len(nodeNames), 2*time.Millisecond, 30*time.Second)
 		status, route = append(status, st.Sub(at)), append(route, done.Sub(at))
+		if e.wire != nil {
+			first, last := e.updatesOnWire(b, vip, at)
+			wireFirst, wireLast = append(wireFirst, first.Sub(at)), append(wireLast, last.Sub(at))
+		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	b.Logf("%s: Service → route p50 %v p99 %v (status p50 %v)", e.sys.Name(), pct(route, 50), pct(route, 99), pct(status, 50))
 	report(b, "route", route)
 	report(b, "status", status)
+	if e.wire != nil {
+		updates, errs := e.wire.Counts()
+		b.Logf("%s: Service → first UPDATE on the wire p50 %v p99 %v, → every node's p50 %v p99 %v (%d UPDATEs captured, %d unparsed)", e.sys.Name(),
+			pct(wireFirst, 50), pct(wireFirst, 99), pct(wireLast, 50), pct(wireLast, 99), updates, errs)
+		report(b, "wire_first", wireFirst)
+		report(b, "wire_last", wireLast)
+	}
+}
+
+// updatesOnWire returns when the router's capture saw the first and the
+// last node's UPDATE carrying vip/32 since at. The route is in FRR's
+// kernel via every node by now, so every node's UPDATE has crossed br0;
+// the wait is for the capture's reader only.
+func (e *env) updatesOnWire(b *testing.B, vip netip.Addr, at time.Time) (first, last time.Time) {
+	p := netip.PrefixFrom(vip, 32)
+	lab.Eventually(b, 5*time.Second, 2*time.Millisecond, func() error {
+		got := e.wire.Announced(p, at)
+		first, last = time.Time{}, time.Time{}
+		for _, n := range nodeNames {
+			t, ok := got[netip.MustParseAddr(nodeAddr(n))]
+			if !ok {
+				updates, errs := e.wire.Counts()
+				return fmt.Errorf("%s: no UPDATE with %s from %s captured since the Service was created (%v; %d UPDATEs, %d unparsed)", e.sys.Name(), p, n, got, updates, errs)
+			}
+			if first.IsZero() || t.Before(first) {
+				first = t
+			}
+			if t.After(last) {
+				last = t
+			}
+		}
+		return nil
+	})
+	return first, last
 }
 
 // bgpVIP returns the address of a BGP Service routed via all nodes,
@@ -576,7 +618,7 @@ func measureCommunity(b *testing.B, e *env) {
 // measureScale creates n Services (16 at a time) in a fresh lab and times
 // until FRR's kernel routes all n VIPs of the BGP pool via every node.
 func measureScale(b *testing.B, sys system, n int) {
-	e := newEnv(b, sys)
+	e := newEnv(b, sys, false)
 	pool := netip.MustParsePrefix(bgpPool)
 	start := time.Now()
 	var g errgroup.Group

@@ -87,12 +87,17 @@ type env struct {
 	client *lab.Host
 	macs   map[string]string // node → eth0 MAC
 	bpffs  string
+	// wire captures the BGP sessions on the router's br0, which every
+	// node's packets to the router cross (nil unless newEnv was asked).
+	wire *lab.BGPCapture
 
 	mu      sync.Mutex
 	proxied map[netip.Addr]bool // VIPs the lab's kube-proxy put on kube-ipvs0
 }
 
-func newEnv(t testing.TB, sys system) *env {
+// newEnv builds the lab for sys and starts it; with capture, the router
+// captures the BGP sessions from before the first one opens (env.wire).
+func newEnv(t testing.TB, sys system, capture bool) *env {
 	t.Helper()
 	lab.RequireFRR(t)
 	c := kubeapi.NewCluster(t, kubeapi.ClusterOptions{BridgeAddrs: []string{routerAddr + "/24"}, APIAddr: apiAddr,
@@ -140,6 +145,12 @@ func newEnv(t testing.TB, sys system) *env {
 	e.bpffs = lab.MountBPFFS(t)
 
 	var err error
+	if capture {
+		if e.wire, err = e.router.StartBGPCapture("br0"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(e.wire.Stop)
+	}
 	e.frr, err = e.router.StartFRR(lab.FRRConfig{BGPd: e.frrConf(), BFDd: sys.RouterGlobal()})
 	if err != nil {
 		t.Fatal(err)

@@ -107,7 +107,7 @@ func TestMigrateAnnouncesWhatMetalLBDid(t *testing.T) {
 	m := newMetalLB(t)
 	m.config, m.as = migrationConfig, routerAS
 	v := newVipspeaker(t)
-	e := newEnv(t, m)
+	e := newEnv(t, m, false)
 
 	pinned := func(addr string) map[string]string { return map[string]string{kube.MetalLBAddresses: addr} }
 	services := []svc{
