@@ -205,3 +205,26 @@ func TestBGPWireMidStream(t *testing.T) {
 		t.Errorf("198.19.0.11/32 announced %v, want by the router", got)
 	}
 }
+
+// Speakers that did not both offer 4-octet AS numbers send 2-octet AS
+// paths; the capture reads them so.
+func TestBGPWireTwoOctetAS(t *testing.T) {
+	w := NewBGPWire()
+	o, err := bgppkt.NewBGPOpenMessage(64512, 3, wireNode, []bgppkt.OptionParameterInterface{
+		bgppkt.NewOptionParameterCapability([]bgppkt.ParameterCapabilityInterface{bgppkt.NewCapMultiProtocol(bgppkt.RF_IPv4_UC)})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nh, _ := bgppkt.NewPathAttributeNextHop(wireNode)
+	n, _ := bgppkt.NewIPAddrPrefix(netip.MustParsePrefix("198.19.0.20/32"))
+	u := bgppkt.NewBGPUpdateMessage(nil, []bgppkt.PathAttributeInterface{bgppkt.NewPathAttributeOrigin(0),
+		bgppkt.NewPathAttributeAsPath([]bgppkt.AsPathParamInterface{bgppkt.NewAsPathParam(bgppkt.BGP_ASPATH_ATTR_TYPE_SEQ, []uint16{64512, 64513})}), nh},
+		[]bgppkt.PathNLRI{{NLRI: n}})
+	session(t, w, cat(serialize(t, o, nil), serialize(t, u, &bgppkt.MarshallingOption{Use2ByteAS: true})), 1<<16, inOrder)
+	if got := w.Announced(netip.MustParsePrefix("198.19.0.20/32"), wireT0); len(got) != 1 {
+		t.Errorf("198.19.0.20/32 announced %v, want by %s", got, wireNode)
+	}
+	if _, errs := w.Counts(); errs != 0 {
+		t.Errorf("%d messages unparsed", errs)
+	}
+}
