@@ -131,6 +131,7 @@ func report(b *testing.B, name string, ds []time.Duration) {
 // UPDATE carrying the VIP's /32 from any node, and → the last node's.
 func measureServiceToRoute(b *testing.B, e *env) {
 	var status, route, wireFirst, wireLast []time.Duration
+	before := e.frrSessions(b)
 	for i := range 100 {
 		s := svc{name: fmt.Sprintf("route-%03d", i), pool: "bgp"}
 		at := e.createService(b, s)
@@ -141,8 +142,19 @@ func measureServiceToRoute(b *testing.B, e *env) {
 		if e.wire != nil {
 			first, last := e.updatesOnWire(b, vip, at)
 			wireFirst, wireLast = append(wireFirst, first.Sub(at)), append(wireLast, last.Sub(at))
+			if done.Sub(at) > 500*time.Millisecond {
+				b.Logf("%s: %s slow: status %v, first UPDATE %v, last UPDATE %v, route %v after the create", e.sys.Name(), s.name,
+					st.Sub(at).Round(time.Millisecond), first.Sub(at).Round(time.Millisecond), last.Sub(at).Round(time.Millisecond), done.Sub(at).Round(time.Millisecond))
+			}
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	resets := 0
+	for a, n := range e.frrSessions(b) {
+		resets += n - before[a]
+	}
+	if resets > 0 {
+		b.Logf("%s: %d BGP sessions were re-established while the 100 Services were created", e.sys.Name(), resets)
 	}
 	b.Logf("%s: Service → route p50 %v p99 %v (status p50 %v)", e.sys.Name(), pct(route, 50), pct(route, 99), pct(status, 50))
 	report(b, "route", route)
