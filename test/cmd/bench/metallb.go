@@ -27,6 +27,7 @@ var metallbBenches = []goBench{{
 		vs := sideBySide{r: r, res: res, ours: ours, theirs: theirs}
 		vs.latency("Service created → route in FRR's kernel via all 3 nodes", "route", nil)
 		vs.latency("of which: create → status carries the address", "status", nil)
+		vs.latency("of which: create → a watch of the Services delivers the address (what the agents' informers see)", "status_watch", nil)
 		vs.latencyAgainst("Service created → first BGP UPDATE with its /32 on the wire (capture at the router, from any node)", "wire_first",
 			"p50 ≤ 10 ms, p99 ≤ 30 ms (issue 21)", []report.Check{report.AtMost("p50", 10), report.AtMost("p99", 30)})
 		vs.latency("Service created → the last of the 3 nodes' BGP UPDATEs with its /32 on the wire (capture at the router)", "wire_last", nil)

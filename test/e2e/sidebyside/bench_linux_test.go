@@ -126,12 +126,16 @@ func report(b *testing.B, name string, ds []time.Duration) {
 }
 
 // measureServiceToRoute: Service created → status address → route in
-// FRR's kernel with all three next hops, polled every 2 ms; and, from the
-// router's capture of the BGP sessions (e.wire), created → the first
-// UPDATE carrying the VIP's /32 from any node, and → the last node's.
+// FRR's kernel with all three next hops, polled every 2 ms; created →
+// the status address as a watch of the Services delivers it (what the
+// agents' informers see); and, from the router's capture of the BGP
+// sessions (e.wire), created → the first UPDATE carrying the VIP's /32
+// from any node, and → the last node's.
 func measureServiceToRoute(b *testing.B, e *env) {
-	var status, route, wireFirst, wireLast []time.Duration
+	var status, route, seen, wireFirst, wireLast []time.Duration
 	before := e.frrSessions(b)
+	sw := e.watchStatus(b)
+	defer sw.stop()
 	for i := range 100 {
 		s := svc{name: fmt.Sprintf("route-%03d", i), pool: "bgp"}
 		at := e.createService(b, s)
@@ -139,6 +143,9 @@ func measureServiceToRoute(b *testing.B, e *env) {
 		st := time.Now()
 		done := e.waitHops(b, vip, len(nodeNames), 2*time.Millisecond, 30*time.Second)
 		status, route = append(status, st.Sub(at)), append(route, done.Sub(at))
+		if t, ok := sw.at(s.name); ok {
+			seen = append(seen, t.Sub(at))
+		}
 		if e.wire != nil {
 			first, last := e.updatesOnWire(b, vip, at)
 			wireFirst, wireLast = append(wireFirst, first.Sub(at)), append(wireLast, last.Sub(at))
@@ -159,6 +166,10 @@ func measureServiceToRoute(b *testing.B, e *env) {
 	b.Logf("%s: Service → route p50 %v p99 %v (status p50 %v)", e.sys.Name(), pct(route, 50), pct(route, 99), pct(status, 50))
 	report(b, "route", route)
 	report(b, "status", status)
+	if len(seen) == len(route) {
+		b.Logf("%s: Service → status address seen by a watch p50 %v p99 %v", e.sys.Name(), pct(seen, 50), pct(seen, 99))
+		report(b, "status_watch", seen)
+	}
 	if e.wire != nil {
 		updates, errs := e.wire.Counts()
 		b.Logf("%s: Service → first UPDATE on the wire p50 %v p99 %v, → every node's p50 %v p99 %v (%d UPDATEs captured, %d unparsed)", e.sys.Name(),
@@ -166,33 +177,6 @@ func measureServiceToRoute(b *testing.B, e *env) {
 		report(b, "wire_first", wireFirst)
 		report(b, "wire_last", wireLast)
 	}
-}
-
-// updatesOnWire returns when the router's capture saw the first and the
-// last node's UPDATE carrying vip/32 since at. The route is in FRR's
-// kernel via every node by now, so every node's UPDATE has crossed br0;
-// the wait is for the capture's reader only.
-func (e *env) updatesOnWire(b *testing.B, vip netip.Addr, at time.Time) (first, last time.Time) {
-	p := netip.PrefixFrom(vip, 32)
-	lab.Eventually(b, 5*time.Second, 2*time.Millisecond, func() error {
-		got := e.wire.Announced(p, at)
-		first, last = time.Time{}, time.Time{}
-		for _, n := range nodeNames {
-			t, ok := got[netip.MustParseAddr(nodeAddr(n))]
-			if !ok {
-				updates, errs := e.wire.Counts()
-				return fmt.Errorf("%s: no UPDATE with %s from %s captured since the Service was created (%v; %d UPDATEs, %d unparsed)", e.sys.Name(), p, n, got, updates, errs)
-			}
-			if first.IsZero() || t.Before(first) {
-				first = t
-			}
-			if t.After(last) {
-				last = t
-			}
-		}
-		return nil
-	})
-	return first, last
 }
 
 // bgpVIP returns the address of a BGP Service routed via all nodes,
