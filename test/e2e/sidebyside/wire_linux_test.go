@@ -10,6 +10,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/vipspeaker/vipspeaker/test/lab"
 )
@@ -50,9 +52,15 @@ type statusWatch struct {
 	first  map[string]time.Time
 }
 
-func (e *env) watchStatus(b *testing.B) *statusWatch {
+func (e *env) watchStatus(b testing.TB) *statusWatch {
+	cfg := e.API.Admin()
+	cfg.Timeout = 0 // the lab's 30 s would end the watch
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	w, err := e.cs.CoreV1().Services(svcNS).Watch(ctx, metav1.ListOptions{})
+	list, err := cs.CoreV1().Services(svcNS).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		cancel()
 		b.Fatal(err)
@@ -60,18 +68,33 @@ func (e *env) watchStatus(b *testing.B) *statusWatch {
 	sw := &statusWatch{cancel: cancel, done: make(chan struct{}), first: map[string]time.Time{}}
 	go func() {
 		defer close(sw.done)
-		defer w.Stop()
-		for ev := range w.ResultChan() {
-			now := time.Now()
-			s, ok := ev.Object.(*corev1.Service)
-			if !ok || len(s.Status.LoadBalancer.Ingress) == 0 {
+		// From the list's version on, again from the last event's when the
+		// watch ends or the API server refuses it for now.
+		rv := list.ResourceVersion
+		for ctx.Err() == nil {
+			w, err := cs.CoreV1().Services(svcNS).Watch(ctx, metav1.ListOptions{ResourceVersion: rv})
+			if err != nil {
+				time.Sleep(10 * time.Millisecond)
 				continue
 			}
-			sw.mu.Lock()
-			if _, ok := sw.first[s.Name]; !ok {
-				sw.first[s.Name] = now
+			for ev := range w.ResultChan() {
+				now := time.Now()
+				s, ok := ev.Object.(*corev1.Service)
+				if ev.Type == watch.Error || !ok {
+					break
+				}
+				rv = s.ResourceVersion
+				if len(s.Status.LoadBalancer.Ingress) == 0 {
+					continue
+				}
+				sw.mu.Lock()
+				if _, ok := sw.first[s.Name]; !ok {
+					sw.first[s.Name] = now
+				}
+				sw.mu.Unlock()
 			}
-			sw.mu.Unlock()
+			w.Stop()
+			time.Sleep(10 * time.Millisecond)
 		}
 	}()
 	return sw
