@@ -488,6 +488,7 @@ func (c *Controller) speak(ctx context.Context, apply func([]routing.VIP)) {
 	var (
 		pause   time.Duration
 		lastEnd time.Time
+		busy    int // passes in a row that ended with changes waiting
 	)
 	beat, stopBeat := c.opts.Heartbeat.Tick()
 	defer stopBeat()
@@ -505,8 +506,11 @@ func (c *Controller) speak(ctx context.Context, apply func([]routing.VIP)) {
 		// took (at most 500 ms) after it, so the changes that come
 		// meanwhile are taken together and the agent uses at most a
 		// quarter of a core, leaving the rest to the API server and the
-		// node. A change after a quiet spell is taken at once; passes
-		// under 1 ms never rest.
+		// node. The rest starts only once two passes in a row found
+		// changes waiting when they ended: the few events of one
+		// Service (its EndpointSlice, the Service, its status a few ms
+		// later) are taken at once, each, as is a change after a quiet
+		// spell; passes under 1 ms never rest.
 		if wait := pause - time.Since(lastEnd); wait > 0 {
 			select {
 			case <-ctx.Done():
@@ -618,7 +622,12 @@ func (c *Controller) speak(ctx context.Context, apply func([]routing.VIP)) {
 		}
 		c.metrics.announced.Set(float64(len(res.services)))
 		pause = 0
-		if d := time.Since(passStart); d > time.Millisecond {
+		if len(c.kickC) > 0 {
+			busy++
+		} else {
+			busy = 0
+		}
+		if d := time.Since(passStart); d > time.Millisecond && busy >= 2 {
 			pause = min(3*d, 500*time.Millisecond)
 		}
 		lastEnd = time.Now()
