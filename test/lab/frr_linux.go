@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -208,6 +209,20 @@ func (f *FRR) loadIntegrated(daemon string) error {
 
 // Host is the host FRR runs on.
 func (f *FRR) Host() *Host { return f.host }
+
+// Renice sets the scheduling niceness of every daemon's threads (each
+// daemon is its own process group; threads started later inherit it). A
+// lab whose router shares the machine's cores with many agents gives it
+// the head start a router with CPUs of its own has, so that what is
+// measured is the agents and not a starved router.
+func (f *FRR) Renice(nice int) error {
+	for d, p := range f.procs {
+		if err := syscall.Setpriority(syscall.PRIO_PGRP, p.pgid, nice); err != nil {
+			return fmt.Errorf("renice frr %s: %w", d, err)
+		}
+	}
+	return nil
+}
 
 // Process returns the process of one daemon ("zebra", "bgpd", ...), or nil.
 func (f *FRR) Process(daemon string) *Process { return f.procs[daemon] }
