@@ -404,7 +404,12 @@ func TestGoBGPdPeerSeesCommunities(t *testing.T) {
 	peer := func(addr string, as int) []lab.GoBGPNeighbor {
 		return []lab.GoBGPNeighbor{{Address: addr, PeerAS: as, ConnectRetry: 1, Families: lab.BothFamilies}}
 	}
-	g, err := gh.StartGoBGPd(lab.GoBGPConf{AS: 65200, RouterID: "198.18.102.1", Neighbors: peer("198.18.102.2", 65001)}.String())
+	// gobgpd waits for the agent (passive): two GoBGPs connecting to each
+	// other at once can both keep the collided connection and sit in
+	// OPENCONFIRM until the 90 s hold timer, as a fresh-clone CI run saw.
+	router := peer("198.18.102.2", 65001)
+	router[0].Extra = "  [neighbors.transport.config]\n    passive-mode = true\n"
+	g, err := gh.StartGoBGPd(lab.GoBGPConf{AS: 65200, RouterID: "198.18.102.1", Neighbors: router}.String())
 	if err != nil {
 		t.Fatal(err)
 	}
