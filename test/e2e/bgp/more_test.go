@@ -98,25 +98,7 @@ func TestMultihopWithMD5PasswordFile(t *testing.T) {
 // Asserted on each router's own view.
 func TestPolicyPrefixSetAndNeighborSetAtFRRAndBIRD(t *testing.T) {
 	t.Parallel()
-	if err := lab.HaveBIRD(); err != nil {
-		nstest.Skip(t, "%v", err)
-	}
-	tp, n := newNode(t)
-	bh := tp.Lab.MustHost("bird")
-	tp.Lab.MustLink(bh, "eth0", []string{"198.18.101.1/30"}, n.Host, "eth1", []string{"198.18.101.2/30"})
-	bird, err := bh.StartBIRD(`router id 198.18.101.1;
-protocol device {}
-protocol bgp node1 {
-  local 198.18.101.1 as 65100;
-  neighbor 198.18.101.2 as 65001;
-  connect retry time 1;
-  ipv4 { import all; export none; };
-}
-`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tp.startFRR(t, nil, ebgp, "")
+	tp, n, bird := nodeWithFRRAndBIRD(t)
 	// policy rejects VIPs outside 203.0.113.0/24 and every VIP to the
 	// peers of neighbor set nset ("bird": 198.18.101.1).
 	policy := func(nset string) string {

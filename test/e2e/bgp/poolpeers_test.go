@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vipspeaker/vipspeaker/internal/nstest"
 	"github.com/vipspeaker/vipspeaker/status"
 	"github.com/vipspeaker/vipspeaker/test/lab"
 )
@@ -23,25 +22,7 @@ import (
 // line, and the routes stay where they are.
 func TestPoolPeersAtFRRAndBIRD(t *testing.T) {
 	t.Parallel()
-	if err := lab.HaveBIRD(); err != nil {
-		nstest.Skip(t, "%v", err)
-	}
-	tp, n := newNode(t)
-	bh := tp.Lab.MustHost("bird")
-	tp.Lab.MustLink(bh, "eth0", []string{"198.18.101.1/30"}, n.Host, "eth1", []string{"198.18.101.2/30"})
-	bird, err := bh.StartBIRD(`router id 198.18.101.1;
-protocol device {}
-protocol bgp node1 {
-  local 198.18.101.1 as 65100;
-  neighbor 198.18.101.2 as 65001;
-  connect retry time 1;
-  ipv4 { import all; export none; };
-}
-`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tp.startFRR(t, nil, ebgp, "")
+	tp, n, bird := nodeWithFRRAndBIRD(t)
 	const birdAddr = "198.18.101.1"
 	// the user's policy: a community on every path, and c's prefix
 	// accepted towards every peer

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vipspeaker/vipspeaker/internal/nstest"
 	"github.com/vipspeaker/vipspeaker/test/lab"
 )
 
@@ -54,6 +55,33 @@ type frrNeighbor struct {
 
 // startFRR starts zebra, bgpd (and bfdd when bfdd is set) on the router,
 // peering with every node over IPv4 for both address families.
+// nodeWithFRRAndBIRD is a node peering with the topology's FRR (eBGP) and
+// with a BIRD router (AS 65100, 198.18.101.1) on a link of its own that
+// imports everything the node sends; it skips without BIRD.
+func nodeWithFRRAndBIRD(t testing.TB) (*topo, *node, *lab.BIRD) {
+	t.Helper()
+	if err := lab.HaveBIRD(); err != nil {
+		nstest.Skip(t, "%v", err)
+	}
+	tp, n := newNode(t)
+	bh := tp.Lab.MustHost("bird")
+	tp.Lab.MustLink(bh, "eth0", []string{"198.18.101.1/30"}, n.Host, "eth1", []string{"198.18.101.2/30"})
+	bird, err := bh.StartBIRD(`router id 198.18.101.1;
+protocol device {}
+protocol bgp node1 {
+  local 198.18.101.1 as 65100;
+  neighbor 198.18.101.2 as 65001;
+  connect retry time 1;
+  ipv4 { import all; export none; };
+}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp.startFRR(t, nil, ebgp, "")
+	return tp, n, bird
+}
+
 func (tp *topo) startFRR(t testing.TB, global []string, per func(n *node) frrNeighbor, bfdd string) {
 	t.Helper()
 	conf := lab.FRRBGPConf{AS: 65000, RouterID: "198.18.0.1", Global: global, MaximumPaths: 8, MaximumPathsIBGP: 8,
